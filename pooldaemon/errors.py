@@ -1,0 +1,115 @@
+"""One error vocabulary for the whole daemon, each class with a stable code (STYLE habit 3)."""
+
+from __future__ import annotations
+
+
+class PoolDaemonError(Exception):
+    """Base class: every error the daemon reports to a user carries a stable code."""
+
+    code = "internal"
+    #: HTTP status the control socket answers with for this error.
+    http_status = 500
+
+    def __init__(self, message: str, *, detail: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+
+class TransientError(PoolDaemonError):
+    """Worth retrying later: network failures, 5xx, timeouts, 429."""
+
+    code = "transient"
+    http_status = 503
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(TransientError):
+    """The pool asked us to slow down (HTTP 429 or Retry-After)."""
+
+    code = "rate_limited"
+
+
+class AuthError(PoolDaemonError):
+    """Credentials or tokens were refused after one renewal: the user must act."""
+
+    code = "auth"
+    http_status = 502
+
+
+class TokenExpired(PoolDaemonError):
+    """A token was refused; renewing it once may fix the call."""
+
+    code = "token_expired"
+    http_status = 502
+
+
+class AccountError(PoolDaemonError):
+    """The pool says the account may not do this (expired, suspended, download limit)."""
+
+    code = "account"
+    http_status = 502
+
+
+class ProtocolError(PoolDaemonError):
+    """The pool answered with something we cannot use: malformed body, wrong shape."""
+
+    code = "protocol"
+    http_status = 502
+
+
+class IncompleteAnswer(ProtocolError):
+    """An empty or cut-short answer (seed 004's 200-with-[] timeout): never treat as data."""
+
+    code = "incomplete"
+
+
+class NotFound(PoolDaemonError):
+    """The thing asked for does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Unsupported(PoolDaemonError):
+    """The pool does not offer this operation."""
+
+    code = "unsupported"
+    http_status = 400
+
+
+class BadRequest(PoolDaemonError):
+    """A request from the user or a client is malformed."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class Conflict(PoolDaemonError):
+    """The request is valid but the object is not in a state that allows it."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class DiskFull(PoolDaemonError):
+    """No space left where a download must land: pause, do not retry in a loop."""
+
+    code = "disk_full"
+    http_status = 507
+
+
+class IntegrityError(PoolDaemonError):
+    """Bytes failed verification (size, checksum, magic bytes, archive checks)."""
+
+    code = "integrity"
+    http_status = 502

@@ -1,0 +1,120 @@
+"""The one small interface every pool adapter implements.
+
+Adapters hold only their pool's URLs, fields and token rules (STYLE habit 2). They never touch the
+store, the filesystem or the scheduler: the sync coordinator and the downloader call them and
+record what they return. Anything an adapter must remember across restarts (a persistent login
+token, a per-track token and when it was seen) it returns in `state` / `QueueItem.extra` and gets
+back through `restore_state`.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, ClassVar
+
+from pooldaemon.errors import Unsupported
+from pooldaemon.models import CatalogPage, DownloadPlan, OutboxCall, QueueItem, Request
+from pooldaemon.pools.http import PoolHttp
+
+
+class Capability(enum.StrEnum):
+    """What a pool offers; the daemon asks before it calls."""
+
+    CATALOG = "catalog"  # a browsable catalog to mirror
+    INCREMENTAL = "incremental"  # the catalog can be read "changed since"
+    LOOKUPS = "lookups"  # lookup tables (genres, …)
+    QUEUE = "queue"  # a remote download queue to poll
+    QUEUE_EDIT = "queue_edit"  # add/remove items of that queue
+    REDOWNLOAD = "redownload"  # an endpoint that allows downloading again
+    OUTBOX = "outbox"  # calls owed after a download (acknowledgements)
+
+
+Clock = Callable[[], float]
+
+
+class PoolAdapter(ABC):
+    """A pool account: sign in, read the catalog and queue, plan downloads."""
+
+    #: The config `type` this adapter serves.
+    type_name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+    #: Request kinds (refs.KINDS) this pool can download.
+    kinds: ClassVar[tuple[str, ...]] = ("track",)
+
+    def __init__(self, name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> None:
+        self.name = name
+        self.config = config
+        self.http = http
+        self.clock = clock
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    # -- state kept across restarts ------------------------------------------------------------
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take back what `state()` returned last time (tokens that outlive a restart)."""
+
+    def state(self) -> dict[str, Any]:
+        """What to persist for `restore_state` (stored in the state database, mode 0600)."""
+        return {}
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def sign_in(self) -> None:
+        """Get fresh account tokens, raising AuthError/AccountError with the pool's message."""
+
+    def token_expires_at(self) -> float | None:
+        """When the account token expires (unix time), for renewal ahead of expiry."""
+        return None
+
+    async def renew(self) -> None:
+        """Renew account tokens; by default sign in again."""
+        await self.sign_in()
+
+    # -- catalog and queue --------------------------------------------------------------------
+
+    async def lookups(self) -> dict[str, dict[str, Any]]:
+        """Lookup tables: kind → {key: value} (CrateQ genres, categories, qualities, mixes)."""
+        raise Unsupported(f"{self.name}: no lookup tables")
+
+    def catalog(self, since: float | None = None) -> AsyncIterator[CatalogPage]:
+        """Page through the catalog: all of it, or what changed since `since` (unix time)."""
+        raise Unsupported(f"{self.name}: no catalog")
+
+    async def remote_queue(self) -> list[QueueItem]:
+        """The whole remote queue (every page); raise on anything short of a complete answer."""
+        raise Unsupported(f"{self.name}: no remote queue")
+
+    async def queue_add(self, item_id: str) -> str:
+        """Add to the remote queue; returns what happened, in words for the user."""
+        raise Unsupported(f"{self.name}: the remote queue cannot be edited")
+
+    async def queue_remove(self, item_id: str) -> str:
+        raise Unsupported(f"{self.name}: the remote queue cannot be edited")
+
+    # -- downloads ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def plan(self, request: Request, known: QueueItem | None = None) -> DownloadPlan:
+        """Turn a request into parts and sources. `known` is the queue entry we hold, if any."""
+
+    async def renew_plan(self, plan: DownloadPlan, part_key: str | None = None) -> DownloadPlan:
+        """Fresh sources/tokens for an expired or failing plan; part keys stay the same."""
+        return await self.plan(Request(plan.pool, plan.item_id, plan.kind))
+
+    async def redownload(self, item_ids: list[str], reason: str) -> str:
+        """Ask the pool to allow downloading again (a scarce call: only on the user's word)."""
+        raise Unsupported(f"{self.name}: no redownload request; a plain download is used")
+
+    def after_download(self, plan: DownloadPlan) -> list[OutboxCall]:
+        """Calls owed to the pool once a file is verified (go through the persistent outbox)."""
+        return []
+
+    async def deliver(self, call: OutboxCall) -> None:
+        """Make one owed call; raise TransientError to have it retried later."""
+        raise Unsupported(f"{self.name}: no outbox calls")

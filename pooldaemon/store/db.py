@@ -1,0 +1,125 @@
+"""The one SQLite connection: WAL, explicit transactions, migrations on open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from pooldaemon.errors import PoolDaemonError
+from pooldaemon.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+class StoreError(PoolDaemonError):
+    """The state database cannot be used as it is."""
+
+    code = "store"
+
+
+class Store:
+    """Owns the connection. Writers go through `transaction()`, which serializes them.
+
+    One event loop, one connection: there are no thread locks around SQLite (STYLE), only an
+    asyncio lock so two coroutines never interleave statements of two transactions.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, migrate_to: int = SCHEMA_VERSION) -> Store:
+        """Open (creating if needed) and migrate; refuse a database from a newer pooldaemon."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The state holds tokens: create it private before SQLite opens it.
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        store = cls(conn, path)
+        try:
+            await store._configure()
+            await store._migrate(migrate_to)
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def _configure(self) -> None:
+        mode = await self._scalar("PRAGMA journal_mode = WAL")
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode}); is it on NFS?")
+        # NORMAL in WAL is durable across process crashes; a power cut may lose the last commit,
+        # which only costs a chunk re-download (RELIABILITY C3).
+        await self._conn.execute("PRAGMA synchronous = NORMAL")
+        await self._conn.execute("PRAGMA foreign_keys = ON")
+        await self._conn.execute("PRAGMA busy_timeout = 5000")
+        if sys.platform == "darwin":
+            await self._conn.execute("PRAGMA fullfsync = ON")  # RELIABILITY §3 item 17
+
+    async def _migrate(self, target: int) -> None:
+        version = int(await self._scalar("PRAGMA user_version"))
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer pooldaemon (schema {version}, this one "
+                f"knows up to {SCHEMA_VERSION}); upgrade pooldaemon, the database is left as is"
+            )
+        for number in range(version + 1, target + 1):
+            async with self.transaction() as db:
+                for statement in MIGRATIONS[number - 1]:
+                    await db.execute(statement)
+                # user_version is part of the transaction: a crash leaves the old version.
+                await db.execute(f"PRAGMA user_version = {number}")
+
+    async def version(self) -> int:
+        return int(await self._scalar("PRAGMA user_version"))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error (including cancellation)."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        async with self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """One statement in its own transaction; returns the last row id."""
+        async with self.transaction() as db:
+            cur = await db.execute(sql, params)
+            return cur.lastrowid or 0
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self.transaction() as db:
+            await db.executemany(sql, rows)
+
+    async def integrity_check(self) -> str:
+        return str(await self._scalar("PRAGMA integrity_check"))
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.execute("PRAGMA optimize")
+            await self._conn.close()
+
+    async def _scalar(self, sql: str) -> Any:
+        async with self._conn.execute(sql) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None

@@ -1,0 +1,233 @@
+"""The state database's schema as numbered migrations, tracked in `PRAGMA user_version`.
+
+Each migration is a list of statements run in one transaction. Append new versions; never edit
+a released one, since databases in the field have already run it.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 1: pools, catalog mirror, remote queues, jobs with chunk progress, library.
+    [
+        """
+        CREATE TABLE pools (
+            name              TEXT PRIMARY KEY,          -- the config table name, used in refs
+            type              TEXT NOT NULL,             -- crateq | promoonly | harvest
+            last_catalog_sync REAL,                      -- unix time of the last full success
+            last_queue_sync   REAL,
+            last_error        TEXT,
+            last_error_at     REAL,
+            failing_since     REAL,                      -- set while polls fail, for log-on-change
+            blocked_reason    TEXT,                      -- downloads stopped by the pool
+            catalog_cursor    TEXT,                      -- adapter-owned incremental-sync point
+            state             TEXT NOT NULL DEFAULT '{}' -- adapter-owned JSON (persistent tokens)
+        )
+        """,
+        """
+        CREATE TABLE tracks (
+            rowid       INTEGER PRIMARY KEY,
+            pool        TEXT NOT NULL,
+            id          TEXT NOT NULL,
+            artist      TEXT,
+            title       TEXT,
+            genre       TEXT,
+            bpm         INTEGER,
+            year        INTEGER,
+            mix         TEXT,
+            editor      TEXT,
+            advisory    TEXT,
+            length_s    INTEGER,
+            size_bytes  INTEGER,
+            audio       INTEGER,
+            video       INTEGER,
+            quality     TEXT,
+            date        TEXT,
+            source      TEXT,
+            downloaded  INTEGER,
+            removed     INTEGER NOT NULL DEFAULT 0,
+            raw         TEXT NOT NULL DEFAULT '{}',
+            first_seen  REAL NOT NULL,
+            last_seen   REAL NOT NULL,              -- set by every pass that saw it
+            UNIQUE (pool, id)
+        )
+        """,
+        "CREATE INDEX tracks_date ON tracks (date DESC, rowid DESC)",
+        "CREATE INDEX tracks_pool_seen ON tracks (pool, last_seen)",
+        "CREATE INDEX tracks_bpm ON tracks (bpm)",
+        "CREATE INDEX tracks_year ON tracks (year)",
+        # Accent- and case-insensitive prefix search over artist/title/editor (CONTRACT §4).
+        """
+        CREATE VIRTUAL TABLE tracks_fts USING fts5 (
+            artist, title, editor,
+            content = 'tracks', content_rowid = 'rowid',
+            tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3'
+        )
+        """,
+        """
+        CREATE TRIGGER tracks_ai AFTER INSERT ON tracks BEGIN
+            INSERT INTO tracks_fts (rowid, artist, title, editor)
+            VALUES (new.rowid, new.artist, new.title, new.editor);
+        END
+        """,
+        """
+        CREATE TRIGGER tracks_ad AFTER DELETE ON tracks BEGIN
+            INSERT INTO tracks_fts (tracks_fts, rowid, artist, title, editor)
+            VALUES ('delete', old.rowid, old.artist, old.title, old.editor);
+        END
+        """,
+        """
+        CREATE TRIGGER tracks_au AFTER UPDATE OF artist, title, editor ON tracks BEGIN
+            INSERT INTO tracks_fts (tracks_fts, rowid, artist, title, editor)
+            VALUES ('delete', old.rowid, old.artist, old.title, old.editor);
+            INSERT INTO tracks_fts (rowid, artist, title, editor)
+            VALUES (new.rowid, new.artist, new.title, new.editor);
+        END
+        """,
+        """
+        CREATE TABLE lookups (
+            pool  TEXT NOT NULL,
+            kind  TEXT NOT NULL,                 -- genres, genre_categories, video_qualities, …
+            key   TEXT NOT NULL,
+            value TEXT NOT NULL,                 -- JSON, as the pool sent it
+            PRIMARY KEY (pool, kind, key)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE remote_queue (
+            pool       TEXT NOT NULL,
+            item_id    TEXT NOT NULL,
+            kind       TEXT NOT NULL DEFAULT 'track',
+            queue_id   TEXT,
+            queued_at  TEXT,
+            extra      TEXT NOT NULL DEFAULT '{}', -- adapter data: a token, when seen
+            first_seen REAL NOT NULL,
+            last_seen  REAL NOT NULL,
+            PRIMARY KEY (pool, item_id, kind)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE jobs (
+            id           INTEGER PRIMARY KEY,
+            pool         TEXT NOT NULL,
+            kind         TEXT NOT NULL DEFAULT 'track',
+            item_id      TEXT,
+            format       TEXT NOT NULL DEFAULT '',
+            ref          TEXT NOT NULL,
+            origin       TEXT NOT NULL,             -- request | auto | redownload | drop
+            title        TEXT,
+            artist       TEXT,
+            state        TEXT NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            error        TEXT,
+            error_code   TEXT,
+            bytes_done   INTEGER NOT NULL DEFAULT 0,
+            bytes_total  INTEGER,
+            path         TEXT,
+            plan         TEXT,                      -- the last DownloadPlan, JSON (tokens inside)
+            not_before   REAL,                      -- back-off: not retried before this time
+            created      REAL NOT NULL,
+            updated      REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX jobs_state ON jobs (state, id)",
+        "CREATE INDEX jobs_item ON jobs (pool, kind, item_id, format)",
+        """
+        CREATE TABLE job_parts (
+            job_id        INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            part_key      TEXT NOT NULL,
+            expected_size INTEGER,                  -- resume is valid only for the same size
+            etag          TEXT,
+            last_modified TEXT,
+            range_ok      INTEGER,                  -- NULL: not probed yet
+            work_path     TEXT,
+            chunk_size    INTEGER,
+            done          INTEGER NOT NULL DEFAULT 0,
+            sha256        TEXT,
+            PRIMARY KEY (job_id, part_key)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE chunks (
+            job_id   INTEGER NOT NULL,
+            part_key TEXT NOT NULL,
+            idx      INTEGER NOT NULL,
+            start    INTEGER NOT NULL,
+            end      INTEGER NOT NULL,              -- inclusive, as in a Range header
+            done     INTEGER NOT NULL DEFAULT 0,    -- set only after the data is fsynced
+            PRIMARY KEY (job_id, part_key, idx),
+            FOREIGN KEY (job_id, part_key) REFERENCES job_parts (job_id, part_key)
+                ON DELETE CASCADE
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE server_health (
+            pool           TEXT NOT NULL,
+            server         TEXT NOT NULL,
+            failures       INTEGER NOT NULL DEFAULT 0,
+            cooldown_until REAL,
+            no_range       INTEGER NOT NULL DEFAULT 0,
+            last_error     TEXT,
+            updated        REAL NOT NULL,
+            PRIMARY KEY (pool, server)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE library (
+            id        INTEGER PRIMARY KEY,
+            pool      TEXT NOT NULL,
+            kind      TEXT NOT NULL DEFAULT 'track',
+            item_id   TEXT NOT NULL,
+            format    TEXT NOT NULL DEFAULT '',
+            path      TEXT NOT NULL,
+            size      INTEGER NOT NULL,
+            sha256    TEXT NOT NULL,
+            state     TEXT NOT NULL,               -- downloaded | deleted | lost | failed
+            reason    TEXT,
+            job_id    INTEGER,
+            created   REAL NOT NULL,
+            updated   REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX library_item ON library (pool, kind, item_id, format)",
+        "CREATE UNIQUE INDEX library_path ON library (path) WHERE state = 'downloaded'",
+    ],
+    # 2: calls owed to pools, and drop-folder requests deduplicated by content hash.
+    [
+        """
+        CREATE TABLE outbox (
+            id          INTEGER PRIMARY KEY,
+            pool        TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            payload     TEXT NOT NULL,             -- JSON
+            job_id      INTEGER,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            not_before  REAL,
+            last_error  TEXT,
+            created     REAL NOT NULL,
+            done_at     REAL
+        )
+        """,
+        "CREATE INDEX outbox_pending ON outbox (done_at, not_before)",
+        """
+        CREATE TABLE drop_requests (
+            sha256     TEXT PRIMARY KEY,            -- the file's content: a re-read never re-queues
+            name       TEXT NOT NULL,
+            received   REAL NOT NULL,
+            result     TEXT NOT NULL,               -- the result JSON written beside the file
+            moved_to   TEXT                         -- NULL until the file has been moved
+        ) WITHOUT ROWID
+        """,
+        # The remote side effect we started but have not seen finish (RELIABILITY C6).
+        """
+        CREATE TABLE pending_remote (
+            pool     TEXT NOT NULL,
+            action   TEXT NOT NULL,
+            item_id  TEXT NOT NULL,
+            started  REAL NOT NULL,
+            PRIMARY KEY (pool, action, item_id)
+        ) WITHOUT ROWID
+        """,
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
