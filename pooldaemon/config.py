@@ -1,0 +1,1038 @@
+"""The one typed, frozen configuration object, built from TOML and the environment at the edge.
+
+CONTRACT §2 fixes the keys. Durations and sizes are converted once here, into attributes whose
+names carry the unit (TOML `queue_interval = "2m"` → `queue_interval_s == 120.0`). `load_config` is
+the only place that reads the config file or the environment; everything else is handed a `Config`.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import math
+import os
+import re
+import stat
+import string
+import sys
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import platformdirs
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pooldaemon.units import format_duration, format_size, parse_duration, parse_size
+
+APP_NAME = "pooldaemon"
+ENV_PREFIX = "POOLDAEMON_"
+CONFIG_PATH_VAR = "POOLDAEMON_CONFIG"
+# POOLDAEMON_* variables that are not settings; every other one must name a key (CONTRACT §2).
+NON_SETTING_ENV_VARS = frozenset({CONFIG_PATH_VAR})
+SECRET_MASK = "********"
+FILE_TEMPLATE_FIELDS = (
+    "pool",
+    "genre",
+    "artist",
+    "title",
+    "mix",
+    "year",
+    "bpm",
+    "editor",
+    "id",
+    "advisory",
+    "quality",
+    "source",
+)
+# Pool names appear in refs ("crateq:570291", CONTRACT §3), so they cannot hold ":" or spaces.
+_POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+# seed 003: "<format>19b8f5935503adde</format>", "an encrypted format identifier".
+_HARVEST_FORMAT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
+_HARVEST_PLAYLIST_ID = re.compile(r"[A-Za-z0-9_-]+")
+_ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_SECRET_FILE_MAX_BYTES = 64 * 1024
+_KIB = 1024
+_MIB = 1024**2
+_GIB = 1024**3
+
+
+class ConfigError(Exception):
+    """The config is unusable; `str()` is one `<key path>: <reason and fix>` line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(dict.fromkeys(problems))
+        super().__init__("\n".join(self.problems))
+
+
+class _Problem(ValueError):
+    """A validator's complaint about `key` of the model being validated (None: the model itself)."""
+
+    def __init__(self, key: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------------------------
+# Value converters (TOML or env text → typed value), used through Annotated types below.
+
+
+# BaseSettings has its own __init__, which drops model_validate's `context`; so load_config hands
+# the environment and the config file's directory to the validators through this variable (the
+# pattern pydantic's docs give for validation context with custom initialisers).
+_LOAD_CONTEXT: ContextVar[tuple[Mapping[str, str], Path] | None] = ContextVar(
+    "_LOAD_CONTEXT", default=None
+)
+
+
+def _context() -> tuple[Mapping[str, str], Path]:
+    """The environment and base directory being validated with (os.environ and cwd by default)."""
+    return _LOAD_CONTEXT.get() or (os.environ, Path.cwd())
+
+
+def _describe(value: object) -> str:
+    """A value as TOML would spell it, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def _to_seconds(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return float(value)  # a bare number is seconds (TOML allows inf and nan; we do not)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError(f"{_describe(value)} is not a duration (examples: 90s, 2m, 6h)")
+
+
+def _to_bytes(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        return parse_size(value)
+    raise ValueError(f"{_describe(value)} is not a size (examples: 8 MiB, 512 KiB, 1 GiB)")
+
+
+def _to_bytes_per_s(value: object) -> int:
+    """A rate: a size per second, optionally written with "/s" ("2 MiB/s")."""
+    if isinstance(value, str) and value.rstrip().endswith("/s"):
+        value = value.rstrip()[:-2]
+    return _to_bytes(value)
+
+
+def _expand_path(value: object, env: Mapping[str, str], base_dir: Path) -> Path:
+    """`~` and `$VAR` expanded from `env`, relative paths taken from `base_dir`, made absolute."""
+    if isinstance(value, Path):
+        text = str(value)  # already a path (a default, or a command-line argument): no $VAR
+    elif isinstance(value, str) and value.strip():
+        text = _ENV_VAR.sub(lambda match: _env_value(match, env, value), value.strip())
+    else:
+        raise ValueError(f"must be a path (got {_describe(value)})")
+    if text == "~" or text.startswith("~/"):
+        home = env.get("HOME") or str(Path.home())
+        text = home + text[1:]
+    elif text.startswith("~"):
+        text = os.path.expanduser(text)  # ~user
+    return Path(os.path.normpath(base_dir / text))
+
+
+def _env_value(match: re.Match[str], env: Mapping[str, str], text: str) -> str:
+    name = match.group(1) or match.group(2)
+    if name not in env:
+        raise ValueError(f'uses ${name}, which is not set in the environment (got "{text}")')
+    return env[name]
+
+
+def _to_path(value: object) -> Path:
+    env, base_dir = _context()
+    return _expand_path(value, env, base_dir)
+
+
+def _nonempty_secret(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"https?://[^/\s?#]+", value) or any(c.isspace() for c in value):
+        # RELIABILITY S3: a URL may carry "user:password@"; echo it only when it cannot.
+        got = "" if "@" in value else f" (got {_describe(value)})"
+        raise ValueError(f"must be an http:// or https:// URL{got}")
+    return value.rstrip("/")
+
+
+def _check_template(text: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> list[str]:
+    """The placeholders of a str.format template, checked against `allowed`; raises ValueError."""
+    names = ", ".join("{" + name + "}" for name in allowed)
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        raise ValueError(
+            f"is not a valid template ({err}; write a literal brace as {{{{ or }}}})"
+        ) from None
+    fields = []
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in allowed:
+            raise ValueError(f"unknown placeholder {{{field}}} (allowed: {names})")
+        if spec or conversion:
+            raise ValueError(f"write placeholders plainly, as {{{field}}}, without ! or : options")
+        fields.append(field)
+    for name in required:
+        if name not in fields:
+            raise ValueError(f"must contain {{{name}}}")
+    return fields
+
+
+def _template_validator(
+    allowed: tuple[str, ...], required: tuple[str, ...]
+) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        _check_template(value, allowed, required)
+        return value
+
+    return check
+
+
+def _show(value: float, unit: Literal["duration", "size"]) -> str:
+    return format_duration(value) if unit == "duration" else format_size(int(value))
+
+
+def _at_least(floor: float, unit: Literal["duration", "size"]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value < floor:
+            raise ValueError(f"must be at least {_show(floor, unit)} (got {_show(value, unit)})")
+        return value
+
+    return check
+
+
+def _at_most(ceiling: float, unit: Literal["duration", "size"]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value > ceiling:
+            raise ValueError(f"must be at most {_show(ceiling, unit)} (got {_show(value, unit)})")
+        return value
+
+    return check
+
+
+Duration = Annotated[float, BeforeValidator(_to_seconds)]
+Size = Annotated[int, BeforeValidator(_to_bytes)]
+Rate = Annotated[int, BeforeValidator(_to_bytes_per_s)]
+ConfigPath = Annotated[Path, BeforeValidator(_to_path)]
+Secret = Annotated[SecretStr, AfterValidator(_nonempty_secret)]
+Url = Annotated[str, AfterValidator(_http_url)]
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+
+def _key(name: str, default: Any, **kwargs: Any) -> Any:
+    """A field read from TOML key `name` (the attribute's name carries the unit, the key not)."""
+    return Field(default, validation_alias=name, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# [daemon]
+
+
+def _user_dir(kind: Literal["data", "config"], env: Mapping[str, str]) -> Path:
+    """platformdirs' per-user directory for pooldaemon, with XDG variables and HOME from `env`."""
+    if sys.platform in ("win32", "darwin"):
+        getter = platformdirs.user_data_dir if kind == "data" else platformdirs.user_config_dir
+        return Path(getter(APP_NAME, appauthor=False))
+    # platformdirs' Unix rule, computed from `env` rather than os.environ so tests can move it.
+    xdg = env.get("XDG_DATA_HOME" if kind == "data" else "XDG_CONFIG_HOME", "").strip()
+    if xdg:
+        return Path(xdg) / APP_NAME
+    home = Path(env.get("HOME") or Path.home())
+    return home / (".local/share" if kind == "data" else ".config") / APP_NAME
+
+
+class DaemonConfig(BaseModel):
+    """[daemon]: where files go and how the downloader behaves (CONTRACT §2, §5)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # The four paths get their defaults in _path_defaults (they depend on the environment):
+    download_dir: ConfigPath  # ~/Music/RecordPools
+    drop_dir: ConfigPath  # <download_dir>/Requests
+    state_dir: ConfigPath  # platformdirs user data dir
+    socket_path: ConfigPath  # $XDG_RUNTIME_DIR/pooldaemon/control.sock, else <state_dir>/…
+    max_active_downloads: int = Field(3, ge=1, le=32)
+    connections_per_download: int = Field(4, ge=1, le=16)
+    chunk_size_bytes: Annotated[
+        Size, AfterValidator(_at_least(256 * _KIB, "size")), AfterValidator(_at_most(_GIB, "size"))
+    ] = _key("chunk_size", "8 MiB")
+    bandwidth_limit_bps: Rate = _key("bandwidth_limit", "0")  # 0: unlimited
+    file_template: Annotated[
+        NonEmpty, AfterValidator(_template_validator(FILE_TEMPLATE_FIELDS, ()))
+    ] = "{pool}/{genre}/{artist} - {title} ({mix})"
+    write_tags: bool = True
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # CONTRACT §5: ZIP extraction limit (also capped at run time by free space less a margin).
+    max_extract_size_bytes: Annotated[Size, AfterValidator(_at_least(_MIB, "size"))] = _key(
+        "max_extract_size", "8 GiB"
+    )
+    # Drop folder (CONTRACT §3): poll instead of OS events (network shares, some containers), and
+    # rescan this often anyway in case an event was missed.
+    force_polling: bool = False
+    drop_rescan_interval_s: Annotated[Duration, AfterValidator(_at_least(1, "duration"))] = _key(
+        "drop_rescan_interval", "30s"
+    )
+    # A download does not start, and a running one pauses, while free space is below this.
+    min_free_space_bytes: Size = _key("min_free_space", "512 MiB")
+    # A transfer with no bytes for stall_timeout, or slower than speed_floor (per job, "0" = off)
+    # for longer than speed_grace, is dropped and retried, up to max_attempts tries in all.
+    stall_timeout_s: Annotated[Duration, AfterValidator(_at_least(5, "duration"))] = _key(
+        "stall_timeout", "30s"
+    )
+    speed_floor_bps: Rate = _key("speed_floor", "16 KiB")
+    speed_grace_s: Duration = _key("speed_grace", "20s")
+    max_attempts: int = Field(5, ge=1, le=100)
+    # Time allowed for one pool API call (not a file transfer; those are governed by stall_timeout).
+    request_timeout_s: Annotated[
+        Duration,
+        AfterValidator(_at_least(5, "duration")),
+        AfterValidator(_at_most(600, "duration")),
+    ] = _key("request_timeout", "60s")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_defaults(cls, data: Any) -> Any:
+        """Fill the path defaults that depend on other paths or on the environment (CONTRACT §2)."""
+        if not isinstance(data, dict):
+            return data
+        env, base_dir = _context()
+        data = {
+            "download_dir": "~/Music/RecordPools",
+            "state_dir": _user_dir("data", env),
+            **data,
+        }
+        bases: dict[str, Path] = {}
+        for key in ("download_dir", "state_dir"):
+            try:
+                bases[key] = _expand_path(data[key], env, base_dir)
+            except ValueError:
+                # The field's own validator reports the bad value, so validation fails anyway;
+                # the placeholder only keeps that from hiding the other keys' problems.
+                bases[key] = Path("/")
+        data.setdefault("drop_dir", bases["download_dir"] / "Requests")
+        if "socket_path" not in data:
+            runtime = env.get("XDG_RUNTIME_DIR", "").strip()
+            runtime_dir = Path(runtime) / APP_NAME if runtime else bases["state_dir"]
+            data["socket_path"] = runtime_dir / "control.sock"
+        return data
+
+    @field_validator("file_template")
+    @classmethod
+    def _template_names_files(cls, value: str) -> str:
+        """CONTRACT §5: the template is a relative path whose last part tells tracks apart."""
+        parts = value.split("/")
+        if value.startswith(("/", "\\", "~")):
+            raise ValueError("must be relative to download_dir (remove the leading / or ~)")
+        if any(part.strip() in ("", ".", "..") for part in parts):
+            raise ValueError('folder levels must not be empty, "." or ".."')
+        if not re.search(r"\{(title|id)\}", parts[-1]):
+            raise ValueError(
+                "the file name part (after the last /) must contain {title} or {id}, "
+                "or every track would get the same name"
+            )
+        return value
+
+    @field_validator("socket_path")
+    @classmethod
+    def _socket_path_fits(cls, value: Path) -> Path:
+        """RELIABILITY S2: a Unix socket path has a hard length limit; fail here, not at bind()."""
+        limit = 103 if sys.platform == "darwin" else 107  # sun_path minus the NUL
+        length = len(os.fsencode(value))
+        if length > limit:
+            raise ValueError(
+                f"is {length} bytes long, more than the {limit} a Unix socket path allows; "
+                "choose a shorter path"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _bandwidth_leaves_speed_floor(self) -> DaemonConfig:
+        """A shared bandwidth limit below speed_floor per job would make every job look too slow."""
+        if self.bandwidth_limit_bps and self.speed_floor_bps:
+            needed = self.speed_floor_bps * self.max_active_downloads
+            if self.bandwidth_limit_bps < needed:
+                raise _Problem(
+                    "bandwidth_limit",
+                    f"{format_size(self.bandwidth_limit_bps)}/s shared by max_active_downloads = "
+                    f"{self.max_active_downloads} leaves each job less than speed_floor "
+                    f"({format_size(self.speed_floor_bps)}/s); raise it to at least "
+                    f"{format_size(needed)}/s, or lower speed_floor or max_active_downloads",
+                )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# [pools.<name>]
+
+
+def _read_secret_file(key: str, value: object, env: Mapping[str, str], base_dir: Path) -> str:
+    """CONTRACT §2: `<key>_file = "path"` holds the secret; a trailing newline is not part of it."""
+    file_key = f"{key}_file"
+    try:
+        path = _expand_path(value, env, base_dir)
+    except ValueError as err:
+        raise _Problem(file_key, str(err)) from None
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_SECRET_FILE_MAX_BYTES + 1)
+    except OSError as err:
+        raise _Problem(file_key, f'cannot read "{path}": {err.strerror or err}') from None
+    if len(raw) > _SECRET_FILE_MAX_BYTES:
+        raise _Problem(file_key, f'"{path}" is over 64 KiB; it should hold only the {key}')
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Problem(file_key, f'"{path}" is not UTF-8 text') from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise _Problem(file_key, f'"{path}" is empty')
+    return text
+
+
+class _PoolBase(BaseModel):
+    """Keys every pool accepts (CONTRACT §2), secret `_file` indirection and the polling floors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # Field names (attributes) of the secrets of this pool type; each also accepts `<key>_file`.
+    SECRETS: ClassVar[tuple[str, ...]] = ()
+    # CONTRACT §6, "All pools": each pool has a floor on its polling intervals. Faster polling
+    # buys nothing (catalogs change a few times a day) and risks 429s and bans.
+    INTERVAL_FLOORS_S: ClassVar[dict[str, float]] = {
+        "queue_interval_s": 60.0,
+        "catalog_interval_s": 15 * 60.0,
+    }
+
+    enabled: bool = True
+    auto_download: bool = True
+    catalog_interval_s: Duration = _key("catalog_interval", "6h")
+    queue_interval_s: Duration = _key("queue_interval", "2m")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        env, base_dir = _context()
+        data = dict(data)
+        for key in cls.SECRETS:
+            file_key = f"{key}_file"
+            if file_key not in data:
+                continue
+            if key in data:
+                raise _Problem(file_key, f'give either "{key}" or "{file_key}", not both')
+            data[key] = _read_secret_file(key, data.pop(file_key), env, base_dir)
+        return data
+
+    @field_validator("catalog_interval_s", "queue_interval_s")
+    @classmethod
+    def _at_least_floor(cls, value: float, info: ValidationInfo) -> float:
+        floor = cls.INTERVAL_FLOORS_S[info.field_name or ""]
+        if value < floor:
+            raise ValueError(
+                f"must be at least {format_duration(floor)} (got {format_duration(value)}): "
+                "polling faster risks the pool's rate limits"
+            )
+        return value
+
+    def secret_values(self) -> list[str]:
+        """The configured secrets of this pool, as plain text."""
+        values = [getattr(self, key) for key in self.SECRETS]
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+
+def _require_one_form(cfg: BaseModel, forms: dict[str, tuple[str, ...]], description: str) -> None:
+    """Exactly one of several credential forms is given in full (CONTRACT §2: POOL, Harvest)."""
+    present = {
+        name: [key for key in keys if getattr(cfg, key) is not None] for name, keys in forms.items()
+    }
+    used = [name for name, keys in present.items() if keys]
+    if len(used) > 1:
+        raise _Problem(None, f"give {description}, not both")
+    if not used:
+        raise _Problem(None, f"missing credentials: give {description}")
+    for key in forms[used[0]]:
+        if getattr(cfg, key) is None:
+            raise _Problem(
+                None, f'missing required key "{key}" (needed with "{present[used[0]][0]}")'
+            )
+
+
+class CrateQConfig(_PoolBase):
+    """[pools.<name>] type = "crateq" (seed 004)."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("api_key", "password")
+
+    type: Literal["crateq"]
+    base_url: Url = "https://api.crateq.com/api"
+    api_key: Secret
+    username: NonEmpty
+    password: Secret
+    originator: str = ""
+    # CONTRACT §6: the content download endpoint is not documented, hence configurable.
+    download_url: Annotated[
+        str,
+        AfterValidator(
+            _template_validator(("base_url", "mediaId", "api_key", "auth"), ("mediaId",))
+        ),
+    ] = "{base_url}/Content/Download/{mediaId}?key={api_key}&token={auth}"
+
+
+class PromoOnlyConfig(_PoolBase):
+    """[pools.<name>] type = "promoonly": Promo Only POOL (seeds 000–002, CONTRACT §6)."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("password", "token")
+
+    type: Literal["promoonly"]
+    base_url: Url = "https://api.promoonly.com"
+    # Either a signed-in account (the daemon renews the 5-minute token) or a fixed id and token.
+    email: NonEmpty | None = None
+    password: Secret | None = None
+    user_id: int | None = Field(None, ge=1)
+    token: Secret | None = None
+    download_url: Annotated[
+        str, AfterValidator(_template_validator(("server", "dl_token"), ("dl_token",)))
+    ] = "https://{server}/pool/v5/download/{dl_token}"
+
+    @model_validator(mode="after")
+    def _one_auth_form(self) -> PromoOnlyConfig:
+        _require_one_form(
+            self,
+            {"sign-in": ("email", "password"), "fixed token": ("user_id", "token")},
+            "either email and password (sign-in) or user_id and token (fixed token)",
+        )
+        return self
+
+
+def _queue_source(item: str) -> str:
+    """CONTRACT §2: what counts as a Harvest pool's queue."""
+    kind, _, ident = item.partition(":")
+    if item in ("favourites", "latest") or (
+        kind == "playlist" and _HARVEST_PLAYLIST_ID.fullmatch(ident)
+    ):
+        return item
+    hint = difflib.get_close_matches(kind, ["favourites", "latest", "playlist"], n=1)
+    suggestion = f'; did you mean "{hint[0]}"?' if hint and hint[0] != kind else ""
+    raise ValueError(
+        f'"{item}" is not a queue source '
+        f'(use "favourites", "latest" or "playlist:<ID>"{suggestion})'
+    )
+
+
+def _list_from_text(value: object) -> object:
+    """An env override gives text: accept a JSON list or comma-separated items."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(f'"{text}" is not a JSON list of strings') from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _harvest_format(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered in ("mp3", "wav", "aiff"):
+        return lowered
+    if _HARVEST_FORMAT_ID.fullmatch(value.strip()):
+        return value.strip()
+    raise ValueError(
+        f'"{value}" is not a format (use mp3, wav, aiff, or a format ID from getserviceinfo '
+        'such as "19b8f5935503adde")'
+    )
+
+
+def _no_duplicates(items: tuple[str, ...]) -> tuple[str, ...]:
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise ValueError(f'"{repeated[0]}" is listed twice')
+    return items
+
+
+class HarvestConfig(_PoolBase):
+    """[pools.<name>] type = "harvest": Harvest Media (seed 003, CONTRACT §6)."""
+
+    SECRETS: ClassVar[tuple[str, ...]] = (
+        "client_secret",
+        "access_key",
+        "service_token",
+        "password",
+    )
+
+    type: Literal["harvest"]
+    base_url: Url = "https://service.harvestmedia.net/HMP-WS.svc"
+    auth_url: Url = "https://auth.harvestmedia.net/oauth2/token"
+    # Either OAuth client credentials plus access key, or a service token handed out by the pool.
+    client_id: NonEmpty | None = None
+    client_secret: Secret | None = None
+    access_key: Secret | None = None
+    service_token: Secret | None = None
+    username: NonEmpty
+    password: Secret
+    format: Annotated[str, AfterValidator(_harvest_format)] = "mp3"
+    wire: Literal["json", "xml"] = "json"
+    queue_interval_s: Duration = _key("queue_interval", "5m")
+    auto_download_from: Annotated[
+        tuple[Annotated[str, AfterValidator(_queue_source)], ...],
+        BeforeValidator(_list_from_text),
+        AfterValidator(_no_duplicates),
+    ] = ("favourites",)
+
+    @model_validator(mode="after")
+    def _one_service_form(self) -> HarvestConfig:
+        _require_one_form(
+            self,
+            {
+                "client credentials": ("client_id", "client_secret", "access_key"),
+                "service token": ("service_token",),
+            },
+            "either client_id, client_secret and access_key, or service_token",
+        )
+        return self
+
+
+POOL_TYPES: dict[str, type[CrateQConfig | PromoOnlyConfig | HarvestConfig]] = {
+    "crateq": CrateQConfig,
+    "promoonly": PromoOnlyConfig,
+    "harvest": HarvestConfig,
+}
+PoolConfig = Annotated[CrateQConfig | PromoOnlyConfig | HarvestConfig, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole config
+
+
+class Config(BaseSettings):
+    """The whole configuration: [daemon] and the [pools.<name>] tables; see `load_config`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        # Env values stay text; the validators parse them exactly like TOML strings.
+        enable_decoding=False,
+    )
+
+    daemon: DaemonConfig
+    pools: dict[str, PoolConfig]
+    _path: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_config layers the TOML file and the environment itself (it needs the file's
+        # directory and an injectable environment), so Config(...) takes only what it is given.
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {"daemon": {}, "pools": {}, **data}
+        if isinstance(data["pools"], dict):
+            for name in data["pools"]:
+                if not _POOL_NAME.fullmatch(str(name)):
+                    raise _Problem(
+                        f"pools.{name}",
+                        f'"{name}" is not a valid pool name: use lowercase letters, digits, '
+                        '"-" and "_", starting with a letter (it is used in refs like '
+                        '"crateq:570291")',
+                    )
+        return data
+
+    @property
+    def path(self) -> Path | None:
+        """The config file this was loaded from (None: defaults only)."""
+        return self._path
+
+    def enabled_pools(self) -> dict[str, CrateQConfig | PromoOnlyConfig | HarvestConfig]:
+        """The pools with `enabled = true`, by name."""
+        return {name: pool for name, pool in self.pools.items() if pool.enabled}
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, longest first, for the log redactor (RELIABILITY S3)."""
+        found: set[str] = set()
+        for pool in self.pools.values():
+            found.update(pool.secret_values())
+            if isinstance(pool, PromoOnlyConfig) and pool.user_id is not None and pool.token:
+                # CONTRACT §6: the Bearer value is Base64(userid:token); redact it too.
+                pair = f"{pool.user_id}:{pool.token.get_secret_value()}"
+                found.add(base64.b64encode(pair.encode()).decode())
+        return sorted(found, key=lambda s: (-len(s), s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' env source reading an injected mapping, taking every value literally."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        # Never JSON-decode: a password "null" or "[1]" must stay that text.
+        return value
+
+
+def resolve_config_path(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """CONTRACT §1: `--config`, else $POOLDAEMON_CONFIG, else the user config dir's file."""
+    environ = os.environ if env is None else env
+    if path is None and environ.get(CONFIG_PATH_VAR, "").strip():
+        path = Path(environ[CONFIG_PATH_VAR].strip())
+    if path is None:
+        return _user_dir("config", environ) / "config.toml"
+    return _expand_path(path, environ, Path.cwd())
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError([f"{path}: config file not found"])
+    if not path.is_file():
+        raise ConfigError([f"{path}: not a file"])
+    try:
+        return TomlConfigSettingsSource(Config, toml_file=path)()
+    except tomllib.TOMLDecodeError as err:
+        text = str(err)
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", text)
+        reason = text[: where.start()].strip() if where else text
+        position = f"line {where.group(1)}, column {where.group(2)}: " if where else ""
+        raise ConfigError([f"{path}: {position}invalid TOML: {reason}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror or err}"]) from None
+
+
+def _env_settings(environ: Mapping[str, str]) -> tuple[dict[tuple[str, ...], str], list[str]]:
+    """Key paths set by POOLDAEMON_<SECTION>__<KEY> variables, and unknown sections named."""
+    paths: dict[tuple[str, ...], str] = {}
+    problems: list[str] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NON_SETTING_ENV_VARS:
+            continue
+        key_path = tuple(upper[len(ENV_PREFIX) :].lower().split("__"))
+        paths[key_path] = name
+        if key_path[0] not in Config.model_fields:
+            hint = _suggest(key_path[0], list(Config.model_fields))
+            problems.append(
+                f"{'.'.join(key_path)}: unknown key{hint} (from {name}; settings are named "
+                f"{ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}DAEMON__CHUNK_SIZE)"
+            )
+    return paths, problems
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` merged into `base` table by table (an env var replaces one key, not a pool)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, merge (TOML, then env overrides) and validate the config; raises ConfigError."""
+    environ = os.environ if env is None else env
+    explicit = path is not None or bool(environ.get(CONFIG_PATH_VAR, "").strip())
+    try:
+        file = resolve_config_path(path, environ)
+    except ValueError as err:
+        raise ConfigError([f"{CONFIG_PATH_VAR}: {err}"]) from None
+    # A missing default file means "all defaults, no pools"; a missing named file is an error.
+    source = file if explicit or file.exists() else None
+    file_data = _read_toml(file) if source else {}
+    env_paths, problems = _env_settings(environ)
+    data = _merge(file_data, _EnvSource(Config, environ)())
+    token = _LOAD_CONTEXT.set((environ, source.parent if source else Path.cwd()))
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(problems + _problems(err, data, env_paths)) from None
+    finally:
+        _LOAD_CONTEXT.reset(token)
+    if problems:
+        raise ConfigError(problems)
+    cfg._path = source
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning pydantic's errors into `<key path>: <reason>` lines
+
+
+def toml_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a TOML table for `model` accepts, secrets' `<key>_file` forms included."""
+    keys = [
+        field.validation_alias if isinstance(field.validation_alias, str) else name
+        for name, field in model.model_fields.items()
+    ]
+    secrets = getattr(model, "SECRETS", ())
+    return keys + [f"{key}_file" for key in secrets]
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
+    if not table:
+        return list(Config.model_fields)
+    if table == ["daemon"]:
+        return toml_keys(DaemonConfig)
+    if len(table) == 2 and table[0] == "pools":
+        pool = data.get("pools", {}).get(table[1], {})
+        model = POOL_TYPES.get(str(pool.get("type"))) if isinstance(pool, dict) else None
+        return toml_keys(model) if model else []
+    return []
+
+
+def _secret_names() -> set[str]:
+    return {key for model in POOL_TYPES.values() for key in model.SECRETS}
+
+
+def _reason(error: Any, loc: list[Any], data: dict[str, Any]) -> str:
+    """One pydantic error as a sentence; `loc` is adjusted in place to the key it is about."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    hidden = bool(loc) and str(loc[-1]) in _secret_names()
+    got = "" if hidden else f" (got {_describe(value)})"
+    if kind == "value_error":
+        problem = ctx.get("error")
+        if isinstance(problem, _Problem):
+            if problem.key is not None:
+                loc.append(problem.key)
+            return problem.reason
+        return str(problem)
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1], data)
+        return "unknown key" + (
+            _suggest(str(loc[-1]), known) or f" (known keys: {', '.join(known)})"
+        )
+    if kind == "missing":
+        return f'missing required key "{loc.pop()}"'
+    if kind == "union_tag_invalid":
+        loc.append("type")
+        types = list(POOL_TYPES)
+        return (
+            f"unknown pool type {_describe(ctx.get('tag'))}{_suggest(str(ctx.get('tag')), types)}"
+            + (f" (known: {', '.join(types)})")
+        )
+    if kind == "union_tag_not_found":
+        return f'missing required key "type" (one of: {", ".join(POOL_TYPES)})'
+    if kind in ("greater_than_equal", "less_than_equal"):
+        bound = "at least" if kind == "greater_than_equal" else "at most"
+        return f"must be {bound} {ctx.get('ge', ctx.get('le'))} (got {value})"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be a whole number{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be true or false{got}"
+    if kind == "string_type":
+        return f"must be a string{got}"
+    if kind == "literal_error":
+        return f"must be one of {str(ctx.get('expected', '')).replace(chr(39), chr(34))}{got}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a table{got}"
+    if kind in ("list_type", "tuple_type"):
+        return f"must be a list{got}"
+    return str(error["msg"]).splitlines()[0]
+
+
+def _problems(
+    err: ValidationError, data: dict[str, Any], env_paths: dict[tuple[str, ...], str]
+) -> list[str]:
+    lines = []
+    for error in err.errors(include_url=False):
+        loc = list(error["loc"])
+        # A discriminated union puts the tag in the location: pools.<name>.<type>.<key>.
+        if len(loc) >= 3 and loc[0] == "pools" and loc[2] in POOL_TYPES:
+            del loc[2]
+        reason = _reason(error, loc, data)
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        path = path.removeprefix(".")
+        keys = tuple(str(part) for part in loc)
+        origin = [name for p, name in env_paths.items() if keys[: len(p)] == p]
+        suffix = f" (from {origin[0]})" if origin else ""
+        lines.append(f"{path or 'config'}: {reason}{suffix}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Showing the effective config, with secrets masked
+
+
+def _exact_size(n: int) -> str:
+    for name, unit in (("GiB", _GIB), ("MiB", _MIB), ("KiB", _KIB)):
+        if n and n % unit == 0:
+            return f"{n // unit} {name}"
+    return str(n) if n == 0 else f"{n} B"
+
+
+def _display_items(model: BaseModel) -> Iterator[tuple[str, str, Any]]:
+    """(attribute, TOML key, value) of each field, `type` first, secrets masked."""
+    fields = sorted(type(model).model_fields.items(), key=lambda item: item[0] != "type")
+    for name, field in fields:
+        value = getattr(model, name)
+        key = field.validation_alias if isinstance(field.validation_alias, str) else name
+        if isinstance(value, SecretStr):
+            value = SECRET_MASK
+        yield name, key, value
+
+
+def _toml_value(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name.endswith("_s"):
+        return _toml_str(format_duration(value))
+    if name.endswith("_bytes"):
+        return _toml_str(_exact_size(value))
+    if name.endswith("_bps"):
+        return _toml_str(_exact_size(value) + ("/s" if value else ""))
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_str(str(item)) for item in value) + "]"
+    return _toml_str(str(value))
+
+
+def _toml_str(text: str) -> str:
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def render_effective(cfg: Config) -> str:
+    """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
+    sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
+    sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
+    out: list[str] = []
+    for header, model in sections:
+        out.append(f"[{header}]")
+        for name, key, value in _display_items(model):
+            if value is not None:
+                out.append(f"{key} = {_toml_value(name, value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def effective_dict(cfg: Config) -> dict[str, Any]:
+    """The effective settings as JSON-able data by attribute (units in names), secrets masked."""
+
+    def section(model: BaseModel) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name, _key_name, value in _display_items(model):
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            result[name] = value
+        return result
+
+    return {
+        "path": str(cfg.path) if cfg.path else None,
+        "daemon": section(cfg.daemon),
+        "pools": {name: section(pool) for name, pool in cfg.pools.items()},
+    }
+
+
+def _file_holds_secret(path: Path) -> bool:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    pools = data.get("pools")
+    secrets = _secret_names()
+    return isinstance(pools, dict) and any(
+        isinstance(pool, dict) and secrets & set(pool) for pool in pools.values()
+    )
+
+
+def config_warnings(cfg: Config, path: Path | None = None) -> list[str]:
+    """RELIABILITY S3: a config file with secrets must be neither readable nor owned by others."""
+    path = path or cfg.path
+    if path is None or not _file_holds_secret(path):
+        return []
+    info = path.stat()
+    warnings = []
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        warnings.append(
+            f"{path}: holds secrets but has mode {mode:04o}, readable by other users; "
+            f"run: chmod 600 {path}"
+        )
+    if hasattr(os, "getuid") and info.st_uid not in (os.getuid(), 0):
+        warnings.append(
+            f"{path}: holds secrets but is owned by user id {info.st_uid}, not by you "
+            f"({os.getuid()}); that user can read and change it"
+        )
+    return warnings
