@@ -1,0 +1,337 @@
+"""What a file is (magic bytes) and merging pool metadata into its tags with mutagen."""
+
+from __future__ import annotations
+
+import re
+import struct
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mutagen.aiff
+import mutagen.flac
+import mutagen.id3
+import mutagen.mp4
+import mutagen.wave
+from mutagen import MutagenError
+from mutagen.id3 import ID3NoHeaderError
+
+from pooldaemon.errors import PoolDaemonError
+
+#: Enough to see an ID3 header plus what follows a small one, and two MPEG frames.
+SNIFF_BYTES = 8192
+
+#: The metadata keys `write_tags` understands; "date" is accepted as another name for "year".
+TAG_FIELDS = ("artist", "title", "mix", "genre", "bpm", "year", "album", "comment")
+
+
+# mutagen's functions carry no annotations; reaching them through Any keeps mypy --strict useful
+# for the rest of this module.
+AIFF: Any = mutagen.aiff.AIFF
+COMM: Any = mutagen.id3.COMM
+FLAC: Any = mutagen.flac.FLAC
+Frames: Any = mutagen.id3.Frames
+ID3: Any = mutagen.id3.ID3
+MP4: Any = mutagen.mp4.MP4
+MP4FreeForm: Any = mutagen.mp4.MP4FreeForm
+WAVE: Any = mutagen.wave.WAVE
+
+
+class TagError(PoolDaemonError):
+    """A file that sniffs as taggable media could not be read or written by mutagen."""
+
+    code = "tags"
+
+
+# --- What is this file? -----------------------------------------------------------------------
+
+# MPEG audio Layer III tables, by the header's 2-bit version field (3 = MPEG-1, 2 = MPEG-2,
+# 0 = MPEG-2.5; 1 is reserved).
+_L3_KBPS = {
+    3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    0: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+_MARKUP = re.compile(r"<[!?a-z]")
+
+_EXPECTED: dict[str, frozenset[str]] = {
+    "mp3": frozenset({"mp3"}),
+    "m4a": frozenset({"mp4"}),
+    "mp4": frozenset({"mp4"}),
+    "m4v": frozenset({"mp4"}),
+    "mov": frozenset({"mp4"}),
+    "wav": frozenset({"wav"}),
+    "aif": frozenset({"aiff"}),
+    "aiff": frozenset({"aiff"}),
+    "aifc": frozenset({"aiff"}),
+    "flac": frozenset({"flac"}),
+    "zip": frozenset({"zip"}),
+}
+
+
+def sniff_media(head: bytes) -> str | None:
+    """Name the content from its first bytes (RELIABILITY H9): mp3, wav, aiff, flac, mp4, zip,
+    html (any markup, so an error page) or json; None when nothing matches."""
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:4] == b"fLaC":
+        return "flac"
+    # "moov", "mdat" and "wide" first: QuickTime files older than the ftyp box.
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide"):
+        return "mp4"
+    # Local header, empty archive, or the marker that starts a spanned set (unzip refuses that).
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
+        return "zip"
+    if head[:3] == b"ID3":
+        return _after_id3(head)
+    if _mpeg_frame_length(head, 0) is not None:
+        return "mp3" if _mpeg_frames_agree(head) else None
+    text = _text_start(head)
+    if _MARKUP.match(text):
+        return "html"
+    if text[:1] in ("{", "["):
+        return "json"
+    return None
+
+
+def expected_kinds(ext: str) -> set[str]:
+    """The sniffed kinds acceptable for a file with extension `ext` (empty when unknown)."""
+    return set(_EXPECTED.get(ext.lower().lstrip("."), frozenset()))
+
+
+def _after_id3(head: bytes) -> str:
+    """An ID3v2 tag starts MP3s, but some taggers put one in front of FLAC too."""
+    if len(head) >= 10:
+        size = 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
+        if head[size : size + 4] == b"fLaC":
+            return "flac"
+    return "mp3"
+
+
+def _syncsafe(data: bytes) -> int:
+    """ID3's 28-bit integer stored 7 bits per byte."""
+    value = 0
+    for byte in data:
+        value = (value << 7) | (byte & 0x7F)
+    return value
+
+
+def _mpeg_frame_length(head: bytes, pos: int) -> int | None:
+    """The length of the MPEG Layer III frame whose header starts at `pos`, or None."""
+    if pos + 4 > len(head) or head[pos] != 0xFF or head[pos + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (head[pos + 1] >> 3) & 3, (head[pos + 1] >> 1) & 3
+    bitrate_index, rate_index = head[pos + 2] >> 4, (head[pos + 2] >> 2) & 3
+    # Layer bits 01 = Layer III. Bitrate 0 ("free") and 15, rate 3 and version 1 are invalid;
+    # refusing them keeps random bytes starting with 0xFF from passing as MP3.
+    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    bitrate = _L3_KBPS[version][bitrate_index] * 1000
+    rate = _SAMPLE_RATES[version][rate_index]
+    padding = (head[pos + 2] >> 1) & 1
+    return (144 if version == 3 else 72) * bitrate // rate + padding
+
+
+def _mpeg_frames_agree(head: bytes) -> bool:
+    """When the head holds the next frame's header too, it must be one."""
+    length = _mpeg_frame_length(head, 0)
+    assert length is not None
+    return len(head) < length + 4 or _mpeg_frame_length(head, length) is not None
+
+
+def _text_start(head: bytes) -> str:
+    """The start of `head` as lower-case text without a BOM or leading whitespace."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        text = head[3:512].decode("utf-8", "replace")
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head[:512].decode("utf-16", "replace")
+    else:
+        text = head[:512].decode("latin-1")
+    return text.lstrip().lower()
+
+
+# --- Writing tags -----------------------------------------------------------------------------
+
+# Mix goes in its own field, never into the title: the title stays what the pool calls the
+# track, and ID3 TIT3 ("subtitle/description refinement") is the frame for "Extended Mix".
+_ID3_FRAMES = {
+    "artist": "TPE1",
+    "title": "TIT2",
+    "mix": "TIT3",
+    "genre": "TCON",
+    "bpm": "TBPM",
+    "year": "TDRC",
+    "album": "TALB",
+}
+_VORBIS_KEYS = {
+    "artist": "ARTIST",
+    "title": "TITLE",
+    "mix": "SUBTITLE",
+    "genre": "GENRE",
+    "bpm": "BPM",
+    "year": "DATE",
+    "album": "ALBUM",
+    "comment": "COMMENT",
+}
+_MP4_KEYS = {
+    "artist": ("©ART",),
+    "title": ("©nam",),
+    "mix": ("----:com.apple.iTunes:SUBTITLE",),
+    "genre": ("©gen", "gnre"),
+    "bpm": ("tmpo",),
+    "year": ("©day",),
+    "album": ("©alb",),
+    "comment": ("©cmt",),
+}
+_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+
+
+def write_tags(path: Path, meta: Mapping[str, object]) -> bool:
+    """Merge `meta` (keys from TAG_FIELDS) into the tags of the file at `path`, in place.
+
+    A tag that already has a non-empty value is kept: the pool's file knows better than its
+    catalog row. Returns False, changing nothing, when the content (sniffed, not guessed from the
+    name) is not taggable media; raises TagError when mutagen cannot parse a media file.
+    """
+    values = _clean_values(meta)
+    with open(path, "rb") as fh:
+        kind = sniff_media(fh.read(SNIFF_BYTES))
+    writer = _WRITERS.get(kind or "")
+    if writer is None:
+        return False
+    try:
+        writer(path, values)
+    except (MutagenError, struct.error, ValueError, EOFError) as err:
+        why = str(err) or type(err).__name__
+        raise TagError(f"cannot tag {path.name}: the {kind} file looks corrupt ({why})") from err
+    return True
+
+
+def _clean_values(meta: Mapping[str, object]) -> dict[str, str]:
+    """Non-empty, single-line text per field; bpm as a whole number, year as YYYY[-MM[-DD]]."""
+    values: dict[str, str] = {}
+    for field in TAG_FIELDS:
+        raw = meta.get(field)
+        if field == "year" and raw in (None, ""):
+            raw = meta.get("date")
+        if raw is None:
+            continue
+        text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in str(raw))
+        text = " ".join(text.split())
+        if field == "bpm":
+            text = _clean_bpm(text)
+        elif field == "year":
+            match = _DATE.match(text)
+            text = match.group(0) if match else ""
+        if text:
+            values[field] = text
+    return values
+
+
+def _clean_bpm(text: str) -> str:
+    """'127.6' → '128'; nonsense → ''."""
+    try:
+        bpm = round(float(text))
+    except (ValueError, OverflowError):
+        return ""
+    return str(bpm) if 0 < bpm < 1000 else ""
+
+
+def _present(existing: Iterable[object]) -> bool:
+    """Whether a tag's values hold anything worth keeping."""
+    for value in existing:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value:
+                return True
+        elif str(value).strip():
+            return True
+    return False
+
+
+def _merge_id3(tags: Any, values: Mapping[str, str]) -> bool:
+    """Fill missing ID3 frames; return whether anything changed."""
+    changed = False
+    for field, frame_id in _ID3_FRAMES.items():
+        if field in values and not any(_present(f.text) for f in tags.getall(frame_id)):
+            tags.setall(frame_id, [Frames[frame_id](encoding=3, text=[values[field]])])
+            changed = True
+    comments = [f for f in tags.getall("COMM") if f.desc == ""]
+    if "comment" in values and not any(_present(f.text) for f in comments):
+        tags.delall("COMM::eng")
+        tags.add(COMM(encoding=3, lang="eng", desc="", text=[values["comment"]]))
+        changed = True
+    return changed
+
+
+def _id3_version(tags: Any) -> int:
+    """Keep an existing ID3v2.3 tag at 2.3 (older DJ software reads only that); else 2.4."""
+    return 3 if tuple(tags.version[:2]) == (2, 3) else 4
+
+
+def _tag_mp3(path: Path, values: Mapping[str, str]) -> None:
+    """ID3v2 at the start of an MPEG file."""
+    try:
+        tags = ID3(path)
+    except ID3NoHeaderError:
+        tags = ID3()
+    if _merge_id3(tags, values):
+        tags.save(path, v2_version=_id3_version(tags))
+
+
+def _tag_iff(path: Path, values: Mapping[str, str], cls: Any) -> None:
+    """An `id3 ` chunk inside a WAV (RIFF) or AIFF (FORM) file."""
+    audio = cls(path)
+    if audio.tags is None:
+        audio.add_tags()
+    if _merge_id3(audio.tags, values):
+        audio.save(v2_version=_id3_version(audio.tags))
+
+
+def _tag_flac(path: Path, values: Mapping[str, str]) -> None:
+    """Vorbis comments."""
+    audio = FLAC(path)
+    if audio.tags is None:
+        audio.add_tags()
+    changed = False
+    for field, key in _VORBIS_KEYS.items():
+        if field in values and not _present(audio.tags.get(key, [])):
+            audio.tags[key] = [values[field]]
+            changed = True
+    if changed:
+        audio.save()
+
+
+def _tag_mp4(path: Path, values: Mapping[str, str]) -> None:
+    """iTunes-style atoms; mix as the SUBTITLE freeform atom (what Picard writes)."""
+    audio = MP4(path)
+    if audio.tags is None:
+        audio.add_tags()
+    changed = False
+    for field, keys in _MP4_KEYS.items():
+        if field not in values or any(_present(audio.tags.get(k, [])) for k in keys):
+            continue
+        value = values[field]
+        if field == "bpm":
+            audio.tags["tmpo"] = [int(value)]
+        elif field == "mix":
+            audio.tags[keys[0]] = [MP4FreeForm(value.encode())]
+        else:
+            audio.tags[keys[0]] = [value]
+        changed = True
+    if changed:
+        audio.save()
+
+
+_WRITERS: dict[str, Callable[[Path, Mapping[str, str]], None]] = {
+    "mp3": _tag_mp3,
+    "wav": lambda path, values: _tag_iff(path, values, WAVE),
+    "aiff": lambda path, values: _tag_iff(path, values, AIFF),
+    "flac": _tag_flac,
+    "mp4": _tag_mp4,
+}
