@@ -1,0 +1,23 @@
+"""Simulated record pools on loopback, written from the seed API documents alone.
+
+Never imports the rest of pooldaemon (STYLE.md): a misreading shared by client and simulator
+must not hide itself.
+"""
+
+from pooldaemon.sim.catalog import Catalog
+from pooldaemon.sim.crateq import CrateQSim
+from pooldaemon.sim.faults import DownloadServer, Faults, RequestLog
+from pooldaemon.sim.media import MediaStore, mp3_bytes, mp4_bytes, wav_bytes, zip_bytes
+
+__all__ = [
+    "Catalog",
+    "CrateQSim",
+    "DownloadServer",
+    "Faults",
+    "MediaStore",
+    "RequestLog",
+    "mp3_bytes",
+    "mp4_bytes",
+    "wav_bytes",
+    "zip_bytes",
+]
