@@ -151,7 +151,7 @@ class PoolHttp:
                 all_headers.update(auth.headers(token))
             try:
                 answer = await self._once(
-                    method, url, params, json_body, data, all_headers, decode, name
+                    method, url, params, json_body, data, all_headers, decode, name, safe
                 )
             except TransientError as err:
                 if not safe or attempt >= self.attempts:
@@ -185,6 +185,7 @@ class PoolHttp:
         headers: dict[str, str],
         decode: Decode,
         name: str,
+        safe: bool = True,
     ) -> Answer:
         try:
             async with self.session.request(
@@ -196,6 +197,9 @@ class PoolHttp:
                 headers=headers,
                 timeout=self.timeout,
                 max_redirects=5,
+                # aiohttp re-sends a GET by itself once after a disconnect; a call with a side
+                # effect must not be repeated behind our back (RELIABILITY §0, C6).
+                middlewares=None if safe else (_no_silent_retry,),
             ) as resp:
                 raw = await _read_capped(resp, name, self.pool)
                 status = resp.status
@@ -268,6 +272,19 @@ class PoolHttp:
             delay = until - time.time()
             if delay > 0:
                 await self._sleep(delay)
+
+
+class _NotResent(aiohttp.ClientConnectionError):
+    """A lost connection on a call that must not be re-sent."""
+
+
+async def _no_silent_retry(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    try:
+        return await handler(request)
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
+        raise _NotResent(f"{type(err).__name__}: {err}") from err
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, name: str, pool: str) -> bytes:

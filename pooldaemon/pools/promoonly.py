@@ -1,0 +1,731 @@
+"""Promo Only POOL: sign-in and 5-minute tokens, the remote queue, download plans, acknowledgements.
+
+Seeds 000–002 and CONTRACT §6. The pool has no documented catalog listing, so the adapter offers
+the queue (read, add, remove), redownload requests and the `download/success` outbox call only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from pooldaemon.errors import (
+    AccountError,
+    AuthError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    ProtocolError,
+    TokenExpired,
+    TransientError,
+    Unsupported,
+)
+from pooldaemon.log import get_logger, redact_text
+from pooldaemon.models import DownloadPlan, OutboxCall, PlanPart, QueueItem, Request, Source, Track
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.pools.http import Answer, Auth, PoolHttp, TokenKeeper
+
+log = get_logger(__name__)
+
+#: CONTRACT §6: "The access token lives 5 minutes"; used when the answer's expiry is unusable.
+TOKEN_LIFETIME_S = 300.0
+#: Renew this long before the token's expiry, so a call never leaves with a dying token.
+RENEW_MARGIN_S = 60.0
+#: The one call this pool is owed after a verified file (CONTRACT §6), as an OutboxCall action.
+SUCCESS_ACTION = "download_success"
+
+# Statuses we read ourselves to show the pool's `Result` text; 401 goes to token renewal, 408,
+# 429 and 5xx to the shared transient handling of pools/http.py.
+_ANSWERED = frozenset(range(200, 500)) - {401, 408, 429}
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::\d{1,5})?$")
+_TRACK_ID = re.compile(r"^[0-9]{1,12}$")
+#: Extensions a `file_type` may name ("720 mp4", "mp3 320"); anything else is left to the
+#: downloader's magic-byte check.
+_EXTENSIONS = frozenset({"mp3", "mp4", "m4a", "m4v", "mov", "wav", "aif", "aiff", "flac", "aac"})
+_VIDEO = frozenset({"mp4", "m4v", "mov"})
+
+
+class PromoOnlyAdapter(PoolAdapter):
+    """A Promo Only POOL account (signed in with email/password, or a fixed user id and token)."""
+
+    type_name: ClassVar[str] = "promoonly"
+    # CONTRACT §2/§6: no catalog listing is documented, so CATALOG is not claimed and the daemon
+    # ignores catalog_interval for this pool.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUEUE, Capability.QUEUE_EDIT, Capability.REDOWNLOAD, Capability.OUTBOX}
+    )
+    kinds: ClassVar[tuple[str, ...]] = ("track",)
+
+    SIGNIN_PATH: ClassVar[str] = "/user/authenticate/signin"
+    RENEW_PATH: ClassVar[str] = "/user/authenticate"
+    # Seed 000's path first; some pages say /download/queue/ (CONTRACT §6): tried on a 404.
+    QUEUE_PATHS: ClassVar[tuple[str, ...]] = ("/downloads/queue/{id}", "/download/queue/{id}")
+    QUEUE_LIST_PATH: ClassVar[str] = "/download/queue"
+    REMOVE_PATH: ClassVar[str] = "/download/remove/{id}"
+    SERVERS_PATH: ClassVar[str] = "/download/server/{id}"
+    SUCCESS_PATH: ClassVar[str] = "/download/success"
+    REDOWNLOAD_PATH: ClassVar[str] = "/download/redownload_request"
+
+    def __init__(self, name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> None:
+        super().__init__(name, config, http, clock)
+        self._base = str(config.base_url).rstrip("/")
+        self._fixed = config.user_id is not None and config.token is not None
+        self._user_id: int | None = config.user_id
+        self._api_key: str | None = None
+        self._api_secret: str | None = None
+        self._keeper = TokenKeeper(self._fetch_token)
+        if self._fixed:
+            # CONTRACT §6: a fixed token is never renewed: no expiry, and a 401 is final.
+            self._keeper.set(config.token.get_secret_value(), None)
+        self._auth = Auth(keeper=self._keeper, headers=self._bearer, clock=self.clock)
+        #: The queue path this server answered on; None until one worked.
+        self._queue_path: str | None = None
+        #: One queue call per track at a time: two plans for a track must not both queue it.
+        self._track_locks: dict[str, asyncio.Lock] = {}
+
+    # -- state kept across restarts ------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The API key and secret outlive a restart, so renewal needs no new sign-in."""
+        if self._fixed or self._api_key is None:
+            return {}
+        return {
+            "email": self.config.email,
+            "userid": self._user_id,
+            "api_key": self._api_key,
+            "api_secret": self._api_secret,
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        if self._fixed or state.get("email") != self.config.email:
+            return  # another account's key must not renew this one's token
+        user_id, key, secret = state.get("userid"), state.get("api_key"), state.get("api_secret")
+        if isinstance(user_id, int) and isinstance(key, str) and isinstance(secret, str):
+            self._user_id, self._api_key, self._api_secret = user_id, key, secret
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def sign_in(self) -> None:
+        """Sign in with email and password (with a fixed token there is nothing to fetch)."""
+        if self._fixed:
+            return
+        token, expires_at = await self._sign_in_token()
+        self._keeper.set(token, expires_at)
+
+    def token_expires_at(self) -> float | None:
+        return self._keeper.expires_at
+
+    async def renew(self) -> None:
+        """Renew the access token with the API key and secret (signing in again if refused).
+
+        A fixed token has nothing to renew: only a refusal by the pool says it is bad.
+        """
+        if self._fixed:
+            return
+        await self._keeper.renew(self._keeper.generation)
+
+    async def _fetch_token(self) -> tuple[str, float | None]:
+        """TokenKeeper's fetch: renewal while we hold an API key, else (or if refused) sign-in."""
+        if self._fixed:
+            raise AuthError(
+                f"{self.name}: token rejected: the pool refused the configured user_id "
+                f"{self._user_id} and token (HTTP 401); a fixed token is never renewed, so set "
+                "a new token or configure email and password"
+            )
+        if self._api_key is not None:
+            try:
+                return await self._renew_token()
+            except (AuthError, ProtocolError, NotFound) as err:
+                # CONTRACT §6: if renewal fails, sign in again.
+                log.info("promoonly.renewal_refused", pool=self.name, error=err.message)
+        return await self._sign_in_token()
+
+    async def _sign_in_token(self) -> tuple[str, float | None]:
+        answer = await self._call(
+            "POST",
+            self.SIGNIN_PATH,
+            data={"email": self.config.email, "password": self.config.password.get_secret_value()},
+            signed=False,
+            idempotent=True,
+            also_ok=frozenset({401}),
+        )
+        if answer.status in (401, 403):
+            said = _result_text(answer.body) or f"HTTP {answer.status}"
+            raise AuthError(f"{self.name}: sign-in refused for {self.config.email}: {said}")
+        self._raise_for(answer, "sign-in")
+        fields = _object(answer.body, f"{self.name}: sign-in")
+        token = _text(fields.get("token"))
+        user_id = _int(fields.get("userid"))
+        api_key, api_secret = _text(fields.get("api_key")), _text(fields.get("api_secret"))
+        if not token or user_id is None or not api_key or not api_secret:
+            said = _result_text(fields)
+            raise AuthError(
+                f"{self.name}: sign-in gave no usable token"
+                + (f": {said}" if said else " (token, userid, api_key or api_secret missing)")
+            )
+        self._user_id, self._api_key, self._api_secret = user_id, api_key, api_secret
+        log.info("promoonly.signed_in", pool=self.name, userid=user_id)
+        return token, _expiry(fields.get("expiration"), self.clock())
+
+    async def _renew_token(self) -> tuple[str, float | None]:
+        assert self._api_key is not None and self._api_secret is not None
+        basic = base64.b64encode(f"{self._api_key}:{self._api_secret}".encode()).decode()
+        answer = await self._call(
+            "POST",
+            self.RENEW_PATH,
+            data={"userid": str(self._user_id)},
+            headers={"Authorization": f"Basic {basic}"},
+            signed=False,
+            idempotent=True,
+            also_ok=frozenset({401}),
+        )
+        if answer.status in (401, 403):
+            said = _result_text(answer.body) or f"HTTP {answer.status}"
+            raise AuthError(f"{self.name}: token renewal refused: {said}")
+        self._raise_for(answer, "token renewal")
+        fields = _object(answer.body, f"{self.name}: token renewal")
+        token = _text(fields.get("token"))
+        if not token:
+            raise ProtocolError(f"{self.name}: token renewal answered without a token")
+        return token, _expiry(fields.get("expires"), self.clock())
+
+    def _bearer(self, token: str) -> dict[str, str]:
+        # Seeds 000-002: `Authorization: Bearer Base64(userid:token)`.
+        pair = base64.b64encode(f"{self._user_id}:{token}".encode()).decode()
+        return {"Authorization": f"Bearer {pair}"}
+
+    # -- the remote queue ---------------------------------------------------------------------
+
+    async def remote_queue(self) -> list[QueueItem]:
+        """`GET /download/queue`: one item per track (the newest entry when one is listed twice)."""
+        answer = await self._call("GET", self.QUEUE_LIST_PATH, endpoint="download/queue")
+        self._raise_for(answer, "queue list")
+        if not isinstance(answer.body, list):
+            raise ProtocolError(
+                f"{self.name}: queue list answered {type(answer.body).__name__}, expected a list"
+            )
+        items: dict[str, QueueItem] = {}
+        for raw in answer.body:
+            try:
+                item = self._queue_item(raw)
+            except ProtocolError as err:
+                # RELIABILITY M3: quarantine the one bad record, keep the rest.
+                log.warning("promoonly.queue_entry_skipped", pool=self.name, reason=err.message)
+                continue
+            held = items.get(item.item_id)
+            if held is None or (_int(item.queue_id) or 0) >= (_int(held.queue_id) or 0):
+                items[item.item_id] = item
+        return list(items.values())
+
+    async def find_in_queue(self, track_id: str) -> QueueItem | None:
+        """The track's entry in the remote queue, read fresh (RELIABILITY C6)."""
+        wanted = _track_id(track_id)
+        for item in await self.remote_queue():
+            if item.item_id == wanted:
+                return item
+        return None
+
+    async def queue_add(self, item_id: str) -> str:
+        """Queue a track for download (`GET /downloads/queue/ID`) unless it is queued already."""
+        track_id = _track_id(item_id)
+        entry, fresh = await self._ensure_queued(track_id)
+        if not fresh:
+            return f"{self.name}:{track_id} is already in the queue"
+        return f"{self.name}:{track_id}: {_result_text(entry) or 'queued for download'}"
+
+    async def queue_remove(self, item_id: str) -> str:
+        """`GET /download/remove/ID`: removing twice is harmless, so it is retried like a read."""
+        track_id = _track_id(item_id)
+        answer = await self._call(
+            "GET", self.REMOVE_PATH.format(id=track_id), idempotent=True, endpoint="download/remove"
+        )
+        if answer.status == 404:
+            return f"{self.name}:{track_id} was not in the queue"
+        self._raise_for(answer, f"remove {track_id}")
+        return f"{self.name}:{track_id}: {_result_text(answer.body) or 'removed from the queue'}"
+
+    async def _ensure_queued(self, track_id: str) -> tuple[dict[str, Any], bool]:
+        """The queue entry for a track, queuing it only when the queue does not hold it.
+
+        Returns (entry, queued_now). The queue GET has a side effect (RELIABILITY §0), so it is
+        never repeated blindly: after a failure the queue is read and an entry found there is
+        used; otherwise the error goes back to the caller, whose later retry reads again first.
+        """
+        lock = self._track_locks.setdefault(track_id, asyncio.Lock())
+        async with lock:
+            found = await self.find_in_queue(track_id)
+            if found is not None:
+                return dict(found.extra), False
+            try:
+                return await self._queue_call(track_id), True
+            except TransientError as err:
+                found = await self.find_in_queue(track_id)
+                if found is None:
+                    raise TransientError(
+                        f"{err.message}; {self.name}:{track_id} is not in the queue, so it "
+                        "will be asked for again later",
+                        retry_after_s=err.retry_after_s,
+                    ) from err
+                log.warning(
+                    "promoonly.queue_answer_lost", pool=self.name, track=track_id, error=err.message
+                )
+                return dict(found.extra), True
+
+    async def _queue_call(self, track_id: str) -> dict[str, Any]:
+        paths = (self._queue_path,) if self._queue_path else self.QUEUE_PATHS
+        for index, path in enumerate(paths):
+            answer = await self._call(
+                "GET",
+                path.format(id=track_id),
+                idempotent=False,  # seed 000: a GET with a side effect
+                endpoint="downloads/queue",
+            )
+            if answer.status == 404 and index + 1 < len(paths):
+                continue  # CONTRACT §6: the other documented path
+            if answer.status == 404:
+                said = _result_text(answer.body)
+                raise NotFound(
+                    f"{self.name}: track {track_id} not found" + (f": {said}" if said else "")
+                )
+            self._raise_for(answer, f"queue {track_id}")
+            self._queue_path = path
+            entry = _entry(answer.body, f"{self.name}: queue {track_id}")
+            if str(entry["trackid"]) != track_id:
+                raise ProtocolError(
+                    f"{self.name}: queue {track_id} answered for track {entry['trackid']}"
+                )
+            return entry
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _queue_item(self, raw: Any) -> QueueItem:
+        entry = _entry(raw, f"{self.name}: queue list")
+        extra = {key: value for key, value in entry.items() if key != "Result"}
+        extra["seen_at"] = self.clock()
+        queue_id = entry.get("queueid")
+        return QueueItem(
+            pool=self.name,
+            item_id=str(entry["trackid"]),
+            kind="track",
+            queue_id=None if queue_id is None else str(queue_id),
+            queued_at=_when(entry.get("queue_time")),
+            track=_track(self.name, entry),
+            extra=extra,
+        )
+
+    async def _servers(self, track_id: str) -> list[tuple[str, int | None]]:
+        """`GET /download/server/ID` (seed 001): the failover list as (host, id)."""
+        answer = await self._call(
+            "GET", self.SERVERS_PATH.format(id=track_id), endpoint="download/server"
+        )
+        self._raise_for(answer, f"servers for {track_id}")
+        if not isinstance(answer.body, list):
+            raise ProtocolError(f"{self.name}: the server list for {track_id} is not a list")
+        servers: list[tuple[str, int | None]] = []
+        for item in answer.body:
+            host = _host(item.get("host")) if isinstance(item, dict) else None
+            if host is None:
+                log.warning("promoonly.server_skipped", pool=self.name, server=repr(item)[:100])
+                continue
+            servers.append((host, _int(item.get("id"))))
+        return servers
+
+    # -- downloads ----------------------------------------------------------------------------
+
+    async def plan(self, request: Request, known: QueueItem | None = None) -> DownloadPlan:
+        """One part with a source per download server, using the queue entry's dl_token.
+
+        `known` (a remote_queue item) is used as is; otherwise the queue is read and the track
+        queued only when it is not there (RELIABILITY C6).
+        """
+        if request.kind != "track" or request.item_id is None:
+            raise Unsupported(f"{self.name}: only single tracks can be downloaded ({request.ref})")
+        track_id = _track_id(request.item_id)
+        if known is not None and known.extra.get("dl_token"):
+            entry = _entry(known.extra, f"{self.name}: queue entry {track_id}")
+        else:
+            entry, _ = await self._ensure_queued(track_id)
+        return await self._plan_from(entry)
+
+    async def renew_plan(self, plan: DownloadPlan, part_key: str | None = None) -> DownloadPlan:
+        """A fresh header, dl_token and server list for a failing plan; never a blind re-queue.
+
+        RELIABILITY T1: the queue is read again first (a dl_token may have been reissued); only a
+        track no longer in the queue is queued again, and redownload is never spent on our own
+        failures.
+        """
+        context = plan.context
+        track_id = _track_id(plan.item_id)
+        if not self._fixed and context.get("token_generation") == self._keeper.generation:
+            # The plan's header may be what a download server refused: renew it (single-flight).
+            await self._keeper.renew(self._keeper.generation)
+        entry, _ = await self._ensure_queued(track_id)
+        if entry["dl_token"] != context.get("dl_token"):
+            log.info("promoonly.dl_token_reissued", pool=self.name, track=track_id)
+        return await self._plan_from(entry)
+
+    async def _plan_from(self, entry: dict[str, Any]) -> DownloadPlan:
+        track_id = str(entry["trackid"])
+        try:
+            refreshed = await self._servers(track_id)
+        except (TransientError, NotFound, ProtocolError) as err:
+            # The queue answer's own list still works; the id is looked up when acknowledging.
+            log.info("promoonly.server_list_unavailable", pool=self.name, error=err.message)
+            refreshed = []
+        servers = [host for host, _ in refreshed] or list(entry["servers"])
+        if not servers:
+            raise ProtocolError(f"{self.name}: no download server for track {track_id}")
+        token = await self._keeper.get(now=self.clock(), margin_s=RENEW_MARGIN_S)
+        generation = self._keeper.generation
+        headers = self._bearer(token)
+        dl_token = str(entry["dl_token"])
+        part = PlanPart(
+            key="main",
+            sources=[
+                Source(
+                    url=self.config.download_url.format(
+                        server=host, dl_token=quote(dl_token, safe="")
+                    ),
+                    server=host,
+                    headers=dict(headers),
+                )
+                for host in servers
+            ],
+            extension=_extension(entry.get("file_type")),
+            # The Bearer header in the sources dies with the access token.
+            expires_at=self._keeper.expires_at,
+        )
+        track = _track(self.name, entry)
+        meta = {
+            "id": track_id,
+            "artist": track.artist,
+            "title": track.title,
+            "genre": track.genre,
+            "bpm": track.bpm,
+            "mix": track.mix,
+            "year": track.year,
+            "advisory": track.advisory,
+            "quality": track.quality,
+            "source": track.source,
+            "label": _text(entry.get("label")),
+            "length_s": track.length_s,
+        }
+        return DownloadPlan(
+            pool=self.name,
+            item_id=track_id,
+            kind="track",
+            format="",  # seed 000: the media type is the account's POOL preference
+            parts=[part],
+            meta={key: value for key, value in meta.items() if value is not None},
+            context={
+                "trackid": int(track_id),
+                "dl_token": dl_token,
+                "queueid": entry.get("queueid"),
+                "server_ids": {host: sid for host, sid in refreshed if sid is not None},
+                "token_generation": generation,
+                "entry": {key: value for key, value in entry.items() if key != "seen_at"},
+            },
+        )
+
+    def after_download(self, plan: DownloadPlan) -> list[OutboxCall]:
+        """`download/success` is owed for every verified file (CONTRACT §6).
+
+        The engine may set `plan.context["served_by"]` to the host that delivered the file;
+        otherwise the first listed server is named.
+        """
+        context = plan.context
+        hosts = [source.server for part in plan.parts for source in part.sources]
+        host = context.get("served_by") or (hosts[0] if hosts else None)
+        server_ids = context.get("server_ids") or {}
+        return [
+            OutboxCall(
+                pool=self.name,
+                action=SUCCESS_ACTION,
+                payload={
+                    "trackid": int(context["trackid"]),
+                    "serverid": server_ids.get(host) if host else None,
+                    "dl_token": str(context["dl_token"]),
+                    "server": host,
+                },
+            )
+        ]
+
+    async def deliver(self, call: OutboxCall) -> None:
+        """`POST /download/success` (trackid, serverid, dl_token); replaying it is harmless."""
+        if call.action != SUCCESS_ACTION:
+            raise Unsupported(f"{self.name}: no outbox action {call.action!r}")
+        payload = call.payload
+        track_id = _track_id(str(payload["trackid"]))
+        server_id = payload.get("serverid")
+        if server_id is None:
+            # The plan was made without the server list: look the id up now.
+            servers = await self._servers(track_id)
+            ids = [sid for host, sid in servers if host == payload.get("server") and sid]
+            ids += [sid for _, sid in servers if sid is not None]
+            if not ids:
+                raise ProtocolError(f"{self.name}: no server id to acknowledge {track_id} with")
+            server_id = ids[0]
+        answer = await self._call(
+            "POST",
+            self.SUCCESS_PATH,
+            data={"trackid": track_id, "serverid": str(server_id), "dl_token": payload["dl_token"]},
+            idempotent=True,  # the outbox replays it after a crash anyway
+        )
+        self._raise_for(answer, f"download success for {track_id}")
+
+    async def redownload(self, item_ids: list[str], reason: str) -> str:
+        """`POST /download/redownload_request` (seed 002): scarce, only on the user's word."""
+        if not reason or not reason.strip():
+            raise BadRequest(f"{self.name}: a redownload needs a written reason (seed 002)")
+        ids = [_track_id(item) for item in item_ids]
+        if not ids:
+            raise BadRequest(f"{self.name}: a redownload needs at least one track")
+        answer = await self._call(
+            "POST",
+            self.REDOWNLOAD_PATH,
+            data={"trackid_list": ",".join(ids), "reason": reason.strip()},
+            idempotent=False,  # RELIABILITY §0: never spent twice on a lost answer
+        )
+        said = _result_text(answer.body)
+        if 400 <= answer.status < 500 and answer.status not in (403, 404):
+            raise Conflict(
+                f"{self.name}: redownload of {', '.join(ids)} refused: "
+                f"{said or f'HTTP {answer.status}'} (seed 002: only tracks downloaded before)"
+            )
+        self._raise_for(answer, "redownload request")
+        fields = _object(answer.body, f"{self.name}: redownload request")
+        result = _text(fields.get("result")) or _text(fields.get("Result")) or ""
+        requeued = _int(fields.get("tracks_requeued")) or 0
+        if result.lower() != "success" or requeued <= 0:
+            raise Conflict(
+                f"{self.name}: redownload of {', '.join(ids)} refused: {result or 'no result'}, "
+                f"{requeued} requeued (seed 002: only tracks downloaded before)"
+            )
+        return f"{requeued} of {len(ids)} track(s) requeued for download"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        signed: bool = True,
+        idempotent: bool | None = None,
+        endpoint: str | None = None,
+        also_ok: frozenset[int] = frozenset(),
+    ) -> Answer:
+        """One API call; 4xx answers come back so `_raise_for` can word them with `Result`."""
+        return await self.http.call(
+            method,
+            self._base + path,
+            data=data,
+            headers=headers,
+            auth=self._auth if signed else None,
+            idempotent=idempotent,
+            endpoint=endpoint or path.strip("/"),
+            ok=_ANSWERED | also_ok,
+        )
+
+    def _raise_for(self, answer: Answer, what: str) -> None:
+        """Raise the error vocabulary's class for a 4xx answer, in the pool's own words."""
+        status = answer.status
+        if 200 <= status < 300:
+            return
+        said = _result_text(answer.body)
+        message = f"{self.name}: {what}: HTTP {status}" + (f": {said}" if said else "")
+        if status == 403:
+            # Seed 001: "downloads will be denied to users that do not have access".
+            raise AccountError(message)
+        if status == 404:
+            raise NotFound(message)
+        if status == 401:
+            raise TokenExpired(message)
+        raise ProtocolError(message)
+
+
+# -- decoding ------------------------------------------------------------------------------------
+
+
+def _result_text(body: Any) -> str:
+    """The pool's own words: `Result` (seed 000), `result` (seed 002), `message` elsewhere."""
+    if isinstance(body, dict):
+        for key in ("Result", "result", "message", "Message", "error", "msg"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return redact_text(value.strip()[:200])
+    if isinstance(body, str) and body.strip() and not body.lstrip().startswith("<"):
+        return redact_text(body.strip()[:200])
+    return ""
+
+
+def _object(body: Any, where: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{where}: answered {type(body).__name__}, expected an object")
+    return body
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    """Numbers as numbers or digit strings (RELIABILITY M3: `"bpm":"134"`)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+        return int(value)
+    return None
+
+
+def _bool(value: Any) -> bool | None:
+    """Seed 000: `"content_warn": "False"` is a string, `"explicit": 0` a number."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "y"):
+            return True
+        if lowered in ("false", "0", "no", "n", ""):
+            return False
+    return None
+
+
+def _track_id(value: str) -> str:
+    text = str(value).strip()
+    if not _TRACK_ID.fullmatch(text):
+        raise BadRequest(f"Promo Only track IDs are numbers, not {text[:40]!r}")
+    return str(int(text))
+
+
+def _host(value: Any) -> str | None:
+    """A server host as the pool names it; anything that could bend the URL is refused."""
+    if isinstance(value, str) and _HOST.fullmatch(value.strip()):
+        return value.strip()
+    return None
+
+
+def _entry(raw: Any, where: str) -> dict[str, Any]:
+    """A seed-000 queue object, checked: trackid, dl_token and the server hosts."""
+    fields = _object(raw, where)
+    track_id = _int(fields.get("trackid"))
+    dl_token = _text(fields.get("dl_token"))
+    if track_id is None or track_id < 0:
+        raise ProtocolError(f"{where}: an entry without a usable trackid")
+    if not dl_token:
+        said = _result_text(fields)
+        raise ProtocolError(
+            f"{where}: track {track_id} has no dl_token" + (f": {said}" if said else "")
+        )
+    servers = fields.get("servers") or []
+    if not isinstance(servers, list):
+        raise ProtocolError(f"{where}: track {track_id}: servers is not a list")
+    entry = dict(fields)
+    entry.update(
+        trackid=track_id,
+        dl_token=dl_token,
+        servers=[host for host in (_host(item) for item in servers) if host is not None],
+    )
+    return entry
+
+
+def _extension(file_type: Any) -> str | None:
+    """`"720 mp4"` → mp4, `"mp3 320"` → mp3: the word that is a known extension, else None."""
+    if not isinstance(file_type, str):
+        return None
+    for word in re.split(r"[\s/,_-]+", file_type.lower()):
+        word = word.strip(".")
+        if word in _EXTENSIONS:
+            return "aiff" if word == "aif" else word
+    return None
+
+
+def _expiry(value: Any, now: float) -> float:
+    """When a token stops working, from `expiration` / `expires` in whatever form it comes.
+
+    Unix seconds (or milliseconds), a lifetime in seconds and ISO 8601 times are read. A value
+    meaning "already expired" or "valid for over a day" (a skewed clock, a misread unit) gives
+    the documented five minutes instead (CONTRACT §6; RELIABILITY T4: expiry is only a hint).
+    """
+    lifetime: float | None = None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and value.strip():
+        try:
+            number = float(value.strip())
+        except ValueError:
+            try:
+                when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=dt.UTC)
+                lifetime = when.timestamp() - now
+    if number is not None:
+        if number > 1e12:
+            number /= 1000.0  # milliseconds
+        lifetime = number - now if number > 1e9 else number
+    if lifetime is None or not 0 < lifetime <= 86400:
+        lifetime = TOKEN_LIFETIME_S
+    return now + lifetime
+
+
+def _when(value: Any) -> str | None:
+    """`queue_time` as ISO 8601 UTC when it is a Unix time, else as sent."""
+    number = _int(value)
+    if number is not None and number > 1_000_000_000:
+        return dt.datetime.fromtimestamp(number, dt.UTC).isoformat().replace("+00:00", "Z")
+    return _text(value)
+
+
+def _track(pool: str, entry: Mapping[str, Any]) -> Track:
+    """A queue entry as a track for the catalog mirror (CONTRACT §4 fields)."""
+    extension = _extension(entry.get("file_type"))
+    explicit, warn = _bool(entry.get("explicit")), _bool(entry.get("content_warn"))
+    advisory = None
+    if explicit is not None or warn is not None:
+        advisory = "Explicit" if (explicit or warn) else "Clean"
+    modified = _int(entry.get("modified"))
+    date = (
+        dt.datetime.fromtimestamp(modified, dt.UTC).date().isoformat()
+        if modified is not None and modified > 0
+        else None
+    )
+    return Track(
+        pool=pool,
+        id=str(entry["trackid"]),
+        artist=_text(entry.get("artist")),
+        title=_text(entry.get("title")),
+        genre=_text(entry.get("genre")),
+        bpm=_int(entry.get("bpm")),
+        year=_int(entry.get("release_year")),
+        mix=_text(entry.get("mix")),
+        advisory=advisory,
+        length_s=_int(entry.get("duration")),
+        audio=True if extension else None,
+        video=(extension in _VIDEO) if extension else None,
+        quality=_text(entry.get("file_type")),
+        date=date,
+        source=_text(entry.get("release_name")),
+        # No per-download token in the mirror: it is a credential (RELIABILITY S3).
+        raw={key: value for key, value in entry.items() if key not in ("dl_token", "Result")},
+    )
