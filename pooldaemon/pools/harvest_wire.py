@@ -1,0 +1,296 @@
+"""Harvest Media's two wires read into one shape: plain data with lower-case keys.
+
+CONTRACT §6: the current API speaks JSON with PascalCase keys, seed 003 lower-case XML; keys are
+matched case-insensitively. Both decode here into dicts, lists and scalars whose keys are all
+lower-case, so the adapter reads `body["downloadtokens"]` whatever the wire. XML goes through
+`pools/http.parse_xml` (DTDs and entities refused, RELIABILITY M4); JSON through `loads_strict`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from xml.etree.ElementTree import Element
+
+from pooldaemon.errors import IncompleteAnswer, ProtocolError
+from pooldaemon.pools.http import loads_strict, parse_xml
+
+Wire = Literal["json", "xml"]
+
+#: Seed 003 serves its error envelope this way; the JSON API as `{"Error": {"Code", …}}`.
+ERROR_KEY = "error"
+_NET_DATE = re.compile(r"^/?Date\((-?\d+)([+-]\d{4})?\)/?$")
+_OFFSET_HM = re.compile(r"^([+-]?)(\d{1,2}):(\d{2})$")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no", ""})
+#: Real offsets run from UTC-12 to UTC+14.
+_MAX_OFFSET_H = 14.0
+
+
+def decode(text: str, wire: Wire, where: str) -> dict[str, Any]:
+    """One answer of either wire as a dict with lower-case keys (the error envelope included)."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if not stripped:
+        raise IncompleteAnswer(f"{where}: answered with an empty body")
+    head = stripped[:100].lower()
+    if head.startswith(("<!doctype html", "<html")):
+        raise ProtocolError(f"{where}: answered with an HTML page, not {wire.upper()}")
+    if wire == "xml":
+        if not stripped.startswith("<"):
+            raise ProtocolError(f"{where}: expected XML, got {_snippet(stripped)!r}")
+        return normalize_xml(parse_xml(stripped, where), where)
+    if stripped.startswith("<"):
+        raise ProtocolError(f"{where}: expected JSON, got markup {_snippet(stripped)!r}")
+    value = normalize_json(loads_strict(stripped, where), where)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _snippet(text: str) -> str:
+    return text[:40].replace("\n", " ")
+
+
+def normalize_json(value: Any, where: str = "answer") -> Any:
+    """JSON with every object key lower-cased; keys equal but for case must agree."""
+    if isinstance(value, list):
+        return [normalize_json(item, where) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        lowered = key.lower()
+        normalized = normalize_json(item, where)
+        if lowered in result and result[lowered] != normalized:
+            raise ProtocolError(f"{where}: keys differing only in case disagree ({key!r})")
+        result[lowered] = normalized
+    return result
+
+
+def _local(tag: str) -> str:
+    """An element or attribute name without its namespace, lower-cased."""
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def _element(element: Element) -> Any:
+    """An element as text (a leaf) or a dict of attributes and children (repeats as lists)."""
+    attrs = {_local(k): v.strip() for k, v in element.attrib.items()}
+    if attrs.get("nil") == "true":
+        return None  # .NET DataContract's xsi:nil="true"
+    attrs.pop("nil", None)
+    children = list(element)
+    if not children and not attrs:
+        # Seed 003: `<tokenvalue>` has newlines around it; XML whitespace is layout, not data.
+        return (element.text or "").strip()
+    result: dict[str, Any] = dict(attrs)
+    repeated: set[str] = set()
+    for child in children:
+        key = _local(child.tag)
+        value = _element(child)
+        if key in repeated:
+            result[key].append(value)
+        elif key in result:
+            result[key] = [result[key], value]
+            repeated.add(key)
+        else:
+            result[key] = value
+    text = (element.text or "").strip()
+    if text and not children:
+        result["value"] = text
+    return result
+
+
+def normalize_xml(root: Element, where: str = "answer") -> dict[str, Any]:
+    """The root's content (its children by lower-case name); a bare `<error>` root is kept."""
+    name = _local(root.tag)
+    content = _element(root)
+    if name == ERROR_KEY or not isinstance(content, dict):
+        return {name: content}
+    return content
+
+
+def error_of(body: Mapping[str, Any]) -> tuple[int | str, str] | None:
+    """The (code, description) of an error envelope, or None when the answer is not one."""
+    envelope = body.get(ERROR_KEY)
+    if envelope is None or envelope == "":
+        return None
+    if not isinstance(envelope, dict):
+        return ("?", str(envelope)[:200])
+    code = envelope.get("code")
+    description = text(envelope.get("description")) or text(envelope.get("message")) or ""
+    if code is None and not description:
+        return None
+    parsed: int | str
+    try:
+        parsed = int(str(code).strip())
+    except ValueError:
+        parsed = str(code).strip() or "?"
+    if parsed == 0 and not description:
+        return None  # an envelope saying "no error"
+    return parsed, description
+
+
+# -- reading values ----------------------------------------------------------------------------
+
+
+def first(record: Mapping[str, Any], *names: str) -> Any:
+    """The first of `names` (lower-case) present with a value other than None or ""."""
+    for name in names:
+        value = record.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def as_list(value: Any, singular: str | None = None) -> list[Any]:
+    """A JSON array, or an XML container (`<tracks><track>…`) with one or many items."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        if singular is not None and singular in value:
+            inner = value[singular]
+            return inner if isinstance(inner, list) else as_list(inner)
+        if len(value) == 1:
+            (inner,) = value.values()
+            if isinstance(inner, list):
+                return inner
+            if isinstance(inner, dict):
+                return [inner]
+        return [value]
+    raise ProtocolError(f"expected a list, got {type(value).__name__}")
+
+
+def text(value: Any) -> str | None:
+    """A scalar as stripped text; None when absent or empty."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    result = str(value).strip()
+    return result or None
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """A JSON boolean or the XML text "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if value is None:
+        return False
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ProtocolError(f"{name} {str(value)[:20]!r} is not true or false")
+
+
+def as_int(value: Any) -> int | None:
+    """A whole number from a number or digit text; None when absent or unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value == int(value) else None
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,18}\.0*\s*", value):
+        return int(float(value))
+    return None
+
+
+# -- time --------------------------------------------------------------------------------------
+
+
+def parse_offset(value: Any) -> float | None:
+    """`UTCOffset` in hours: 10, -5, 5.5, "+10", "-05:00", "5:30"; None when absent."""
+    if value is None or value == "":
+        return None
+    hours: float
+    if isinstance(value, bool):
+        raise ProtocolError(f"UTCOffset {value!r} is not a number of hours")
+    if isinstance(value, int | float):
+        hours = float(value)
+    else:
+        raw = str(value).strip()
+        match = _OFFSET_HM.match(raw)
+        if match:
+            sign = -1.0 if match.group(1) == "-" else 1.0
+            hours = sign * (int(match.group(2)) + int(match.group(3)) / 60)
+        else:
+            try:
+                hours = float(raw)
+            except ValueError:
+                raise ProtocolError(f"UTCOffset {raw[:20]!r} is not a number of hours") from None
+    if not math.isfinite(hours) or abs(hours) > _MAX_OFFSET_H:
+        raise ProtocolError(f"UTCOffset {value!r} is outside -14..+14 hours")
+    return hours
+
+
+def parse_expiry(expiry: Any, utc_offset_h: float | None) -> float:
+    """Unix time of an `Expiry` given as local wall-clock time at `UTCOffset` hours.
+
+    Also reads an ISO time with its own zone (which then wins) and .NET's `/Date(ms+zzzz)/`.
+    """
+    if isinstance(expiry, int | float) and not isinstance(expiry, bool):
+        return float(expiry)  # already a unix time
+    raw = text(expiry)
+    if raw is None:
+        raise ProtocolError("token without an Expiry")
+    net = _NET_DATE.match(raw)
+    if net:
+        return int(net.group(1)) / 1000.0  # .NET JSON dates count UTC milliseconds
+    try:
+        when = datetime.fromisoformat(raw.replace(" ", "T", 1) if "T" not in raw else raw)
+    except ValueError:
+        raise ProtocolError(f"Expiry {raw[:40]!r} is not a date and time") from None
+    if when.tzinfo is not None:
+        return when.timestamp()
+    offset = utc_offset_h or 0.0
+    # Wall-clock time at UTC+offset: UTC is that time minus the offset.
+    return (when.replace(tzinfo=UTC) - timedelta(hours=offset)).timestamp()
+
+
+def format_local(unix: float, utc_offset_h: float) -> str:
+    """The inverse of parse_expiry for a naive ISO time (used in messages and tests)."""
+    moment = datetime.fromtimestamp(unix, UTC) + timedelta(hours=utc_offset_h)
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+# -- request bodies ----------------------------------------------------------------------------
+
+
+def encode(root: str, fields: Mapping[str, Any], wire: Wire) -> tuple[bytes, str]:
+    """A request body: JSON with the PascalCase keys given, or seed 003's lower-case XML."""
+    if wire == "json":
+        return json.dumps(dict(fields)).encode(), "application/json; charset=utf-8"
+    parts = [f"<{root}>"]
+    for key, value in fields.items():
+        tag = key.lower()
+        parts.append(f"<{tag}>{_xml_text(value)}</{tag}>")
+    parts.append(f"</{root}>")
+    return "".join(parts).encode(), "application/xml; charset=utf-8"
+
+
+def _xml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return (
+        str(value)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+    )
+
+
+def ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The `id` of each record, as text ("" where a record has none)."""
+    return [text(first(record, "id")) or "" for record in records]

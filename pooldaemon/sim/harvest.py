@@ -1,0 +1,1242 @@
+"""A Harvest Media simulator: seed 003 and CONTRACT §6, on both wires, with its download host.
+
+Written from the documents alone (it never imports `pooldaemon.pools`). One aiohttp server plays
+the OAuth host (`/oauth2/token`) and the service (`/HMP-WS.svc/...`, paths matched without
+regard to case); a `DownloadServer` on its own port serves the ZIP parts at
+`/download/{downloadtoken}`, the template getserviceinfo hands out.
+
+`wire = "json"` answers with PascalCase JSON; `wire = "xml"` with seed 003's lower-case XML, its
+`<tokenvalue>` wrapped in newlines, `getmusicdownload` taking the service token in the path and
+`<membertoken>` in the body. Errors come in the envelope with HTTP 200, as the seed shows.
+
+Fault endpoints (for `sim.faults`, `match=`): "getservicetoken", "getmembertoken",
+"validatepersistentlogintoken", "getserviceinfo", "getfavourites", "getmemberplaylistsnotracks",
+"getmemberplaylist", "getlatestalbums", "getdownloadhistorybymembertoken", "getmusicdownload",
+"oauth2/token"; the download host has its own `sim.download.faults` (endpoint "download").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import struct
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import defusedxml.ElementTree as SafeET
+from aiohttp import web
+
+from pooldaemon.sim.faults import (
+    API_KINDS,
+    DownloadServer,
+    Faults,
+    RequestLog,
+    api_response,
+    fault_response,
+    json_error,
+    start_app,
+)
+from pooldaemon.sim.media import MediaStore, mp3_bytes, wav_bytes, zip_bytes
+
+__all__ = ["ARCHIVE_KINDS", "ERROR_TEXTS", "HarvestSim", "Package", "SimAlbum", "SimTrack"]
+
+Wire = Literal["json", "xml"]
+
+SERVICE_PATH = "/HMP-WS.svc"
+AUTH_PATH = "/oauth2/token"
+#: Seed 003's own example of an error; the rest are this simulator's words for CONTRACT §6's codes.
+ERROR_TEXTS: dict[int, str] = {
+    2: "Invalid username or password",
+    3: "Invalid AccessKey",
+    5: "Invalid Token",
+    8: "Invalid Format",
+    9: "Not Found",
+    10: "Download type not supported",
+    12: "Member is not permitted to download",
+    13: "Member account is not active",
+    14: "Download limit reached",
+    18: "Downloads are disabled for this account",
+    21: "Token Expired",
+    22: "Invalid Persistent Login Token",
+}
+#: `next_archive_kind` values: how the next package's parts are spoiled (RELIABILITY Z1–Z3).
+ARCHIVE_KINDS = (
+    "normal",
+    "slip",  # an entry named ../../escaped.txt
+    "absolute",  # an entry named /tmp/escaped.txt
+    "symlink",  # a symlink entry, then a file written through it
+    "bomb",  # a 4 MiB entry of zeros deflated to a few KB (ratio ≫ 100)
+    "corrupt",  # one byte of an entry's data flipped: the CRC no longer matches
+    "truncated",  # part 1 cut short
+    "duplicate",  # the same entry name in parts 1 and 2
+)
+_SINGULAR = {
+    "tracks": "track",
+    "albums": "album",
+    "playlists": "playlist",
+    "fileformats": "fileformat",
+    "downloadtokens": "downloadtoken",
+    "downloadhistory": "download",
+}
+_XML_ROOTS = {
+    "getservicetoken": "responseservicetoken",
+    "getmembertoken": "responsemembertoken",
+    "validatepersistentlogintoken": "responsemembertoken",
+    "getserviceinfo": "responseserviceinfo",
+    "getfavourites": "responsefavourites",
+    "getmemberplaylistsnotracks": "responseplaylists",
+    "getmemberplaylist": "responseplaylist",
+    "getlatestalbums": "responsealbums",
+    "getdownloadhistorybymembertoken": "responsedownloadhistory",
+    "getmusicdownload": "responsemusicdownload",
+}
+_EXTENSIONS = {"mp3": "mp3", "wav": "wav", "aiff": "aif"}
+_ARTISTS = ("Nordic Echo", "Velvet Static", "Kai Marlowe", "Solenne", "The Tideline", "Amara Vox")
+_WORDS = (
+    "Golden",
+    "Hour",
+    "Neon",
+    "Drift",
+    "Skyline",
+    "Pulse",
+    "Rise",
+    "Midnight",
+    "Signal",
+    "Bloom",
+    "Horizon",
+    "Ember",
+    "Wild",
+    "Motion",
+)
+_GENRES = ("Pop / Rock", "Electronica", "Hip Hop", "Cinematic", "Corporate", "Acoustic")
+_VERSIONS = ("Main", "Instrumental", "30 sec", "Underscore")
+_LIBRARIES = ("Harvest Originals", "Northbound Music", "Circuit Library")
+
+
+def _hex(*parts: object, length: int = 16) -> str:
+    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class SimTrack:
+    """One track of the simulated library."""
+
+    id: str
+    album_id: str
+    number: int
+    title: str
+    artist: str
+    genre: str
+    bpm: int
+    length_s: int
+    version: str
+    release_date: str
+    library: str
+    album_title: str
+
+    def record(self) -> dict[str, Any]:
+        """The track as the JSON API lists it (PascalCase)."""
+        minutes, seconds = divmod(self.length_s, 60)
+        return {
+            "ID": self.id,
+            "TrackNumber": self.number,
+            "Name": self.title,
+            "DisplayTitle": self.title,
+            "Artist": self.artist,
+            "AlbumID": self.album_id,
+            "AlbumName": self.album_title,
+            "LibraryName": self.library,
+            "Genre": self.genre,
+            "Bpm": self.bpm,
+            "Duration": self.length_s,
+            "Time": f"{minutes:02d}:{seconds:02d}",
+            "Version": self.version,
+            "ReleaseDate": f"{self.release_date}T00:00:00",
+        }
+
+
+@dataclass(frozen=True)
+class SimAlbum:
+    """One album: the unit of getlatestalbums."""
+
+    id: str
+    title: str
+    artist: str
+    library: str
+    genre: str
+    release_date: str
+    tracks: tuple[SimTrack, ...]
+
+    def record(self, *, with_tracks: bool = True) -> dict[str, Any]:
+        """The album as the JSON API lists it (PascalCase), with its tracks."""
+        record: dict[str, Any] = {
+            "ID": self.id,
+            "Name": self.title,
+            "DisplayTitle": self.title,
+            "Artist": self.artist,
+            "LibraryName": self.library,
+            "Genre": self.genre,
+            "ReleaseDate": f"{self.release_date}T00:00:00",
+            "TrackCount": len(self.tracks),
+        }
+        if with_tracks:
+            record["Tracks"] = [track.record() for track in self.tracks]
+        return record
+
+
+@dataclass
+class SimPlaylist:
+    """A member playlist."""
+
+    id: str
+    name: str
+    track_ids: list[str]
+    created: str
+
+
+@dataclass
+class Package:
+    """The truth about one requested download: the files it holds and the parts served."""
+
+    key: str
+    download_type: str
+    identifier: str
+    format_ext: str
+    name: str
+    kind: str
+    #: The files a correct extraction yields (name in the archive → bytes).
+    entries: dict[str, bytes]
+    #: Each part's ZIP bytes, part 1 first.
+    parts: list[bytes]
+    #: Entries planted by a spoiled `kind` (zip-slip names, links, bombs).
+    bad_entries: list[str] = field(default_factory=list)
+
+    @property
+    def media_keys(self) -> list[str]:
+        """The download host's media keys of the parts, part 1 first."""
+        return [f"{self.key}/{n}" for n in range(1, len(self.parts) + 1)]
+
+
+@dataclass
+class _Token:
+    expires_at: float
+    owner: str = ""
+
+
+class _HarvestError(Exception):
+    def __init__(self, code: int, description: str | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description if description is not None else ERROR_TEXTS.get(code, "")
+
+
+@dataclass
+class _Pending:
+    code: int
+    endpoint: str | None
+    description: str | None
+    count: int
+
+
+@dataclass
+class _Override:
+    body: bytes
+    content_type: str
+    endpoint: str | None
+    status: int
+
+
+Handler = Callable[[web.Request, list[str], dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class HarvestSim:
+    """Harvest Media on 127.0.0.1: OAuth, the service on either wire, and a download host."""
+
+    def __init__(
+        self,
+        *,
+        wire: Wire = "json",
+        seed: str = "harvest",
+        utc_offset_h: float = 10.0,
+        albums: int = 8,
+        tracks_per_album: int = 4,
+        playlists: int = 2,
+        favourites: int = 5,
+        history: int = 2,
+        mp3_size: int = 24_000,
+        wav_size: int = 90_000,
+        part_size_bytes: int = 200_000,
+        service_token_lifetime_s: float = 24 * 3600.0,
+        member_token_lifetime_s: float = 1800.0,
+        access_token_lifetime_s: float = 3600.0,
+        persistent_token_lifetime_s: float = 30 * 86400.0,
+        download_token_lifetime_s: float = 120.0,
+        expiry_style: Literal["iso", "netdate", "zoned"] = "iso",
+        client_id: str = "pooldaemon-client",
+        client_secret: str = "client-secret-1",
+        access_key: str = "access-key-1",
+        username: str = "dj@example.com",
+        password: str = "correct horse",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.wire: Wire = wire
+        self.seed = seed
+        self.utc_offset_h = utc_offset_h
+        self.mp3_size = mp3_size
+        self.wav_size = wav_size
+        self.part_size_bytes = part_size_bytes
+        self.service_token_lifetime_s = service_token_lifetime_s
+        self.member_token_lifetime_s = member_token_lifetime_s
+        self.access_token_lifetime_s = access_token_lifetime_s
+        self.persistent_token_lifetime_s = persistent_token_lifetime_s
+        self.download_token_lifetime_s = download_token_lifetime_s
+        self.expiry_style = expiry_style
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.access_key = access_key
+        self.username = username
+        self.password = password
+        self.host = host
+        self.port = port
+        self.faults = Faults()
+        self.log = RequestLog()
+        self.media = MediaStore()
+        self.download = DownloadServer(
+            self.media, self._resolve_download, path="/download/{token}", host=host
+        )
+        #: Every e-mail "sent" instead of tokens: (download type, identifier).
+        self.emails: list[tuple[str, str]] = []
+        #: Answer RequestSent=true to every getmusicdownload while set.
+        self.send_by_email = False
+        #: Spoil the next new package this way (then sticky for that download), see ARCHIVE_KINDS.
+        self.next_archive_kind: str | None = None
+        #: Split the next package into this many parts (then sticky for that download: T5).
+        self.split_next: int | None = None
+        #: Rewrite the next answer's (token, part) list (tests of part validation).
+        self.mangle_parts_next: Callable[[list[tuple[str, int]]], list[tuple[str, int]]] | None
+        self.mangle_parts_next = None
+        self.packages: dict[str, Package] = {}
+        self.last_package: Package | None = None
+        #: Every getmusicdownload body received (lower-case keys), oldest first.
+        self.download_requests: list[dict[str, Any]] = []
+        self._offset_s = 0.0
+        self._counter = 0
+        self._pending: list[_Pending] = []
+        self._overrides: list[_Override] = []
+        self._access: dict[str, _Token] = {}
+        self._service: dict[str, _Token] = {}
+        self._member: dict[str, _Token] = {}
+        self._persistent: dict[str, _Token] = {}
+        self._download_tokens: dict[str, tuple[str, float]] = {}
+        self._splits: dict[tuple[str, str, str], int] = {}
+        self._archive_kinds: dict[tuple[str, str], str] = {}
+        self._runner: web.AppRunner | None = None
+        self._handlers: dict[str, Handler] = {
+            "getservicetoken": self._service_token,
+            "getmembertoken": self._member_token,
+            "validatepersistentlogintoken": self._validate_persistent,
+            "getserviceinfo": self._service_info,
+            "getfavourites": self._favourites,
+            "getmemberplaylistsnotracks": self._playlists,
+            "getmemberplaylist": self._playlist,
+            "getlatestalbums": self._latest_albums,
+            "getdownloadhistorybymembertoken": self._history,
+            "getmusicdownload": self._music_download,
+        }
+        self.formats = self._make_formats()
+        self.albums: list[SimAlbum] = [self._make_album(i, tracks_per_album) for i in range(albums)]
+        self.tracks: dict[str, SimTrack] = {t.id: t for a in self.albums for t in a.tracks}
+        ids = list(self.tracks)
+        rng = random.Random(f"{seed}:lists")
+        self.playlists: list[SimPlaylist] = [
+            SimPlaylist(
+                id=_hex(seed, "playlist", i),
+                name=f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} Mix {i + 1}",
+                track_ids=rng.sample(ids, min(3, len(ids))),
+                created="2024-03-01T09:00:00",
+            )
+            for i in range(playlists)
+        ]
+        self.favourite_ids: list[str] = rng.sample(ids, min(favourites, len(ids)))
+        self.history: list[dict[str, Any]] = [
+            {
+                "DownloadDate": "2024-04-02T10:00:00",
+                "DownloadType": "track",
+                "Format": "mp3",
+                "Track": self.tracks[track_id].record(),
+            }
+            for track_id in rng.sample(ids, min(history, len(ids)))
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> HarvestSim:
+        """Listen (port 0: any free one) and start the download host."""
+        await self.download.start()
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_post(AUTH_PATH, self._oauth)
+        app.router.add_route("*", SERVICE_PATH + "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        self._runner, self.port = await start_app(app, self.host, self.port)
+        return self
+
+    async def close(self) -> None:
+        """Stop both servers (stalled responses are released first)."""
+        self.faults.release_stalls()
+        await self.download.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> HarvestSim:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """The service URL (CONTRACT §2 `base_url`)."""
+        return f"http://{self.host}:{self.port}{SERVICE_PATH}"
+
+    @property
+    def auth_url(self) -> str:
+        """The OAuth token URL (CONTRACT §2 `auth_url`)."""
+        return f"http://{self.host}:{self.port}{AUTH_PATH}"
+
+    @property
+    def download_url(self) -> str:
+        """getserviceinfo's DirectDownloadURL template."""
+        return f"{self.download.base_url}/download/{{downloadtoken}}"
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """The `[pools.<name>]` table (as a dict) that points pooldaemon at this simulator."""
+        table: dict[str, Any] = {
+            "type": "harvest",
+            "base_url": self.base_url,
+            "auth_url": self.auth_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "access_key": self.access_key,
+            "username": self.username,
+            "password": self.password,
+            "wire": self.wire,
+        }
+        table.update(overrides)
+        return {k: v for k, v in table.items() if v is not None}
+
+    def config_toml(self, name: str = "harvest") -> str:
+        """The same table as TOML text."""
+        lines = [f"[pools.{name}]"]
+        for key, value in self.config().items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append('auto_download_from = ["favourites"]')
+        return "\n".join(lines) + "\n"
+
+    # -- clock and tokens -----------------------------------------------------------------------
+
+    def clock(self) -> float:
+        """The simulator's now (epoch seconds): wall time plus whatever advance() added."""
+        return time.time() + self._offset_s
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulator's clock forward (token expiry)."""
+        self._offset_s += seconds
+
+    def local_expiry(self, unix: float) -> str | int | float:
+        """`Expiry` as the pool writes it: wall-clock time at UTCOffset (or another style)."""
+        if self.expiry_style == "netdate":
+            return f"/Date({int(unix * 1000)}{_zone(self.utc_offset_h, colon=False)})/"
+        local = datetime.fromtimestamp(unix, UTC) + timedelta(hours=self.utc_offset_h)
+        text = local.replace(tzinfo=None).isoformat(timespec="seconds")
+        if self.expiry_style == "zoned":
+            return text + _zone(self.utc_offset_h, colon=True)
+        return text
+
+    def _new_token(self, kind: str) -> str:
+        self._counter += 1
+        return _hex(self.seed, kind, self._counter, time.time_ns(), length=32)
+
+    def expire_service_tokens(self) -> None:
+        """Every service token issued so far expires now (code 21 next time it is used)."""
+        for token in self._service.values():
+            token.expires_at = min(token.expires_at, self.clock() - 1)
+
+    def expire_member_tokens(self) -> None:
+        """Every member token issued so far expires now."""
+        for token in self._member.values():
+            token.expires_at = min(token.expires_at, self.clock() - 1)
+
+    def revoke_member_tokens(self) -> None:
+        """Forget every member token (code 5 next time one is used)."""
+        self._member.clear()
+
+    def revoke_persistent_tokens(self) -> None:
+        """Forget every persistent login token (only the password works after this)."""
+        self._persistent.clear()
+
+    def expire_download_tokens(self) -> None:
+        """Every download token handed out so far stops working."""
+        for token, (key, _) in list(self._download_tokens.items()):
+            self._download_tokens[token] = (key, self.clock() - 1)
+
+    def token_expiry(self, token: str) -> float:
+        """The true expiry (unix time) of a service, member or download token."""
+        for store in (self._service, self._member, self._persistent, self._access):
+            if token in store:
+                return store[token].expires_at
+        if token in self._download_tokens:
+            return self._download_tokens[token][1]
+        raise KeyError(token)
+
+    def issue_service_token(self) -> str:
+        """A service token as the pool would hand one out for `service_token` in the config."""
+        token = self._new_token("service")
+        self._service[token] = _Token(self.clock() + self.service_token_lifetime_s)
+        return token
+
+    @property
+    def download_tokens(self) -> list[str]:
+        """Download tokens handed out, oldest first."""
+        return list(self._download_tokens)
+
+    @property
+    def member_tokens(self) -> list[str]:
+        """Member tokens issued (and not revoked), oldest first."""
+        return list(self._member)
+
+    @property
+    def service_tokens(self) -> list[str]:
+        """Service tokens issued, oldest first."""
+        return list(self._service)
+
+    @property
+    def persistent_tokens(self) -> list[str]:
+        """Persistent login tokens that still work, oldest first."""
+        return list(self._persistent)
+
+    # -- switches for tests ---------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        code: int,
+        endpoint: str | None = None,
+        *,
+        description: str | None = None,
+        count: int = 1,
+    ) -> None:
+        """Answer the next `count` calls (of `endpoint`, or any) with error `code` in the
+        envelope, HTTP 200 (seed 003)."""
+        self._pending.append(_Pending(code, endpoint and endpoint.lower(), description, count))
+
+    def override_next(
+        self,
+        body: bytes | str,
+        endpoint: str | None = None,
+        *,
+        content_type: str | None = None,
+        status: int = 200,
+    ) -> None:
+        """Answer the next call (of `endpoint`, or any) with exactly `body` (DTDs, HTML, …)."""
+        data = body.encode() if isinstance(body, str) else body
+        ctype = content_type or (
+            "application/json; charset=utf-8"
+            if self.wire == "json"
+            else "application/xml; charset=utf-8"
+        )
+        self._overrides.append(_Override(data, ctype, endpoint and endpoint.lower(), status))
+
+    def add_favourite(self, track_id: str) -> None:
+        """Mark a track as the member's favourite (last in getfavourites)."""
+        if track_id not in self.tracks:
+            raise KeyError(track_id)
+        if track_id not in self.favourite_ids:
+            self.favourite_ids.append(track_id)
+
+    def remove_favourite(self, track_id: str) -> None:
+        """Take a track out of the member's favourites."""
+        self.favourite_ids.remove(track_id)
+
+    def add_album(self, tracks: int = 4) -> SimAlbum:
+        """A new album released after every other one (first in getlatestalbums)."""
+        album = self._make_album(len(self.albums), tracks, newest=True)
+        self.albums.insert(0, album)
+        self.tracks.update({t.id: t for t in album.tracks})
+        return album
+
+    def album(self, album_id: str) -> SimAlbum:
+        """The album with this id."""
+        return next(a for a in self.albums if a.id == album_id)
+
+    def playlist(self, playlist_id: str) -> SimPlaylist:
+        """The member playlist with this id."""
+        return next(p for p in self.playlists if p.id == playlist_id)
+
+    def format_id(self, ext: str) -> str:
+        """The best format ID listed for "mp3", "wav" or "aiff"."""
+        matching = [f for f in self.formats if f["FileExtension"] == _EXTENSIONS[ext]]
+        return str(max(matching, key=lambda f: int(f["Bitrate"]))["ID"])
+
+    def expected_entries(
+        self, download_type: str, identifier: str, fmt: str = "mp3"
+    ) -> dict[str, bytes]:
+        """The files a download of this item holds (truth for extraction tests)."""
+        ext = fmt if fmt in _EXTENSIONS else self._format_ext(fmt)
+        return self._entries(download_type, self._resolve_tracks(download_type, identifier), ext)
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def _make_formats(self) -> list[dict[str, Any]]:
+        table = (("mp3", 320), ("mp3", 128), ("wav", 1411), ("aif", 1411))
+        return [
+            {
+                "ID": _hex(self.seed, "format", ext, rate),
+                "FileExtension": ext,
+                "Bitrate": rate,
+                "Name": f"{ext.upper()} {rate}kbps",
+            }
+            for ext, rate in table
+        ]
+
+    def _make_album(self, index: int, count: int, *, newest: bool = False) -> SimAlbum:
+        rng = random.Random(f"{self.seed}:album:{index}")
+        album_id = _hex(self.seed, "album", index)
+        if newest and self.albums:
+            released = date.fromisoformat(self.albums[0].release_date) + timedelta(days=7)
+        else:
+            released = date(2024, 6, 1) - timedelta(days=7 * index)
+        title = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)}"
+        artist = rng.choice(_ARTISTS)
+        library = rng.choice(_LIBRARIES)
+        genre = rng.choice(_GENRES)
+        tracks = tuple(
+            SimTrack(
+                id=_hex(self.seed, "track", index, n),
+                album_id=album_id,
+                number=n,
+                title=f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} {n}",
+                artist=artist,
+                genre=genre,
+                bpm=rng.randint(70, 170),
+                length_s=rng.randint(60, 300),
+                version=rng.choice(_VERSIONS),
+                release_date=released.isoformat(),
+                library=library,
+                album_title=title,
+            )
+            for n in range(1, count + 1)
+        )
+        return SimAlbum(album_id, title, artist, library, genre, released.isoformat(), tracks)
+
+    # -- the HTTP side --------------------------------------------------------------------------
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        self.log.record(request, "404")
+        return json_error(404, "Endpoint not found.")
+
+    async def _oauth(self, request: web.Request) -> web.StreamResponse:
+        """RFC 6749 client credentials: form fields (or HTTP Basic) → access_token."""
+        endpoint = "oauth2/token"
+        self.log.record(request, endpoint)
+        active = self.faults.select(endpoint, API_KINDS)
+        early = await fault_response(request, self.faults, active)
+        if early is not None:
+            return early
+        form = await request.post()
+        fields = {k.lower(): str(v) for k, v in form.items()}
+        if fields.get("grant_type") != "client_credentials":
+            return _oauth_error(400, "unsupported_grant_type")
+        if fields.get("client_id") != self.client_id or (
+            fields.get("client_secret") != self.client_secret
+        ):
+            return _oauth_error(401, "invalid_client")
+        token = self._new_token("access")
+        self._access[token] = _Token(self.clock() + self.access_token_lifetime_s)
+        body = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(self.access_token_lifetime_s),
+        }
+        return await api_response(request, self.faults, active, json.dumps(body).encode())
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        segments = [s for s in request.match_info["tail"].split("/") if s]
+        name = segments[0].lower() if segments else ""
+        handler = self._handlers.get(name)
+        if handler is None:
+            self.log.record(request, "404")
+            return json_error(404, "Endpoint not found.")
+        self.log.record(request, name)
+        active = self.faults.select(name, API_KINDS)
+        early = await fault_response(request, self.faults, active)
+        if early is not None:
+            return early
+        override = self._take(self._overrides, name)
+        if override is not None:
+            return await api_response(
+                request,
+                self.faults,
+                active,
+                override.body,
+                status=override.status,
+                content_type=override.content_type,
+            )
+        try:
+            pending = self._take_pending(name)
+            if pending is not None:
+                raise _HarvestError(pending.code, pending.description)
+            body = await self._body(request)
+            payload = await handler(request, segments[1:], body)
+        except _HarvestError as err:
+            payload = {"Error": {"Code": err.code, "Description": err.description}}
+        return await api_response(
+            request,
+            self.faults,
+            active,
+            self._encode(name, payload),
+            content_type=(
+                "application/json; charset=utf-8"
+                if self.wire == "json"
+                else "application/xml; charset=utf-8"
+            ),
+        )
+
+    def _take(self, overrides: list[_Override], name: str) -> _Override | None:
+        for index, override in enumerate(overrides):
+            if override.endpoint in (None, name):
+                return overrides.pop(index)
+        return None
+
+    def _take_pending(self, name: str) -> _Pending | None:
+        for pending in self._pending:
+            if pending.endpoint in (None, name):
+                pending.count -= 1
+                if pending.count <= 0:
+                    self._pending.remove(pending)
+                return pending
+        return None
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        """A request body of either wire as a dict with lower-case keys."""
+        if request.method != "POST" or not request.can_read_body:
+            return {}
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        if raw.lstrip().startswith(b"<"):
+            try:
+                root = SafeET.fromstring(raw, forbid_dtd=True)
+            except Exception as err:  # defusedxml raises several unrelated types
+                raise _HarvestError(1, f"Malformed request body: {type(err).__name__}") from err
+            return {child.tag.lower(): (child.text or "").strip() for child in root}
+        try:
+            parsed = json.loads(raw)
+        except ValueError as err:
+            raise _HarvestError(1, "Malformed request body") from err
+        if not isinstance(parsed, dict):
+            raise _HarvestError(1, "Malformed request body")
+        return {str(k).lower(): v for k, v in parsed.items()}
+
+    def _encode(self, endpoint: str, payload: dict[str, Any]) -> bytes:
+        if self.wire == "json":
+            return json.dumps(payload).encode()
+        root = _XML_ROOTS.get(endpoint, "response")
+        lines = ['<?xml version="1.0" encoding="utf-8"?>', f"<{root}>"]
+        for key, value in payload.items():
+            lines.extend(_xml(key.lower(), value, 1))
+        lines.append(f"</{root}>")
+        return ("\n".join(lines) + "\n").encode()
+
+    # -- token checks ---------------------------------------------------------------------------
+
+    def _check(self, store: dict[str, _Token], token: str | None) -> _Token:
+        record = store.get(token or "")
+        if record is None:
+            raise _HarvestError(5)
+        if self.clock() >= record.expires_at:
+            raise _HarvestError(21)
+        return record
+
+    def _token_record(self, value: str, expires_at: float) -> dict[str, Any]:
+        return {
+            "Value": value,
+            "Expiry": self.local_expiry(expires_at),
+            "UTCOffset": self.utc_offset_h,
+        }
+
+    def _issue_member(self) -> dict[str, Any]:
+        token = self._new_token("member")
+        expires_at = self.clock() + self.member_token_lifetime_s
+        self._member[token] = _Token(expires_at, self.username)
+        persistent = self._new_token("persistent")
+        self._persistent[persistent] = _Token(
+            self.clock() + self.persistent_token_lifetime_s, self.username
+        )
+        return {
+            "Member": {"ID": _hex(self.seed, "member"), "UserName": self.username},
+            "MemberToken": self._token_record(token, expires_at),
+            "PersistentLoginToken": persistent,
+        }
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    async def _service_token(
+        self, request: web.Request, _args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        bearer = request.headers.get("Authorization", "")
+        access = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
+        record = self._access.get(access)
+        if record is None or self.clock() >= record.expires_at:
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "invalid_token"}), content_type="application/json"
+            )
+        if request.headers.get("AccessKey") != self.access_key:
+            raise _HarvestError(3)
+        token = self._new_token("service")
+        expires_at = self.clock() + self.service_token_lifetime_s
+        self._service[token] = _Token(expires_at)
+        return {"Token": self._token_record(token, expires_at)}
+
+    async def _member_token(
+        self, _request: web.Request, args: list[str], body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._service, _arg(args, 0))
+        if body.get("username") != self.username or body.get("password") != self.password:
+            raise _HarvestError(2)
+        return self._issue_member()
+
+    async def _validate_persistent(
+        self, _request: web.Request, args: list[str], body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._service, _arg(args, 0))
+        value = str(body.get("persistentlogintoken") or "")
+        record = self._persistent.get(value)
+        if record is None or self.clock() >= record.expires_at:
+            raise _HarvestError(22)
+        answer = self._issue_member()
+        # The persistent login stays the same one; the fresh one _issue_member made is dropped.
+        self._persistent.pop(answer["PersistentLoginToken"], None)
+        answer["PersistentLoginToken"] = value
+        return answer
+
+    async def _service_info(
+        self, _request: web.Request, args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._service, _arg(args, 0))
+        urls_key, url_key = (
+            ("ServiceInfoURLs", "DirectDownloadURL")
+            if self.wire == "json"
+            else ("AssetUrls", "DirectDownloadUrl")  # seed 003's names
+        )
+        return {
+            urls_key: {
+                url_key: self.download_url,
+                "TrackStream": f"{self.download.base_url}/stream/{{id}}",
+            },
+            "FileFormats": self.formats,
+        }
+
+    def _page(self, request: web.Request, items: list[Any]) -> list[Any]:
+        query = {k.lower(): v for k, v in request.query.items()}
+        skip = _int(query.get("skip"), 0)
+        limit = _int(query.get("limit"), len(items))
+        return items[skip : skip + limit]
+
+    async def _favourites(
+        self, request: web.Request, args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._member, _arg(args, 0))
+        records = [self.tracks[i].record() for i in self.favourite_ids]
+        return {"Tracks": self._page(request, records), "TotalCount": len(records)}
+
+    async def _playlists(
+        self, request: web.Request, args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._member, _arg(args, 0))
+        records = [
+            {"ID": p.id, "Name": p.name, "TrackCount": len(p.track_ids), "DateCreated": p.created}
+            for p in self.playlists
+        ]
+        return {"Playlists": self._page(request, records), "TotalCount": len(records)}
+
+    async def _playlist(
+        self, request: web.Request, args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._member, _arg(args, 0))
+        wanted = _arg(args, 1)
+        found = [p for p in self.playlists if p.id == wanted]
+        if not found:
+            raise _HarvestError(9, "Playlist not found")
+        playlist = found[0]
+        record: dict[str, Any] = {"ID": playlist.id, "Name": playlist.name}
+        query = {k.lower(): v for k, v in request.query.items()}
+        if query.get("returntracks", "").lower() == "true":
+            tracks = [self.tracks[i].record() for i in playlist.track_ids]
+            record["TotalCount"] = len(tracks)
+            record["Tracks"] = self._page(request, tracks)
+        return {"Playlist": record}
+
+    async def _latest_albums(
+        self, request: web.Request, args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._member, _arg(args, 0))
+        top = _int(_arg(args, 1), 10)
+        albums = sorted(self.albums, key=lambda a: a.release_date, reverse=True)[:top]
+        records = [album.record() for album in albums]
+        return {"Albums": self._page(request, records), "TotalCount": len(records)}
+
+    async def _history(
+        self, request: web.Request, args: list[str], _body: dict[str, Any]
+    ) -> dict[str, Any]:
+        self._check(self._member, _arg(args, 0))
+        entries = list(reversed(self.history))
+        return {"DownloadHistory": self._page(request, entries), "TotalCount": len(entries)}
+
+    async def _music_download(
+        self, _request: web.Request, args: list[str], body: dict[str, Any]
+    ) -> dict[str, Any]:
+        path_token = _arg(args, 0)
+        self.download_requests.append(dict(body))
+        if body.get("membertoken"):
+            # Seed 003's XML form: the service token in the path, the member's in the body.
+            self._check(self._service, path_token)
+            self._check(self._member, str(body["membertoken"]))
+        else:
+            self._check(self._member, path_token)
+        download_type = str(body.get("downloadtype") or "").strip().lower()
+        if download_type not in ("track", "playlist", "album", "favourites"):
+            raise _HarvestError(10)
+        identifier = str(body.get("identifier") or "").strip()
+        ext = self._format_ext(str(body.get("format") or ""))
+        tracks = self._resolve_tracks(download_type, identifier)
+        if _flag(body.get("isshare")) or _flag(body.get("forceemail")) or self.send_by_email:
+            self.emails.append((download_type, identifier))
+            self._record_history(download_type, tracks, ext)
+            return {"RequestSent": True}
+        name = str(body.get("downloadfilename") or "").strip() or self._default_name(
+            download_type, identifier
+        )
+        package = self._package(download_type, identifier, ext, name, tracks)
+        pairs = []
+        for number, key in enumerate(package.media_keys, 1):
+            token = self._new_token("download")
+            self._download_tokens[token] = (key, self.clock() + self.download_token_lifetime_s)
+            pairs.append((token, number))
+        if self.mangle_parts_next is not None:
+            pairs = self.mangle_parts_next(pairs)
+            self.mangle_parts_next = None
+        self._record_history(download_type, tracks, ext)
+        return {
+            "RequestSent": False,
+            "DownloadTokens": [{"TokenValue": token, "Part": part} for token, part in pairs],
+        }
+
+    def _format_ext(self, wanted: str) -> str:
+        lowered = wanted.strip().lower()
+        if lowered in _EXTENSIONS:
+            return lowered  # seed 003: "wav", "aiff" or "mp3" instead of an ID
+        for record in self.formats:
+            if record["ID"] == wanted.strip():
+                ext = str(record["FileExtension"])
+                return "aiff" if ext == "aif" else ext
+        raise _HarvestError(8)
+
+    def _resolve_tracks(self, download_type: str, identifier: str) -> list[SimTrack]:
+        if download_type == "track":
+            ids = [i.strip() for i in identifier.split(",") if i.strip()]
+            if not ids or any(i not in self.tracks for i in ids):
+                raise _HarvestError(9, "Track not found")
+            return [self.tracks[i] for i in ids]
+        if download_type == "album":
+            found = [a for a in self.albums if a.id == identifier]
+            if not found:
+                raise _HarvestError(9, "Album not found")
+            return list(found[0].tracks)
+        if download_type == "playlist":
+            playlists = [p for p in self.playlists if p.id == identifier]
+            if not playlists:
+                raise _HarvestError(9, "Playlist not found")
+            return [self.tracks[i] for i in playlists[0].track_ids]
+        wanted = [i.strip() for i in identifier.split(",") if i.strip()]
+        ids = [i for i in self.favourite_ids if not wanted or i in wanted]
+        if not ids:
+            raise _HarvestError(9, "No favourites to download")
+        return [self.tracks[i] for i in ids]
+
+    def _default_name(self, download_type: str, identifier: str) -> str:
+        # Seed 003's naming: {playlist.name}, {album.displaytitle}, myfavourites.
+        if download_type == "favourites":
+            return "myfavourites"
+        if download_type == "album":
+            return self.album(identifier).title
+        if download_type == "playlist":
+            return self.playlist(identifier).name
+        return f"harvest_download_{identifier[:16]}"
+
+    def _record_history(self, download_type: str, tracks: list[SimTrack], ext: str) -> None:
+        stamp = datetime.fromtimestamp(self.clock(), UTC).replace(tzinfo=None)
+        for track in tracks:
+            self.history.append(
+                {
+                    "DownloadDate": stamp.isoformat(timespec="seconds"),
+                    "DownloadType": download_type,
+                    "Format": ext,
+                    "Track": track.record(),
+                }
+            )
+
+    # -- packages -------------------------------------------------------------------------------
+
+    def _entries(self, download_type: str, tracks: list[SimTrack], ext: str) -> dict[str, bytes]:
+        entries: dict[str, bytes] = {}
+        suffix = _EXTENSIONS[ext]
+        for track in tracks:
+            stem = f"{track.artist} - {track.title}"
+            if download_type == "album":
+                stem = f"{track.number:02d} {stem}"
+            name = f"{stem}.{suffix}"
+            if name in entries:
+                name = f"{stem} ({track.id[:6]}).{suffix}"
+            entries[name] = self._audio(track, ext)
+        return entries
+
+    def _audio(self, track: SimTrack, ext: str) -> bytes:
+        if ext == "mp3":
+            return mp3_bytes(f"{track.id}:mp3", self.mp3_size)
+        if ext == "wav":
+            return wav_bytes(f"{track.id}:wav", self.wav_size)
+        return aiff_bytes(f"{track.id}:aiff", self.wav_size)
+
+    def _package(
+        self,
+        download_type: str,
+        identifier: str,
+        ext: str,
+        name: str,
+        tracks: list[SimTrack],
+    ) -> Package:
+        item = (download_type, identifier)
+        if self.next_archive_kind is not None:
+            if self.next_archive_kind not in ARCHIVE_KINDS:
+                raise ValueError(f"unknown archive kind {self.next_archive_kind!r}")
+            self._archive_kinds[item] = self.next_archive_kind
+            self.next_archive_kind = None
+        kind = self._archive_kinds.get(item, "normal")
+        split_key = (download_type, identifier, ext)
+        if self.split_next is not None:
+            self._splits[split_key] = self.split_next
+            self.split_next = None
+        entries = self._entries(download_type, tracks, ext)
+        groups = _split(list(entries.items()), self.part_size_bytes, self._splits.get(split_key))
+        if kind == "duplicate" and len(groups) < 2:
+            groups = _split(list(entries.items()), self.part_size_bytes, 2)
+        shape = "/".join(",".join(name for name, _ in group) for group in groups)
+        sizes = (self.mp3_size, self.wav_size)
+        key = _hex(self.seed, download_type, identifier, ext, shape, kind, sizes)
+        if key in self.packages:
+            package = self.packages[key]
+        else:
+            parts, bad = _spoil(kind, groups)
+            package = Package(
+                key=key,
+                download_type=download_type,
+                identifier=identifier,
+                format_ext=ext,
+                name=name,
+                kind=kind,
+                entries=entries,
+                parts=parts,
+                bad_entries=bad,
+            )
+            self.packages[key] = package
+            for number, data in enumerate(parts, 1):
+                self.media.add_bytes(
+                    f"{key}/{number}",
+                    data,
+                    content_type="application/zip",
+                    filename=f"{name}.zip" if len(parts) == 1 else f"{name}_part{number}.zip",
+                )
+        self.last_package = package
+        return package
+
+    def _resolve_download(self, request: web.Request) -> str | web.StreamResponse:
+        """The download host's token check: unknown or expired tokens are refused (403)."""
+        token = request.match_info.get("token", "")
+        record = self._download_tokens.get(token)
+        if record is None:
+            return json_error(403, "Invalid download token")
+        key, expires_at = record
+        if self.clock() >= expires_at:
+            return json_error(403, "Download token expired")
+        return key
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _arg(args: list[str], index: int) -> str | None:
+    return args[index] if len(args) > index else None
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return max(0, int(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value or "").strip().lower() == "true"
+
+
+def _zone(hours: float, *, colon: bool) -> str:
+    sign = "-" if hours < 0 else "+"
+    minutes = round(abs(hours) * 60)
+    return f"{sign}{minutes // 60:02d}{':' if colon else ''}{minutes % 60:02d}"
+
+
+def _oauth_error(status: int, error: str) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps({"error": error}), content_type="application/json"
+    )
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _xml(tag: str, value: Any, depth: int) -> list[str]:
+    """One value as seed 003 lays XML out: an element per line, lists under plural names."""
+    pad = "  " * depth
+    if isinstance(value, dict):
+        lines = [f"{pad}<{tag}>"]
+        for key, item in value.items():
+            lines.extend(_xml(key.lower(), item, depth + 1))
+        return [*lines, f"{pad}</{tag}>"]
+    if isinstance(value, list):
+        singular = _SINGULAR.get(tag, "item")
+        lines = [f"{pad}<{tag}>"]
+        for item in value:
+            lines.extend(_xml(singular, item, depth + 1))
+        return [*lines, f"{pad}</{tag}>"]
+    if value is None:
+        return [f"{pad}<{tag} />"]
+    text = ("true" if value else "false") if isinstance(value, bool) else _escape(str(value))
+    if tag == "tokenvalue":
+        # Seed 003: the token value sits on its own line between the tags.
+        return [f"{pad}<{tag}>\n{text}\n{pad}</{tag}>"]
+    return [f"{pad}<{tag}>{text}</{tag}>"]
+
+
+def _split(
+    entries: list[tuple[str, bytes]], part_size: int, forced: int | None
+) -> list[list[tuple[str, bytes]]]:
+    """Entries packed in order into parts of at most `part_size` bytes (an entry too big for
+    one part gets its own), or into `forced` parts of about equal count."""
+    if forced is not None:
+        count = max(1, min(forced, len(entries)))
+        base, extra = divmod(len(entries), count)
+        even: list[list[tuple[str, bytes]]] = []
+        start = 0
+        for index in range(count):
+            size = base + (1 if index < extra else 0)
+            even.append(entries[start : start + size])
+            start += size
+        return even
+    groups: list[list[tuple[str, bytes]]] = [[]]
+    used = 0
+    for name, data in entries:
+        if groups[-1] and used + len(data) > part_size:
+            groups.append([])
+            used = 0
+        groups[-1].append((name, data))
+        used += len(data)
+    return groups
+
+
+def _zip(entries: Iterable[tuple[zipfile.ZipInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for info, data in entries:
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def _info(name: str, *, compress: bool = False, mode: int = 0o100644) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    info.external_attr = mode << 16
+    info.create_system = 3  # Unix, so the mode bits (and a symlink's S_IFLNK) mean something
+    return info
+
+
+def _spoil(kind: str, groups: list[list[tuple[str, bytes]]]) -> tuple[list[bytes], list[str]]:
+    """Each group as a ZIP part, with part 1 (or 1 and 2) spoiled as `kind` says."""
+    plain = [list(group) for group in groups]
+    extra: list[tuple[zipfile.ZipInfo, bytes]] = []
+    bad: list[str] = []
+    if kind == "slip":
+        bad = ["../../escaped.txt"]
+        extra = [(_info(bad[0]), b"written outside the folder\n")]
+    elif kind == "absolute":
+        bad = ["/tmp/escaped.txt"]
+        extra = [(_info(bad[0]), b"written at an absolute path\n")]
+    elif kind == "symlink":
+        bad = ["evil-link", "evil-link/passwd"]
+        extra = [
+            (_info(bad[0], mode=0o120777), b"../../../../../../etc"),
+            (_info(bad[1]), b"through the link\n"),
+        ]
+    elif kind == "bomb":
+        bad = ["bomb.wav"]
+        extra = [(_info(bad[0], compress=True), bytes(4 * 1024 * 1024))]
+    elif kind == "duplicate" and len(plain) > 1:
+        bad = [plain[0][0][0]]
+        plain[1] = [plain[0][0], *plain[1]]
+    parts = []
+    for index, group in enumerate(plain):
+        members = [(_info(name), data) for name, data in group]
+        if index == 0:
+            members += extra
+        parts.append(_zip(members) if members else zip_bytes({}))
+    if kind == "corrupt":
+        parts[0] = _flip_first_entry(parts[0])
+        bad = [plain[0][0][0]]
+    elif kind == "truncated":
+        parts[0] = parts[0][: len(parts[0]) * 3 // 5]
+        bad = [name for name, _ in plain[0]]
+    return parts, bad
+
+
+def _flip_first_entry(data: bytes) -> bytes:
+    """Flip one byte in the middle of the first entry's stored data (its CRC then fails)."""
+    name_len, extra_len = struct.unpack_from("<HH", data, 26)
+    start = 30 + name_len + extra_len
+    size = struct.unpack_from("<I", data, 18)[0]
+    at = start + max(0, size // 2)
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+def aiff_bytes(seed: str, size: int) -> bytes:
+    """A minimal AIFF file (FORM/AIFF, COMM, SSND; mono PCM noise, 44.1 kHz) of `size` bytes."""
+    header = 12 + 26 + 16
+    data_len = size - header
+    if data_len < 2:
+        raise ValueError(f"aiff needs at least {header + 2} bytes, got {size}")
+    bits = 16 if data_len % 2 == 0 else 8
+    frames = data_len // (bits // 8)
+    # 44100 as an 80-bit IEEE 754 extended float, as AIFF's COMM chunk wants it.
+    rate = b"\x40\x0e\xac\x44\x00\x00\x00\x00\x00\x00"
+    comm = b"COMM" + struct.pack(">IhIh", 18, 1, frames, bits) + rate
+    noise = wav_bytes(seed, data_len + 46)[46:]
+    ssnd = b"SSND" + struct.pack(">III", data_len + 8, 0, 0) + noise
+    return b"FORM" + struct.pack(">I", size - 8) + b"AIFF" + comm + ssnd
