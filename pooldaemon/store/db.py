@@ -73,6 +73,11 @@ class Store:
             )
         for number in range(version + 1, target + 1):
             async with self.transaction() as db:
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                async with db.execute("PRAGMA user_version") as cur:
+                    row = await cur.fetchone()
+                if row is not None and int(row[0]) >= number:
+                    continue
                 for statement in MIGRATIONS[number - 1]:
                     await db.execute(statement)
                 # user_version is part of the transaction: a crash leaves the old version.

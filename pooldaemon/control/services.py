@@ -1,0 +1,74 @@
+"""What the control socket asks of the daemon: the one seam between the API and the components.
+
+The server knows nothing of pools, stores or downloads; it validates the request, calls one of
+these methods and sends back what it returns. Errors are raised as `pooldaemon.errors` classes
+(each with a stable `code` and `http_status`); a feature not wired yet raises `Unsupported`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pooldaemon.events import EventBus
+
+#: `POST /v1/jobs/{id}/{action}` actions.
+JOB_ACTIONS = ("retry", "cancel", "pause", "resume")
+
+
+class Services(Protocol):
+    """The daemon as the control socket sees it (CONTRACT §4 answers, as plain JSON-able data)."""
+
+    @property
+    def events(self) -> EventBus:
+        """The bus `GET /v1/events` streams from."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """`{"version", "uptime_s", "pools": [...], "jobs": {state: n}, "rate_bps"}`."""
+        ...
+
+    async def pools(self) -> list[dict[str, Any]]:
+        """Configured pools: name, type, enabled, schedules, capabilities."""
+        ...
+
+    async def sync(self, pool: str, full: bool) -> dict[str, Any]:
+        """Sync one pool now and wait: `{"added", "updated", "removed", "queue_new"}`."""
+        ...
+
+    async def search(self, params: dict[str, str]) -> dict[str, Any]:
+        """Offline catalog search (`GET /v1/catalog` query): `{"total", "items": [track…]}`."""
+        ...
+
+    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
+        """Jobs, newest first, optionally filtered."""
+        ...
+
+    async def get_job(self, job_id: int) -> dict[str, Any]:
+        """One job; NotFound when there is none."""
+        ...
+
+    async def submit(
+        self, refs: list[str], *, redownload: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Request downloads: `{"accepted": [{"ref", "job"}], "rejected": [{"ref", "reason"}]}`."""
+        ...
+
+    async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
+        """retry | cancel | pause | resume one job; returns the job."""
+        ...
+
+    async def pause_all(self) -> dict[str, Any]:
+        """Stop starting and transferring downloads (the whole downloader)."""
+        ...
+
+    async def resume_all(self) -> dict[str, Any]:
+        """Undo `pause_all`."""
+        ...
+
+    async def queue(self, pool: str) -> dict[str, Any]:
+        """The pool's remote download queue: `{"pool", "items": [...]}`."""
+        ...
+
+    async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
+        """Add one item to or remove one from the remote queue; returns the queue after."""
+        ...

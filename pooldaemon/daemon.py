@@ -1,0 +1,530 @@
+"""The composition root and lifecycle: the only module that sees everything (STYLE habit 8).
+
+config → lock → store → one shared HTTP session → components → control socket → READY=1.
+SIGTERM/SIGINT: STOPPING=1, close the socket, stop the components in reverse order within a
+bounded time, close the session and the store, exit 0 (CONTRACT §1: within 10 s).
+
+Adding a component (sync coordinator, scheduler, download engine, drop-folder watcher): construct
+it in `build_components()` and put it in the matching `Components` field. Anything with
+`async start()` / `async stop()` there is started in `Components.lifecycle()` order after the
+store and before the socket, and stopped in reverse. The `Daemon` methods that serve the socket
+delegate to those fields through the small port protocols below; until a field is set they
+raise `Unsupported` naming what brings them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from pooldaemon import __version__
+from pooldaemon.config import Config
+from pooldaemon.control.server import ControlServer
+from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
+from pooldaemon.events import EventBus
+from pooldaemon.lock import InstanceLock
+from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
+from pooldaemon.models import JobState, Request
+from pooldaemon.notify import Notifier
+from pooldaemon.pools.base import PoolAdapter
+from pooldaemon.refs import parse_ref
+from pooldaemon.store import Store
+from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import pools as store_pools
+
+log = get_logger(__name__)
+
+#: CONTRACT §1 allows 10 s from SIGTERM to exit; components share most of it, the rest is
+#: for the socket, the session and the database.
+STOP_BUDGET_S = 7.0
+#: Events after which the one-line STATUS= summary may have changed.
+_STATUS_EVENTS = frozenset(
+    {"job.state", "sync", "pool.error", "downloader.paused", "downloader.resumed"}
+)
+
+
+# -- ports: what the daemon asks of each component ---------------------------------------------
+
+
+class Lifecycle(Protocol):
+    """A component with background work: started after the store, stopped before it closes."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class SyncPort(Lifecycle, Protocol):
+    """The per-pool sync coordinator (issue: pool adapters)."""
+
+    async def sync_now(self, pool: str, *, full: bool) -> dict[str, Any]:
+        """Sync catalog and queue now; `{"added", "updated", "removed", "queue_new"}`."""
+        ...
+
+    async def remote_queue(self, pool: str) -> dict[str, Any]: ...
+
+    async def queue_edit(
+        self, pool: str, *, add: str | None, remove: str | None
+    ) -> dict[str, Any]: ...
+
+
+class EnginePort(Lifecycle, Protocol):
+    """The download engine (issue: downloads)."""
+
+    async def submit(self, request: Request, *, origin: str) -> dict[str, Any]:
+        """Queue a download (or return the live job for the same item); returns the job."""
+        ...
+
+    async def job_action(self, job_id: int, action: str) -> dict[str, Any]: ...
+
+    async def pause_all(self) -> None: ...
+
+    async def resume_all(self) -> None: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def rate_bps(self) -> float:
+        """Bytes/s across all jobs now."""
+        ...
+
+    def job_rate_bps(self, job_id: int) -> float: ...
+
+
+#: `GET /v1/catalog`: the offline search over the store's catalog mirror.
+SearchPort = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
+#: What the drop-folder watcher (and anything else) calls to request a download.
+SubmitFn = Callable[[Request, str], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Components:
+    """Everything `build_components` wired; a field left None is a feature not here yet."""
+
+    adapters: dict[str, PoolAdapter] = field(default_factory=dict)
+    engine: EnginePort | None = None
+    sync: SyncPort | None = None
+    scheduler: Lifecycle | None = None
+    watcher: Lifecycle | None = None
+    search: SearchPort | None = None
+
+    def lifecycle(self) -> list[Lifecycle]:
+        """Start order: the engine takes jobs before sync hands it any, the scheduler ticks
+        sync, the watcher submits last. Stopped in reverse."""
+        return [c for c in (self.engine, self.sync, self.scheduler, self.watcher) if c is not None]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What components are built from: all shared, all owned by the daemon."""
+
+    config: Config
+    store: Store
+    session: aiohttp.ClientSession
+    events: EventBus
+    #: Request a download as the socket API does (dedup, origin recorded).
+    submit: SubmitFn
+    #: Tell the daemon something worth a new STATUS= line happened.
+    changed: Callable[[], None]
+
+
+async def build_components(wiring: Wiring) -> Components:
+    """Construct the components; nothing starts here (the daemon starts them in order).
+
+    Plug points, in data-flow order (STYLE): each issue fills in its line.
+    """
+    components = Components()
+    # Pool adapters: one per enabled pool, from the registry in pooldaemon.pools:
+    #   for name, pool in wiring.config.enabled_pools().items():
+    #       http = PoolHttp(wiring.session, name, timeout_s=wiring.config.daemon.request_timeout_s)
+    #       components.adapters[name] = build_adapter(name, pool, http)
+    # Sync coordinator: adapters → store, last success/error, auto-download handoff via submit.
+    #   components.sync = SyncCoordinator(adapters, wiring.store, wiring.events, wiring.submit)
+    #   components.search = functools.partial(catalog.search, wiring.store)
+    # Scheduler (the only APScheduler user): ticks components.sync per pool interval.
+    #   components.scheduler = Scheduler(wiring.config, components.sync)
+    # Download engine: jobs → bytes → files, sharing wiring.session.
+    #   components.engine = Engine(wiring.config, wiring.store, wiring.session, adapters, ...)
+    # Drop-folder watcher: hands parsed requests to wiring.submit, knows nothing else.
+    #   components.watcher = DropWatcher(wiring.config.daemon.drop_dir, wiring.submit, ...)
+    return components
+
+
+# -- the daemon --------------------------------------------------------------------------------
+
+
+class Daemon:
+    """Owns every resource and background task; implements `control.services.Services`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        env: Mapping[str, str] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.events = EventBus()
+        self.notifier = notifier or Notifier(env)
+        self.components = Components()
+        self.store: Store | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.server: ControlServer | None = None
+        self._lock = InstanceLock(config.daemon.state_dir)
+        self._started: list[Lifecycle] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_requested = asyncio.Event()
+        self._status_dirty = asyncio.Event()
+        self._started_at = time.monotonic()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring everything up to READY=1; on failure, undo what was done and raise."""
+        daemon_cfg = self.config.daemon
+        try:
+            self._lock.acquire()
+            # Claim the socket before anything starts work: an unsafe directory or another
+            # daemon on the path stops us here, not after downloads resumed.
+            self.server = ControlServer(self, daemon_cfg.socket_path)
+            self.server.bind()
+            self.store = await Store.open(daemon_cfg.state_dir / "state.db")
+            await store_pools.ensure_pools(
+                self.store, {name: pool.type for name, pool in self.config.pools.items()}
+            )
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, limit_per_host=16, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120),
+                headers={"User-Agent": f"pooldaemon/{__version__}"},
+            )
+            self.components = await build_components(
+                Wiring(
+                    config=self.config,
+                    store=self.store,
+                    session=self.session,
+                    events=self.events,
+                    submit=self.submit_request,
+                    changed=self._status_dirty.set,
+                )
+            )
+            for component in self.components.lifecycle():
+                await component.start()
+                self._started.append(component)
+            await self.server.start()
+        except BaseException:
+            await self._teardown()
+            raise
+        summary = await self._summary()
+        # READY only now: the socket answers (issue 2), so `systemctl start` returning means
+        # `poolctl status` works.
+        self.notifier.ready(summary)
+        self._spawn(self.notifier.watchdog_loop(), "watchdog")
+        self._spawn(self._watch_events(), "status-events")
+        self._spawn(self._refresh_status(), "status-refresh")
+        log.info(
+            "pooldaemon ready",
+            version=__version__,
+            pid=os.getpid(),
+            pools=len(self.config.pools),
+            socket=str(daemon_cfg.socket_path),
+            state_dir=str(daemon_cfg.state_dir),
+            status=summary,
+        )
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    async def wait(self) -> None:
+        await self._stop_requested.wait()
+
+    async def stop(self) -> None:
+        """Stop taking work, let components checkpoint within the budget, close everything."""
+        log.info("pooldaemon stopping")
+        self.notifier.stopping()
+        await self._teardown()
+        log.info("pooldaemon stopped")
+
+    async def _teardown(self) -> None:
+        deadline = time.monotonic() + STOP_BUDGET_S
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()  # no new requests; event streams end with a "shutdown" line
+        while self._started:
+            component = self._started.pop()
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(component.stop(), remaining)
+            except TimeoutError:
+                log.error("component did not stop in time", component=type(component).__name__)
+            except Exception:
+                log.exception("component failed to stop", component=type(component).__name__)
+        await self._cancel_tasks()
+        if self.session is not None:
+            session, self.session = self.session, None
+            await session.close()
+        if self.store is not None:
+            store, self.store = self.store, None
+            await store.close()
+        self.notifier.close()
+        self._lock.release()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", task=task.get_name(), error=repr(task.exception()))
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+
+    # -- STATUS= line --------------------------------------------------------------------------
+
+    async def _watch_events(self) -> None:
+        async with self.events.subscribe() as stream:
+            async for event in stream:
+                if event.get("type") in _STATUS_EVENTS:
+                    self._status_dirty.set()
+
+    async def _refresh_status(self) -> None:
+        while True:
+            await self._status_dirty.wait()
+            self._status_dirty.clear()
+            try:
+                self.notifier.status(await self._summary())
+            except PoolDaemonError as err:
+                log.warning("status summary failed", error=err.message)
+            await asyncio.sleep(0.5)  # coalesce bursts: at most two STATUS= lines a second
+
+    async def _summary(self) -> str:
+        """One line for `systemctl status`: "3 pools, 2 downloading, 1 failed; crateq: …"."""
+        assert self.store is not None
+        counts = await store_jobs.job_counts(self.store)
+        pools = await store_pools.pool_rows(self.store)
+        enabled = sum(1 for p in self.config.pools.values() if p.enabled)
+        parts = [f"{enabled} pool{'s' if enabled != 1 else ''}"]
+        active = sum(counts.get(s, 0) for s in ("resolving", "downloading", "verifying"))
+        for label, n in (
+            ("downloading", active),
+            ("queued", counts.get("queued", 0)),
+            ("failed", counts.get("failed", 0)),
+        ):
+            if n:
+                parts.append(f"{n} {label}")
+        engine = self.components.engine
+        if engine is not None and engine.paused:
+            parts.append("paused")
+        text = ", ".join(parts)
+        errors = [
+            f"{name}: {row['blocked_reason'] or row['last_error']}"
+            for name, row in sorted(pools.items())
+            if name in self.config.pools and (row["blocked_reason"] or row["last_error"])
+        ]
+        if errors:
+            text += "; " + errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+        return redact_text(text)
+
+    # -- Services (control/services.py) --------------------------------------------------------
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise Conflict("pooldaemon is starting or stopping")
+        return self.store
+
+    def _pool(self, name: str) -> Any:
+        pool = self.config.pools.get(name)
+        if pool is None:
+            known = ", ".join(sorted(self.config.pools)) or "none configured"
+            raise NotFound(f"no pool {name!r} (configured pools: {known})")
+        return pool
+
+    def pool_kinds(self) -> dict[str, tuple[str, ...]]:
+        """Enabled pools → the request kinds they download (what refs are parsed against)."""
+        kinds: dict[str, tuple[str, ...]] = {}
+        for name, pool in self.config.pools.items():
+            if pool.enabled:
+                adapter = self.components.adapters.get(name)
+                kinds[name] = adapter.kinds if adapter is not None else ("track",)
+        return kinds
+
+    async def status(self) -> dict[str, Any]:
+        rows = await store_pools.pool_rows(self._store())
+        engine = self.components.engine
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self._started_at, 1),
+            "paused": bool(engine and engine.paused),
+            "pools": [
+                {
+                    "name": name,
+                    "type": pool.type,
+                    "enabled": pool.enabled,
+                    "last_catalog_sync": rows.get(name, {}).get("last_catalog_sync"),
+                    "last_queue_sync": rows.get(name, {}).get("last_queue_sync"),
+                    "last_error": rows.get(name, {}).get("last_error"),
+                    "last_error_at": rows.get(name, {}).get("last_error_at"),
+                    "blocked_reason": rows.get(name, {}).get("blocked_reason"),
+                }
+                for name, pool in self.config.pools.items()
+            ],
+            "jobs": await store_jobs.job_counts(self._store()),
+            "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
+        }
+
+    async def pools(self) -> list[dict[str, Any]]:
+        result = []
+        for name, pool in self.config.pools.items():
+            adapter = self.components.adapters.get(name)
+            result.append(
+                {
+                    "name": name,
+                    "type": pool.type,
+                    "enabled": pool.enabled,
+                    "auto_download": pool.auto_download,
+                    "catalog_interval_s": pool.catalog_interval_s,
+                    "queue_interval_s": pool.queue_interval_s,
+                    "capabilities": sorted(adapter.capabilities) if adapter else [],
+                    "kinds": list(adapter.kinds) if adapter else [],
+                }
+            )
+        return result
+
+    async def sync(self, pool: str, full: bool) -> dict[str, Any]:
+        if not self._pool(pool).enabled:
+            raise Conflict(f"pool {pool!r} is disabled in the config (enabled = false)")
+        if self.components.sync is None:
+            raise Unsupported("sync lands with the pool adapters and the sync coordinator")
+        return await self.components.sync.sync_now(pool, full=full)
+
+    async def search(self, params: dict[str, str]) -> dict[str, Any]:
+        if self.components.search is None:
+            raise Unsupported("catalog search lands with the catalog sync")
+        return await self.components.search(params)
+
+    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
+        jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)
+        return [self._live(job) for job in jobs]
+
+    async def get_job(self, job_id: int) -> dict[str, Any]:
+        return self._live(await store_jobs.get_job(self._store(), job_id))
+
+    def _live(self, job: dict[str, Any]) -> dict[str, Any]:
+        engine = self.components.engine
+        if engine is not None and job["state"] == JobState.DOWNLOADING:
+            job["rate_bps"] = int(engine.job_rate_bps(job["id"]))
+        return job
+
+    async def submit(
+        self, refs: list[str], *, redownload: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
+        if self.components.engine is None:
+            raise Unsupported("downloads land with the download engine")
+        kinds = self.pool_kinds()
+        accepted: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        for ref in refs:
+            try:
+                request = parse_ref(ref, kinds)
+                if redownload:
+                    request = Request(
+                        request.pool, request.item_id, request.kind, redownload=True, reason=reason
+                    )
+                job = await self.submit_request(request, "socket")
+            except PoolDaemonError as err:
+                rejected.append({"ref": ref, "reason": err.message})
+                continue
+            accepted.append({"ref": request.ref, "job": job["id"]})
+        return {"accepted": accepted, "rejected": rejected}
+
+    async def submit_request(self, request: Request, origin: str) -> dict[str, Any]:
+        """The one way a download is requested (socket, drop folder, auto-download)."""
+        engine = self.components.engine
+        if engine is None:
+            raise Unsupported("downloads land with the download engine")
+        if request.pool not in self.pool_kinds():
+            raise BadRequest(f"pool {request.pool!r} is not enabled")
+        return await engine.submit(request, origin=origin)
+
+    async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
+        await store_jobs.get_job(self._store(), job_id)  # NotFound first, whatever is wired
+        if self.components.engine is None:
+            raise Unsupported(f"{action} lands with the download engine")
+        return self._live(await self.components.engine.job_action(job_id, action))
+
+    async def pause_all(self) -> dict[str, Any]:
+        if self.components.engine is None:
+            raise Unsupported("pause lands with the download engine")
+        await self.components.engine.pause_all()
+        self.events.publish("downloader.paused")
+        return {"paused": True}
+
+    async def resume_all(self) -> dict[str, Any]:
+        if self.components.engine is None:
+            raise Unsupported("resume lands with the download engine")
+        await self.components.engine.resume_all()
+        self.events.publish("downloader.resumed")
+        return {"paused": False}
+
+    async def queue(self, pool: str) -> dict[str, Any]:
+        self._pool(pool)
+        if self.components.sync is None:
+            raise Unsupported("remote queues land with the pool adapters")
+        return await self.components.sync.remote_queue(pool)
+
+    async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
+        self._pool(pool)
+        if self.components.sync is None:
+            raise Unsupported("remote queues land with the pool adapters")
+        return await self.components.sync.queue_edit(pool, add=add, remove=remove)
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+async def run(config: Config, *, env: Mapping[str, str] | None = None) -> int:
+    """`pooldaemon run`: start, serve until SIGTERM/SIGINT, stop; the process exit code."""
+    level = getattr(logging, config.daemon.log_level.upper(), logging.INFO)
+    configure_logging(config.daemon.log_format, level=level)
+    REDACTOR.add(config.secrets())
+    daemon = Daemon(config, env=env)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    # Handlers first: a SIGTERM during start-up (systemd stopping a slow start) must still
+    # end in a clean stop, not the default kill.
+    for sig in signals:
+        loop.add_signal_handler(sig, daemon.request_stop)
+    try:
+        try:
+            await daemon.start()
+        except PoolDaemonError as err:
+            # Startup refusals (already running, unsafe socket, newer database) are the
+            # user's to fix: one clear line, exit 1; a systemd start limit stops a loop.
+            log.error(err.message, code=err.code)
+            return 1
+        except OSError as err:
+            log.error(f"pooldaemon cannot start: {err}", code="os_error")
+            return 1
+        try:
+            await daemon.wait()
+        finally:
+            await daemon.stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    return 0
