@@ -104,6 +104,9 @@ class CatalogPage:
     page: int
     pages: int
     total: int
+    #: Ids of records skipped as unreadable (RELIABILITY M3); "" when a record had no usable id.
+    #: They are still in the pool, so a full pass must not mark them removed.
+    quarantined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

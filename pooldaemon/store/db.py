@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,27 @@ import aiosqlite
 
 from pooldaemon.errors import PoolDaemonError
 from pooldaemon.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+
+async def _settle(statement: Awaitable[Any]) -> Any:
+    """Await a statement to its end even when cancelled meanwhile, then re-raise the cancel.
+
+    aiosqlite runs the statement in its thread whatever happens to the awaiting task; the
+    transaction bookkeeping must follow what SQLite actually did.
+    """
+    future = asyncio.ensure_future(statement)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
 
 
 class StoreError(PoolDaemonError):
@@ -90,13 +111,19 @@ class Store:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error (including cancellation)."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                await _settle(self._conn.execute("BEGIN IMMEDIATE"))
+            except asyncio.CancelledError:
+                # BEGIN ran anyway in aiosqlite's thread: end it, or the connection stays
+                # inside a transaction and every later BEGIN fails.
+                await _settle(self._conn.execute("ROLLBACK"))
+                raise
             try:
                 yield self._conn
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await _settle(self._conn.execute("ROLLBACK"))
                 raise
-            await self._conn.execute("COMMIT")
+            await _settle(self._conn.execute("COMMIT"))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._conn.execute(sql, params) as cur:

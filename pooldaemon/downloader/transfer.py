@@ -1,0 +1,1368 @@
+"""The bytes of one job: probe, chunks fetched in parallel with Range, validation, failover.
+
+Every answer is checked before a byte of it is written (STYLE habit 6: 200, 206 and 416 are three
+different answers). A chunk counts as done only after its data is fsynced *and then* its
+checkpoint is committed (RELIABILITY C2), so a crash loses at most the unsynced tail of the chunks
+in flight. Writes, fsyncs and preallocation run in threads; reads go through aiohttp's buffer and
+are written in ~1 MiB blocks with `pwritev`, which keeps the CPU cost per GiB low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import hashlib
+import os
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from pooldaemon.downloader.failpoints import failpoint
+from pooldaemon.downloader.fsutil import (
+    free_space,
+    fsync_dir,
+    full_fsync,
+    mount_point,
+    preallocate,
+)
+from pooldaemon.downloader.paths import sanitize_component
+from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
+from pooldaemon.downloader.tags import sniff_media
+from pooldaemon.errors import AuthError, DiskFull, PoolDaemonError, TransientError
+from pooldaemon.log import get_logger, redact_text
+from pooldaemon.models import DownloadPlan, PlanPart, Source
+from pooldaemon.pools.http import parse_retry_after
+from pooldaemon.store import transfer as st
+from pooldaemon.store.db import Store
+from pooldaemon.units import format_size
+
+log = get_logger(__name__)
+
+#: Bytes gathered from the socket before one `pwritev` (fewer syscalls and thread hops per GiB).
+WRITE_BLOCK = 1 << 20
+#: aiohttp's per-response buffer: large, so the transport pauses less often.
+READ_BUFSIZE = 1 << 20
+#: Stay well below IOV_MAX (1024) when tiny reads pile up.
+MAX_IOV = 256
+#: A failed answer that still delivered this much kept data counts as progress, not a failure.
+PROGRESS_BYTES = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_TOKEN_STATUSES = frozenset({401, 403, 410})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
+_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+_SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# -- settings and small helpers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """How hard and how patiently bytes are fetched (from `[daemon]`, plus internal knobs)."""
+
+    chunk_size: int = 8 << 20
+    connections: int = 4
+    stall_timeout_s: float = 30.0
+    speed_floor_bps: int = 16 << 10  # per job; each connection is held to its share
+    speed_grace_s: float = 20.0
+    min_free_space_bytes: int = 0
+    connect_timeout_s: float = 30.0
+    max_redirects: int = 5
+    cooldown_s: float = 2.0
+    cooldown_max_s: float = 300.0
+    #: A Retry-After up to this long is waited out; a longer one counts as a failure (H7).
+    retry_after_budget_s: float = 120.0
+    max_part_restarts: int = 3
+
+
+class TransferFailed(TransientError):
+    """Every source of a part failed, after renewing the plan: the job backs off and retries."""
+
+    code = "transfer"
+
+
+class SplitChanged(Exception):
+    """A renewed plan has other parts than the one being fetched (RELIABILITY T5)."""
+
+
+class _Restart(Exception):
+    """The part must start afresh: the file changed, or ranges turned out unsupported."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Fail(enum.StrEnum):
+    """What a failed answer means for the next request."""
+
+    SERVER = "server"  # move the chunk to another server; this one cools down
+    RATE = "rate"  # 429 / Retry-After: wait for the host (RELIABILITY H7)
+    TOKEN = "token"  # 401/403/410: renew the plan once (RELIABILITY T1, T3)
+    NO_RANGE = "no_range"  # Range ignored: never overlay a full body (RELIABILITY H2)
+    IDENTITY = "identity"  # size or ETag differ from what we are assembling (H3, H4, H11)
+
+
+class FetchError(Exception):
+    """One request failed; `what` names the error class for messages ("HTTP 503", "stall")."""
+
+    def __init__(
+        self,
+        kind: Fail,
+        server: str,
+        what: str,
+        *,
+        retry_after: float | None = None,
+        keep: bool = False,
+        identity: Identity | None = None,
+    ) -> None:
+        super().__init__(f"{server}: {what}")
+        self.kind = kind
+        self.server = server
+        self.what = what
+        self.retry_after = retry_after
+        self.keep = keep  # bytes already received were valid and may be kept
+        self.identity = identity
+        self.progressed = False  # set when the kept bytes count as progress
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a server says the file is: its size, and ETag / Last-Modified when given."""
+
+    size: int
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def differs(self, ref: Identity, *, same_server: bool) -> str | None:
+        """Why this is not the file `ref` describes, or None."""
+        if self.size != ref.size:
+            return f"{self.size} bytes, not {ref.size}"
+        if _strong(self.etag) and _strong(ref.etag) and self.etag != ref.etag:
+            return f"ETag {self.etag}, not {ref.etag}"
+        # Mirrors may stamp their copies differently; one server changing its date is a change.
+        if (
+            same_server
+            and self.last_modified
+            and ref.last_modified
+            and self.last_modified != ref.last_modified
+        ):
+            return f"Last-Modified {self.last_modified}, not {ref.last_modified}"
+        return None
+
+
+def _strong(etag: str | None) -> bool:
+    return bool(etag) and not str(etag).startswith("W/")
+
+
+def parse_content_range(value: str | None) -> tuple[int, int, int] | None:
+    """`bytes FIRST-LAST/TOTAL` → (first, last, total); None for anything else (H3)."""
+    if not value:
+        return None
+    match = _CONTENT_RANGE.match(value)
+    if not match:
+        return None
+    first, last, total = (int(g) for g in match.groups())
+    if last < first or last >= total:
+        return None
+    return first, last, total
+
+
+def parse_unsatisfied(value: str | None) -> int | None:
+    """`bytes */TOTAL` of a 416 → TOTAL."""
+    match = _UNSATISFIED.match(value or "")
+    return int(match.group(1)) if match else None
+
+
+def part_file_name(key: str) -> str:
+    """The work file of a part: the key made safe, with a hash when it had to change."""
+    safe = _SAFE_KEY.sub("_", key)[:40]
+    if safe != key or not safe:
+        safe += "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"part-{safe}.part"
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _datasync(fd: int) -> None:
+    """Make the file's data durable; size and blocks were fixed (and synced) at creation."""
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:
+        full_fsync(fd)
+
+
+class SharedFd:
+    """A file descriptor used by writer threads; closed only once no thread is using it.
+
+    An asyncio task cancelled while its write runs in a thread does not stop the thread; closing
+    the descriptor then could let the write land in whatever file reuses the number.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._users = 0
+        self._closing = False
+        self._lock = threading.Lock()
+
+    def enter(self) -> int:
+        with self._lock:
+            if self._closing:
+                raise OSError(errno.EBADF, "work file already closed")
+            self._users += 1
+            return self._fd
+
+    def exit(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._closing and self._users == 0 and self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            if self._users == 0 and self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def run(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Run `func(fd, *args)` in a thread, holding the descriptor open meanwhile."""
+        fd = self.enter()
+
+        def call() -> Any:
+            try:
+                return func(fd, *args)
+            finally:
+                self.exit()
+
+        return asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def _write_blocks(fd: int, blocks: list[bytes], offset: int, mid_chunk: bool) -> None:
+    """Write `blocks` at `offset`, whole (a short write is continued, not lost)."""
+    if hasattr(os, "pwritev"):
+        views: list[Any] = list(blocks)
+        while views:
+            n = os.pwritev(fd, views, offset)
+            if n <= 0:
+                raise OSError(errno.EIO, "pwritev wrote nothing")
+            offset += n
+            while views and n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            if n:
+                views[0] = memoryview(views[0])[n:]
+    else:
+        view = memoryview(b"".join(blocks))
+        while view:
+            n = os.pwrite(fd, view, offset)
+            if n <= 0:
+                raise OSError(errno.EIO, "pwrite wrote nothing")
+            offset += n
+            view = view[n:]
+    if mid_chunk:
+        failpoint("mid_chunk_write")
+
+
+def disk_full(path: Path, need: int | None = None) -> DiskFull:
+    """CONTRACT/issue 4 wording: "disk full: need X on <mount>"."""
+    mount = mount_point(path)
+    if need is None:
+        return DiskFull(f"disk full: no space left on {mount}")
+    return DiskFull(
+        f"disk full: need {format_size(need)} on {mount}",
+        detail={"need": need, "mount": str(mount)},
+    )
+
+
+def _no_space(err: OSError) -> bool:
+    return err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+async def _uncancelled(work: Awaitable[Any]) -> Any:
+    """Run `work` to its end even if the caller is cancelled meanwhile; then re-raise that."""
+    future = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+
+async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Run coroutines together; on the first failure cancel the rest, wait for them, re-raise.
+
+    Cancelled siblings get to checkpoint (their `finally` runs) before this returns.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    if failed:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise failed[0].exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
+
+
+# -- job-wide helpers: plan renewal, server health, rate -----------------------------------------
+
+
+class PlanKeeper:
+    """The job's current plan; renewals are single-flight (RELIABILITY T3: one renewal for eight
+    workers that all saw an expired token)."""
+
+    def __init__(
+        self,
+        plan: DownloadPlan,
+        renew: Callable[[DownloadPlan, str | None], Awaitable[DownloadPlan]],
+        saved: Callable[[DownloadPlan], Awaitable[None]] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.generation = 0
+        self.renewals = 0
+        self._renew = renew
+        self._saved = saved
+        self._lock = asyncio.Lock()
+
+    def part(self, key: str) -> PlanPart:
+        for part in self.plan.parts:
+            if part.key == key:
+                return part
+        raise SplitChanged(f"part {key} is no longer in the plan")
+
+    async def renew(self, seen_generation: int, part_key: str | None) -> None:
+        """Renew unless someone already did since `seen_generation` was read."""
+        async with self._lock:
+            if self.generation != seen_generation:
+                return
+            old = self.plan
+            new = await self._renew(old, part_key)
+            self.plan = new
+            self.generation += 1
+            self.renewals += 1
+            if self._saved is not None:
+                await self._saved(new)
+            log.info("plan renewed", pool=new.pool, item=new.item_id, part=part_key)
+            if sorted(p.key for p in new.parts) != sorted(p.key for p in old.parts):
+                raise SplitChanged(
+                    f"the pool now splits the download into {len(new.parts)} parts, "
+                    f"not {len(old.parts)}"
+                )
+
+
+class HealthBook:
+    """Server health shared by all jobs of the engine, written through to the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        cooldown_s: float = 2.0,
+        cooldown_max_s: float = 300.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._cooldown_s = cooldown_s
+        self._cooldown_max_s = cooldown_max_s
+        self._pools: dict[str, dict[str, st.ServerHealth]] = {}
+
+    async def load(self, pool: str) -> None:
+        if pool not in self._pools:
+            self._pools[pool] = await st.load_health(self._store, pool)
+
+    def get(self, pool: str, server: str) -> st.ServerHealth:
+        return self._pools.setdefault(pool, {}).setdefault(server, st.ServerHealth())
+
+    def cooling_s(self, pool: str, server: str) -> float:
+        until = self.get(pool, server).cooldown_until
+        return 0.0 if until is None else max(0.0, until - self._clock())
+
+    async def failure(
+        self, pool: str, server: str, error: str, cooldown_s: float | None = None
+    ) -> None:
+        health = self.get(pool, server)
+        health.failures += 1
+        if cooldown_s is None:
+            cooldown_s = backoff_s(health.failures, self._cooldown_s, self._cooldown_max_s)
+        health.cooldown_until = self._clock() + cooldown_s
+        health.last_error = redact_text(error)
+        await st.save_health(self._store, pool, server, health)
+
+    async def success(self, pool: str, server: str) -> None:
+        health = self.get(pool, server)
+        if health.failures or health.cooldown_until:
+            health.failures = 0
+            health.cooldown_until = None
+            await st.save_health(self._store, pool, server, health)
+
+    async def set_no_range(self, pool: str, server: str, flag: bool) -> None:
+        health = self.get(pool, server)
+        if health.no_range != flag:
+            health.no_range = flag
+            await st.save_health(self._store, pool, server, health)
+
+    def forgive(self, pool: str, servers: Iterable[str]) -> None:
+        """A renewed plan gets a fresh try at its servers (in memory only)."""
+        for server in servers:
+            self.get(pool, server).cooldown_until = None
+
+
+class RateMeter:
+    """Bytes per second over the last couple of seconds."""
+
+    def __init__(self, window_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = 0
+        self._window_s = window_s
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
+
+    def add(self, n: int) -> None:
+        self.total += n
+
+    def rate(self) -> int:
+        now = self._clock()
+        if now - self._samples[-1][0] >= 0.2:
+            self._samples.append((now, self.total))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self._window_s:
+            self._samples.popleft()
+        t0, b0 = self._samples[0]
+        if now - t0 < 0.05:
+            return 0
+        return int((self.total - b0) / (now - t0))
+
+
+# -- one job's transfer ------------------------------------------------------------------------
+
+
+class JobTransfer:
+    """Fetches every part of one job into work files; returns them complete and size-checked."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        session: aiohttp.ClientSession,
+        job_id: int,
+        keeper: PlanKeeper,
+        work_dir: Path,
+        settings: TransferSettings,
+        bucket: FairBucket,
+        gates: HostGates,
+        health: HealthBook,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.job_id = job_id
+        self.keeper = keeper
+        self.work_dir = work_dir
+        self.settings = settings
+        self.bucket = bucket
+        self.gates = gates
+        self.health = health
+        self.meter = RateMeter()
+        self.bytes_done = 0
+        self.requests = 0
+        self._on_progress = on_progress
+        self._last_emit = 0.0
+        self.connections = asyncio.Semaphore(settings.connections)
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.stall_timeout_s
+        )
+        self.rate_strikes: Counter[str] = Counter()
+        self._runs: list[_PartRun] = []
+
+    @property
+    def pool(self) -> str:
+        return self.keeper.plan.pool
+
+    def bytes_total(self) -> int | None:
+        """The job's size as far as known (probed sizes, else the plan's)."""
+        total = 0
+        for part in self.keeper.plan.parts:
+            size = part.expected_size
+            for run in self._runs:
+                if run.key == part.key and run.state is not None:
+                    size = run.state.expected_size
+            if size is None:
+                return None
+            total += size
+        return total
+
+    def count(self, n: int) -> None:
+        """Bytes received (or given up when negative); emits progress at most 4×/s."""
+        self.bytes_done += n
+        if n > 0:
+            self.meter.add(n)
+        now = time.monotonic()
+        if self._on_progress is not None and now - self._last_emit >= 0.25:
+            self._last_emit = now
+            self._on_progress(self.bytes_done)
+
+    async def run(self) -> dict[str, Path]:
+        """Fetch all parts (at once: Harvest tokens expire, issue 4); restart the set on T5."""
+        await self.health.load(self.pool)
+        for _ in range(self.settings.max_part_restarts + 1):
+            plan = self.keeper.plan
+            try:
+                return await self._run_parts(plan)
+            except SplitChanged as err:
+                log.warning("download split changed; restarting the set", job=self.job_id)
+                await st.reset_parts(self.store, self.job_id)
+                _remove_part_files(self.work_dir)
+                last = err
+        raise TransferFailed(f"the pool keeps changing the download's parts ({last})")
+
+    async def _run_parts(self, plan: DownloadPlan) -> dict[str, Path]:
+        states = await st.load_parts(self.store, self.job_id)
+        stale = [key for key in states if key not in {p.key for p in plan.parts}]
+        if stale:
+            await st.reset_parts(self.store, self.job_id, stale)
+        runs = [_PartRun(self, part.key, states.get(part.key)) for part in plan.parts]
+        self._runs = runs
+        for run in runs:
+            await run.load()
+        self.bytes_done = sum(run.durable_bytes for run in runs)
+        paths = await run_all(run.run() for run in runs)
+        return {run.key: path for run, path in zip(runs, paths, strict=True)}
+
+
+def _remove_part_files(work_dir: Path) -> None:
+    if work_dir.is_dir():
+        for entry in work_dir.iterdir():
+            if entry.name.startswith("part-") and entry.is_file():
+                entry.unlink()
+
+
+class _ChunkWriter:
+    """Buffers one answer's bytes and writes them at their offset, one block in flight."""
+
+    def __init__(self, fd: SharedFd, offset: int, block: int = WRITE_BLOCK) -> None:
+        self.fd = fd
+        self.block = block
+        self.offset = offset  # file offset of the next byte to write
+        self.received = 0
+        self._bufs: list[bytes] = []
+        self._buffered = 0
+        self._pending: Awaitable[None] | None = None
+
+    def add(self, data: bytes) -> bool:
+        """Buffer `data`; True when a block is ready to write."""
+        self._bufs.append(data)
+        self._buffered += len(data)
+        self.received += len(data)
+        return self._buffered >= self.block or len(self._bufs) >= MAX_IOV
+
+    def peek(self, n: int) -> bytes:
+        return b"".join(self._bufs)[:n]
+
+    async def flush(self, *, mid_chunk: bool) -> None:
+        """Hand the buffered block to a thread; at most one write is in flight."""
+        if self._pending is not None:
+            await self._pending
+            self._pending = None
+        if not self._bufs:
+            return
+        bufs, offset = self._bufs, self.offset
+        self._bufs, self.offset, self._buffered = [], offset + self._buffered, 0
+        self._pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
+
+    async def drain(self) -> None:
+        """Write everything buffered and wait for it."""
+        await self.flush(mid_chunk=False)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def abandon(self) -> None:
+        """Drop what is buffered; let a write in flight finish (its bytes stay unclaimed)."""
+        self._bufs, self._buffered = [], 0
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                await pending
+            except OSError:
+                pass
+
+
+class _PartRun:
+    """One part: probe, chunk table, workers, failover, and the part's own restarts."""
+
+    def __init__(self, jt: JobTransfer, key: str, state: st.PartState | None) -> None:
+        self.jt = jt
+        self.key = key
+        self.state = state
+        self.chunks: list[st.ChunkState] = []
+        self.path = jt.work_dir / part_file_name(key)
+        self.fd: SharedFd | None = None
+        self.quarantined: dict[str, str] = {}
+        self.identities: dict[str, Identity] = {}
+        self.no_range: set[str] = set()
+        self.failed: dict[str, FetchError] = {}
+        self.last_failure: FetchError | None = None
+        self.renewed_round = False
+        self.token_generation: int | None = None
+        self.inflight: Counter[str] = Counter()
+        self.todo: deque[int] = deque()
+        self.outstanding = 0
+        self.wakeup = asyncio.Condition()
+        self.round_lock = asyncio.Lock()
+
+    @property
+    def durable_bytes(self) -> int:
+        return sum(c.filled for c in self.chunks)
+
+    @property
+    def settings(self) -> TransferSettings:
+        return self.jt.settings
+
+    def plan_part(self) -> PlanPart:
+        return self.jt.keeper.part(self.key)
+
+    async def load(self) -> None:
+        """Take back a checkpoint if it still describes this part (same size, file present)."""
+        if self.state is None:
+            return
+        reason = self._stale_reason()
+        if reason is not None:
+            log.info("starting part afresh", job=self.jt.job_id, part=self.key, reason=reason)
+            await self._reset()
+            return
+        self.chunks = await st.load_chunks(self.jt.store, self.jt.job_id, self.key)
+        if not self.chunks:
+            await self._reset()
+
+    def _stale_reason(self) -> str | None:
+        state = self.state
+        assert state is not None
+        expected = self.plan_part().expected_size
+        if expected is not None and state.expected_size != expected:
+            return f"the pool now says {expected} bytes, not {state.expected_size}"
+        if state.expected_size is None or not state.work_path:
+            return "no size recorded"
+        try:
+            size = os.stat(state.work_path).st_size
+        except FileNotFoundError:
+            return "work file missing"
+        if size != state.expected_size:
+            return f"work file is {size} bytes, not {state.expected_size}"
+        self.path = Path(state.work_path)
+        return None
+
+    async def _reset(self) -> None:
+        self._close()
+        await st.reset_parts(self.jt.store, self.jt.job_id, [self.key])
+        self.jt.count(-self.durable_bytes)
+        self.state = None
+        self.chunks = []
+        self.identities.clear()
+        self.failed.clear()
+        self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self.fd is not None:
+            self.fd.close()
+            self.fd = None
+
+    @property
+    def file(self) -> SharedFd:
+        assert self.fd is not None
+        return self.fd
+
+    # -- the part's life -------------------------------------------------------------------------
+
+    async def run(self) -> Path:
+        try:
+            for restart in range(self.settings.max_part_restarts + 1):
+                try:
+                    await self._run_once()
+                    return self.path
+                except _Restart as err:
+                    log.warning(
+                        "restarting part", job=self.jt.job_id, part=self.key, reason=err.reason
+                    )
+                    if restart >= self.settings.max_part_restarts:
+                        raise TransferFailed(
+                            f"part {self.key}: {err.reason} (restarted {restart} times)"
+                        ) from err
+                    await self._reset()
+            raise AssertionError("unreachable")
+        except OSError as err:
+            if _no_space(err):
+                raise disk_full(self.jt.work_dir) from err
+            # RELIABILITY D2: after an I/O error the partial is not trusted again.
+            await self._reset()
+            raise TransferFailed(f"part {self.key}: cannot write the work file: {err}") from err
+        finally:
+            self._close()
+
+    async def _run_once(self) -> None:
+        if self.state is not None and self.state.done:
+            return
+        part = self.plan_part()
+        if part.expires_at is not None and time.time() >= part.expires_at - 5:
+            # The token expired before we started (RELIABILITY T5): ask for a fresh one first.
+            await self.jt.keeper.renew(self.jt.keeper.generation, self.key)
+        if self.state is None:
+            await self._probe()
+        else:
+            await self._open_existing()
+        assert self.state is not None
+        self.todo = deque(c.idx for c in self.chunks if not c.done)
+        self.outstanding = len(self.todo)
+        if self.outstanding:
+            workers = min(self.settings.connections, self.outstanding)
+            if not self.state.range_ok:
+                workers = 1
+            await run_all(self._worker() for _ in range(workers))
+        await self._complete()
+
+    async def _open_existing(self) -> None:
+        self.fd = SharedFd(os.open(self.path, os.O_RDWR | os.O_CLOEXEC))
+
+    async def _complete(self) -> None:
+        assert self.state is not None
+        size = os.stat(self.path).st_size
+        if size != self.state.expected_size:
+            raise _Restart(f"work file is {size} bytes, not {self.state.expected_size}")
+        await st.mark_part_done(self.jt.store, self.jt.job_id, self.key, None)
+        self.state.done = True
+
+    # -- probing ---------------------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        """The first request is a ranged GET for chunk 0: a 206 says both size and support."""
+        while self.state is None:
+            source, generation = await self._pick()
+            try:
+                await self._request(None, source, generation)
+            except FetchError as err:
+                await self._on_failure(err, generation)
+
+    async def _setup(self, total: int, range_ok: bool, ident: Identity, server: str) -> None:
+        """A fresh partial: preallocated work file (durable) and its chunk table."""
+        if total <= 0:
+            raise FetchError(Fail.SERVER, server, "the file is empty")
+        need = total + self.settings.min_free_space_bytes
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if await asyncio.to_thread(free_space, self.path.parent) < need:
+            raise disk_full(self.path.parent, need)
+        self.fd = SharedFd(
+            os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        )
+        try:
+            await self.fd.run(self._allocate, total)
+        except OSError as err:
+            if _no_space(err):
+                raise disk_full(self.path.parent, need) from err
+            raise
+        size = self.settings.chunk_size if range_ok else total
+        self.chunks = [
+            st.ChunkState(i, start, min(start + size, total) - 1, False, 0)
+            for i, start in enumerate(range(0, total, size))
+        ]
+        state = st.PartState(
+            job_id=self.jt.job_id,
+            part_key=self.key,
+            expected_size=total,
+            etag=ident.etag,
+            last_modified=ident.last_modified,
+            range_ok=range_ok,
+            work_path=str(self.path),
+            chunk_size=size,
+            done=False,
+            sha256=None,
+            identity_server=server,
+        )
+        await st.init_part(self.jt.store, state, self.chunks)
+        self.state = state
+        self.identities[server] = ident
+        if range_ok:
+            await self.jt.health.set_no_range(self.jt.pool, server, False)
+
+    def _allocate(self, fd: int, total: int) -> None:
+        preallocate(fd, total)
+        if os.fstat(fd).st_size != total:
+            os.ftruncate(fd, total)
+        # The file and its size must be durable before any chunk checkpoint names it (C2).
+        full_fsync(fd)
+        fsync_dir(self.path.parent)
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            async with self.wakeup:
+                while not self.todo and self.outstanding > 0:
+                    await self.wakeup.wait()
+                if self.outstanding == 0:
+                    self.wakeup.notify_all()
+                    return
+                idx = self.todo.popleft()
+            try:
+                source, generation = await self._pick()
+                await self._request(idx, source, generation)
+            except FetchError as err:
+                self.todo.appendleft(idx)
+                await self._on_failure(err, generation)
+            except BaseException:
+                self.todo.appendleft(idx)
+                raise
+            else:
+                self.outstanding -= 1
+            async with self.wakeup:
+                self.wakeup.notify_all()
+
+    def _candidates(self) -> list[Source]:
+        part = self.plan_part()
+        return [s for s in part.sources if s.server not in self.quarantined]
+
+    async def _pick(self) -> tuple[Source, int]:
+        """A healthy source: not failed this round, not cooling down, host not gated; the least
+        busy first, so chunks spread over servers."""
+        pool = self.jt.pool
+        waited = False
+        while True:
+            generation = self.jt.keeper.generation
+            part = self.plan_part()
+            if (
+                self.state is not None
+                and part.expected_size is not None
+                and part.expected_size != self.state.expected_size
+            ):
+                raise _Restart(f"the pool now says {part.expected_size} bytes")
+            candidates = self._candidates()
+            if not candidates:
+                reasons = "; ".join(f"{s}: {r}" for s, r in self.quarantined.items())
+                raise TransferFailed(f"part {self.key}: no trustworthy server left ({reasons})")
+            if self.state is not None and self.state.range_ok:
+                ranged = [s for s in candidates if not self._no_range(s.server)]
+                if not ranged:
+                    raise _Restart("no server honours Range: downloading in one stream")
+                candidates = ranged
+            usable = [s for s in candidates if s.server not in self.failed]
+            if not usable:
+                await self._all_failed(generation)
+                continue
+            delays = []
+            for source in usable:
+                gate = self.jt.gates.remaining(_host(source.url))
+                # A cooling server that has not failed for this part is tried after a short
+                # wait when nothing else is ready: the cooldown steers chunks away from it,
+                # the job's back-off bounds the retries. Retry-After is always waited out.
+                cooling = 0.0 if waited else self.jt.health.cooling_s(pool, source.server)
+                delays.append(max(gate, min(cooling, 1.0)))
+            best = min(delays)
+            if best <= 0:
+                ready = [s for s, d in zip(usable, delays, strict=True) if d <= 0]
+                source = min(ready, key=lambda s: self.inflight[s.server])
+                return source, generation
+            await asyncio.sleep(best)
+            waited = True
+
+    def _no_range(self, server: str) -> bool:
+        return server in self.no_range
+
+    async def _all_failed(self, generation: int) -> None:
+        """Every server failed since the last progress: renew the plan once, then give up."""
+        async with self.round_lock:
+            if self.jt.keeper.generation != generation:
+                return  # another worker renewed meanwhile
+            if any(s.server not in self.failed for s in self._candidates()):
+                return
+            if not self.renewed_round:
+                self.renewed_round = True
+                log.info(
+                    "every server failed; renewing the plan",
+                    job=self.jt.job_id,
+                    part=self.key,
+                    servers=sorted(self.failed),
+                )
+                await self.jt.keeper.renew(generation, self.key)
+                self.failed.clear()
+                self.jt.health.forgive(self.jt.pool, (s.server for s in self._candidates()))
+                return
+            last = self.last_failure
+            assert last is not None
+            retry_after = max((f.retry_after or 0.0 for f in self.failed.values()), default=0.0)
+            raise TransferFailed(
+                f"part {self.key}: every server failed; last: {last.server}: {last.what}",
+                retry_after_s=retry_after or None,
+                detail={"server": last.server, "error": last.what},
+            )
+
+    async def _on_failure(self, err: FetchError, generation: int) -> None:
+        """Decide what a failed answer means for the next pick."""
+        pool, server = self.jt.pool, err.server
+        log.info(
+            "request failed",
+            job=self.jt.job_id,
+            part=self.key,
+            server=server,
+            kind=str(err.kind),
+            error=err.what,
+        )
+        if err.kind is Fail.TOKEN:
+            if self.token_generation is not None and generation >= self.token_generation:
+                raise AuthError(
+                    f"part {self.key}: {server} still refuses the download after renewing its "
+                    f"token ({err.what})"
+                )
+            await self.jt.keeper.renew(generation, self.key)
+            self.token_generation = self.jt.keeper.generation
+            return
+        if err.kind is Fail.RATE:
+            host = _host(self._source_url(server))
+            delay = err.retry_after
+            if delay is None:
+                self.jt.rate_strikes[host] += 1
+                delay = backoff_s(self.jt.rate_strikes[host], 1.0, 60.0)
+            if delay <= self.settings.retry_after_budget_s:
+                self.jt.gates.block(host, delay)
+                return
+            err.what += f" (Retry-After {delay:.0f}s is over the budget)"
+            self.last_failure = err
+            self.failed[server] = err
+            await self.jt.health.failure(pool, server, err.what, cooldown_s=delay)
+            return
+        if err.kind is Fail.NO_RANGE:
+            self.no_range.add(server)
+            await self.jt.health.set_no_range(pool, server, True)
+            return
+        if err.kind is Fail.IDENTITY:
+            assert err.identity is not None
+            self._on_identity(server, err.identity, err.what)
+            return
+        self.last_failure = err
+        await self.jt.health.failure(pool, server, err.what)
+        if not err.progressed:
+            self.failed[server] = err
+
+    def _source_url(self, server: str) -> str:
+        for source in self.plan_part().sources:
+            if source.server == server:
+                return source.url
+        return server
+
+    def _on_identity(self, server: str, ident: Identity, why: str) -> None:
+        """A server disagrees about the file (H3, H4 b, H11): quarantine it, or restart."""
+        assert self.state is not None
+        ref_server = self.state.identity_server
+        planned = self.plan_part().expected_size
+        if planned is not None and ident.size != planned:
+            self._quarantine(server, f"serves {ident.size} bytes, the pool says {planned}")
+            return
+        if server == ref_server or len(self.plan_part().sources) <= 1:
+            raise _Restart(f"the file changed on {server} ({why})")
+        ref = Identity(self.state.expected_size or 0, self.state.etag, self.state.last_modified)
+        self.identities[server] = ident
+        agree = {s for s, i in self.identities.items() if i.differs(ref, same_server=False) is None}
+        if ref_server:
+            agree.add(ref_server)
+        with_new = {
+            s for s, i in self.identities.items() if i.differs(ident, same_server=False) is None
+        }
+        if len(with_new) > len(agree):
+            for other in agree:
+                self._quarantine(other, f"disagrees with {', '.join(sorted(with_new))}")
+            for other in with_new:
+                self.quarantined.pop(other, None)
+            raise _Restart(f"{ref_server} serves another file than {', '.join(sorted(with_new))}")
+        self._quarantine(server, f"serves another file than {ref_server} ({why})")
+
+    def _quarantine(self, server: str, reason: str) -> None:
+        log.warning("server quarantined", job=self.jt.job_id, server=server, reason=reason)
+        self.quarantined[server] = reason
+        self.jt.health.get(self.jt.pool, server).last_error = reason
+
+    async def _progress(self, server: str) -> None:
+        self.failed.clear()
+        self.renewed_round = False
+        self.token_generation = None
+        self.jt.rate_strikes.pop(_host(self._source_url(server)), None)
+        await self.jt.health.success(self.jt.pool, server)
+
+    # -- one request -----------------------------------------------------------------------------
+
+    async def _request(self, idx: int | None, source: Source, generation: int) -> None:
+        """Fetch chunk `idx` (or probe when None) from `source`; raises FetchError."""
+        settings = self.settings
+        server = source.server
+        if idx is None:
+            planned = self.plan_part().expected_size
+            start, end = 0, settings.chunk_size - 1
+            if planned is not None:
+                end = min(end, planned - 1)
+            ranged = True
+        else:
+            assert self.state is not None
+            chunk = self.chunks[idx]
+            ranged = bool(self.state.range_ok)
+            start = chunk.start + chunk.filled if ranged else 0
+            end = chunk.end
+        headers = {k: v for k, v in source.headers.items() if k.lower() != "range"}
+        headers["Accept-Encoding"] = "identity"
+        if ranged:
+            headers["Range"] = f"bytes={start}-{end}"
+            if idx is not None and self.state is not None and _strong(self.state.etag):
+                # RELIABILITY H1: resume only if the file is still the one we started.
+                headers["If-Range"] = str(self.state.etag)
+        async with self.jt.connections:
+            self.inflight[server] += 1
+            self.jt.requests += 1
+            try:
+                resp = await self._open(source, headers)
+                try:
+                    await self._answer(resp, idx, source, ranged, start, end)
+                except BaseException:
+                    resp.close()  # never reuse a connection whose body we did not finish
+                    raise
+                resp.release()
+            finally:
+                self.inflight[server] -= 1
+
+    async def _open(self, source: Source, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """GET with redirects followed by hand: capped, no credentials to another host, no
+        https → http, no other schemes (RELIABILITY H12). TLS is always verified (H13)."""
+        url = source.url
+        server = source.server
+        own = {k.lower() for k in source.headers}
+        for _ in range(self.settings.max_redirects + 1):
+            scheme = urlsplit(url).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise FetchError(Fail.SERVER, server, f"redirected to a {scheme}: URL (refused)")
+            try:
+                resp = await self.jt.session.get(
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    read_bufsize=READ_BUFSIZE,
+                    timeout=self.jt.timeout,
+                    raise_for_status=False,
+                )
+            except aiohttp.ClientConnectorCertificateError as err:
+                raise FetchError(
+                    Fail.SERVER, server, f"TLS certificate refused ({err.certificate_error})"
+                ) from err
+            except aiohttp.ClientSSLError as err:
+                raise FetchError(Fail.SERVER, server, f"TLS error ({err})") from err
+            except TimeoutError as err:
+                raise FetchError(
+                    Fail.SERVER, server, f"stall: no answer for {self.settings.stall_timeout_s:g}s"
+                ) from err
+            except aiohttp.ClientError as err:
+                raise FetchError(
+                    Fail.SERVER, server, f"connection error ({type(err).__name__})"
+                ) from err
+            if resp.status not in _REDIRECTS:
+                return resp
+            location = resp.headers.get("Location")
+            resp.release()
+            if not location:
+                raise FetchError(Fail.SERVER, server, f"HTTP {resp.status} without Location")
+            target = urljoin(url, location)
+            if scheme == "https" and urlsplit(target).scheme.lower() == "http":
+                raise FetchError(Fail.SERVER, server, "redirect from https to http refused")
+            if _origin(target) != _origin(url):
+                # The pool's headers carry its credentials: they stay with the pool's host.
+                headers = {
+                    k: v
+                    for k, v in headers.items()
+                    if k.lower() not in own and k.lower() not in _CREDENTIAL_HEADERS
+                }
+            url = target
+        raise FetchError(Fail.SERVER, server, f"more than {self.settings.max_redirects} redirects")
+
+    async def _answer(
+        self,
+        resp: aiohttp.ClientResponse,
+        idx: int | None,
+        source: Source,
+        ranged: bool,
+        start: int,
+        end: int,
+    ) -> None:
+        """Validate the answer's head, then stream its body into the work file."""
+        server = source.server
+        total, range_ok, ident = self._check_head(resp, server, ranged, start, end, idx is None)
+        if idx is None:
+            planned = self.plan_part().expected_size
+            if planned is not None and total != planned:
+                self._quarantine(server, f"serves {total} bytes, the pool says {planned}")
+                raise FetchError(Fail.SERVER, server, f"serves {total} bytes, not {planned}")
+            if not range_ok:
+                others = [
+                    s
+                    for s in self._candidates()
+                    if s.server != server and s.server not in self.no_range
+                ]
+                if others:
+                    raise FetchError(Fail.NO_RANGE, server, "answered 200 to a Range request")
+            await self._setup(total, range_ok, ident, server)
+            idx = 0
+            length = self.chunks[0].size
+        else:
+            assert self.state is not None
+            ref = Identity(self.state.expected_size or 0, self.state.etag, self.state.last_modified)
+            why = ident.differs(ref, same_server=server == self.state.identity_server)
+            if why is not None:
+                raise FetchError(Fail.IDENTITY, server, why, identity=ident)
+            self.identities.setdefault(server, ident)
+            if ranged and not range_ok:
+                raise FetchError(Fail.NO_RANGE, server, "answered 200 to a Range request")
+            length = end - start + 1
+        assert self.state is not None
+        await self._stream(resp, idx, start, length, server, keep_ok=bool(self.state.range_ok))
+
+    def _check_head(
+        self,
+        resp: aiohttp.ClientResponse,
+        server: str,
+        ranged: bool,
+        start: int,
+        end: int,
+        probe: bool,
+    ) -> tuple[int, bool, Identity]:
+        """Status and headers → (total size, ranges honoured, identity); raises FetchError."""
+        status = resp.status
+        h = resp.headers
+        etag, modified = h.get("ETag"), h.get("Last-Modified")
+        if status in _TOKEN_STATUSES:
+            raise FetchError(Fail.TOKEN, server, f"HTTP {status}")
+        if status == 429 or (status == 503 and "Retry-After" in h):
+            retry_after = parse_retry_after(h.get("Retry-After"))
+            raise FetchError(Fail.RATE, server, f"HTTP {status}", retry_after=retry_after)
+        if status == 416:
+            total = parse_unsatisfied(h.get("Content-Range"))
+            if total is None or probe:
+                raise FetchError(Fail.SERVER, server, f"HTTP 416 for bytes {start}-{end}")
+            ident = Identity(total, etag, modified)
+            assert self.state is not None
+            if total != self.state.expected_size:
+                # RELIABILITY H4 b: the remote file changed size.
+                raise FetchError(
+                    Fail.IDENTITY, server, f"HTTP 416, file is now {total} bytes", identity=ident
+                )
+            raise FetchError(Fail.SERVER, server, f"HTTP 416 for bytes {start}-{end} of {total}")
+        if status not in (200, 206):
+            raise FetchError(Fail.SERVER, server, f"HTTP {status}")
+        encoding = h.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            # RELIABILITY H8: offsets are never counted in decoded bytes.
+            raise FetchError(Fail.SERVER, server, f"{encoding}-encoded body refused")
+        ctype = h.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype in ("text/html", "application/xhtml+xml"):
+            raise FetchError(Fail.SERVER, server, f"an HTML page (HTTP {status}) instead of media")
+        length = resp.content_length
+        if status == 206:
+            if not ranged:
+                raise FetchError(Fail.SERVER, server, "206 to a request without Range")
+            value = h.get("Content-Range")
+            parsed = parse_content_range(value)
+            if parsed is None:
+                raise FetchError(Fail.SERVER, server, f"206 with Content-Range {value!r}")
+            first, last, total = parsed
+            ident = Identity(total, etag, modified)
+            want_last = min(end, total - 1) if probe else end
+            if first != start or last != want_last:
+                if not probe and self.state is not None and total != self.state.expected_size:
+                    raise FetchError(
+                        Fail.IDENTITY, server, f"file is now {total} bytes", identity=ident
+                    )
+                raise FetchError(
+                    Fail.SERVER, server, f"Content-Range {value} for bytes {start}-{end}"
+                )
+            if length is not None and length != last - first + 1:
+                raise FetchError(
+                    Fail.SERVER, server, f"Content-Length {length} for Content-Range {value}"
+                )
+            return total, True, ident
+        # 200: the whole file.
+        if length == 0:
+            raise FetchError(Fail.SERVER, server, "an empty 200 answer")
+        total = length
+        if total is None:
+            total = self.plan_part().expected_size
+        if total is None and self.state is not None:
+            total = self.state.expected_size
+        if not total:
+            raise FetchError(Fail.SERVER, server, "200 without Content-Length")
+        return total, False, Identity(total, etag, modified)
+
+    async def _stream(
+        self,
+        resp: aiohttp.ClientResponse,
+        idx: int,
+        start: int,
+        length: int,
+        server: str,
+        *,
+        keep_ok: bool,
+    ) -> None:
+        """Body → work file at `start`; checkpoint when complete (what is durable on failure)."""
+        jt = self.jt
+        settings = self.settings
+        # Blocks of a quarter chunk (at most 1 MiB): small chunks are written in pieces too.
+        block = min(WRITE_BLOCK, max(64 * 1024, settings.chunk_size // 4))
+        writer = _ChunkWriter(self.file, start, block)
+        head_checked = start != 0
+        floor = settings.speed_floor_bps / settings.connections if settings.speed_floor_bps else 0
+        grace = settings.speed_grace_s
+        bucket = jt.bucket
+        content = resp.content
+        window_start = time.monotonic()
+        window_bytes = 0
+        throttled = 0.0
+        try:
+            try:
+                while True:
+                    data = await content.readany()
+                    if not data:
+                        break
+                    n = len(data)
+                    if writer.received + n > length:
+                        raise FetchError(
+                            Fail.SERVER, server, f"body longer than the {length} bytes asked for"
+                        )
+                    jt.count(n)
+                    if bucket.rate_bps:
+                        t = time.monotonic()
+                        await bucket.take(jt.job_id, n)
+                        throttled += time.monotonic() - t
+                    if writer.add(data):
+                        if not head_checked:
+                            self._check_media_head(writer.peek(4096), server)
+                            head_checked = True
+                        await writer.flush(mid_chunk=writer.received < length)
+                    window_bytes += n
+                    if floor and grace:
+                        now = time.monotonic()
+                        elapsed = now - window_start
+                        if elapsed >= grace:
+                            speed = window_bytes / max(elapsed - throttled, 1e-3)
+                            if speed < floor:
+                                raise FetchError(
+                                    Fail.SERVER,
+                                    server,
+                                    f"too slow: {speed:.0f} B/s for {elapsed:.0f}s "
+                                    f"(floor {floor:.0f} B/s per connection)",
+                                    keep=True,
+                                )
+                            window_start, window_bytes, throttled = now, 0, 0.0
+            except TimeoutError as err:
+                raise FetchError(
+                    Fail.SERVER,
+                    server,
+                    f"stall: no data for {settings.stall_timeout_s:g}s",
+                    keep=True,
+                ) from err
+            except aiohttp.ClientError as err:
+                raise FetchError(
+                    Fail.SERVER,
+                    server,
+                    f"connection lost after {writer.received} of {length} bytes "
+                    f"({type(err).__name__})",
+                    keep=True,
+                ) from err
+            if writer.received != length:
+                raise FetchError(
+                    Fail.SERVER,
+                    server,
+                    f"body ended after {writer.received} of {length} bytes",
+                    keep=True,
+                )
+            if not head_checked:
+                self._check_media_head(writer.peek(4096), server)
+            await writer.drain()
+        except FetchError as err:
+            kept = err.keep and keep_ok and writer.received >= 1 and head_checked
+            if kept:
+                await self._checkpoint(idx, writer, start)
+                err.progressed = writer.received >= PROGRESS_BYTES
+            else:
+                await writer.abandon()
+                jt.count(-writer.received)
+            raise
+        except asyncio.CancelledError:
+            # Pause or shutdown: what arrived is made durable so it is not fetched again.
+            if keep_ok and head_checked and writer.received:
+                try:
+                    await self._checkpoint(idx, writer, start)
+                except (OSError, PoolDaemonError):
+                    pass
+            else:
+                await writer.abandon()
+            raise
+        except BaseException:
+            await writer.abandon()
+            raise
+        # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
+        await _uncancelled(self._commit_done(idx))
+        await self._progress(server)
+
+    async def _commit_done(self, idx: int) -> None:
+        """Durable data first, then the checkpoint that claims it (RELIABILITY C2)."""
+        chunk = self.chunks[idx]
+        await self.file.run(_datasync)
+        failpoint("after_chunk_fsync")
+        chunk.filled = chunk.size
+        chunk.done = True
+        failpoint("before_chunk_commit")
+        await st.commit_chunk(self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, True)
+
+    async def _checkpoint(self, idx: int, writer: _ChunkWriter, start: int) -> None:
+        """Make a chunk's received prefix durable and record how far it goes."""
+        await writer.drain()
+        await self.file.run(_datasync)
+        chunk = self.chunks[idx]
+        chunk.filled = start + writer.received - chunk.start
+        await st.commit_chunk(self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, False)
+
+    def _check_media_head(self, head: bytes, server: str) -> None:
+        """RELIABILITY H9: an error page is never written into the file."""
+        kind = sniff_media(head)
+        if kind in ("html", "json"):
+            raise FetchError(Fail.SERVER, server, f"an {kind.upper()} page instead of media")
+
+
+def work_dir_for(download_dir: Path, job_id: int) -> Path:
+    """A job's partial files: inside the library, so renames stay atomic (CONTRACT §5)."""
+    return download_dir / ".pooldaemon" / f"job-{job_id}"
+
+
+def safe_component(text: str) -> str:
+    return sanitize_component(text)

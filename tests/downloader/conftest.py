@@ -1,0 +1,314 @@
+"""Fixtures for the downloader: real download servers on port 0, a small real adapter that plans
+downloads from them, a store on tmp_path and an engine factory (STYLE habit 11)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pooldaemon.config import DaemonConfig
+from pooldaemon.downloader.engine import Engine
+from pooldaemon.errors import TransientError
+from pooldaemon.events import EventBus
+from pooldaemon.models import (
+    DownloadPlan,
+    OutboxCall,
+    PlanPart,
+    QueueItem,
+    Request,
+    Source,
+)
+from pooldaemon.pools.base import Capability, PoolAdapter
+from pooldaemon.pools.http import PoolHttp
+from pooldaemon.sim.faults import DownloadServer, json_error
+from pooldaemon.sim.media import MediaStore
+from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store.db import Store
+
+KIB = 1024
+MIB = 1024 * 1024
+#: The smallest chunk the config allows; test files span several of them.
+CHUNK = 256 * KIB
+FINAL_STATES = ("done", "failed", "paused", "cancelled")
+
+
+class TokenCheck:
+    """A download server's token rule: `?token=` must be one of `valid` (else 401)."""
+
+    def __init__(self, *valid: str) -> None:
+        self.valid = set(valid) or {"t0"}
+        self.refused = 0
+
+    def __call__(self, request: web.Request) -> str | web.StreamResponse:
+        if request.query.get("token") not in self.valid:
+            self.refused += 1
+            return json_error(401, "download token expired")
+        return request.match_info["key"]
+
+
+@dataclass
+class PartSpec:
+    """One part of a test item: which media, from which named servers."""
+
+    key: str
+    media: str
+    servers: list[tuple[str, DownloadServer]]
+    size: int | str | None = "auto"  # "auto": the media's size; None: the pool gives none
+    extension: str = "mp3"
+    sha256: str | None = None
+    md5: str | None = None
+    expires_at: float | None = None
+
+
+PlanFactory = Callable[[int], DownloadPlan]
+
+
+class LocalPool(PoolAdapter):
+    """A real adapter whose plans point at the test's download servers."""
+
+    type_name = "testpool"
+    capabilities = frozenset({Capability.REDOWNLOAD, Capability.OUTBOX})
+    kinds = ("track", "album")
+
+    def __init__(self, session: aiohttp.ClientSession, media: MediaStore) -> None:
+        super().__init__("testpool", None, PoolHttp(session, "testpool"))
+        self.media = media
+        self.items: dict[str, PlanFactory] = {}
+        self.plan_calls: Counter[str] = Counter()
+        self.renew_calls: Counter[str] = Counter()
+        self.delivered: list[OutboxCall] = []
+        self.fail_deliveries = 0
+        self.redownloads: list[tuple[list[str], str]] = []
+        self.outbox = False
+        self.renew_gate: asyncio.Event | None = None
+
+    async def sign_in(self) -> None:
+        return None
+
+    def add(
+        self,
+        item_id: str,
+        parts: list[PartSpec],
+        *,
+        meta: dict[str, Any] | None = None,
+        archive: bool = False,
+        name: str | None = None,
+        token: Callable[[int], str] = lambda n: f"t{n}",
+    ) -> None:
+        """Register an item; renewal number n gets the token `token(n)`."""
+
+        def factory(n: int) -> DownloadPlan:
+            return DownloadPlan(
+                pool=self.name,
+                item_id=item_id,
+                kind="album" if archive else "track",
+                format=parts[0].extension,
+                parts=[self._part(spec, token(n)) for spec in parts],
+                meta=dict(meta or {"artist": "Artist", "title": f"Track {item_id}"}),
+                archive=archive,
+                name=name,
+                context={"dl_token": token(n)},
+            )
+
+        self.items[item_id] = factory
+
+    def _part(self, spec: PartSpec, token: str) -> PlanPart:
+        size = self.media.size(spec.media) if spec.size == "auto" else spec.size
+        return PlanPart(
+            key=spec.key,
+            sources=[
+                Source(f"{srv.base_url}/download/{spec.media}?token={token}", name)
+                for name, srv in spec.servers
+            ],
+            expected_size=size if isinstance(size, int) else None,
+            extension=spec.extension,
+            expires_at=spec.expires_at,
+            sha256=spec.sha256,
+            md5=spec.md5,
+        )
+
+    async def plan(self, request: Request, known: QueueItem | None = None) -> DownloadPlan:
+        assert request.item_id is not None
+        self.plan_calls[request.item_id] += 1
+        return self.items[request.item_id](0)
+
+    async def renew_plan(self, plan: DownloadPlan, part_key: str | None = None) -> DownloadPlan:
+        self.renew_calls[plan.item_id] += 1
+        if self.renew_gate is not None:
+            await self.renew_gate.wait()
+        return self.items[plan.item_id](self.renew_calls[plan.item_id])
+
+    def after_download(self, plan: DownloadPlan) -> list[OutboxCall]:
+        if not self.outbox:
+            return []
+        return [OutboxCall(self.name, "success", {"item": plan.item_id, **plan.context})]
+
+    async def deliver(self, call: OutboxCall) -> None:
+        if self.fail_deliveries > 0:
+            self.fail_deliveries -= 1
+            raise TransientError("testpool: download/success: HTTP 503")
+        self.delivered.append(call)
+
+    async def redownload(self, item_ids: list[str], reason: str) -> str:
+        self.redownloads.append((item_ids, reason))
+        return "requeued"
+
+
+ServerFactory = Callable[..., Awaitable[DownloadServer]]
+
+
+@pytest.fixture
+def media() -> MediaStore:
+    return MediaStore(last_modified=1_700_000_000.0)
+
+
+@pytest.fixture
+async def servers(media: MediaStore) -> AsyncIterator[ServerFactory]:
+    """`await servers(resolve=None)` → a started DownloadServer on 127.0.0.1:0."""
+    started: list[DownloadServer] = []
+
+    async def make(resolve: Any = None) -> DownloadServer:
+        server = DownloadServer(media, resolve)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        await server.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = await Store.open(tmp_path / "state" / "state.db")
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    path = tmp_path / "library"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def pool(session: aiohttp.ClientSession, media: MediaStore) -> LocalPool:
+    return LocalPool(session, media)
+
+
+def make_config(download_dir: Path, **updates: Any) -> DaemonConfig:
+    """A [daemon] config for tests: small chunks, short stall timeout, no tags, no margin."""
+    base = DaemonConfig(download_dir=str(download_dir))
+    values: dict[str, Any] = {
+        "chunk_size_bytes": CHUNK,
+        "connections_per_download": 4,
+        "stall_timeout_s": 2.0,
+        "speed_floor_bps": 0,
+        "speed_grace_s": 1.0,
+        "min_free_space_bytes": 0,
+        "max_attempts": 3,
+        "write_tags": False,
+        "file_template": "{pool}/{artist} - {title}",
+    }
+    values.update(updates)
+    return base.model_copy(update=values)
+
+
+@dataclass
+class EngineHarness:
+    """Builds engines on one store; stops them at teardown."""
+
+    store: Store
+    session: aiohttp.ClientSession
+    pool: LocalPool
+    library: Path
+    engines: list[Engine] = field(default_factory=list)
+    events: EventBus = field(default_factory=EventBus)
+
+    async def start(self, config: DaemonConfig | None = None, **engine_kw: Any) -> Engine:
+        config = config or make_config(self.library)
+        kw: dict[str, Any] = {
+            "retry_backoff_s": 0.05,
+            "retry_backoff_max_s": 0.2,
+            "server_cooldown_s": 0.05,
+            "outbox_backoff_s": 0.05,
+            "outbox_backoff_max_s": 0.2,
+        }
+        kw.update(engine_kw)
+        engine = Engine(
+            self.store, self.session, {"testpool": self.pool}, config, self.events, **kw
+        )
+        await engine.start()
+        self.engines.append(engine)
+        return engine
+
+    async def get(self, ref_id: str, engine: Engine, origin: str = "request") -> int:
+        job, _ = await engine.submit(Request("testpool", ref_id), origin)
+        return int(job["id"])
+
+    async def wait(self, job_id: int, *states: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll the store until the job reaches one of `states` (default: a final one)."""
+        wanted = states or FINAL_STATES
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await store_jobs.get_job(self.store, job_id)
+            if job["state"] in wanted:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['state']}: {job['error']}")
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def harness(
+    store: Store, session: aiohttp.ClientSession, pool: LocalPool, library: Path
+) -> AsyncIterator[EngineHarness]:
+    h = EngineHarness(store, session, pool, library)
+    yield h
+    for engine in h.engines:
+        await engine.stop(5.0)
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def library_files(root: Path) -> list[Path]:
+    """Files in the library, the work area excluded."""
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and ".pooldaemon" not in p.relative_to(root).parts
+    )
+
+
+def requested_ranges(server: DownloadServer) -> list[str | None]:
+    return [entry.headers.get("Range") for entry in server.log.for_endpoint("download")]
+
+
+def bytes_requested(servers: Iterable[DownloadServer], total: int) -> int:
+    """Bytes asked for across servers, from their Range headers (a full GET counts `total`)."""
+    asked = 0
+    for server in servers:
+        for value in requested_ranges(server):
+            if not value:
+                asked += total
+                continue
+            first, _, last = value.split("=", 1)[1].partition("-")
+            asked += min(int(last), total - 1) - int(first) + 1
+    return asked

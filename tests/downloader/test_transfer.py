@@ -1,0 +1,561 @@
+"""The byte path: probing, ranged chunks, checkpoints, redirects, tokens, bandwidth sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
+from pooldaemon.downloader.transfer import (
+    FetchError,
+    HealthBook,
+    JobTransfer,
+    PlanKeeper,
+    TransferFailed,
+    TransferSettings,
+    parse_content_range,
+    parse_unsatisfied,
+    part_file_name,
+    work_dir_for,
+)
+from pooldaemon.errors import AuthError
+from pooldaemon.models import DownloadPlan, PlanPart, Request, Source
+from pooldaemon.sim.faults import DownloadServer, start_app
+from pooldaemon.sim.media import MediaStore
+from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import transfer as st
+from pooldaemon.store.db import Store
+
+from .conftest import CHUNK, KIB, MIB, ServerFactory, TokenCheck, bytes_requested, requested_ranges
+
+SETTINGS = TransferSettings(
+    chunk_size=CHUNK, connections=4, stall_timeout_s=2.0, speed_floor_bps=0, cooldown_s=0.05
+)
+
+
+def plan_for(
+    sources: list[tuple[str, str]],
+    size: int | None,
+    *,
+    item: str = "1",
+    headers: dict[str, str] | None = None,
+) -> DownloadPlan:
+    return DownloadPlan(
+        pool="testpool",
+        item_id=item,
+        kind="track",
+        format="mp3",
+        parts=[
+            PlanPart(
+                "main",
+                [Source(url, name, dict(headers or {})) for name, url in sources],
+                expected_size=size,
+                extension="mp3",
+            )
+        ],
+    )
+
+
+Renew = Callable[[DownloadPlan, str | None], Awaitable[DownloadPlan]]
+
+
+async def _no_renewal(plan: DownloadPlan, key: str | None) -> DownloadPlan:
+    return plan
+
+
+async def make_transfer(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    plan: DownloadPlan,
+    *,
+    settings: TransferSettings = SETTINGS,
+    renew: Renew = _no_renewal,
+    job_id: int | None = None,
+) -> JobTransfer:
+    if job_id is None:
+        job, _ = await store_jobs.create_job(
+            store, Request(plan.pool, plan.item_id), origin="request"
+        )
+        job_id = int(job["id"])
+    return JobTransfer(
+        store=store,
+        session=session,
+        job_id=job_id,
+        keeper=PlanKeeper(plan, renew),
+        work_dir=work_dir_for(library, job_id),
+        settings=settings,
+        bucket=FairBucket(0),
+        gates=HostGates(),
+        health=HealthBook(store, cooldown_s=0.05),
+    )
+
+
+def url(server: DownloadServer, key: str, query: str = "") -> str:
+    return f"{server.base_url}/download/{key}{query}"
+
+
+# -- parsers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes 0-99/1000", (0, 99, 1000)),
+        ("bytes 900-999/1000", (900, 999, 1000)),
+        ("BYTES 1-1/2", (1, 1, 2)),
+        ("items 0-99/1000", None),
+        ("bytes 0-99/*", None),
+        ("bytes */1000", None),
+        ("bytes 100-99/1000", None),
+        ("bytes 0-1000/1000", None),
+        ("bytes 0-99", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_content_range_is_parsed_strictly(
+    value: str | None, expected: tuple[int, int, int] | None
+) -> None:
+    assert parse_content_range(value) == expected
+
+
+def test_unsatisfied_range_names_the_size() -> None:
+    assert parse_unsatisfied("bytes */4096") == 4096
+    assert parse_unsatisfied("bytes 0-1/4096") is None
+    assert parse_unsatisfied(None) is None
+
+
+def test_part_file_names_are_safe_and_distinct() -> None:
+    assert part_file_name("main") == "part-main.part"
+    odd = part_file_name("../x")
+    assert "/" not in odd and odd != part_file_name("__x")
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert backoff_s(1, 1.0, 60.0, jitter=False) == 1.0
+    assert backoff_s(4, 1.0, 60.0, jitter=False) == 8.0
+    assert backoff_s(20, 1.0, 60.0, jitter=False) == 60.0
+    assert 30.0 <= backoff_s(20, 1.0, 60.0) <= 60.0
+
+
+# -- bandwidth sharing and host gates --------------------------------------------------------------
+
+
+async def test_bucket_serves_waiting_jobs_round_robin() -> None:
+    # 64 KiB per grant at 8 MiB/s: each waits a few ms; only the order is asserted.
+    bucket = FairBucket(8 * MIB, burst_s=0.0)
+    await bucket.take("warmup", 64 * KIB)  # empty the bucket so everyone queues
+    order: list[str] = []
+
+    async def take(key: str, label: str) -> None:
+        await bucket.take(key, 64 * KIB)
+        order.append(label)
+
+    tasks = [asyncio.create_task(take("A", f"a{i}")) for i in range(4)]
+    tasks.append(asyncio.create_task(take("B", "b0")))
+    await asyncio.gather(*tasks)
+    # Job B with one connection is not starved by job A's four.
+    assert order.index("b0") <= 1
+    assert [x for x in order if x.startswith("a")] == ["a0", "a1", "a2", "a3"]
+
+
+async def test_unlimited_bucket_never_waits() -> None:
+    bucket = FairBucket(0)
+    for _ in range(1000):
+        await bucket.take("A", MIB)
+
+
+def test_host_gates_hold_a_host_until_its_time() -> None:
+    now = [100.0]
+    gates = HostGates(clock=lambda: now[0])
+    gates.block("h:1", 5)
+    assert gates.remaining("h:1") == 5
+    gates.block("h:1", 1)  # never shortened
+    assert gates.remaining("h:1") == 5
+    assert gates.remaining("other:1") == 0
+    now[0] = 106.0
+    assert gates.remaining("h:1") == 0
+
+
+# -- ranged chunks and checkpoints ---------------------------------------------------------------
+
+
+async def test_parallel_ranged_chunks_assemble_the_file(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    size = 5 * CHUNK + 1234
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    jt = await make_transfer(store, session, library, plan_for([("s", url(srv, "a"))], size))
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    ranges = requested_ranges(srv)
+    # The probe asks for chunk 0 (never assumes Range support); then one request per chunk.
+    assert ranges[0] == f"bytes=0-{CHUNK - 1}"
+    expected = {f"bytes={i * CHUNK}-{min((i + 1) * CHUNK, size) - 1}" for i in range(6)}
+    assert set(ranges) == expected and len(ranges) == 6
+    for entry in srv.log.for_endpoint("download"):
+        assert entry.headers["Accept-Encoding"] == "identity"
+    chunks = await st.load_chunks(store, jt.job_id, "main")
+    assert all(c.done and c.filled == c.size for c in chunks)
+    assert (await store_jobs.get_job(store, jt.job_id))["bytes_done"] == size
+
+
+async def test_probe_learns_the_size_when_the_pool_gives_none(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    media.add_generated("a", "mp3", "a", 2 * CHUNK + 7)
+    srv = await servers()
+    jt = await make_transfer(store, session, library, plan_for([("s", url(srv, "a"))], None))
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    parts = await st.load_parts(store, jt.job_id)
+    assert parts["main"].expected_size == 2 * CHUNK + 7 and parts["main"].range_ok
+
+
+async def test_a_small_file_is_one_ranged_request(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    media.add_generated("a", "mp3", "a", 5000)
+    srv = await servers()
+    jt = await make_transfer(store, session, library, plan_for([("s", url(srv, "a"))], 5000))
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    assert requested_ranges(srv) == ["bytes=0-4999"]
+
+
+async def test_no_range_support_means_one_stream(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    size = 3 * CHUNK + 5
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    srv.faults.ignore_range(advertise=False)
+    jt = await make_transfer(store, session, library, plan_for([("s", url(srv, "a"))], size))
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    # The probe's full 200 body is the single stream: nothing fetched twice.
+    assert len(requested_ranges(srv)) == 1
+    parts = await st.load_parts(store, jt.job_id)
+    assert parts["main"].range_ok is False
+
+
+async def test_an_interrupted_transfer_resumes_from_its_checkpoints(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    size = 8 * CHUNK
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    srv.faults.throttle_bps = 2 * MIB
+    plan = plan_for([("s", url(srv, "a"))], size)
+    settings = replace(SETTINGS, connections=2)
+    first = await make_transfer(store, session, library, plan, settings=settings)
+    task = asyncio.create_task(first.run())
+    while first.bytes_done < 3 * CHUNK:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    chunks = await st.load_chunks(store, first.job_id, "main")
+    durable = sum(c.filled for c in chunks)
+    assert durable >= 2 * CHUNK  # finished chunks, plus the checkpointed parts in flight
+    srv.faults.throttle_bps = None
+    srv.log.clear()
+    second = await make_transfer(
+        store, session, library, plan, settings=settings, job_id=first.job_id
+    )
+    paths = await second.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    # Only what was not durable is fetched again.
+    assert bytes_requested([srv], size) == size - durable
+
+
+async def test_a_missing_work_file_restarts_the_part(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    size = 3 * CHUNK
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    plan = plan_for([("s", url(srv, "a"))], size)
+    first = await make_transfer(store, session, library, plan)
+    paths = await first.run()
+    paths["main"].unlink()
+    await st.reset_parts(store, first.job_id)  # as if the part had never finished …
+    srv.log.clear()
+    second = await make_transfer(store, session, library, plan, job_id=first.job_id)
+    assert (await second.run())["main"].read_bytes() == media.get("a")
+    assert bytes_requested([srv], size) == size
+
+
+# -- redirects (RELIABILITY H12) -----------------------------------------------------------------
+
+
+async def _redirector(target: str, *, status: int = 302) -> tuple[web.AppRunner, str, list[Any]]:
+    seen: list[Any] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        raise web.HTTPFound(target) if status == 302 else web.HTTPTemporaryRedirect(target)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner, port = await start_app(app)
+    return runner, f"http://127.0.0.1:{port}/file.mp3", seen
+
+
+async def test_credentials_stay_with_the_pools_host_on_redirect(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    media.add_generated("a", "mp3", "a", 2 * CHUNK)
+    cdn = await servers()
+    runner, start, seen = await _redirector(url(cdn, "a"))
+    try:
+        plan = plan_for([("pool", start)], 2 * CHUNK, headers={"Authorization": "Bearer s3cret"})
+        jt = await make_transfer(store, session, library, plan)
+        paths = await jt.run()
+    finally:
+        await runner.cleanup()
+    assert paths["main"].read_bytes() == media.get("a")
+    assert all(h.get("Authorization") == "Bearer s3cret" for h in seen)
+    cdn_requests = cdn.log.for_endpoint("download")
+    assert cdn_requests
+    for entry in cdn_requests:
+        assert "Authorization" not in entry.headers
+        assert entry.headers["Range"].startswith("bytes=")
+
+
+async def test_redirect_loops_and_other_schemes_are_refused(
+    store: Store, session: aiohttp.ClientSession, library: Path
+) -> None:
+    loop_runner, loop_url, loop_seen = await _redirector("/again")
+    ftp_runner, ftp_url, _ = await _redirector("ftp://127.0.0.1/file.mp3")
+    try:
+        plan = plan_for([("loop", loop_url), ("ftp", ftp_url)], 1000)
+        jt = await make_transfer(store, session, library, plan)
+        with pytest.raises(TransferFailed) as caught:
+            await jt.run()
+    finally:
+        await loop_runner.cleanup()
+        await ftp_runner.cleanup()
+    message = str(caught.value)
+    assert "redirects" in message or "ftp" in message
+    # Capped: at most 6 hops per attempt, two attempts (before and after renewal).
+    assert len(loop_seen) <= 2 * 6
+
+
+# -- TLS (RELIABILITY H12 downgrade, H13) ----------------------------------------------------------
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (key, cert), trusted by nobody by default."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    done = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("needs the openssl command to make a test certificate")
+    return key, cert
+
+
+async def _tls_app(
+    certificate: tuple[Path, Path], handler: Callable[[web.Request], Awaitable[Any]]
+) -> tuple[web.AppRunner, str]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(certificate[1]), str(certificate[0]))
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"https://127.0.0.1:{port}/file.mp3"
+
+
+async def test_h13_an_untrusted_certificate_fails_over_without_an_insecure_retry(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+    certificate: tuple[Path, Path],
+) -> None:
+    media.add_generated("a", "mp3", "a", 2 * CHUNK)
+    mirror = await servers()
+    hits: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        return web.Response(body=media.get("a"))
+
+    runner, tls_url = await _tls_app(certificate, handler)
+    try:
+        plan = plan_for([("selfsigned", tls_url), ("mirror", url(mirror, "a"))], 2 * CHUNK)
+        jt = await make_transfer(store, session, library, plan)
+        paths = await jt.run()
+    finally:
+        await runner.cleanup()
+    assert paths["main"].read_bytes() == media.get("a")
+    assert hits == []  # no request ever got past the handshake
+    health = await st.load_health(store, "testpool")
+    assert "TLS certificate refused" in (health["selfsigned"].last_error or "")
+
+
+async def test_h12_a_redirect_from_https_to_http_is_refused(
+    store: Store,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+    certificate: tuple[Path, Path],
+) -> None:
+    media.add_generated("a", "mp3", "a", 2 * CHUNK)
+    plain = await servers()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(url(plain, "a"))
+
+    runner, tls_url = await _tls_app(certificate, handler)
+    trusting = ssl.create_default_context(cafile=str(certificate[1]))
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusting)) as client:
+            plan = plan_for([("tls", tls_url)], 2 * CHUNK, headers={"Authorization": "Bearer x"})
+            jt = await make_transfer(store, client, library, plan)
+            with pytest.raises(TransferFailed, match="https to http refused"):
+                await jt.run()
+    finally:
+        await runner.cleanup()
+    assert plain.log.calls["download"] == 0
+
+
+# -- tokens (RELIABILITY T1, T3) -----------------------------------------------------------------
+
+
+async def test_many_workers_refused_at_once_renew_exactly_once(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    size = 8 * CHUNK
+    media.add_generated("a", "mp3", "a", size)
+    check = TokenCheck("t0")
+    srv = await servers(check)
+    gate = asyncio.Event()
+    calls = []
+
+    async def renew(plan: DownloadPlan, key: str | None) -> DownloadPlan:
+        calls.append(key)
+        await gate.wait()
+        return plan_for([("s", url(srv, "a", "?token=t1"))], size)
+
+    plan = plan_for([("s", url(srv, "a", "?token=t0"))], size)
+    jt = await make_transfer(store, session, library, plan, renew=renew)
+
+    async def expire_after_probe() -> None:
+        # The probe succeeds with t0; then the token expires for every worker at once.
+        while not (await st.load_parts(store, jt.job_id)):
+            await asyncio.sleep(0.005)
+        check.valid = {"t1"}
+        while check.refused < 4:
+            await asyncio.sleep(0.005)
+        gate.set()
+
+    expirer = asyncio.create_task(expire_after_probe())
+    paths = await jt.run()
+    await expirer
+    assert paths["main"].read_bytes() == media.get("a")
+    assert len(calls) == 1
+    assert check.refused >= 4
+
+
+async def test_a_token_refused_after_renewal_is_an_auth_error(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    media.add_generated("a", "mp3", "a", 2 * CHUNK)
+    check = TokenCheck("never")
+    srv = await servers(check)
+    calls = 0
+
+    async def renew(plan: DownloadPlan, key: str | None) -> DownloadPlan:
+        nonlocal calls
+        calls += 1
+        return plan
+
+    plan = plan_for([("s", url(srv, "a", "?token=t0"))], 2 * CHUNK)
+    jt = await make_transfer(store, session, library, plan, renew=renew)
+    with pytest.raises(AuthError, match="still refuses"):
+        await jt.run()
+    assert calls == 1
+    assert check.refused == 2  # one try with the old token, one with the new
+
+
+def test_fetch_errors_name_the_server() -> None:
+    from pooldaemon.downloader.transfer import Fail
+
+    err = FetchError(Fail.SERVER, "dc03", "HTTP 503")
+    assert str(err) == "dc03: HTTP 503"
