@@ -15,6 +15,7 @@ raise `Unsupported` naming what brings them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -28,17 +29,24 @@ import aiohttp
 from pooldaemon import __version__
 from pooldaemon.config import Config
 from pooldaemon.control.server import ControlServer
+from pooldaemon.downloader.engine import Engine
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
 from pooldaemon.lock import InstanceLock
 from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
 from pooldaemon.notify import Notifier
+from pooldaemon.pools import build_adapter
 from pooldaemon.pools.base import PoolAdapter
+from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
+from pooldaemon.scheduler import PoolScheduler
+from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
+from pooldaemon.sync import SyncCoordinator
+from pooldaemon.watch import DropWatcher, SubmitOutcome
 
 log = get_logger(__name__)
 
@@ -79,15 +87,17 @@ class SyncPort(Lifecycle, Protocol):
 class EnginePort(Lifecycle, Protocol):
     """The download engine (issue: downloads)."""
 
-    async def submit(self, request: Request, *, origin: str) -> dict[str, Any]:
-        """Queue a download (or return the live job for the same item); returns the job."""
+    async def submit(
+        self, request: Request, origin: str, *, key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Queue a download (or return the live job for the same item): (job, created)."""
         ...
 
     async def job_action(self, job_id: int, action: str) -> dict[str, Any]: ...
 
-    async def pause_all(self) -> None: ...
+    async def pause_all(self) -> Any: ...
 
-    async def resume_all(self) -> None: ...
+    async def resume_all(self) -> Any: ...
 
     @property
     def paused(self) -> bool: ...
@@ -132,6 +142,10 @@ class Wiring:
     events: EventBus
     #: Request a download as the socket API does (dedup, origin recorded).
     submit: SubmitFn
+    #: Request several at once under an idempotency key (the drop folder's crash-safe hand-off).
+    submit_batch: Callable[[list[Request], str], Awaitable[list[SubmitOutcome]]]
+    #: Enabled pools → the request kinds they download (what refs are parsed against).
+    pool_kinds: Callable[[], dict[str, tuple[str, ...]]]
     #: Tell the daemon something worth a new STATUS= line happened.
     changed: Callable[[], None]
 
@@ -139,22 +153,38 @@ class Wiring:
 async def build_components(wiring: Wiring) -> Components:
     """Construct the components; nothing starts here (the daemon starts them in order).
 
-    Plug points, in data-flow order (STYLE): each issue fills in its line.
+    Data flows one way (STYLE): adapters → sync (into the store) → submit → engine → files;
+    the drop folder also only submits.
     """
+    cfg = wiring.config
     components = Components()
-    # Pool adapters: one per enabled pool, from the registry in pooldaemon.pools:
-    #   for name, pool in wiring.config.enabled_pools().items():
-    #       http = PoolHttp(wiring.session, name, timeout_s=wiring.config.daemon.request_timeout_s)
-    #       components.adapters[name] = build_adapter(name, pool, http)
-    # Sync coordinator: adapters → store, last success/error, auto-download handoff via submit.
-    #   components.sync = SyncCoordinator(adapters, wiring.store, wiring.events, wiring.submit)
-    #   components.search = functools.partial(catalog.search, wiring.store)
-    # Scheduler (the only APScheduler user): ticks components.sync per pool interval.
-    #   components.scheduler = Scheduler(wiring.config, components.sync)
-    # Download engine: jobs → bytes → files, sharing wiring.session.
-    #   components.engine = Engine(wiring.config, wiring.store, wiring.session, adapters, ...)
-    # Drop-folder watcher: hands parsed requests to wiring.submit, knows nothing else.
-    #   components.watcher = DropWatcher(wiring.config.daemon.drop_dir, wiring.submit, ...)
+    for name, pool in cfg.enabled_pools().items():
+        http = PoolHttp(wiring.session, name, timeout_s=cfg.daemon.request_timeout_s)
+        components.adapters[name] = build_adapter(name, pool, http)
+    components.engine = Engine(
+        wiring.store, wiring.session, components.adapters, cfg.daemon, wiring.events
+    )
+    sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
+    components.sync = sync
+    components.search = functools.partial(catalog_search, wiring.store)
+    scheduler = PoolScheduler()
+    for name, pool_sync in sync.pools.items():
+        pool = cfg.pools[name]
+        scheduler.add_pool(
+            pool_sync,
+            catalog_interval_s=pool.catalog_interval_s,
+            queue_interval_s=pool.queue_interval_s,
+        )
+    components.scheduler = scheduler
+    components.watcher = DropWatcher(
+        cfg.daemon.drop_dir,
+        wiring.store,
+        wiring.submit_batch,
+        wiring.pool_kinds,
+        wiring.events,
+        force_polling=cfg.daemon.force_polling,
+        rescan_interval_s=cfg.daemon.drop_rescan_interval_s,
+    )
     return components
 
 
@@ -212,6 +242,8 @@ class Daemon:
                     session=self.session,
                     events=self.events,
                     submit=self.submit_request,
+                    submit_batch=self.submit_batch,
+                    pool_kinds=self.pool_kinds,
                     changed=self._status_dirty.set,
                 )
             )
@@ -459,7 +491,28 @@ class Daemon:
             raise Unsupported("downloads land with the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        return await engine.submit(request, origin=origin)
+        job, _created = await engine.submit(request, origin)
+        return job
+
+    async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:
+        """Submit requests under an idempotency key: replaying the same key after a crash
+        points at the jobs the first call made and creates none (RELIABILITY C5)."""
+        engine = self.components.engine
+        if engine is None:
+            raise Unsupported("downloads land with the download engine")
+        kinds = self.pool_kinds()
+        outcomes: list[SubmitOutcome] = []
+        for index, request in enumerate(requests):
+            if request.pool not in kinds:
+                outcomes.append(SubmitOutcome(reason=f"pool {request.pool!r} is not enabled"))
+                continue
+            try:
+                job, _created = await engine.submit(request, "drop", key=f"{key}#{index}")
+            except (BadRequest, NotFound, Unsupported, Conflict) as err:
+                outcomes.append(SubmitOutcome(reason=err.message))
+                continue
+            outcomes.append(SubmitOutcome(job=job["id"]))
+        return outcomes
 
     async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
         await store_jobs.get_job(self._store(), job_id)  # NotFound first, whatever is wired

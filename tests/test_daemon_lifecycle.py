@@ -338,9 +338,11 @@ class FakeEngine:
         if self.hang_on_stop:
             await asyncio.Event().wait()
 
-    async def submit(self, request: Request, *, origin: str) -> dict[str, Any]:
+    async def submit(
+        self, request: Request, origin: str, *, key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
         self.submitted.append(request)
-        return {"id": len(self.submitted), "ref": request.ref}
+        return {"id": len(self.submitted), "ref": request.ref}, True
 
     async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
         return {"id": job_id, "state": action, "ref": "x"}

@@ -113,13 +113,9 @@ def install_service(config_path: Path | None, dry_run: bool) -> None:
 )
 def demo(directory: Path | None) -> None:
     """First-run showcase with the bundled simulated pools (no account needed)."""
-    try:
-        from pooldaemon.demo import main as demo_main  # type: ignore[import-not-found]
-    except ModuleNotFoundError as err:
-        if err.name != "pooldaemon.demo":
-            raise
-        click.echo("pooldaemon demo lands with the download engine", err=True)
-        sys.exit(1)
+    # Imported here: the simulators and rich's live view are not needed by `pooldaemon run`.
+    from pooldaemon.demo import main as demo_main
+
     sys.exit(demo_main(directory))
 
 

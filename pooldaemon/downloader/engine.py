@@ -62,6 +62,7 @@ from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store import outbox as store_outbox
+from pooldaemon.store import pools as store_pools
 from pooldaemon.store import transfer as st
 from pooldaemon.store.db import Store
 
@@ -76,6 +77,8 @@ WORK_AREA = ".pooldaemon"
 _HASH_BLOCK = 1 << 20
 _JOB_DIR = re.compile(r"^job-(\d+)$")
 #: Errors that no retry will fix: the job fails at once.
+#: How often a job of a blocked pool looks again whether the block was lifted (no network).
+BLOCKED_RECHECK_S = 300.0
 _PERMANENT = (NotFound, Unsupported, BadRequest, AccountError, PathEscape)
 #: What a sniffed kind is called on disk when the plan names no extension.
 _KIND_EXT = {"mp3": "mp3", "mp4": "mp4", "wav": "wav", "aiff": "aiff", "flac": "flac"}
@@ -204,12 +207,19 @@ class Engine:
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def submit(self, request: Request, origin: str) -> tuple[dict[str, Any], bool]:
+    async def submit(
+        self, request: Request, origin: str, *, key: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """Queue a download, or point at the job that already stands for it (CONTRACT §3).
 
         A redownload asks the pool's redownload endpoint first (CONTRACT §6), unless a job for
-        the item is still on its way — then that job is the answer.
+        the item is still on its way — then that job is the answer. With an idempotency `key`
+        (the drop folder's), a replay after a crash returns the job the first call made.
         """
+        if key is not None:
+            earlier = await store_jobs.job_for_key(self.store, key)
+            if earlier is not None:
+                return self._overlay(earlier), False
         adapter = self.adapters.get(request.pool)
         if adapter is None:
             raise NotFound(f"unknown pool {request.pool!r}")
@@ -223,7 +233,7 @@ class Engine:
                 await adapter.redownload(
                     [request.item_id], request.reason or "requested again by the user"
                 )
-        job, created = await store_jobs.create_job(self.store, request, origin=origin)
+        job, created = await store_jobs.create_job(self.store, request, origin=origin, key=key)
         if created:
             self._publish_state(job)
             self.wake()
@@ -235,6 +245,7 @@ class Engine:
         job = await store_jobs.get_job(self.store, job_id)
         state = JobState(job["state"])
         if state == JobState.QUEUED:
+            await store_pools.set_blocked(self.store, job["pool"], None)
             await st.update_job(self.store, job_id, not_before=None)
             self.wake()
             return self._overlay(await store_jobs.get_job(self.store, job_id))
@@ -279,6 +290,9 @@ class Engine:
             if state in ACTIVE_STATES or state == JobState.QUEUED:
                 return self._overlay(job)
             raise Conflict(f"job {job_id} is {state}; only paused jobs are resumed")
+        # Resuming is the user saying "try again": a pool block (download limit) is lifted
+        # and comes back on the pool's next refusal.
+        await store_pools.set_blocked(self.store, job["pool"], None)
         job = await self._set_state(job_id, JobState.QUEUED, not_before=None)
         self.wake()
         return job
@@ -471,6 +485,19 @@ class Engine:
             return
         attempts = job["attempts"] + 1
         message = redact_text(err.message)
+        if getattr(err, "blocked", False):
+            # The pool stopped our downloads (Harvest 12/13/14/18): every job of that pool waits
+            # with the pool's reason, shown in `poolctl status`, until the user resumes one.
+            await store_pools.set_blocked(self.store, job["pool"], message)
+            await self._set_state(
+                job_id,
+                JobState.QUEUED,
+                error=message,
+                error_code=err.code,
+                not_before=self.clock() + BLOCKED_RECHECK_S,
+            )
+            log.warning("pool blocked downloads", pool=job["pool"], reason=message)
+            return
         if isinstance(err, _PERMANENT) or attempts >= self.config.max_attempts:
             if attempts >= self.config.max_attempts and not isinstance(err, _PERMANENT):
                 message = f"after {attempts} attempts: {message}"
@@ -504,6 +531,18 @@ class Engine:
         blocked = self._blocked
         if adapter is None:
             blocked = f"pool {job['pool']!r} is not configured (or not enabled)"
+        pool_row = (await store_pools.pool_rows(self.store)).get(job["pool"], {})
+        if not blocked and pool_row.get("blocked_reason"):
+            # The pool refused our account or downloads: wait without asking it again; the
+            # block lifts when a sync succeeds or the user retries/resumes a job.
+            await self._set_state(
+                job_id,
+                JobState.QUEUED,
+                error=f"{job['pool']}: {pool_row['blocked_reason']}",
+                error_code="blocked",
+                not_before=self.clock() + BLOCKED_RECHECK_S,
+            )
+            return
         if blocked:
             await self._set_state(job_id, JobState.PAUSED, error=blocked, error_code="config")
             return
@@ -706,9 +745,11 @@ class Engine:
         job = await store_library.record_download(
             self.store, job_id, path=str(dest), size=size, sha256=sha, calls=calls
         )
+        # The work area goes before anyone hears "done"; a crash in between leaves only a
+        # leftover that start-up sweeps.
+        await asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id))
         self._publish_state(job)
         log.info("download finished", job=job_id, path=str(dest), size=size)
-        await asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id))
         if calls:
             self._outbox_wake.set()
 

@@ -45,13 +45,24 @@ async def create_job(
     fmt: str = "",
     title: str | None = None,
     artist: str | None = None,
+    key: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Queue a job, or return the live one for the same item. Returns (job, created).
 
-    A redownload always creates a new job (CONTRACT §3).
+    A redownload always creates a new job (CONTRACT §3). An idempotency `key` is recorded in
+    the same transaction as the job, so a replay of the same request finds it and creates none.
     """
     now = time.time()
     async with store.transaction() as db:
+        if key is not None:
+            async with db.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = "
+                "(SELECT job_id FROM submit_keys WHERE key = ?)",
+                (key,),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                return job_dict(row), False
         if not req.redownload:
             async with db.execute(
                 f"SELECT {JOB_COLUMNS} FROM jobs WHERE pool = ? AND kind = ? AND item_id IS ? "
@@ -61,6 +72,8 @@ async def create_job(
             ) as cur:
                 row = await cur.fetchone()
             if row is not None:
+                if key is not None:
+                    await _remember_key(db, key, row["id"])
                 return job_dict(row), False
         cur = await db.execute(
             "INSERT INTO jobs (pool, kind, item_id, format, ref, origin, title, artist, state, "
@@ -80,9 +93,27 @@ async def create_job(
             ),
         )
         job_id = cur.lastrowid
+        if key is not None:
+            await _remember_key(db, key, job_id)
         async with db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)) as cur2:
             row = await cur2.fetchone()
     return job_dict(row), True
+
+
+async def _remember_key(db: Any, key: str, job_id: int | None) -> None:
+    await db.execute(
+        "INSERT OR IGNORE INTO submit_keys (key, job_id, created) VALUES (?, ?, ?)",
+        (key, job_id, time.time()),
+    )
+
+
+async def job_for_key(store: Store, key: str) -> dict[str, Any] | None:
+    """The job an earlier submit with this idempotency key made or pointed at."""
+    row = await store.fetchone(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = (SELECT job_id FROM submit_keys WHERE key = ?)",
+        (key,),
+    )
+    return job_dict(row) if row else None
 
 
 async def get_job(store: Store, job_id: int) -> dict[str, Any]:

@@ -1,0 +1,196 @@
+"""`pooldaemon demo`: the first-run showcase on the bundled simulated pools (CONTRACT §1).
+
+It starts the three simulated pools on loopback, writes a config for them, runs the real daemon
+in this process, and drives it the way `poolctl` does: over the control socket. Nothing here is
+special-cased for the demo; the daemon cannot tell the simulators from real pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pooldaemon.cli.render import WatchView, fmt_size, search_table, sync_table
+from pooldaemon.config import load_config
+from pooldaemon.control.client import ControlClient, DaemonUnreachable
+from pooldaemon.daemon import Daemon
+from pooldaemon.log import configure_logging
+from pooldaemon.sim.crateq import CrateQSim
+from pooldaemon.sim.harvest import HarvestSim
+from pooldaemon.sim.promoonly import PromoOnlySim
+
+#: Jobs still on their way; the demo waits until none is.
+_UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
+#: The demo must end within a minute (issue 4); leave room for start-up and the summary.
+_DOWNLOAD_BUDGET_S = 45.0
+
+
+async def run_demo(directory: Path | None, console: Console) -> int:
+    """Run the showcase; 0 when every queued track arrived verified."""
+    base = directory or Path(tempfile.mkdtemp(prefix="pooldaemon-demo-"))
+    base.mkdir(parents=True, exist_ok=True)
+    # A Unix socket path is limited to ~104 bytes: keep it short whatever DIR is.
+    sock_dir = Path(tempfile.mkdtemp(prefix="pd-demo-"))
+    console.rule("[bold]pooldaemon demo")
+    console.print(f"Working in [cyan]{base}[/]")
+    async with _simulated_pools(console) as sims:
+        config_path = _write_config(base, sock_dir, sims)
+        config = load_config(config_path, env={})
+        # Logs go to a file: the screen belongs to the progress view.
+        log_file = (base / "pooldaemon.log").open("a", encoding="utf-8")
+        configure_logging("json", stream=log_file)
+        daemon = Daemon(config, env={})
+        try:
+            await daemon.start()
+            async with ControlClient(config.daemon.socket_path) as client:
+                return await _drive(client, console, config.daemon.download_dir, base)
+        finally:
+            await daemon.stop()
+            log_file.close()
+            shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _simulated_pools(console: Console) -> AsyncIterator[dict[str, Any]]:
+    crateq = CrateQSim(records=5000, seed="demo")
+    promoonly = PromoOnlySim(tracks=8, seed="demo")
+    harvest = HarvestSim(seed="demo", favourites=3)
+    sims: dict[str, Any] = {"crateq": crateq, "promoonly": promoonly, "harvest": harvest}
+    started: list[Any] = []
+    try:
+        for sim in sims.values():
+            await sim.start()
+            started.append(sim)
+        # What the DJ queued on their phone or the pool's website before starting pooldaemon.
+        crateq.add_to_queue(crateq.catalog.ids()[:4])
+        promoonly.add_to_queue(promoonly.track_ids[:3])
+        console.print(
+            "Simulated pools on loopback: "
+            + ", ".join(f"[bold]{name}[/]" for name in sims)
+            + " (CrateQ with 5,000 catalog records)"
+        )
+        yield sims
+    finally:
+        for sim in reversed(started):
+            await sim.close()
+
+
+def _write_config(base: Path, sock_dir: Path, sims: dict[str, Any]) -> Path:
+    lines = [
+        "[daemon]",
+        f"download_dir = {json.dumps(str(base / 'library'))}",
+        f"drop_dir = {json.dumps(str(base / 'requests'))}",
+        f"state_dir = {json.dumps(str(base / 'state'))}",
+        f"socket_path = {json.dumps(str(sock_dir / 'control.sock'))}",
+        'chunk_size = "256 KiB"',
+        "",
+    ]
+    for name, sim in sims.items():
+        lines.append(sim.config_toml(name))
+    (base / "library").mkdir(exist_ok=True)
+    path = base / "config.toml"
+    # Holds the simulators' secrets: private from the start (S3).
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+    return path
+
+
+async def _drive(client: ControlClient, console: Console, library: Path, base: Path) -> int:
+    pools = [pool["name"] for pool in await client.get("/v1/pools")]
+    console.print("\n[bold]1. Sync[/] catalogs and queues (what `poolctl sync` does)")
+    results: dict[str, dict[str, Any]] = {}
+    for pool in pools:
+        try:
+            results[pool] = await client.post(f"/v1/pools/{pool}/sync", {"full": True})
+        except Exception as err:  # shown in the table; the demo goes on with the others
+            results[pool] = {"error": getattr(err, "message", str(err))}
+    console.print(sync_table(results))
+
+    console.print("\n[bold]2. Download[/] the queued tracks (what `poolctl watch` shows)")
+    finished = await _watch_downloads(client, console)
+
+    console.print("\n[bold]3. Search[/] the offline mirror (`poolctl search love --bpm 90-130`)")
+    found = await client.get("/v1/catalog", {"q": "love", "bpm": "90-130", "limit": "5"})
+    console.print(search_table(found))
+
+    everything = await client.get("/v1/catalog", {"limit": "1"})
+    jobs = (await client.get("/v1/jobs"))["items"]
+    done = [job for job in jobs if job["state"] == "done"]
+    failed = [job for job in jobs if job["state"] != "done"]
+    summary = Table(title="Summary", title_justify="left", show_header=False)
+    summary.add_row("tracks mirrored", f"{everything['total']:,}")
+    summary.add_row("files downloaded", f"{len(done)} of {len(jobs)}")
+    summary.add_row("bytes", fmt_size(sum(job.get("bytes_total") or 0 for job in done)))
+    summary.add_row("library", str(library))
+    summary.add_row("config used", str(base / "config.toml"))
+    console.print(summary)
+    for job in done:
+        console.print(f"  [green]✓[/] {job['path']}")
+    for job in failed:
+        console.print(f"  [red]✗[/] {job['ref']}: {job['state']} {job.get('error') or ''}")
+    if not finished:
+        console.print("[red]Downloads did not finish in time.[/]")
+    ok = finished and bool(jobs) and not failed
+    console.print(
+        "\n[bold green]Done.[/] Run it for real: `pooldaemon check-config`, then "
+        "`pooldaemon install-service`."
+        if ok
+        else "\n[bold red]The demo did not complete.[/] See pooldaemon.log in the demo folder."
+    )
+    return 0 if ok else 1
+
+
+async def _watch_downloads(client: ControlClient, console: Console) -> bool:
+    """Live progress from the event stream until no job is unfinished; False on timeout."""
+    view = WatchView((await client.get("/v1/jobs"))["items"])
+    deadline = time.monotonic() + _DOWNLOAD_BUDGET_S
+
+    async def follow() -> None:
+        async for event in client.stream("/v1/events"):
+            line = view.apply(event)
+            if line:
+                live.console.print(line)
+
+    async def until_done() -> None:
+        while time.monotonic() < deadline:
+            jobs = (await client.get("/v1/jobs"))["items"]
+            if jobs and not any(job["state"] in _UNFINISHED for job in jobs):
+                return
+            await asyncio.sleep(0.25)
+        raise TimeoutError
+
+    with Live(view, console=console, refresh_per_second=8, transient=False) as live:
+        follower = asyncio.create_task(follow())
+        try:
+            await until_done()
+        except TimeoutError:
+            return False
+        except DaemonUnreachable:
+            return False
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DaemonUnreachable):
+                await follower
+    return True
+
+
+def main(directory: Path | None = None) -> int:
+    """Entry point for `pooldaemon demo [--dir DIR]`."""
+    console = Console()
+    try:
+        return asyncio.run(run_demo(directory, console))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,795 @@
+"""CrateQ (seed 004): login → JWT, the paged catalog, lookup tables, the queue and its toggle.
+
+Only CrateQ's URLs, fields and token rules live here (STYLE habit 2); retries, decoding and error
+mapping are `pools/http.py`'s. Assumptions beyond the seed are CONTRACT §6's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from pooldaemon.errors import (
+    AccountError,
+    AuthError,
+    IncompleteAnswer,
+    NotFound,
+    ProtocolError,
+    TokenExpired,
+    TransientError,
+)
+from pooldaemon.log import get_logger
+from pooldaemon.models import (
+    CatalogPage,
+    DownloadPlan,
+    PlanPart,
+    QueueItem,
+    Request,
+    Source,
+    Track,
+)
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.pools.http import Auth, PoolHttp, TokenKeeper, loads_strict, repair_thousands
+
+log = get_logger(__name__)
+
+#: Seed 004: the per-track `auth` "has a 15 minute validation period from the time it is displayed".
+AUTH_LIFETIME_S = 15 * 60
+#: CONTRACT §6: an `auth` older than 14 minutes is refreshed before use (a minute of slack).
+AUTH_FRESH_S = 14 * 60
+#: Seed 004 lists these account states; the example answers "active" (RELIABILITY §0 drift).
+GOOD_STATUSES = frozenset({"current", "active"})
+#: Keys of a catalog record that change on every read and say nothing about the track.
+VOLATILE_KEYS = frozenset({"auth"})
+#: Seed 004 `size` is "in MB"; the pools' sites compute it as bytes / 1024².
+_SIZE_UNITS = {"": 1024**2, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?b)?\s*$", re.IGNORECASE)
+_LENGTH = re.compile(r"^\s*(?:(\d{1,2}):)?(\d{1,3}):(\d{2})\s*$")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ][0-9:.]+Z?)?$")
+#: Records normalized between two yields to the event loop.
+_YIELD_EVERY = 100
+_TRUE = frozenset({"true", "1", "yes", "y"})
+_FALSE = frozenset({"false", "0", "no", "n", ""})
+
+
+class Quarantined(ValueError):
+    """One record could not be normalized; it is skipped with this reason (RELIABILITY M3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """A checked `{"records", "pages", "page", "data"}` answer."""
+
+    records: int
+    pages: int
+    page: int
+    data: list[Any]
+
+
+class CrateQ(PoolAdapter):
+    """A CrateQ account (seed 004)."""
+
+    type_name: ClassVar[str] = "crateq"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.CATALOG,
+            Capability.INCREMENTAL,
+            Capability.LOOKUPS,
+            Capability.QUEUE,
+            Capability.QUEUE_EDIT,
+        }
+    )
+    kinds: ClassVar[tuple[str, ...]] = ("track",)
+
+    def __init__(
+        self,
+        name: str,
+        config: Any,
+        http: PoolHttp,
+        clock: Clock = time.time,
+        *,
+        rows: int = 1000,
+        page_attempts: int = 3,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(name, config, http, clock)
+        self.base_url = str(config.base_url).rstrip("/")
+        self.rows = rows
+        self.page_attempts = page_attempts
+        self._sleep = sleep
+        self.user_id: int | None = None
+        self.account: dict[str, Any] = {}
+        self._keeper = TokenKeeper(self._login)
+        self._auth = Auth(
+            keeper=self._keeper,
+            headers=lambda token: {"Authorization": f"Bearer {token}"},
+            # Seed 004: 403 means the API key is wrong, so only a 401 is worth a new JWT.
+            refused=frozenset({401}),
+            clock=clock,
+        )
+
+    # -- state kept across restarts ------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        if self._keeper.value is None:
+            return {}
+        return {
+            "token": self._keeper.value,
+            "expires_at": self._keeper.expires_at,
+            "user_id": self.user_id,
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        token, expires_at = state.get("token"), state.get("expires_at")
+        if not isinstance(token, str) or not token:
+            return
+        if isinstance(expires_at, int | float) and expires_at <= self.clock():
+            return  # expired while we were down: the next call signs in
+        self._keeper.set(token, float(expires_at) if isinstance(expires_at, int | float) else None)
+        user_id = state.get("user_id")
+        self.user_id = user_id if isinstance(user_id, int) else None
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    async def sign_in(self) -> None:
+        await self._keeper.renew(self._keeper.generation)
+
+    def token_expires_at(self) -> float | None:
+        return self._keeper.expires_at
+
+    async def _login(self) -> tuple[str, float | None]:
+        """`Auth/Login`: username/password → an array holding one account with its JWT."""
+        body: dict[str, Any] = {
+            "username": self.config.username,
+            "password": _secret(self.config.password),
+        }
+        if self.config.originator:
+            body["originator"] = self.config.originator
+        try:
+            answer = await self.http.call(
+                "POST",
+                f"{self.base_url}/Auth/Login",
+                params={"key": _secret(self.config.api_key)},
+                json_body=body,
+                headers={"Content-Type": "application/json"},
+                # Signing in changes nothing on the pool: safe to retry after a timeout.
+                idempotent=True,
+                endpoint="Auth/Login",
+            )
+        except TokenExpired as err:
+            # Seed 004: 403 is a missing or wrong API key; 401 refuses the username/password.
+            raise AuthError(f"{self.name}: sign-in refused: {err.message}") from err
+        account = _login_account(answer.body, self.name)
+        status = str(account.get("status") or "").strip().lower()
+        if status not in GOOD_STATUSES and not _truthy(account.get("crateq")):
+            message = str(account.get("msg") or "").strip()
+            raise AccountError(
+                f"{self.name}: account is {status or 'not active'}"
+                + (f": {message}" if message else ""),
+                detail={"status": status, "msg": message},
+            )
+        token = account.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise ProtocolError(f"{self.name}: Auth/Login answered without a token")
+        user_id = account.get("userId")
+        self.user_id = _as_int(user_id) if user_id is not None else None
+        self.account = {k: v for k, v in account.items() if k != "token"}
+        expires_at = jwt_expiry(token)
+        log.info("signed in", pool=self.name, status=status, expires_at=expires_at)
+        return token.strip(), expires_at
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def _get(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """An authenticated GET; the body comes back as text so thousands can be repaired."""
+        answer = await self.http.call(
+            "GET",
+            f"{self.base_url}/{path}",
+            # Seed 004: the API key is a URL parameter of every call.
+            params={"key": _secret(self.config.api_key), **(params or {})},
+            headers={"Content-Type": "application/json"},
+            auth=self._auth,
+            decode="text",
+            endpoint=path,
+        )
+        return str(answer.body)
+
+    async def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        text = await self._get(path, params)
+        if not text.strip():
+            raise IncompleteAnswer(f"{self.name}: {path} answered with an empty body")
+        return loads_strict(text, f"{self.name}: {path}")
+
+    async def _page(self, path: str, params: Mapping[str, Any]) -> _Envelope:
+        """One page of a paged list, retried with back-off while the answer is unusable."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                text = await self._get(path, params)
+                return self._envelope(text, path, params)
+            except ProtocolError as err:
+                # CONTRACT §6: empty, truncated or malformed answers are errors, retried with
+                # back-off; pages applied before stay applied (RELIABILITY T2).
+                if attempt >= self.page_attempts:
+                    raise
+                delay = min(30.0, 2.0 ** (attempt - 1))
+                log.info("page retried", pool=self.name, endpoint=path, error=err.message)
+                await self._sleep(delay)
+
+    def _envelope(self, text: str, path: str, params: Mapping[str, Any]) -> _Envelope:
+        where = f"{self.name}: {path} page {params.get('page')}"
+        if not text.strip():
+            raise IncompleteAnswer(f"{where}: empty body")
+        rows = int(params.get("rows") or self.rows)
+        try:
+            body = loads_strict(text, where)
+            repaired = False
+        except ProtocolError as err:
+            # RELIABILITY M1: `"records":174,420` – repair only those two numbers, and only if
+            # the result parses and its paging adds up.
+            fixed, changed = repair_thousands(text)
+            if not changed:
+                raise
+            try:
+                body = loads_strict(fixed, where)
+            except ProtocolError:
+                raise err from None
+            repaired = True
+        if isinstance(body, list) and not body:
+            # Seed 004: a 30-second server timeout answers 200 with `[]`: never data.
+            raise IncompleteAnswer(f"{where}: the pool timed out (HTTP 200 with [])")
+        if not isinstance(body, dict):
+            raise ProtocolError(f"{where}: expected an object, got {type(body).__name__}")
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise ProtocolError(f"{where}: answer has no data list")
+        try:
+            records = _count(body.get("records"), "records")
+            pages = _count(body.get("pages"), "pages")
+            page = _count(body.get("page", params.get("page")), "page")
+        except Quarantined as err:
+            raise ProtocolError(f"{where}: {err}") from None
+        if repaired:
+            size = len(data) if page < pages else rows
+            if pages not in {math.ceil(records / rows), math.ceil(records / max(size, 1))}:
+                raise ProtocolError(
+                    f"{where}: thousands separators removed, but {records} records do not "
+                    f"make {pages} pages; answer refused"
+                )
+            log.warning("repaired", pool=self.name, endpoint=path, records=records, pages=pages)
+        expected_page = int(params.get("page") or 1)
+        if page != expected_page:
+            raise ProtocolError(f"{where}: answered page {page} instead")
+        if records > 0 and page <= pages and not data:
+            raise IncompleteAnswer(f"{where}: page {page} of {pages} is empty")
+        if records == 0 and data:
+            raise ProtocolError(f"{where}: says 0 records but lists {len(data)}")
+        return _Envelope(records=records, pages=pages, page=page, data=data)
+
+    async def _pages(self, path: str, params: Mapping[str, Any]) -> AsyncIterator[_Envelope]:
+        """Every page of a paged list, 1 to the last page the pool announces.
+
+        The next page is asked for while the caller works on this one: still one request at a
+        time, but the pool's answer time is off the critical path of a 1,745-page sync.
+        """
+        page = 1
+        ahead = asyncio.ensure_future(self._page(path, {**params, "page": 1, "rows": self.rows}))
+        try:
+            while True:
+                envelope = await ahead
+                if page < envelope.pages:
+                    ahead = asyncio.ensure_future(
+                        self._page(path, {**params, "page": page + 1, "rows": self.rows})
+                    )
+                yield envelope
+                if page >= envelope.pages:
+                    return
+                page += 1
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    # -- catalog --------------------------------------------------------------------------------
+
+    async def catalog(self, since: float | None = None) -> AsyncIterator[CatalogPage]:
+        """`Content/Media` newest first; with `since`, only the last `days` (seed 004)."""
+        params: dict[str, Any] = {"sort": "date", "dir": "desc"}
+        if since is not None:
+            # Whole days, rounded up, plus one so a track published late on the boundary day
+            # (in the pool's time zone) is not missed.
+            params["days"] = max(1, math.ceil((self.clock() - since) / 86400)) + 1
+        async for envelope in self._pages("Content/Media", params):
+            tracks: list[Track] = []
+            quarantined: list[str] = []
+            for n, record in enumerate(envelope.data, 1):
+                if n % _YIELD_EVERY == 0:
+                    # A page is ~20 ms of CPU: let the writer of the previous page (and the
+                    # rest of the daemon) get a word in.
+                    await asyncio.sleep(0)
+                try:
+                    tracks.append(self.track(record))
+                except Quarantined as err:
+                    ident = _record_id(record)
+                    quarantined.append(ident)
+                    log.warning(
+                        "record quarantined", pool=self.name, media_id=ident, reason=str(err)
+                    )
+            yield CatalogPage(
+                tracks=tracks,
+                page=envelope.page,
+                pages=envelope.pages,
+                total=envelope.records,
+                quarantined=tuple(quarantined),
+            )
+
+    def track(self, record: Any) -> Track:
+        """A catalog or queue record as a Track; Quarantined when a field breaks its rule."""
+        if type(record) is not dict:
+            raise Quarantined(f"record is {type(record).__name__}, not an object")
+        get = record.get
+        media_id = get("mediaId")
+        if type(media_id) is not int:
+            media_id = _as_int(media_id, "mediaId")
+        if media_id is None or media_id <= 0:
+            raise Quarantined("no mediaId")
+        raw = dict(record)
+        for key in VOLATILE_KEYS:
+            raw.pop(key, None)
+        mix = get("tool")
+        return Track(
+            pool=self.name,
+            id=str(media_id),
+            artist=_text(get("artist"), "artist"),
+            title=_text(get("title"), "title"),
+            genre=_text(get("genre"), "genre"),
+            bpm=_positive(get("bpm"), "bpm"),
+            year=_positive(get("releaseYear"), "releaseYear"),
+            mix=_text(get("mix") if mix is None else mix, "tool"),
+            editor=_text(get("editor"), "editor"),
+            advisory=_text(get("advisory"), "advisory"),
+            length_s=parse_length(get("length")),
+            size_bytes=parse_size(get("size")),
+            audio=_bool(get("audio"), "audio"),
+            video=_bool(get("video"), "video"),
+            quality=_text(get("quality"), "quality"),
+            date=_date(get("date")),
+            source=_text(get("source"), "source"),
+            downloaded=_bool(get("downloaded"), "downloaded"),
+            raw=raw,
+        )
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    async def lookups(self) -> dict[str, dict[str, Any]]:
+        """Genres, genre categories, video qualities and mixes, keyed by their ids (seed 004)."""
+        tables: dict[str, dict[str, Any]] = {}
+        for kind, path, key in (
+            ("genres", "Content/Genres", "genreId"),
+            ("genre_categories", "Content/GenreCategories", "categoryId"),
+            ("video_qualities", "Content/VideoQualities", "qualityId"),
+            ("video_mixes", "Content/VideoMixes", None),
+        ):
+            body = await self._get_json(path)
+            if not isinstance(body, list):
+                raise ProtocolError(f"{self.name}: {path}: expected a list")
+            if not body:
+                # Seed 004's timeout answer is `[]` too: an empty table is never believed.
+                raise IncompleteAnswer(f"{self.name}: {path} answered with an empty list")
+            table: dict[str, Any] = {}
+            for entry in body:
+                if key is None and isinstance(entry, str):
+                    table[entry] = entry
+                elif key is not None and isinstance(entry, dict) and entry.get(key) is not None:
+                    table[str(entry[key])] = entry
+                else:
+                    log.warning("lookup entry skipped", pool=self.name, endpoint=path)
+            tables[kind] = table
+        return tables
+
+    # -- queue ----------------------------------------------------------------------------------
+
+    async def remote_queue(self) -> list[QueueItem]:
+        """Every page of `Content/Queue`, each item with its `auth` and when it was seen."""
+        items: dict[str, QueueItem] = {}
+        async for envelope in self._pages("Content/Queue", {}):
+            # Seed 004: `auth` is valid 15 minutes from when it is displayed; take the time
+            # before the answer arrived so the age is never underestimated.
+            seen = self.clock()
+            for record in envelope.data:
+                try:
+                    track = self.track(record)
+                except Quarantined as err:
+                    log.warning(
+                        "queue record quarantined",
+                        pool=self.name,
+                        media_id=_record_id(record),
+                        reason=str(err),
+                    )
+                    continue
+                auth = record.get("auth")
+                items[track.id] = QueueItem(
+                    pool=self.name,
+                    item_id=track.id,
+                    queue_id=_opt_str(record.get("queueId")),
+                    queued_at=_opt_str(record.get("queueDate")),
+                    track=track,
+                    extra={
+                        "auth": auth if isinstance(auth, str) and auth else None,
+                        "auth_seen": seen,
+                        "record": track.raw,
+                    },
+                )
+            if envelope.records and len(items) > envelope.records:
+                raise ProtocolError(f"{self.name}: Content/Queue lists more items than it counts")
+        return list(items.values())
+
+    async def queue_add(self, item_id: str) -> str:
+        """Add to the queue, checking first: UpdateQueue would *remove* a queued track."""
+        media_id = _media_id(item_id)
+        queue = await self.remote_queue()
+        return await self._add_checked(media_id, queue)
+
+    async def queue_remove(self, item_id: str) -> str:
+        media_id = _media_id(item_id)
+        queue = {item.item_id: item for item in await self.remote_queue()}
+        item = queue.get(str(media_id))
+        if item is None:
+            return f"{media_id} is not in the {self.name} queue"
+        try:
+            message = await self._update_queue(media_id, _as_int(item.queue_id) or 0)
+        except TransientError as err:
+            # RELIABILITY C6: the toggle may have happened; look before doing anything else.
+            if not await self._in_queue(media_id):
+                return f"{media_id} removed from the {self.name} queue (confirmed by re-reading it)"
+            raise TransientError(
+                f"{self.name}: removing {media_id} failed ({err.message}); it is still queued"
+            ) from err
+        return message or f"{media_id} removed from the {self.name} queue"
+
+    async def _add_checked(self, media_id: int, queue: list[QueueItem]) -> str:
+        if any(item.item_id == str(media_id) for item in queue):
+            return f"{media_id} is already in the {self.name} queue"
+        try:
+            message = await self._update_queue(media_id, 0)
+        except TransientError as err:
+            # RELIABILITY C6: never POST the toggle again blindly – it would remove the track
+            # if the first call got through. Read the queue to find out what happened.
+            if await self._in_queue(media_id):
+                return f"{media_id} added to the {self.name} queue (confirmed by re-reading it)"
+            raise TransientError(
+                f"{self.name}: adding {media_id} to the queue failed ({err.message}); "
+                "it is not queued, try again later"
+            ) from err
+        if "remov" in message.lower():
+            # Someone queued it between our read and our POST, so the toggle took it out.
+            log.warning("queue toggle removed", pool=self.name, media_id=media_id, said=message)
+        return message or f"{media_id} added to the {self.name} queue"
+
+    async def _in_queue(self, media_id: int) -> bool:
+        return any(item.item_id == str(media_id) for item in await self.remote_queue())
+
+    async def _update_queue(self, media_id: int, queue_id: int) -> str:
+        """`Content/UpdateQueue`: a toggle, so it is never retried on its own."""
+        body: dict[str, Any] = {"queueId": queue_id, "mediaId": media_id}
+        if self.user_id is not None:
+            body["userId"] = self.user_id
+        answer = await self.http.call(
+            "POST",
+            f"{self.base_url}/Content/UpdateQueue",
+            params={"key": _secret(self.config.api_key)},
+            json_body=body,
+            headers={"Content-Type": "application/json"},
+            auth=self._auth,
+            idempotent=False,
+            decode="text",
+            endpoint="Content/UpdateQueue",
+        )
+        text = str(answer.body)
+        if not text.strip():
+            return ""
+        reply = loads_strict(text, f"{self.name}: Content/UpdateQueue")
+        if isinstance(reply, list):
+            reply = reply[0] if reply else {}
+        if isinstance(reply, dict):
+            message = reply.get("message")
+            return str(message) if message else ""
+        return ""
+
+    # -- downloads ------------------------------------------------------------------------------
+
+    async def plan(self, request: Request, known: QueueItem | None = None) -> DownloadPlan:
+        """CONTRACT §6: the download URL with a fresh `auth` from the queue (queued first)."""
+        if request.kind != "track" or request.item_id is None:
+            raise NotFound(f"{self.name}: only tracks can be downloaded (got {request.ref})")
+        media_id = _media_id(request.item_id)
+        item = known if known is not None and self._fresh(known) else None
+        if item is None:
+            item = await self._fresh_queue_item(media_id)
+        return self._plan_for(request, item, await self._jwt())
+
+    async def renew_plan(self, plan: DownloadPlan, part_key: str | None = None) -> DownloadPlan:
+        """A fresh `auth` (and JWT) from re-reading the queue; the part key stays "main"."""
+        request = Request(plan.pool, plan.item_id, plan.kind)
+        item = await self._fresh_queue_item(_media_id(plan.item_id))
+        return self._plan_for(request, item, await self._jwt())
+
+    async def _jwt(self) -> str:
+        """The current JWT for the download's Bearer header (renewed first when near `exp`)."""
+        return await self._keeper.get(now=self.clock())
+
+    def _fresh(self, item: QueueItem) -> bool:
+        seen, auth = item.extra.get("auth_seen"), item.extra.get("auth")
+        return (
+            isinstance(auth, str)
+            and bool(auth)
+            and isinstance(seen, int | float)
+            and 0 <= self.clock() - seen < AUTH_FRESH_S
+        )
+
+    async def _fresh_queue_item(self, media_id: int) -> QueueItem:
+        queue = await self.remote_queue()
+        found = _find(queue, media_id)
+        if found is None:
+            # CONTRACT §6: a track not in the queue is added first, so its `auth` comes from it.
+            message = await self._add_checked(media_id, queue)
+            log.info("queued for download", pool=self.name, media_id=media_id, said=message)
+            found = _find(await self.remote_queue(), media_id)
+            if found is None:
+                raise NotFound(
+                    f"{self.name}: {media_id} is not in the queue after adding it"
+                    + (f" (the pool said: {message})" if message else "")
+                )
+        if not self._fresh(found):
+            raise ProtocolError(f"{self.name}: the queue lists {media_id} without an auth token")
+        return found
+
+    def _plan_for(self, request: Request, item: QueueItem, token: str) -> DownloadPlan:
+        track = item.track
+        if track is None:
+            record = item.extra.get("record")
+            track = self.track(record) if isinstance(record, dict) else None
+        auth = str(item.extra["auth"])
+        url = str(self.config.download_url).format(
+            base_url=self.base_url,
+            mediaId=quote(str(request.item_id), safe=""),
+            api_key=quote(_secret(self.config.api_key), safe=""),
+            auth=quote(auth, safe=""),
+        )
+        # CONTRACT §6: the download is sent with the JWT Bearer header like every CrateQ call.
+        headers = {"Authorization": f"Bearer {token}"}
+        host = urlsplit(url).hostname or self.name
+        video = bool(track and track.video)
+        part = PlanPart(
+            key="main",
+            sources=[Source(url=url, server=host, headers=headers)],
+            # The catalog's "75.26 MB" is rounded: the downloader learns the real size.
+            expected_size=None,
+            extension="mp4" if video else "mp3",
+            expires_at=float(item.extra["auth_seen"]) + AUTH_LIFETIME_S,
+        )
+        return DownloadPlan(
+            pool=self.name,
+            item_id=str(request.item_id),
+            kind="track",
+            format="",
+            parts=[part],
+            meta=_meta(track),
+            context={"queue_id": item.queue_id},
+        )
+
+    async def redownload(self, item_ids: list[str], reason: str) -> str:
+        # CrateQ has no redownload request: downloading again is allowed as it is.
+        return f"{self.name} needs no redownload request; the track is downloaded again"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _secret(value: Any) -> str:
+    """A config secret as text (pydantic SecretStr or plain str)."""
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter() if callable(getter) else value)
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT, read without verifying (only a hint: a 401 decides, T4)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (binascii.Error, ValueError, UnicodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and exp > 0:
+        return float(exp)
+    return None
+
+
+def _login_account(body: Any, pool: str) -> dict[str, Any]:
+    """Seed 004: Auth/Login answers an array with one account (RELIABILITY M3: not an object)."""
+    if isinstance(body, list):
+        if not body:
+            raise IncompleteAnswer(f"{pool}: Auth/Login answered with an empty list")
+        body = body[0]
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{pool}: Auth/Login answered with {type(body).__name__}")
+    if "token" not in body and "status" not in body and "message" in body:
+        raise AuthError(f"{pool}: sign-in refused: {body.get('message')}")
+    return body
+
+
+def _record_id(record: Any) -> str:
+    """The record's mediaId if it has a usable one, else "" (cannot be told apart)."""
+    if isinstance(record, dict):
+        try:
+            media_id = _as_int(record.get("mediaId"), "mediaId")
+        except Quarantined:
+            return ""
+        return str(media_id) if media_id else ""
+    return ""
+
+
+def _media_id(item_id: str | None) -> int:
+    try:
+        media_id = _as_int(item_id, "id")
+    except Quarantined:
+        media_id = None
+    if media_id is None or media_id <= 0:
+        raise NotFound(f"{item_id!r} is not a CrateQ mediaId (a whole number)")
+    return media_id
+
+
+def _find(queue: list[QueueItem], media_id: int) -> QueueItem | None:
+    return next((item for item in queue if item.item_id == str(media_id)), None)
+
+
+def _as_int(value: Any, name: str = "value") -> int | None:
+    """An integer, also from a digit string ("134", RELIABILITY M3); None when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise Quarantined(f"{name} is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise Quarantined(f"{name} {value!r} is not a whole number")
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+        return int(value)
+    raise Quarantined(f"{name} {str(value)[:40]!r} is not a whole number")
+
+
+def _count(value: Any, name: str) -> int:
+    number = _as_int(value, name)
+    if number is None or number < 0:
+        raise Quarantined(f"{name} is missing or negative")
+    return number
+
+
+def _positive(value: Any, name: str) -> int | None:
+    """A number where 0 means "not known" (bpm, releaseYear)."""
+    if type(value) is int and value > 0:
+        return value
+    number = _as_int(value, name)
+    if number is None or number == 0:
+        return None
+    if number < 0:
+        raise Quarantined(f"{name} {number} is negative")
+    return number
+
+
+def _text(value: Any, name: str) -> str | None:
+    if type(value) is str:
+        return value.strip() or None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise Quarantined(f"{name} is {type(value).__name__}, not text")
+    text = str(value).strip()
+    return text or None
+
+
+def _bool(value: Any, name: str) -> bool | None:
+    """Seed 004 booleans, also as strings ("False", RELIABILITY M3)."""
+    if value is True or value is False or value is None:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise Quarantined(f"{name} {str(value)[:20]!r} is not a boolean")
+
+
+def _date(value: Any) -> str | None:
+    if type(value) is str and _DAY.fullmatch(value):
+        return value
+    if value is None or value == "":
+        return None
+    match = _DATE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise Quarantined(f"date {str(value)[:30]!r} is not YYYY-MM-DD")
+    return match.group(1)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def parse_length(value: Any) -> int | None:
+    """Seed 004 lengths: "03:38", "2:18" (and "1:02:03") → seconds."""
+    if type(value) is str and len(value) <= 6:
+        mm, colon, ss = value.partition(":")
+        if colon and mm.isdigit() and len(ss) == 2 and "00" <= ss <= "59":
+            return int(mm) * 60 + int(ss)
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _LENGTH.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(3)) >= 60:
+        raise Quarantined(f"length {str(value)[:20]!r} is not MM:SS")
+    hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def parse_size(value: Any) -> int | None:
+    """Seed 004 sizes: "75.26 MB" → bytes (approximate: the pool rounds to 0.01 MB)."""
+    if type(value) is str and value.endswith(" MB"):
+        number = value[:-3]
+        if number.replace(".", "", 1).isdigit():
+            return round(float(number) * _SIZE_UNITS["mb"])
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return round(value * _SIZE_UNITS[""])
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise Quarantined(f"size {str(value)[:20]!r} is not like '75.26 MB'")
+    return round(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+
+
+def _truthy(value: Any) -> bool:
+    try:
+        return bool(_bool(value, "crateq"))
+    except Quarantined:
+        return False
+
+
+def _meta(track: Track | None) -> dict[str, Any]:
+    """The file template's and tag writer's fields (CONTRACT §2 file_template)."""
+    if track is None:
+        return {}
+    return {
+        "id": track.id,
+        "artist": track.artist,
+        "title": track.title,
+        "genre": track.genre,
+        "bpm": track.bpm,
+        "year": track.year,
+        "mix": track.mix,
+        "editor": track.editor,
+        "advisory": track.advisory,
+        "quality": track.quality,
+        "source": track.source,
+        "date": track.date,
+        "length_s": track.length_s,
+    }

@@ -1,0 +1,464 @@
+"""One pool's sync coordinator: adapter → store, last success/error, and the auto-download handoff.
+
+The scheduler and the control socket both call in here; a lock per activity means a manual sync
+and a scheduled one never run side by side. Errors are recorded (store/pools.py), published as
+`sync` events and logged when a pool starts failing and when it recovers, not on every tick
+(STYLE habit 4) – then raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from pooldaemon.errors import AccountError, NotFound, PoolDaemonError, Unsupported
+from pooldaemon.events import EventBus
+from pooldaemon.log import get_logger, redact_text
+from pooldaemon.models import CatalogPage, QueueItem, Request
+from pooldaemon.pools.base import Capability, PoolAdapter
+from pooldaemon.store import catalog
+from pooldaemon.store import pools as pool_rows
+from pooldaemon.store.db import Store
+from pooldaemon.store.jobs import create_job
+
+log = get_logger(__name__)
+
+NewItems = Callable[[list[QueueItem]], Awaitable[None]]
+#: The daemon's way to request a download (daemon.SubmitFn): (request, origin) → job.
+Submit = Callable[[Request, str], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
+
+#: RELIABILITY M2: removing more than this share of a pool's tracks needs two consistent reads.
+MASS_REMOVAL_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What a catalog pass changed in the mirror."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+
+
+def auto_download_jobs(store: Store) -> NewItems:
+    """The default hand-off: each new queue item becomes a download job (origin "auto")."""
+
+    async def create(items: list[QueueItem]) -> None:
+        for item in items:
+            track = item.track
+            await create_job(
+                store,
+                Request(item.pool, item.item_id, item.kind),
+                origin="auto",
+                title=track.title if track else None,
+                artist=track.artist if track else None,
+            )
+
+    return create
+
+
+def queue_item_dict(item: QueueItem) -> dict[str, Any]:
+    """A remote queue entry for the socket API (tokens left out)."""
+    track = item.track
+    ref = Request(item.pool, item.item_id, item.kind).ref
+    return {
+        "ref": ref,
+        "pool": item.pool,
+        "id": item.item_id,
+        "kind": item.kind,
+        "queue_id": item.queue_id,
+        "queued_at": item.queued_at,
+        "artist": track.artist if track else None,
+        "title": track.title if track else None,
+        "genre": track.genre if track else None,
+        "bpm": track.bpm if track else None,
+        "mix": track.mix if track else None,
+        "video": track.video if track else None,
+    }
+
+
+class PoolSync:
+    """Keeps one pool's mirror, queue, lookups and tokens up to date."""
+
+    def __init__(
+        self,
+        name: str,
+        adapter: PoolAdapter,
+        store: Store,
+        events: EventBus,
+        on_new_items: NewItems | None = None,
+        *,
+        auto_download: bool | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.adapter = adapter
+        self.store = store
+        self.events = events
+        self.on_new_items = on_new_items
+        self.auto_download = (
+            bool(getattr(adapter.config, "auto_download", True))
+            if auto_download is None
+            else auto_download
+        )
+        self.clock = clock
+        self._catalog_lock = asyncio.Lock()
+        self._queue_lock = asyncio.Lock()
+        self._ready = False
+        self._saved_state: dict[str, Any] | None = None
+        #: (records, digest of the ids) of a mass removal seen once and held (RELIABILITY M2).
+        self._held_removal: str | None = None
+        self._blocked_reason: str | None = None
+        #: The queue as last read from the pool (with tracks), for `queue()` answers.
+        self._live_queue: list[QueueItem] | None = None
+
+    # -- set-up and tokens ----------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Make sure the pool has its row and give the adapter back its saved tokens."""
+        if self._ready:
+            return
+        await pool_rows.ensure_pools(self.store, {self.name: self.adapter.type_name})
+        state = await pool_rows.load_state(self.store, self.name)
+        self._saved_state = state
+        if state:
+            self.adapter.restore_state(state)
+        self._ready = True
+
+    async def renew_token(self) -> None:
+        """Renew the account token ahead of its expiry (the scheduler's renewal job)."""
+        await self.restore()
+        await self._guarded("token", self.adapter.renew())
+
+    async def _save_state(self) -> None:
+        state = self.adapter.state()
+        if state != self._saved_state:
+            await pool_rows.save_state(self.store, self.name, state)
+            self._saved_state = state
+
+    # -- the pieces -----------------------------------------------------------------------------
+
+    async def sync(self, full: bool = False) -> dict[str, int]:
+        """Catalog, then queue: `{"added", "updated", "removed", "queue_new"}` (CONTRACT §4)."""
+        result = await self.sync_catalog(full)
+        queue_new = await self.sync_queue()
+        return {**asdict(result), "queue_new": queue_new}
+
+    async def sync_catalog(self, full: bool = False) -> SyncResult:
+        """A catalog pass: incremental when the pool allows and we have a point to start from."""
+        if not self.adapter.supports(Capability.CATALOG):
+            return SyncResult()
+        await self.restore()
+        async with self._catalog_lock:
+            return await self._guarded("catalog", self._catalog(full))
+
+    async def sync_queue(self) -> int:
+        """Read the remote queue; new items go to `on_new_items` when auto_download is on."""
+        if not self.adapter.supports(Capability.QUEUE):
+            return 0
+        await self.restore()
+        async with self._queue_lock:
+            items = await self._guarded("queue", self._queue())
+        return len(items)
+
+    async def queue(self) -> dict[str, Any]:
+        """The remote queue as the pool lists it now (`poolctl queue POOL`)."""
+        if not self.adapter.supports(Capability.QUEUE):
+            raise self._unsupported("a remote queue")
+        await self.restore()
+        async with self._queue_lock:
+            await self._guarded("queue", self._queue())
+        return await self._queue_answer()
+
+    async def queue_edit(self, add: str | None, remove: str | None) -> dict[str, Any]:
+        """Add or remove one queue item, say what happened, and return the queue after."""
+        if not self.adapter.supports(Capability.QUEUE_EDIT):
+            raise self._unsupported("an editable remote queue")
+        await self.restore()
+        async with self._queue_lock:
+            if add is not None:
+                message = await self._guarded("queue", self.adapter.queue_add(add))
+            elif remove is not None:
+                message = await self._guarded("queue", self.adapter.queue_remove(remove))
+            else:
+                message = ""
+            await self._guarded("queue", self._queue())
+        answer = await self._queue_answer()
+        answer["message"] = message
+        return answer
+
+    async def sync_lookups(self) -> int:
+        """Refresh the lookup tables; returns how many entries were stored."""
+        if not self.adapter.supports(Capability.LOOKUPS):
+            return 0
+        await self.restore()
+        return await self._guarded("lookups", self._lookups())
+
+    # -- work -----------------------------------------------------------------------------------
+
+    async def _catalog(self, full: bool) -> SyncResult:
+        rows = (await pool_rows.pool_rows(self.store)).get(self.name, {})
+        cursor = rows.get("catalog_cursor")
+        since: float | None = None
+        if not full and cursor and self.adapter.supports(Capability.INCREMENTAL):
+            try:
+                since = float(cursor)
+            except ValueError:
+                since = None
+        full = since is None
+        started = self.clock()
+        # Cheap when all is well; repairs what a bulk load cut short by a crash left out.
+        await catalog.ensure_search_indexes(self.store)
+        if not await catalog.words_complete(self.store):
+            log.warning("word index incomplete, rebuilding it", pool=self.name)
+            await catalog.rebuild_words(self.store)
+        # A first sync into an empty mirror is a bulk load: the word index and the per-column
+        # search indexes are built once at the end, not row by row (schema migration 5).
+        bulk = full and await catalog.tracks_count(self.store, self.name) == 0
+        if bulk:
+            async with catalog.bulk_load(self.store):
+                result = await self._apply_pages(since, started, full, bulk)
+        elif full:
+            await catalog.begin_pass(self.store, self.name)
+            try:
+                result = await self._apply_pages(since, started, full, bulk)
+            finally:
+                await catalog.end_pass(self.store, self.name)
+        else:
+            result = await self._apply_pages(since, started, full, bulk)
+        await pool_rows.record_success(self.store, self.name, "catalog", cursor=repr(started))
+        self.events.publish("sync", pool=self.name, what="catalog", full=full, **asdict(result))
+        return result
+
+    async def _apply_pages(
+        self, since: float | None, seen_at: float, full: bool, bulk: bool
+    ) -> SyncResult:
+        """Write pages as they come; the next page is read while SQLite writes this one."""
+        pages: asyncio.Queue[CatalogPage | Exception | None] = asyncio.Queue(maxsize=2)
+
+        async def read() -> None:
+            source = self.adapter.catalog(since)
+            try:
+                async for page in source:
+                    await pages.put(page)
+            except Exception as err:  # handed to the writer, which raises it
+                await pages.put(err)
+                return
+            finally:
+                # Cancelled mid-pass: close the pages at once (an adapter may read ahead).
+                close = getattr(source, "aclose", None)
+                if close is not None:
+                    await close()
+            await pages.put(None)
+
+        reader = asyncio.create_task(read(), name=f"{self.name}: catalog pages")
+        total: int | None = None
+        consistent = True
+        added = updated = 0
+        quarantined: set[str] = set()
+        try:
+            while (page := await pages.get()) is not None:
+                if isinstance(page, Exception):
+                    raise page
+                if total is None:
+                    total = page.total
+                elif page.total != total:
+                    consistent = False  # the catalog changed during the pass
+                applied = await catalog.apply_page(
+                    self.store,
+                    self.name,
+                    page.tracks,
+                    seen_at=seen_at,
+                    in_pass=full and not bulk,
+                    bulk=bulk,
+                )
+                if page.quarantined:
+                    quarantined.update(page.quarantined)
+                    if full and not bulk:
+                        await catalog.mark_seen(self.store, self.name, page.quarantined)
+                added += applied.added
+                updated += applied.updated
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        # A bulk load started from nothing: there is nothing it could remove.
+        removed = (
+            await self._remove_gone(total, consistent, quarantined) if full and not bulk else 0
+        )
+        return SyncResult(added=added, updated=updated, removed=removed)
+
+    async def _remove_gone(self, total: int | None, consistent: bool, quarantined: set[str]) -> int:
+        """RELIABILITY M2: remove only after a complete pass whose count matches the pool's."""
+        if total is None or not consistent or "" in quarantined:
+            reason = (
+                "no pages"
+                if total is None
+                else "the record count changed during the pass"
+                if not consistent
+                else "a record without an id was skipped"
+            )
+            log.warning("catalog pass incomplete, nothing removed", pool=self.name, reason=reason)
+            return 0
+        seen = await catalog.pass_seen_count(self.store, self.name)
+        if seen != total:
+            log.warning(
+                "catalog pass incomplete, nothing removed",
+                pool=self.name,
+                seen=seen,
+                records=total,
+            )
+            return 0
+        gone = await catalog.removal_candidates(self.store, self.name)
+        if not gone:
+            self._held_removal = None
+            return 0
+        active = await catalog.active_count(self.store, self.name)
+        if len(gone) > MASS_REMOVAL_SHARE * active:
+            # A sudden drop needs a second, consistent read before it is believed.
+            digest = hashlib.sha256(f"{total}:{','.join(gone)}".encode()).hexdigest()
+            if self._held_removal != digest:
+                self._held_removal = digest
+                log.warning(
+                    "mass removal held until the next full pass confirms it",
+                    pool=self.name,
+                    gone=len(gone),
+                    tracks=active,
+                    records=total,
+                )
+                return 0
+        self._held_removal = None
+        removed = await catalog.mark_removed(self.store, self.name, gone)
+        log.info("tracks removed by the pool", pool=self.name, removed=removed)
+        return removed
+
+    async def _queue(self) -> list[QueueItem]:
+        items = await self.adapter.remote_queue()
+        seen_at = self.clock()
+        known = await catalog.queue_keys(self.store, self.name)
+        new = [item for item in items if (item.kind, item.item_id) not in known]
+        if new and self.auto_download and self.on_new_items is not None:
+            # Handed over before the queue is saved: if this fails they are new again next
+            # time, and the job store de-duplicates a second hand-over (CONTRACT §3).
+            await self.on_new_items(new)
+        await catalog.save_queue(self.store, self.name, items, seen_at=seen_at)
+        self._live_queue = items
+        await pool_rows.record_success(self.store, self.name, "queue")
+        self.events.publish(
+            "sync", pool=self.name, what="queue", items=len(items), queue_new=len(new)
+        )
+        return new
+
+    async def _queue_answer(self) -> dict[str, Any]:
+        items = self._live_queue
+        if items is None:
+            items = await catalog.queue_items(self.store, self.name)
+        return {"pool": self.name, "items": [queue_item_dict(item) for item in items]}
+
+    async def _lookups(self) -> int:
+        tables = await self.adapter.lookups()
+        count = await catalog.save_lookups(self.store, self.name, tables)
+        self.events.publish("sync", pool=self.name, what="lookups", entries=count)
+        return count
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    async def _guarded(self, what: str, work: Awaitable[T]) -> T:
+        """Run one piece of work, recording success/failure and the adapter's tokens."""
+        failing_before = await self._failing()
+        try:
+            result = await work
+        except PoolDaemonError as err:
+            await self._failed(what, err)
+            raise
+        except Exception as err:  # a bug or an unmapped library error: recorded, then raised
+            await self._failed(what, PoolDaemonError(f"{type(err).__name__}: {err}"))
+            raise
+        finally:
+            await self._save_state()
+        if failing_before and not await self._failing():
+            log.info("pool recovered", pool=self.name, what=what)
+        if self._blocked_reason is not None:
+            await pool_rows.set_blocked(self.store, self.name, None)
+            self._blocked_reason = None
+        return result
+
+    async def _failing(self) -> bool:
+        row = (await pool_rows.pool_rows(self.store)).get(self.name, {})
+        return row.get("failing_since") is not None
+
+    async def _failed(self, what: str, err: PoolDaemonError) -> None:
+        message = redact_text(err.message)
+        started = await pool_rows.record_error(self.store, self.name, f"{what}: {message}")
+        if started:
+            log.warning("pool failing", pool=self.name, what=what, code=err.code, error=message)
+        if isinstance(err, AccountError):
+            # RELIABILITY T4: the pool's own message is shown and its downloads wait.
+            await pool_rows.set_blocked(self.store, self.name, message)
+            self._blocked_reason = message
+        self.events.publish(
+            "sync", pool=self.name, what=what, error={"code": err.code, "message": message}
+        )
+
+    def _unsupported(self, what: str) -> PoolDaemonError:
+        return Unsupported(f"{self.name} has no {what}")
+
+
+class SyncCoordinator:
+    """Every enabled pool's PoolSync, behind the daemon's `SyncPort` (daemon.py)."""
+
+    def __init__(
+        self,
+        adapters: Mapping[str, PoolAdapter],
+        store: Store,
+        events: EventBus,
+        submit: Submit | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        hand_over = submit_new_items(submit) if submit is not None else auto_download_jobs(store)
+        self.pools: dict[str, PoolSync] = {
+            name: PoolSync(name, adapter, store, events, hand_over, clock=clock)
+            for name, adapter in adapters.items()
+        }
+
+    def get(self, pool: str) -> PoolSync:
+        sync = self.pools.get(pool)
+        if sync is None:
+            known = ", ".join(sorted(self.pools)) or "none enabled"
+            raise NotFound(f"no enabled pool {pool!r} (pools: {known})")
+        return sync
+
+    async def start(self) -> None:
+        """Give each adapter back the tokens saved last time (no network)."""
+        for sync in self.pools.values():
+            await sync.restore()
+
+    async def stop(self) -> None:
+        """Nothing of its own runs in the background (the scheduler owns the ticks)."""
+
+    async def sync_now(self, pool: str, *, full: bool) -> dict[str, Any]:
+        """`POST /v1/pools/{pool}/sync`: `{"added", "updated", "removed", "queue_new"}`."""
+        return dict(await self.get(pool).sync(full))
+
+    async def remote_queue(self, pool: str) -> dict[str, Any]:
+        """`GET /v1/pools/{pool}/queue`: `{"pool", "items"}` as the pool lists them now."""
+        return await self.get(pool).queue()
+
+    async def queue_edit(self, pool: str, *, add: str | None, remove: str | None) -> dict[str, Any]:
+        """`POST /v1/pools/{pool}/queue`: `{"pool", "items", "message"}`."""
+        return await self.get(pool).queue_edit(add, remove)
+
+
+def submit_new_items(submit: Submit) -> NewItems:
+    """Hand new queue items to the daemon's submit (the engine de-duplicates, CONTRACT §3)."""
+
+    async def hand_over(items: list[QueueItem]) -> None:
+        for item in items:
+            await submit(Request(item.pool, item.item_id, item.kind), "auto")
+
+    return hand_over

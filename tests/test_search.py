@@ -1,0 +1,387 @@
+"""Offline search: parameter validation, and results compared with the generator's own truth."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import shutil
+import unicodedata
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pooldaemon.config import CrateQConfig
+from pooldaemon.errors import BadRequest
+from pooldaemon.pools.crateq import CrateQ
+from pooldaemon.search import parse_search, search, search_terms
+from pooldaemon.sim.catalog import Catalog
+from pooldaemon.store import catalog as mirror
+from pooldaemon.store.catalog import CatalogQuery, NumberFilter, match_expression
+from pooldaemon.store.db import Store
+from pooldaemon.store.schema import SCHEMA_VERSION
+
+SEED = "search-tests"
+N = 2000
+
+
+# -- parameters ---------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    query = parse_search({})
+    assert query == CatalogQuery(limit=50, offset=0)
+
+
+def test_every_parameter_parses() -> None:
+    query = parse_search(
+        {
+            "q": "Beyoncé  déjà-vu",
+            "pool": "crateq,promo",
+            "genre": "House, Hip-Hop > East",
+            "bpm": "120-128",
+            "year": "2018,2019",
+            "mix": "Extended",
+            "advisory": "Dirty",
+            "media": "Video",
+            "limit": "500",
+            "offset": "10",
+        }
+    )
+    assert query.terms == ("Beyoncé", "déjà", "vu")
+    assert query.pools == ("crateq", "promo")
+    assert query.genres == ("House", "Hip-Hop > East")
+    assert query.bpm == NumberFilter(low=120, high=128)
+    assert query.year == NumberFilter(values=(2018, 2019))
+    assert query.mixes == ("Extended",)
+    assert query.advisories == ("Dirty", "Explicit")
+    assert query.media == "video"
+    assert (query.limit, query.offset) == (500, 10)
+
+
+def test_repeated_parameters_count_as_a_list() -> None:
+    query = parse_search({"genre": ["House", "Trap"], "q": ["big", "fire"]})
+    assert query.genres == ("House", "Trap")
+    assert query.terms == ("big", "fire")
+
+
+def test_fts_syntax_in_words_is_stripped_never_interpreted() -> None:
+    terms = search_terms('AC/DC "NEAR(x y)" col:umn * - ^ OR AND NOT ) (')
+    assert terms == ("AC", "DC", "NEAR", "x", "y", "col", "umn", "OR", "AND", "NOT")
+    assert match_expression(terms) == (
+        '"AC"* "DC"* "NEAR"* "x"* "y"* "col"* "umn"* "OR"* "AND"* "NOT"*'
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"bpm": "fast"}, "bpm: expected N, N,M,… or N-M (got 'fast')"),
+        ({"bpm": "128-120"}, "bpm: range 128-120 runs backwards (write 120-128)"),
+        ({"bpm": "120-"}, "bpm: expected N, N,M,… or N-M"),
+        ({"bpm": "1000"}, "bpm: 1000 is outside 1-999"),
+        ({"year": "2019,x"}, "year: expected N, N,M,… or N-M"),
+        ({"advisory": "mild"}, "advisory: expected clean or dirty (got 'mild')"),
+        ({"media": "image"}, "media: expected audio or video (got 'image')"),
+        ({"limit": "0"}, "limit: must be between 1 and 500 (got 0)"),
+        ({"limit": "501"}, "limit: must be between 1 and 500 (got 501)"),
+        ({"limit": "ten"}, "limit: expected a whole number (got 'ten')"),
+        ({"offset": "-1"}, "offset: expected a whole number (got '-1')"),
+        ({"pool": "Bad Pool!"}, "pool: 'Bad Pool!' is not a pool name"),
+        ({"sort": "bpm"}, "unknown search parameter 'sort'"),
+        ({"q": "x" * 501}, "q: at most 500 characters"),
+        ({"genre": ",,"}, "genre: no value given"),
+    ],
+)
+def test_bad_parameters_are_bad_requests_with_clear_text(
+    params: dict[str, str], message: str
+) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_search(params)
+    assert message in info.value.message
+    assert info.value.http_status == 400
+
+
+# -- against the truth --------------------------------------------------------------------------
+
+
+def fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", fold(text))
+
+
+_WORDS: dict[int, list[str]] = {}
+
+
+def haystack(record: dict[str, Any]) -> list[str]:
+    found = _WORDS.get(record["mediaId"])
+    if found is None:
+        found = words(f"{record['artist']} {record['title']} {record['editor']}")
+        _WORDS[record["mediaId"]] = found
+    return found
+
+
+def expected(records: list[dict[str, Any]], params: dict[str, str]) -> list[int]:
+    """What CONTRACT §4 says the search must return, computed from the generator's records."""
+    query = parse_search(params)
+    terms = [fold(t) for t in query.terms]
+    out = []
+    for record in records:
+        if not all(any(w.startswith(t) for w in haystack(record)) for t in terms):
+            continue
+        if query.genres and record["genre"].casefold() not in {g.casefold() for g in query.genres}:
+            continue
+        if query.mixes and record["tool"].casefold() not in {m.casefold() for m in query.mixes}:
+            continue
+        if not number_ok(query.bpm, record["bpm"]) or not number_ok(
+            query.year, record["releaseYear"]
+        ):
+            continue
+        if query.advisories and record["advisory"].casefold() not in {
+            a.casefold() for a in query.advisories
+        }:
+            continue
+        if query.media and not record[query.media]:
+            continue
+        out.append(record)
+    out.sort(key=lambda r: (r["date"], r["mediaId"]), reverse=True)
+    return [r["mediaId"] for r in out]
+
+
+def number_ok(spec: NumberFilter | None, value: int) -> bool:
+    if spec is None:
+        return True
+    if spec.values:
+        return value in spec.values
+    assert spec.low is not None and spec.high is not None
+    return spec.low <= value <= spec.high
+
+
+@pytest.fixture(scope="module")
+def truth() -> Catalog:
+    return Catalog(N, SEED)
+
+
+async def build_mirror(path: Path, truth: Catalog) -> None:
+    db = await Store.open(path)
+    config = CrateQConfig.model_validate(
+        {"type": "crateq", "api_key": "k" * 8, "username": "dj", "password": "pw" * 4}
+    )
+    adapter = CrateQ("crateq", config, http=None)  # type: ignore[arg-type]  # no network here
+    records = list(truth.records())
+    for start in range(0, len(records), 500):
+        page = [adapter.track(record) for record in records[start : start + 500]]
+        await mirror.apply_page(db, "crateq", page, seen_at=1.0)
+    await db.close()
+
+
+@pytest.fixture(scope="module")
+def mirror_file(tmp_path_factory: pytest.TempPathFactory, truth: Catalog) -> Path:
+    """The mirror built once through the adapter's normalization; each test gets a copy."""
+    path = tmp_path_factory.mktemp("mirror") / "state.db"
+    asyncio.run(build_mirror(path, truth))
+    return path
+
+
+@pytest.fixture
+async def store(tmp_path: Path, mirror_file: Path) -> AsyncIterator[Store]:
+    shutil.copy(mirror_file, tmp_path / "state.db")
+    db = await Store.open(tmp_path / "state.db")
+    yield db
+    await db.close()
+
+
+def random_params(rng: random.Random, records: list[dict[str, Any]]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    sample = rng.choice(records)
+    if rng.random() < 0.5:
+        tokens = haystack(sample)
+        chosen = rng.sample(tokens, k=min(len(tokens), rng.randint(1, 2)))
+        params["q"] = " ".join(t[: rng.randint(1, len(t))] for t in chosen)
+        if rng.random() < 0.3:
+            params["q"] = params["q"].upper() + " !*"
+    if rng.random() < 0.35:
+        genres = {sample["genre"], rng.choice(records)["genre"]}
+        params["genre"] = ",".join(g.lower() if rng.random() < 0.5 else g for g in genres)
+    if rng.random() < 0.3:
+        params["mix"] = rng.choice(records)["tool"]
+    if rng.random() < 0.35:
+        low = rng.randint(60, 140)
+        form = rng.choice(["range", "one", "list"])
+        params["bpm"] = {
+            "range": f"{low}-{low + rng.randint(0, 15)}",
+            "one": str(low),
+            "list": ",".join(str(low + d) for d in (0, 3, 7)),
+        }[form]
+    if rng.random() < 0.3:
+        year = sample["releaseYear"]
+        params["year"] = rng.choice([str(year), f"{year - 2}-{year}", f"{year},{year - 5}"])
+    if rng.random() < 0.3:
+        params["advisory"] = rng.choice(["clean", "dirty", "Explicit"])
+    if rng.random() < 0.3:
+        params["media"] = rng.choice(["audio", "video"])
+    return params
+
+
+@pytest.mark.parametrize(
+    ("probe_bias", "sort_limit"),
+    [(1.0, 20_000), (1e9, 20_000), (0.0, 0)],
+    ids=["by-cost", "read-matches-and-column-index", "probe-and-walk-date-order"],
+)
+async def test_fifty_random_filter_combinations_match_the_truth(
+    store: Store,
+    truth: Catalog,
+    monkeypatch: pytest.MonkeyPatch,
+    probe_bias: float,
+    sort_limit: int,
+) -> None:
+    """Every plan the search may pick (by match counts) gives the truth's answer."""
+    monkeypatch.setattr(mirror, "_PROBE_BIAS", probe_bias)
+    monkeypatch.setattr(mirror, "_SORT_LIMIT", sort_limit)
+    records = list(truth.records())
+    rng = random.Random(20240601)
+    nonempty = 0
+    for _ in range(50):
+        params = random_params(rng, records)
+        want = expected(records, params)
+        got = await search(store, {**params, "limit": "500"})
+        assert got["total"] == len(want), params
+        assert [int(item["id"]) for item in got["items"]] == want[:500], params
+        nonempty += bool(want)
+    assert nonempty >= 25  # the combinations really exercise matches, not only empty answers
+
+
+async def test_paging_walks_the_same_order(store: Store, truth: Catalog) -> None:
+    params = {"genre": "House,Hip-Hop,R&B"}
+    want = expected(list(truth.records()), params)
+    seen: list[int] = []
+    for offset in range(0, len(want) + 40, 40):
+        page = await search(store, {**params, "limit": "40", "offset": str(offset)})
+        assert page["total"] == len(want)
+        seen += [int(item["id"]) for item in page["items"]]
+    assert seen == want
+
+
+async def test_accents_and_case_do_not_matter(store: Store, truth: Catalog) -> None:
+    records = list(truth.records())
+    special = [r for r in records if r["artist"].startswith("Beyonc")]
+    assert special
+    for query in ("beyonce", "BEYONCÉ", "beyo", "Beyoncé déj"):
+        got = await search(store, {"q": query, "limit": "500"})
+        assert got["total"] == len(expected(records, {"q": query})) > 0
+    motor = await search(store, {"q": "motorhead ace"})
+    assert {item["artist"] for item in motor["items"]} == {"Motörhead"}
+
+
+async def test_track_dict_is_exactly_the_contract(store: Store, truth: Catalog) -> None:
+    got = await search(store, {"limit": "1"})
+    newest = max(truth.records(), key=lambda r: (r["date"], r["mediaId"]))
+    assert got["total"] == N
+    item = got["items"][0]
+    assert list(item) == [
+        "ref",
+        "pool",
+        "id",
+        "artist",
+        "title",
+        "genre",
+        "bpm",
+        "year",
+        "mix",
+        "editor",
+        "advisory",
+        "length_s",
+        "size_bytes",
+        "audio",
+        "video",
+        "quality",
+        "date",
+        "source",
+        "downloaded",
+        "removed",
+    ]
+    minutes, _, seconds = newest["length"].partition(":")
+    assert item == {
+        "ref": f"crateq:{newest['mediaId']}",
+        "pool": "crateq",
+        "id": str(newest["mediaId"]),
+        "artist": newest["artist"],
+        "title": newest["title"],
+        "genre": newest["genre"],
+        "bpm": newest["bpm"],
+        "year": newest["releaseYear"],
+        "mix": newest["tool"],
+        "editor": newest["editor"] or None,
+        "advisory": newest["advisory"],
+        "length_s": int(minutes) * 60 + int(seconds),
+        "size_bytes": round(float(newest["size"].split()[0]) * 1024 * 1024),
+        "audio": True,
+        "video": newest["video"],
+        "quality": newest["quality"] or None,
+        "date": newest["date"],
+        "source": newest["source"],
+        "downloaded": False,
+        "removed": False,
+    }
+
+
+async def test_removed_tracks_are_hidden_unless_asked_for(store: Store, truth: Catalog) -> None:
+    first = await search(store, {"limit": "3"})
+    gone = [item["id"] for item in first["items"][:2]]
+    await mirror.mark_removed(store, "crateq", gone)
+    after = await search(store, {"limit": "3"})
+    assert after["total"] == N - 2
+    assert not set(gone) & {item["id"] for item in after["items"]}
+    both = await search(store, {"limit": "3", "removed": "true"})
+    assert both["total"] == N
+    assert [item["removed"] for item in both["items"][:2]] == [True, True]
+    # The same through the word index: its match count less the removed ones.
+    removed = first["items"][0]
+    word = words(removed["artist"])[0]
+    live = [r for r in truth.records() if str(r["mediaId"]) not in gone]
+    found = await search(store, {"q": word, "limit": "500"})
+    assert found["total"] == len(expected(live, {"q": word})) > 0
+    assert removed["id"] not in {item["id"] for item in found["items"]}
+    with_removed = await search(store, {"q": word, "limit": "500", "removed": "true"})
+    assert with_removed["total"] == len(expected(list(truth.records()), {"q": word}))
+
+
+async def test_pool_filter_and_an_unknown_pool(store: Store) -> None:
+    assert (await search(store, {"pool": "crateq", "limit": "1"}))["total"] == N
+    assert await search(store, {"pool": "promoonly"}) == {"total": 0, "items": []}
+
+
+async def test_nothing_matches_gives_an_empty_page(store: Store) -> None:
+    assert await search(store, {"q": "zzzqqqxxx"}) == {"total": 0, "items": []}
+    assert await search(store, {"offset": str(N + 5)}) == {"total": N, "items": []}
+
+
+async def test_a_mirror_from_schema_4_is_migrated_and_still_searchable(tmp_path: Path) -> None:
+    """Migration 5 moves `raw` beside the rows and swaps the indexes; nothing is lost."""
+    path = tmp_path / "old.db"
+    old = await Store.open(path, migrate_to=4)
+    await old.execute(
+        "INSERT INTO tracks (pool, id, artist, title, genre, bpm, date, audio, video, raw, "
+        "first_seen, last_seen) VALUES ('crateq', '42', 'Beyoncé', 'Déjà Vu', 'R&B', 105, "
+        '\'2024-01-02\', 1, 0, \'{"mediaId":42,"size":"75.26 MB"}\', 1, 1)'
+    )
+    await old.close()
+    store = await Store.open(path)
+    try:
+        assert await store.version() == SCHEMA_VERSION
+        found = await search(store, {"q": "beyonce deja", "genre": "r&b", "bpm": "100-110"})
+        assert [item["ref"] for item in found["items"]] == ["crateq:42"]
+        assert await mirror.track_raw(store, "crateq", "42") == {
+            "mediaId": 42,
+            "size": "75.26 MB",
+        }
+        assert await mirror.words_complete(store)
+        assert await store.integrity_check() == "ok"
+    finally:
+        await store.close()
