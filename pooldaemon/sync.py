@@ -219,7 +219,9 @@ class PoolSync:
             await catalog.rebuild_words(self.store)
         # A first sync into an empty mirror is a bulk load: the word index and the per-column
         # search indexes are built once at the end, not row by row (schema migration 5).
-        bulk = full and await catalog.tracks_count(self.store, self.name) == 0
+        # Only into an empty mirror: the indexes are shared by every pool, and other pools'
+        # searches must not lose them while this one loads.
+        bulk = full and not await catalog.any_tracks(self.store)
         if bulk:
             async with catalog.bulk_load(self.store):
                 result = await self._apply_pages(since, started, full, bulk)
@@ -286,9 +288,13 @@ class PoolSync:
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-        # A bulk load started from nothing: there is nothing it could remove.
+        # A bulk load started from nothing: there is nothing it could remove. A pool whose
+        # "catalog" is a moving window (Harvest's latest albums) never says a track is gone.
+        window = bool(getattr(self.adapter, "catalog_window", False))
         removed = (
-            await self._remove_gone(total, consistent, quarantined) if full and not bulk else 0
+            await self._remove_gone(total, consistent, quarantined)
+            if full and not bulk and not window
+            else 0
         )
         return SyncResult(added=added, updated=updated, removed=removed)
 

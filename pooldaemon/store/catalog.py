@@ -16,9 +16,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pooldaemon.log import get_logger
 from pooldaemon.models import QueueItem, Track
 from pooldaemon.store.db import Store
 from pooldaemon.store.schema import BULK_INDEXES, SEARCH_INDEXES
+
+log = get_logger(__name__)
 
 _DATA_COLS = (
     "artist",
@@ -300,9 +303,14 @@ async def bulk_load(store: Store) -> AsyncIterator[None]:
     cache = int(row[0])
     await store.fetchone(f"PRAGMA cache_size = -{_BULK_CACHE_KIB}")
     try:
-        async with store.transaction() as db:
-            for name in BULK_INDEXES:
-                await db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            async with store.transaction() as db:
+                for name in BULK_INDEXES:
+                    await db.execute(f"DROP INDEX IF EXISTS {name}")
+        except sqlite3.OperationalError as err:
+            # Another reader holds the table (the daemon shares one connection): keep the
+            # indexes; the load is slower, never wrong.
+            log.info("bulk load keeps its indexes", reason=str(err))
         yield
     finally:
         try:
@@ -310,6 +318,12 @@ async def bulk_load(store: Store) -> AsyncIterator[None]:
             await ensure_search_indexes(store)
         finally:
             await store.fetchone(f"PRAGMA cache_size = {cache}")
+
+
+async def any_tracks(store: Store) -> bool:
+    """Whether the mirror holds any track of any pool."""
+    row = await store.fetchone("SELECT EXISTS (SELECT 1 FROM tracks)")
+    return bool(row and row[0])
 
 
 async def ensure_search_indexes(store: Store) -> None:
