@@ -47,6 +47,9 @@ def main() -> None:
 @_CONFIG_OPTION
 def run(config_path: Path | None) -> None:
     """Run the daemon in the foreground (what systemd and launchd start)."""
+    # structlog renders exceptions with rich when it can import it; the daemon's logs are plain
+    # lines, and keeping rich out of the long-running process saves ~8 MB and ~0.15 s of start.
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
     from pooldaemon import daemon  # the heavy imports only for the command that needs them
 
     cfg = _load(config_path)
