@@ -527,7 +527,7 @@ class HarvestAdapter(PoolAdapter):
         if year is None and date:
             year = int(date[:4])
         bpm = _number(wire.first(record, "bpm", "tempo"))
-        return Track(
+        track = Track(
             pool=self.name,
             id=ident,
             artist=wire.text(wire.first(record, "artist", "artistname", "performer", "composer"))
@@ -546,6 +546,11 @@ class HarvestAdapter(PoolAdapter):
             downloaded=downloaded,
             raw=dict(record),
         )
+        if track.title:
+            # A single-track download's folder is named after it, not its opaque id.
+            label = f"{track.artist} - {track.title}" if track.artist else track.title
+            self._names[("track", ident)] = label
+        return track
 
     async def catalog(self, since: float | None = None) -> AsyncIterator[CatalogPage]:
         """Tracks of the latest albums, the member's playlists and favourites, and the download
@@ -769,7 +774,7 @@ class HarvestAdapter(PoolAdapter):
             return FAVOURITES_NAME
         ident = str(request.item_id)
         if request.kind == "track":
-            return ident
+            return self._names.get(("track", ident), ident)
         name = known.extra.get("name") if known is not None else None
         if not isinstance(name, str) or not name:
             name = self._names.get((request.kind, ident))
