@@ -42,7 +42,7 @@ from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import DownloadPlan, PlanPart, Source
 from pooldaemon.pools.http import parse_retry_after
 from pooldaemon.store import transfer as st
-from pooldaemon.store.db import Store
+from pooldaemon.store.db import Store, uncancelled
 from pooldaemon.units import format_size
 
 log = get_logger(__name__)
@@ -295,23 +295,6 @@ def disk_full(path: Path, need: int | None = None) -> DiskFull:
 
 def _no_space(err: OSError) -> bool:
     return err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-async def _uncancelled(work: Awaitable[Any]) -> Any:
-    """Run `work` to its end even if the caller is cancelled meanwhile; then re-raise that."""
-    future = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.done():
-                raise
-            cancelled = True
-            continue
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
 
 
 async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
@@ -1331,7 +1314,7 @@ class _PartRun:
             await writer.abandon()
             raise
         # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
-        await _uncancelled(self._commit_done(idx))
+        await uncancelled(self._commit_done(idx))
         await self._progress(server)
 
     async def _commit_done(self, idx: int) -> None:

@@ -16,8 +16,8 @@ from pooldaemon.errors import PoolDaemonError
 from pooldaemon.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
-async def _settle(statement: Awaitable[Any]) -> Any:
-    """Await a statement to its end even when cancelled meanwhile, then re-raise the cancel.
+async def uncancelled(statement: Awaitable[Any]) -> Any:
+    """Await work to its end even when cancelled meanwhile, then re-raise the cancel.
 
     aiosqlite runs the statement in its thread whatever happens to the awaiting task; the
     transaction bookkeeping must follow what SQLite actually did.
@@ -115,18 +115,18 @@ class Store:
         """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error (including cancellation)."""
         async with self._lock:
             try:
-                await _settle(self._conn.execute("BEGIN IMMEDIATE"))
+                await uncancelled(self._conn.execute("BEGIN IMMEDIATE"))
             except asyncio.CancelledError:
                 # BEGIN ran anyway in aiosqlite's thread: end it, or the connection stays
                 # inside a transaction and every later BEGIN fails.
-                await _settle(self._conn.execute("ROLLBACK"))
+                await uncancelled(self._conn.execute("ROLLBACK"))
                 raise
             try:
                 yield self._conn
             except BaseException:
-                await _settle(self._conn.execute("ROLLBACK"))
+                await uncancelled(self._conn.execute("ROLLBACK"))
                 raise
-            await _settle(self._conn.execute("COMMIT"))
+            await uncancelled(self._conn.execute("COMMIT"))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._conn.execute(sql, params) as cur:
