@@ -53,6 +53,8 @@ WRITE_BLOCK = 1 << 20
 READ_BUFSIZE = 1 << 20
 #: Stay well below IOV_MAX (1024) when tiny reads pile up.
 MAX_IOV = 256
+#: The smallest of the quarter chunks the last round is split into.
+TAIL_CHUNK_MIN = 256 * 1024
 #: A failed answer that still delivered this much kept data counts as progress, not a failure.
 PROGRESS_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -623,6 +625,10 @@ class _PartRun:
         self.outstanding = 0
         self.wakeup = asyncio.Condition()
         self.round_lock = asyncio.Lock()
+        #: Resolved when the chunk table exists (the probe's headers were good); one per probe.
+        self.set_up: asyncio.Future[None] | None = None
+        #: Bumped by every failure that counts against a server this round (see `_progress`).
+        self.failure_epoch = 0
 
     @property
     def durable_bytes(self) -> int:
@@ -719,19 +725,58 @@ class _PartRun:
         if part.expires_at is not None and time.time() >= part.expires_at - 5:
             # The token expired before we started (RELIABILITY T5): ask for a fresh one first.
             await self.jt.keeper.renew(self.jt.keeper.generation, self.key)
+        probe: asyncio.Task[None] | None = None
         if self.state is None:
-            await self._probe()
+            probe = await self._start_probe()
         else:
             await self._open_existing()
         assert self.state is not None
-        self.todo = deque(c.idx for c in self.chunks if not c.done)
-        self.outstanding = len(self.todo)
+        busy = {0} if probe is not None else set()
+        self.todo = deque(c.idx for c in self.chunks if not c.done and c.idx not in busy)
+        self.outstanding = len(self.todo) + len(busy)
         if self.outstanding:
             workers = min(self.settings.connections, self.outstanding)
             if not self.state.range_ok:
                 workers = 1
-            await run_all(self._worker() for _ in range(workers))
+            tasks = [self._worker() for _ in range(workers)]
+            if probe is not None:
+                tasks.append(self._finish_probe(probe))
+            await run_all(tasks)
         await self._complete()
+
+    async def _start_probe(self) -> asyncio.Task[None] | None:
+        """Probe until the chunk table exists; the probe task if it still streams chunk 0.
+
+        The other connections start once the probe's headers are checked, while it streams
+        chunk 0: four connections do not wait a whole chunk for one (issue 4, test 2).
+        """
+        set_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.set_up = set_up  # a fresh one per probe: a restarted part probes again
+        probe = asyncio.ensure_future(self._probe())
+        try:
+            await asyncio.wait({probe, set_up}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+            raise
+        finally:
+            self.set_up = None
+        if probe.done():
+            probe.result()  # raises what ended the probe
+            return None
+        return probe
+
+    async def _finish_probe(self, probe: asyncio.Task[None]) -> None:
+        """Chunk 0 is the probe's: done, or back in the queue when its stream failed."""
+        try:
+            await probe
+        finally:
+            if self.chunks and self.chunks[0].done:
+                self.outstanding -= 1
+            elif self.chunks:
+                self.todo.appendleft(0)
+            async with self.wakeup:
+                self.wakeup.notify_all()
 
     async def _open_existing(self) -> None:
         self.fd = SharedFd(os.open(self.path, os.O_RDWR | os.O_CLOEXEC))
@@ -773,9 +818,18 @@ class _PartRun:
                 raise disk_full(self.path.parent, need) from err
             raise
         size = self.settings.chunk_size if range_ok else total
+        starts = list(range(0, total, size))
+        conns = self.settings.connections
+        if range_ok and conns > 1 and len(starts) > 2 * conns:
+            # The last round in quarter chunks, so the connections finish together rather than
+            # one fetching a whole chunk alone at the end.
+            tail = starts[-conns]
+            step = min(size, max(TAIL_CHUNK_MIN, size // 4))
+            starts = starts[:-conns] + list(range(tail, total, step))
+        ends = [*starts[1:], total]
         self.chunks = [
-            st.ChunkState(i, start, min(start + size, total) - 1, False, 0)
-            for i, start in enumerate(range(0, total, size))
+            st.ChunkState(i, start, end - 1, False, 0)
+            for i, (start, end) in enumerate(zip(starts, ends, strict=True))
         ]
         state = st.PartState(
             job_id=self.jt.job_id,
@@ -795,6 +849,8 @@ class _PartRun:
         self.identities[server] = ident
         if range_ok:
             await self.jt.health.set_no_range(self.jt.pool, server, False)
+        if self.set_up is not None and not self.set_up.done():
+            self.set_up.set_result(None)
 
     def _allocate(self, fd: int, total: int) -> None:
         preallocate(fd, total)
@@ -939,6 +995,7 @@ class _PartRun:
             err.what += f" (Retry-After {delay:.0f}s is over the budget)"
             self.last_failure = err
             self.failed[server] = err
+            self.failure_epoch += 1
             await self.jt.health.failure(pool, server, err.what, cooldown_s=delay)
             return
         if err.kind is Fail.NO_RANGE:
@@ -953,6 +1010,7 @@ class _PartRun:
         await self.jt.health.failure(pool, server, err.what)
         if not err.progressed:
             self.failed[server] = err
+            self.failure_epoch += 1
 
     def _source_url(self, server: str) -> str:
         for source in self.plan_part().sources:
@@ -991,7 +1049,15 @@ class _PartRun:
         self.quarantined[server] = reason
         self.jt.health.get(self.jt.pool, server).last_error = reason
 
-    async def _progress(self, server: str) -> None:
+    async def _progress(self, server: str, epoch: int) -> None:
+        """A chunk arrived: a new round of failures starts, unless one came while it was asked.
+
+        RELIABILITY H7 (no worker hammers the host): an answer that began before the latest
+        failure says nothing about the server now; counting it would let the probe, still
+        streaming chunk 0, reopen the round the other connections just exhausted.
+        """
+        if epoch != self.failure_epoch:
+            return
         self.failed.clear()
         self.renewed_round = False
         self.token_generation = None
@@ -1026,6 +1092,7 @@ class _PartRun:
         async with self.jt.connections:
             self.inflight[server] += 1
             self.jt.requests += 1
+            epoch = self.failure_epoch
             try:
                 resp = await self._open(source, headers)
                 try:
@@ -1034,6 +1101,7 @@ class _PartRun:
                     resp.close()  # never reuse a connection whose body we did not finish
                     raise
                 resp.release()
+                await self._progress(server, epoch)
             finally:
                 self.inflight[server] -= 1
 
@@ -1315,7 +1383,6 @@ class _PartRun:
             raise
         # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
         await uncancelled(self._commit_done(idx))
-        await self._progress(server)
 
     async def _commit_done(self, idx: int) -> None:
         """Durable data first, then the checkpoint that claims it (RELIABILITY C2)."""

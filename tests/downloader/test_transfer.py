@@ -215,6 +215,87 @@ async def test_parallel_ranged_chunks_assemble_the_file(
     assert (await store_jobs.get_job(store, jt.job_id))["bytes_done"] == size
 
 
+async def test_the_last_round_is_fetched_in_quarter_chunks(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    chunk = 4 * CHUNK
+    size = 5 * chunk + 1234
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    settings = replace(SETTINGS, chunk_size=chunk, connections=2)
+    plan = plan_for([("s", url(srv, "a"))], size)
+    jt = await make_transfer(store, session, library, plan, settings=settings)
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    # Whole chunks, then the last `connections` chunks' worth split in four: the connections
+    # finish together instead of one fetching a whole chunk alone at the end.
+    starts = [0, chunk, 2 * chunk, 3 * chunk, *range(4 * chunk, size, chunk // 4)]
+    spans = [(a, b - 1) for a, b in zip(starts, [*starts[1:], size], strict=True)]
+    chunks = await st.load_chunks(store, jt.job_id, "main")
+    assert [(c.start, c.end) for c in chunks] == spans
+    assert all(c.done and c.filled == c.size for c in chunks)
+    assert sorted(requested_ranges(srv)) == sorted(f"bytes={a}-{b}" for a, b in spans)
+
+
+async def test_the_other_connections_start_while_the_probe_streams_chunk_0(
+    store: Store, session: aiohttp.ClientSession, library: Path, media: MediaStore
+) -> None:
+    size = 4 * CHUNK
+    media.add_generated("a", "mp3", "a", size)
+    data = media.get("a")
+    others = asyncio.Event()
+    probe_waited_out = False
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal probe_waited_out
+        first, last = (int(x) for x in request.headers["Range"][6:].split("-"))
+        resp = web.StreamResponse(
+            status=206,
+            headers={
+                "Content-Range": f"bytes {first}-{last}/{size}",
+                "Content-Type": "audio/mpeg",
+            },
+        )
+        resp.content_length = last - first + 1
+        await resp.prepare(request)
+        if first == 0:
+            # The probe's body stops halfway until another chunk is asked for; before the
+            # change the others waited for the whole of chunk 0 (the bound only breaks that
+            # deadlock, it is not a timing).
+            half = CHUNK // 2
+            await resp.write(data[:half])
+            try:
+                await asyncio.wait_for(others.wait(), 10)
+            except TimeoutError:
+                probe_waited_out = True
+            await resp.write(data[half : last + 1])
+        else:
+            others.set()
+            await resp.write(data[first : last + 1])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner, port = await start_app(app)
+    try:
+        plan = plan_for([("s", f"http://127.0.0.1:{port}/a.mp3")], size)
+        # No stall timeout meanwhile: the probe's pause must not end it.
+        settings = replace(SETTINGS, stall_timeout_s=30.0)
+        jt = await make_transfer(store, session, library, plan, settings=settings)
+        paths = await jt.run()
+    finally:
+        await runner.cleanup()
+    assert paths["main"].read_bytes() == data
+    assert not probe_waited_out
+    chunks = await st.load_chunks(store, jt.job_id, "main")
+    assert len(chunks) == 4 and all(c.done for c in chunks)
+
+
 async def test_probe_learns_the_size_when_the_pool_gives_none(
     store: Store,
     session: aiohttp.ClientSession,
