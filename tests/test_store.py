@@ -1,0 +1,102 @@
+"""The state database: migrations up from every earlier version, refusal of a newer one, and
+transactions that leave nothing half-done (real SQLite files)."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pooldaemon.models import JobState, Request
+from pooldaemon.store import Store, StoreError
+from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import pools as store_pools
+from pooldaemon.store.schema import SCHEMA_VERSION
+
+
+def _seed(path: Path) -> None:
+    """What every version since 1 has: a pool row and a job (written with plain SQL, as that
+    version's daemon would have)."""
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO pools (name, type) VALUES ('crateq', 'crateq')")
+        db.execute(
+            "INSERT INTO jobs (pool, kind, item_id, format, ref, origin, state, created, updated)"
+            " VALUES ('crateq', 'track', '570291', '', 'crateq:570291', 'request', 'queued', 1, 1)"
+        )
+
+
+@pytest.mark.parametrize("start", range(1, SCHEMA_VERSION))
+async def test_a_database_from_every_earlier_version_is_migrated_keeping_its_data(
+    tmp_path: Path, start: int
+) -> None:
+    path = tmp_path / "state.db"
+    old = await Store.open(path, migrate_to=start)
+    assert await old.version() == start
+    await old.close()
+    _seed(path)
+
+    store = await Store.open(path)
+    try:
+        assert await store.version() == SCHEMA_VERSION
+        assert await store.integrity_check() == "ok"
+        job = await store_jobs.get_job(store, 1)
+        assert (job["ref"], job["state"]) == ("crateq:570291", "queued")
+        assert "crateq" in await store_pools.pool_rows(store)
+        # The migrated database works like a new one: the same job is found, not doubled.
+        again, created = await store_jobs.create_job(store, Request("crateq", "570291"), origin="x")
+        assert (again["id"], created) == (1, False)
+    finally:
+        await store.close()
+
+
+async def test_a_database_from_a_newer_pooldaemon_is_refused_and_left_as_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    store = await Store.open(path)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    with pytest.raises(StoreError) as refused:
+        await Store.open(path)
+
+    message = refused.value.message
+    assert f"schema {SCHEMA_VERSION + 1}" in message and "newer pooldaemon" in message
+    assert "left as is" in message
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+async def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as db:
+                await db.execute("INSERT INTO pools (name, type) VALUES ('half', 'crateq')")
+                raise RuntimeError("crash in the middle")
+        assert "half" not in await store_pools.pool_rows(store)
+        # The connection is usable afterwards (no transaction left open).
+        await store_pools.ensure_pools(store, {"whole": "crateq"})
+        assert "whole" in await store_pools.pool_rows(store)
+    finally:
+        await store.close()
+
+
+async def test_illegal_job_transitions_are_refused(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        job, _ = await store_jobs.create_job(store, Request("crateq", "1"), origin="test")
+        with pytest.raises(Exception, match="cannot become done"):
+            await store_jobs.transition(store, job["id"], JobState.DONE)
+        assert (await store_jobs.get_job(store, job["id"]))["state"] == "queued"
+    finally:
+        await store.close()
+
+
+async def test_the_database_file_is_private(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "state" / "state.db")
+    await store.close()
+    assert (tmp_path / "state" / "state.db").stat().st_mode & 0o077 == 0
