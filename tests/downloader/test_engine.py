@@ -364,7 +364,8 @@ async def test_owed_calls_are_delivered_until_acknowledged(
     job = await harness.wait(await harness.get("1", engine))
     assert job["state"] == "done"
     deadline = time.monotonic() + 10
-    while not harness.pool.delivered:
+    # Delivered (the pool saw it) and then acknowledged in the store: two steps, wait for both.
+    while not harness.pool.delivered or await store_outbox.owed(harness.store):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
     assert [c.payload for c in harness.pool.delivered] == [{"item": "1", "dl_token": "t0"}]
