@@ -43,7 +43,6 @@ import os
 import re
 import secrets
 import stat
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -55,6 +54,7 @@ import watchfiles
 
 from pooldaemon.errors import BadRequest
 from pooldaemon.events import EventBus
+from pooldaemon.fsutil import fsync_dir, full_fsync
 from pooldaemon.log import get_logger
 from pooldaemon.models import Request
 from pooldaemon.refs import parse_line, parse_object
@@ -593,27 +593,6 @@ class _NameTaken(Exception):
     """The destination name was taken between choosing it and using it."""
 
 
-def _full_fsync(fd: int) -> None:
-    if sys.platform == "darwin":  # RELIABILITY §3 item 17: fsync does not flush on macOS
-        import fcntl
-
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-            return
-    os.fsync(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as err:
-        if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
 def _same_entry(a: Path, b: Path) -> bool:
     try:
         sa, sb = os.lstat(a), os.lstat(b)
@@ -658,7 +637,7 @@ def _write_temporary(directory: Path, data: bytes) -> Path:
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        _full_fsync(fd)
+        full_fsync(fd)
     finally:
         os.close(fd)
 
@@ -807,14 +786,14 @@ def _place_all(drop_dir: Path, placements: Sequence[drops.Placement]) -> list[Pl
             outcomes[index] = "linked"
             folders.add(dest.parent)
         for folder in folders:
-            _fsync_dir(folder)
+            fsync_dir(folder)
         for index, placement in enumerate(placements):
             if outcomes[index] == "linked":
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(drop_dir / placement.name)
                 outcomes[index] = "moved"
         if folders:
-            _fsync_dir(drop_dir)
+            fsync_dir(drop_dir)
     finally:
         for tmp in temporaries.values():
             with contextlib.suppress(FileNotFoundError):

@@ -773,7 +773,7 @@ async def test_crash_between_link_and_unlink(
         tmp_path,
         tmp_path / "R",
         monkeypatch,
-        lambda engine, mp: _patch_crash(mp, watch_mod, "_fsync_dir"),
+        lambda engine, mp: _patch_crash(mp, watch_mod, "fsync_dir"),
     )
     assert len(engine.calls) == 1
 

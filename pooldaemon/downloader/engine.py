@@ -23,7 +23,6 @@ import aiohttp
 
 from pooldaemon.downloader import tags
 from pooldaemon.downloader.failpoints import failpoint
-from pooldaemon.downloader.fsutil import free_space, fsync_dir, full_fsync, same_filesystem
 from pooldaemon.downloader.paths import (
     PathEscape,
     ensure_dirs,
@@ -56,6 +55,7 @@ from pooldaemon.errors import (
     Unsupported,
 )
 from pooldaemon.events import EventBus
+from pooldaemon.fsutil import free_space, fsync_dir, full_fsync, same_filesystem
 from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import ACTIVE_STATES, DownloadPlan, JobState, PlanPart, Request
 from pooldaemon.pools.base import Capability, PoolAdapter

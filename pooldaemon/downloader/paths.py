@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pooldaemon.downloader.fsutil import fsync_dir
 from pooldaemon.errors import PoolDaemonError
+from pooldaemon.fsutil import fsync_dir
 
 MAX_COMPONENT_BYTES = 200
 

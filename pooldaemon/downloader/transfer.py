@@ -27,17 +27,17 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from pooldaemon.downloader.failpoints import failpoint
-from pooldaemon.downloader.fsutil import (
+from pooldaemon.downloader.paths import sanitize_component
+from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
+from pooldaemon.downloader.tags import sniff_media
+from pooldaemon.errors import AuthError, DiskFull, PoolDaemonError, TransientError
+from pooldaemon.fsutil import (
     free_space,
     fsync_dir,
     full_fsync,
     mount_point,
     preallocate,
 )
-from pooldaemon.downloader.paths import sanitize_component
-from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
-from pooldaemon.downloader.tags import sniff_media
-from pooldaemon.errors import AuthError, DiskFull, PoolDaemonError, TransientError
 from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import DownloadPlan, PlanPart, Source
 from pooldaemon.pools.http import parse_retry_after

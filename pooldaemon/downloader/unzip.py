@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from pooldaemon.downloader.fsutil import fsync_dir, full_fsync, same_filesystem
 from pooldaemon.downloader.paths import ensure_dirs, sanitize_component, unique_path
 from pooldaemon.errors import IntegrityError
+from pooldaemon.fsutil import fsync_dir, full_fsync, same_filesystem
 
 CHUNK_BYTES = 1 << 20
 #: Below this an entry's ratio is not judged: a few KB of spaces in a .txt compress 100:1 and

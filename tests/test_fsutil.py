@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pooldaemon.downloader import fsutil
+from pooldaemon import fsutil
 
 
 def test_atomic_write_replaces_content_with_exact_mode(tmp_path: Path) -> None:
