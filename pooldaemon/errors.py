@@ -58,6 +58,9 @@ class AccountError(PoolDaemonError):
 
     code = "account"
     http_status = 502
+    #: The pool stopped this account's downloads (a limit, not one refused item): its other
+    #: jobs wait with the reason instead of failing one by one.
+    blocked = False
 
 
 class ProtocolError(PoolDaemonError):

@@ -290,10 +290,9 @@ class PoolSync:
             await asyncio.gather(reader, return_exceptions=True)
         # A bulk load started from nothing: there is nothing it could remove. A pool whose
         # "catalog" is a moving window (Harvest's latest albums) never says a track is gone.
-        window = bool(getattr(self.adapter, "catalog_window", False))
         removed = (
             await self._remove_gone(total, consistent, quarantined)
-            if full and not bulk and not window
+            if full and not bulk and not self.adapter.catalog_window
             else 0
         )
         return SyncResult(added=added, updated=updated, removed=removed)

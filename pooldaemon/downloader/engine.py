@@ -485,7 +485,7 @@ class Engine:
             return
         attempts = job["attempts"] + 1
         message = redact_text(err.message)
-        if getattr(err, "blocked", False):
+        if isinstance(err, AccountError) and err.blocked:
             # The pool stopped our downloads (Harvest 12/13/14/18): every job of that pool waits
             # with the pool's reason, shown in `poolctl status`, until the user resumes one.
             await store_pools.set_blocked(self.store, job["pool"], message)

@@ -43,6 +43,9 @@ class PoolAdapter(ABC):
     capabilities: ClassVar[frozenset[Capability]]
     #: Request kinds (refs.KINDS) this pool can download.
     kinds: ClassVar[tuple[str, ...]] = ("track",)
+    #: The catalog is a moving window (Harvest's latest albums), not the whole pool: a track
+    #: missing from a full pass is not gone, so sync never marks it removed.
+    catalog_window: ClassVar[bool] = False
 
     def __init__(self, name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> None:
         self.name = name
