@@ -64,7 +64,7 @@ from pooldaemon.store import library as store_library
 from pooldaemon.store import outbox as store_outbox
 from pooldaemon.store import pools as store_pools
 from pooldaemon.store import transfer as st
-from pooldaemon.store.db import Store
+from pooldaemon.store.db import Store, uncancelled
 
 if TYPE_CHECKING:  # only attributes are read: a light config object serves the crash driver
     from pooldaemon.config import DaemonConfig
@@ -745,9 +745,10 @@ class Engine:
         job = await store_library.record_download(
             self.store, job_id, path=str(dest), size=size, sha256=sha, calls=calls
         )
-        # The work area goes before anyone hears "done"; a crash in between leaves only a
-        # leftover that start-up sweeps.
-        await asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id))
+        # The work area goes before anyone hears "done", and a stop arriving right after the
+        # commit still lets it go (it takes milliseconds); only a crash in between leaves a
+        # leftover, which start-up sweeps.
+        await uncancelled(asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id)))
         self._publish_state(job)
         log.info("download finished", job=job_id, path=str(dest), size=size)
         if calls:
