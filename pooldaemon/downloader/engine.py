@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from pooldaemon.downloader import tags
+from pooldaemon.downloader.digest import Digests
 from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.downloader.paths import (
     PathEscape,
@@ -570,6 +571,7 @@ class Engine:
             gates=self.gates,
             health=self.health,
             on_progress=lambda n: self._publish_progress(job_id, transfer, n),
+            hash_parts=self._hash_while_downloading(plan),
         )
         entry = self._active.get(job_id)
         if entry is not None:
@@ -578,11 +580,12 @@ class Engine:
         paths = await transfer.run()
         plan = keeper.plan
         await self._set_state(job_id, JobState.VERIFYING, bytes_total=transfer.bytes_total())
+        digests = transfer.digests()
         try:
             if plan.archive:
-                await self._finish_archive(job_id, plan, paths, adapter)
+                await self._finish_archive(job_id, plan, paths, adapter, digests)
             else:
-                await self._finish_file(job_id, plan, paths, adapter)
+                await self._finish_file(job_id, plan, paths, adapter, digests)
         except ArchiveRejected:
             raise
         except IntegrityError:
@@ -593,6 +596,16 @@ class Engine:
             if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
                 raise disk_full(self.work_root) from err
             raise
+
+    def _hash_while_downloading(self, plan: DownloadPlan) -> bool:
+        """Whether the parts' hashes will be used: not when tags change the file after it."""
+        if plan.archive or not self.config.write_tags or len(plan.parts) != 1:
+            return True
+        part = plan.parts[0]
+        if part.sha256 or part.md5:
+            return True  # the pool's checksum is of the untagged bytes
+        ext = sanitize_ext(part.extension or plan.format or "")
+        return not (ext and tags.expected_kinds(ext) & _TAGGABLE)
 
     async def _plan(self, job: dict[str, Any], adapter: PoolAdapter) -> DownloadPlan:
         """The stored plan (its tokens are renewed on refusal), or a new one from the pool.
@@ -642,14 +655,21 @@ class Engine:
     # -- finishing ----------------------------------------------------------------------------
 
     async def _finish_file(
-        self, job_id: int, plan: DownloadPlan, paths: dict[str, Path], adapter: PoolAdapter
+        self,
+        job_id: int,
+        plan: DownloadPlan,
+        paths: dict[str, Path],
+        adapter: PoolAdapter,
+        digests: dict[str, Digests],
     ) -> None:
         """Verify, tag a copy, rename into place, fsync the folder, record (RELIABILITY C4)."""
         if len(plan.parts) != 1:
             raise ProtocolError(f"{plan.pool}: a download of {len(plan.parts)} parts is no archive")
         part = plan.parts[0]
         work = paths[part.key]
-        kind, ext, sha, size = await asyncio.to_thread(_verify_media, work, part, plan.format)
+        kind, ext, sha, size = await asyncio.to_thread(
+            _verify_media, work, part, plan.format, digests.get(part.key)
+        )
         source = work
         if self.config.write_tags and kind in _TAGGABLE:
             tagged = work.with_name("tagged.tmp")
@@ -698,14 +718,21 @@ class Engine:
         return chosen, os.path.lexists(chosen)
 
     async def _finish_archive(
-        self, job_id: int, plan: DownloadPlan, paths: dict[str, Path], adapter: PoolAdapter
+        self,
+        job_id: int,
+        plan: DownloadPlan,
+        paths: dict[str, Path],
+        adapter: PoolAdapter,
+        digests: dict[str, Digests],
     ) -> None:
         """Verify every ZIP part, extract into staging, rename to `<pool>/<name>/` (CONTRACT §5)."""
-        digests = []
+        summary: list[str] = []
         for part in plan.parts:
-            digest = await asyncio.to_thread(_verify_zip_part, paths[part.key], part)
-            digests.append(f"{part.key}:{digest}")
-        combined = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+            digest = await asyncio.to_thread(
+                _verify_zip_part, paths[part.key], part, digests.get(part.key)
+            )
+            summary.append(f"{part.key}:{digest}")
+        combined = hashlib.sha256("\n".join(summary).encode()).hexdigest()
         components = [
             sanitize_component(plan.pool),
             sanitize_component(plan.name or plan.item_id or f"job {job_id}"),
@@ -937,11 +964,17 @@ def _hashes(path: Path) -> tuple[str, str, int]:
     return sha.hexdigest(), md5.hexdigest(), size
 
 
-def _check_checksum(path: Path, part: PlanPart) -> str | None:
-    """Compare with the pool's checksum when it gives one; returns the SHA-256 if computed."""
-    if not part.sha256 and not part.md5:
+def _check_checksum(path: Path, part: PlanPart, known: Digests | None, size: int) -> str | None:
+    """Compare with the pool's checksum when it gives one; returns the SHA-256 if known.
+
+    `known` holds the hashes taken while the part downloaded; the file is read again only
+    when they are missing or do not cover it."""
+    if known is not None and known.size == size and (known.md5 is not None or not part.md5):
+        sha, md5 = known.sha256, known.md5 or ""
+    elif not part.sha256 and not part.md5:
         return None
-    sha, md5, _ = _hashes(path)
+    else:
+        sha, md5, _ = _hashes(path)
     if part.sha256 and part.sha256.lower() != sha:
         raise IntegrityError(f"part {part.key}: SHA-256 {sha} does not match the pool's")
     if part.md5 and part.md5.lower() != md5:
@@ -949,7 +982,9 @@ def _check_checksum(path: Path, part: PlanPart) -> str | None:
     return sha
 
 
-def _verify_media(path: Path, part: PlanPart, fmt: str) -> tuple[str | None, str, str | None, int]:
+def _verify_media(
+    path: Path, part: PlanPart, fmt: str, known: Digests | None = None
+) -> tuple[str | None, str, str | None, int]:
     """Size, magic bytes against the extension (RELIABILITY H9), checksum. Returns (kind, ext,
     sha256 when computed, size)."""
     size = path.stat().st_size
@@ -968,11 +1003,11 @@ def _verify_media(path: Path, part: PlanPart, fmt: str) -> tuple[str | None, str
         raise IntegrityError(f"the downloaded file is {kind}, not .{ext}")
     if not ext:
         ext = _KIND_EXT.get(kind or "", "bin")
-    sha = _check_checksum(path, part)
+    sha = _check_checksum(path, part, known, size)
     return kind, ext, sha, size
 
 
-def _verify_zip_part(path: Path, part: PlanPart) -> str:
+def _verify_zip_part(path: Path, part: PlanPart, known: Digests | None = None) -> str:
     """A part must be a ZIP (magic bytes) of the promised size, and match any checksum."""
     size = path.stat().st_size
     if part.expected_size is not None and size != part.expected_size:
@@ -981,7 +1016,7 @@ def _verify_zip_part(path: Path, part: PlanPart) -> str:
         kind = tags.sniff_media(fh.read(tags.SNIFF_BYTES))
     if kind != "zip":
         raise IntegrityError(f"part {part.key} is {kind or 'not recognizable'}, not a ZIP")
-    sha = _check_checksum(path, part)
+    sha = _check_checksum(path, part, known, size)
     return sha if sha is not None else _hash_file(path)[0]
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from pooldaemon.downloader.digest import Digests, PrefixHasher
 from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.downloader.paths import sanitize_component
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
@@ -468,6 +469,7 @@ class JobTransfer:
         gates: HostGates,
         health: HealthBook,
         on_progress: Callable[[int], None] | None = None,
+        hash_parts: bool = True,
     ) -> None:
         self.store = store
         self.session = session
@@ -488,6 +490,8 @@ class JobTransfer:
             total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.stall_timeout_s
         )
         self.rate_strikes: Counter[str] = Counter()
+        #: Hash each part while it downloads (off when the file is re-hashed after tagging).
+        self.hash_parts = hash_parts
         self._runs: list[_PartRun] = []
 
     @property
@@ -506,6 +510,10 @@ class JobTransfer:
                 return None
             total += size
         return total
+
+    def digests(self) -> dict[str, Digests]:
+        """The checksums of the parts hashed while they downloaded (after `run`)."""
+        return {run.key: run.digests for run in self._runs if run.digests is not None}
 
     def count(self, n: int) -> None:
         """Bytes received (or given up when negative); emits progress at most 4×/s."""
@@ -629,6 +637,11 @@ class _PartRun:
         self.set_up: asyncio.Future[None] | None = None
         #: Bumped by every failure that counts against a server this round (see `_progress`).
         self.failure_epoch = 0
+        self.hasher: PrefixHasher | None = None
+        if jt.hash_parts:
+            self.hasher = PrefixHasher(self.path, md5=bool(self.plan_part().md5))
+        self._unhashed_idx = 0  # the first chunk not wholly handed to the hasher
+        self.digests: Digests | None = None
 
     @property
     def durable_bytes(self) -> int:
@@ -669,10 +682,16 @@ class _PartRun:
         if size != state.expected_size:
             return f"work file is {size} bytes, not {state.expected_size}"
         self.path = Path(state.work_path)
+        if self.hasher is not None:
+            self.hasher.path = self.path
         return None
 
     async def _reset(self) -> None:
         self._close()
+        if self.hasher is not None:
+            await self.hasher.reset()
+        self._unhashed_idx = 0
+        self.digests = None
         await st.reset_parts(self.jt.store, self.jt.job_id, [self.key])
         self.jt.count(-self.durable_bytes)
         self.state = None
@@ -717,9 +736,13 @@ class _PartRun:
             raise TransferFailed(f"part {self.key}: cannot write the work file: {err}") from err
         finally:
             self._close()
+            if self.hasher is not None:
+                await self.hasher.close()
 
     async def _run_once(self) -> None:
         if self.state is not None and self.state.done:
+            if self.state.sha256 and not self.plan_part().md5:
+                self.digests = Digests(self.state.sha256, None, self.state.expected_size or 0)
             return
         part = self.plan_part()
         if part.expires_at is not None and time.time() >= part.expires_at - 5:
@@ -730,6 +753,7 @@ class _PartRun:
             probe = await self._start_probe()
         else:
             await self._open_existing()
+            self._advance_hash()
         assert self.state is not None
         busy = {0} if probe is not None else set()
         self.todo = deque(c.idx for c in self.chunks if not c.done and c.idx not in busy)
@@ -786,8 +810,23 @@ class _PartRun:
         size = os.stat(self.path).st_size
         if size != self.state.expected_size:
             raise _Restart(f"work file is {size} bytes, not {self.state.expected_size}")
-        await st.mark_part_done(self.jt.store, self.jt.job_id, self.key, None)
+        sha = None
+        if self.hasher is not None:
+            self.digests = await self.hasher.finish(size)
+            sha = self.digests.sha256
+        await st.mark_part_done(self.jt.store, self.jt.job_id, self.key, sha)
         self.state.done = True
+
+    def _advance_hash(self) -> None:
+        """Hand the hasher the durable prefix: done chunks, then the next one's filled bytes."""
+        if self.hasher is None or not self.chunks:
+            return
+        chunks, i = self.chunks, self._unhashed_idx
+        while i < len(chunks) and chunks[i].done:
+            i += 1
+        self._unhashed_idx = i
+        upto = chunks[i].start + chunks[i].filled if i < len(chunks) else chunks[-1].end + 1
+        self.hasher.advance(upto)
 
     # -- probing ---------------------------------------------------------------------------------
 
@@ -1393,6 +1432,7 @@ class _PartRun:
         chunk.done = True
         failpoint("before_chunk_commit")
         await st.commit_chunk(self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, True)
+        self._advance_hash()
 
     async def _checkpoint(self, idx: int, writer: _ChunkWriter, start: int) -> None:
         """Make a chunk's received prefix durable and record how far it goes."""
@@ -1401,6 +1441,7 @@ class _PartRun:
         chunk = self.chunks[idx]
         chunk.filled = start + writer.received - chunk.start
         await st.commit_chunk(self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, False)
+        self._advance_hash()
 
     def _check_media_head(self, head: bytes, server: str) -> None:
         """RELIABILITY H9: an error page is never written into the file."""

@@ -707,7 +707,7 @@ def _text(value: Any, name: str) -> str | None:
 def _bool(value: Any, name: str) -> bool | None:
     """Seed 004 booleans, also as strings ("False", RELIABILITY M3)."""
     if value is True or value is False or value is None:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):

@@ -334,9 +334,12 @@ async def test_a_checksum_mismatch_is_never_finished(
     harness.pool.add(
         "2", [PartSpec("main", "a", [("s", srv)], md5=hashlib.md5(media.get("a")).hexdigest())]
     )
+    harness.pool.add("3", [PartSpec("main", "a", [("s", srv)], md5="0" * 32)])
     engine = await harness.start()
     bad = await harness.wait(await harness.get("1", engine))
     assert bad["state"] == "failed" and "SHA-256" in bad["error"]
+    bad_md5 = await harness.wait(await harness.get("3", engine))
+    assert bad_md5["state"] == "failed" and "MD5" in bad_md5["error"]
     assert library_files(library) == []
     good = await harness.wait(await harness.get("2", engine))
     assert good["state"] == "done", good["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -81,6 +82,7 @@ async def make_transfer(
     settings: TransferSettings = SETTINGS,
     renew: Renew = _no_renewal,
     job_id: int | None = None,
+    hash_parts: bool = True,
 ) -> JobTransfer:
     if job_id is None:
         job, _ = await store_jobs.create_job(
@@ -97,6 +99,7 @@ async def make_transfer(
         bucket=FairBucket(0),
         gates=HostGates(),
         health=HealthBook(store, cooldown_s=0.05),
+        hash_parts=hash_parts,
     )
 
 
@@ -379,6 +382,50 @@ async def test_an_interrupted_transfer_resumes_from_its_checkpoints(
     assert paths["main"].read_bytes() == media.get("a")
     # Only what was not durable is fetched again.
     assert bytes_requested([srv], size) == size - durable
+    # The hash taken while downloading covers the resumed chunks too (read back from disk).
+    assert second.digests()["main"].sha256 == hashlib.sha256(media.get("a")).hexdigest()
+
+
+async def test_parts_are_hashed_while_they_download(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    size = 9 * CHUNK + 4321
+    media.add_generated("a", "mp3", "a", size)
+    want = hashlib.sha256(media.get("a")).hexdigest()
+    srv = await servers()
+    plan = plan_for([("s", url(srv, "a"))], size)
+    first = await make_transfer(store, session, library, plan)
+    await first.run()
+    digests = first.digests()["main"]
+    assert (digests.sha256, digests.size) == (want, size)
+    # Recorded with the part, so a run after a crash past this point need not hash again.
+    assert (await st.load_parts(store, first.job_id))["main"].sha256 == want
+    again = await make_transfer(store, session, library, plan, job_id=first.job_id)
+    srv.log.clear()
+    await again.run()
+    assert again.digests()["main"].sha256 == want
+    assert requested_ranges(srv) == []
+
+
+async def test_hashing_while_downloading_can_be_left_to_the_finisher(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    media.add_generated("a", "mp3", "a", 3 * CHUNK)
+    srv = await servers()
+    plan = plan_for([("s", url(srv, "a"))], 3 * CHUNK)
+    jt = await make_transfer(store, session, library, plan, hash_parts=False)
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    assert jt.digests() == {}
+    assert (await st.load_parts(store, jt.job_id))["main"].sha256 is None
 
 
 async def test_a_missing_work_file_restarts_the_part(

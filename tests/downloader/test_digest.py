@@ -1,0 +1,76 @@
+"""Hashing a part in file order while it downloads (the hasher on its own, on real files)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from pooldaemon.downloader.digest import READ_BLOCK, PrefixHasher
+
+
+def _file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = tmp_path / "part"
+    path.write_bytes(data)
+    return path, data
+
+
+async def test_prefixes_fed_in_steps_hash_the_whole_file(tmp_path: Path) -> None:
+    size = 3 * READ_BLOCK + 12345
+    path, data = _file(tmp_path, size)
+    hasher = PrefixHasher(path)
+    for upto in (1000, 500, READ_BLOCK, READ_BLOCK + 1, 2 * READ_BLOCK + 7):  # 500: no step back
+        hasher.advance(upto)
+        await asyncio.sleep(0)
+    digests = await hasher.finish(size)
+    assert digests.sha256 == hashlib.sha256(data).hexdigest()
+    assert digests.md5 is None and digests.size == size
+
+
+async def test_md5_is_computed_when_asked_for(tmp_path: Path) -> None:
+    path, data = _file(tmp_path, 70_000)
+    hasher = PrefixHasher(path, md5=True)
+    hasher.advance(30_000)
+    digests = await hasher.finish(70_000)
+    assert digests.md5 == hashlib.md5(data).hexdigest()
+    assert digests.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_reset_forgets_what_was_hashed(tmp_path: Path) -> None:
+    path, _ = _file(tmp_path, 2 * READ_BLOCK)
+    hasher = PrefixHasher(path)
+    hasher.advance(2 * READ_BLOCK)
+    await hasher.finish(2 * READ_BLOCK)
+    await hasher.reset()
+    assert hasher.hashed == 0
+    fresh = os.urandom(5000)  # the part restarted and its file now holds other bytes
+    path.write_bytes(fresh)
+    assert (await hasher.finish(5000)).sha256 == hashlib.sha256(fresh).hexdigest()
+
+
+async def test_a_file_shorter_than_promised_is_an_error_not_a_digest(tmp_path: Path) -> None:
+    path, _ = _file(tmp_path, 4096)
+    hasher = PrefixHasher(path)
+    with pytest.raises(OSError, match="ended at byte 4096, not 8192"):
+        await hasher.finish(8192)
+
+
+async def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
+    hasher = PrefixHasher(tmp_path / "gone")
+    with pytest.raises(FileNotFoundError):
+        await hasher.finish(10)
+
+
+async def test_close_waits_for_the_read_in_flight(tmp_path: Path) -> None:
+    size = 8 * READ_BLOCK
+    path, data = _file(tmp_path, size)
+    hasher = PrefixHasher(path)
+    hasher.advance(size)
+    await asyncio.sleep(0)
+    await hasher.close()  # whatever it had read is consistent: finishing resumes from there
+    assert 0 <= hasher.hashed <= size
+    assert (await hasher.finish(size)).sha256 == hashlib.sha256(data).hexdigest()
