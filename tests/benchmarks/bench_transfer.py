@@ -235,7 +235,12 @@ async def _drive(spec: dict[str, Any]) -> int:
     try:
         async with events.subscribe() as stream:
             await engine.start()
-            _emit("ready", cpu_s=_cpu_self(), rss_bytes=_status_bytes("VmRSS"))
+            _emit(
+                "ready",
+                cpu_s=_cpu_self(),
+                rss_bytes=_status_bytes("VmRSS"),
+                threads=_thread_cpu(),
+            )
             started = time.monotonic()
             pending: set[int] = set()
             for item_id in items:
@@ -712,9 +717,12 @@ class Bench:
             _check(path, src.sha256, f"pooldaemon {src.name}")
         self._done(out)
         startup = driver.events["ready"]["cpu_s"]
+        ready_threads = driver.events["ready"]["threads"]
         bytes_threads, all_threads = done["threads_transfer"], done["threads_done"]
         threads = ", ".join(
-            f"{kind} {bytes_threads.get(kind, 0.0):.2f}+{cpu - bytes_threads.get(kind, 0.0):.2f}"
+            f"{kind} {ready_threads.get(kind, 0.0):.2f}"
+            f"+{bytes_threads.get(kind, 0.0) - ready_threads.get(kind, 0.0):.2f}"
+            f"+{cpu - bytes_threads.get(kind, 0.0):.2f}"
             for kind, cpu in sorted(all_threads.items())
         )
         return Result(
