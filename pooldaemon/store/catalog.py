@@ -2,9 +2,9 @@
 
 Each page is one transaction (RELIABILITY T2: pages already applied stay committed). A track that
 did not change is not written at all: a full pass notes the ids it saw in a TEMP table, so a
-re-sync of an unchanged catalog only reads, and the FTS index changes only with artist, title or
-editor. This module is the only writer of `tracks` and fills `tracks_fts` for new rows itself
-(schema migration 5).
+re-sync of an unchanged catalog only reads. This module is the only writer of `tracks` and fills
+`tracks_fts` for new rows itself (schema migration 5); the word index also holds each track's
+filter values as words (migration 8), so searches count their matches inside FTS5.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import string
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from typing import Any, Literal
 from pooldaemon.log import get_logger
 from pooldaemon.models import QueueItem, Track
 from pooldaemon.store.db import Store
-from pooldaemon.store.schema import BULK_INDEXES, COUNT_INDEXES, SEARCH_INDEXES
+from pooldaemon.store.schema import BULK_INDEXES, SEARCH_INDEXES
 
 log = get_logger(__name__)
 
@@ -41,8 +43,6 @@ _DATA_COLS = (
     "date",
     "source",
 )
-_TEXT_COLS = ("artist", "title", "editor")
-_NON_TEXT = tuple(c for c in _DATA_COLS if c not in _TEXT_COLS)
 _ROW_COLS = (*_DATA_COLS, "downloaded")
 # One page, staged in a TEMP table so every later step is one set-based statement.
 _STAGE_TABLE = (
@@ -95,28 +95,21 @@ _INSERT_RAW = (
 # The page's tracks that changed (or come back after being removed), found from the page:
 # CROSS JOIN keeps it the outer loop, or SQLite walks every track of the pool for each page.
 _CHANGED_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS page_changed "
-    "(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, text_differs INTEGER NOT NULL)"
+    "CREATE TEMP TABLE IF NOT EXISTS page_changed (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL)"
 )
 _CHANGED = (
-    "INSERT INTO temp.page_changed (rowid, id, text_differs) "
-    "SELECT t.rowid, t.id, (t.artist IS NOT q.artist OR t.title IS NOT q.title "
-    "OR t.editor IS NOT q.editor) FROM temp.page_in q CROSS JOIN tracks t "
+    "INSERT INTO temp.page_changed (rowid, id) "
+    "SELECT t.rowid, t.id FROM temp.page_in q CROSS JOIN tracks t "
     "ON t.pool = ? AND t.id = q.id LEFT JOIN tracks_raw r ON r.rowid = t.rowid "
     "WHERE r.raw IS NOT q.raw OR t.removed = 1"
 )
 # Updated rows keep `first_seen`, and a `downloaded` flag once set stays set (ours or the pool's).
+# The FTS trigger re-indexes them: their words or filter values may have changed.
 _KEEP = "downloaded = CASE WHEN tracks.downloaded = 1 THEN 1 ELSE p.downloaded END"
-_UPDATE_ALL = (
+_UPDATE = (
     f"UPDATE tracks SET {', '.join(f'{c} = p.{c}' for c in _DATA_COLS)}, {_KEEP}, "
     "removed = 0, last_seen = ? FROM temp.page_changed c, temp.page_in p "
-    "WHERE tracks.rowid = c.rowid AND c.text_differs AND p.id = c.id"
-)
-# The same without the FTS columns: the FTS trigger fires on "UPDATE OF artist, title, editor".
-_UPDATE_DATA = (
-    f"UPDATE tracks SET {', '.join(f'{c} = p.{c}' for c in _NON_TEXT)}, {_KEEP}, "
-    "removed = 0, last_seen = ? FROM temp.page_changed c, temp.page_in p "
-    "WHERE tracks.rowid = c.rowid AND NOT c.text_differs AND p.id = c.id"
+    "WHERE tracks.rowid = c.rowid AND p.id = c.id"
 )
 _UPDATE_RAW = (
     "INSERT OR REPLACE INTO tracks_raw (rowid, raw) SELECT c.rowid, p.raw "
@@ -125,8 +118,8 @@ _UPDATE_RAW = (
 # New rows get their FTS entries in one statement per page: several times faster than the
 # per-row trigger it replaces (schema migration 5).
 _FTS_NEW = (
-    "INSERT INTO tracks_fts (rowid, artist, title, editor) "
-    "SELECT rowid, artist, title, editor FROM tracks WHERE rowid > ?"
+    "INSERT INTO tracks_fts (rowid, artist, title, editor, facets) "
+    "SELECT rowid, artist, title, editor, facets FROM tracks WHERE rowid > ?"
 )
 _PASS_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS pass_seen "
@@ -251,8 +244,7 @@ async def apply_page(
         async with db.execute(_CHANGED, (pool,)) as cur:
             updated = max(cur.rowcount, 0)
         if updated:
-            await db.execute(_UPDATE_ALL, (seen_at,))
-            await db.execute(_UPDATE_DATA, (seen_at,))
+            await db.execute(_UPDATE, (seen_at,))
             await db.execute(_UPDATE_RAW)
         async with db.execute("SELECT COALESCE(MAX(rowid), 0) FROM tracks") as cur:
             top = await cur.fetchone()
@@ -327,6 +319,7 @@ async def bulk_load(store: Store) -> AsyncIterator[None]:
     row = await store.fetchone("PRAGMA cache_size")
     cache = int(row[0])
     await store.fetchone(f"PRAGMA cache_size = -{_BULK_CACHE_KIB}")
+    _WORDS_READY[store] = False  # searches meanwhile count through the tables
     try:
         try:
             async with store.transaction() as db:
@@ -358,7 +351,7 @@ async def any_tracks(store: Store) -> bool:
 async def ensure_search_indexes(store: Store) -> None:
     """Build any search index that is missing (after a bulk load, or one cut short by a crash)."""
     async with store.transaction() as db:
-        for name, spec in (*SEARCH_INDEXES.items(), *COUNT_INDEXES.items()):
+        for name, spec in SEARCH_INDEXES.items():
             await db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}")
 
 
@@ -399,6 +392,19 @@ async def rebuild_words(store: Store) -> None:
     its rows page by page."""
     async with store.transaction() as db:
         await db.execute("INSERT INTO tracks_fts (tracks_fts) VALUES ('rebuild')")
+    _WORDS_READY[store] = True
+
+
+#: Per store: whether the word index holds every track (so searches may count with it).
+#: Unknown until asked once; a bulk load sets it False until its rebuild is done.
+_WORDS_READY: weakref.WeakKeyDictionary[Store, bool] = weakref.WeakKeyDictionary()
+
+
+async def _words_ready(store: Store) -> bool:
+    ready = _WORDS_READY.get(store)
+    if ready is None:
+        ready = _WORDS_READY[store] = await words_complete(store)
+    return ready
 
 
 async def tracks_count(store: Store, pool: str) -> int:
@@ -632,12 +638,65 @@ def _number(column: str, spec: NumberFilter, where: list[str], params: list[Any]
 
 
 def match_expression(terms: Sequence[str]) -> str:
-    """An FTS5 query in which every term must match as a prefix: `"term"* "term"*`.
+    """An FTS5 query in which every term must match a word of artist, title or editor as a
+    prefix: `{artist title editor} : ("term"* "term"*)` (never the filter words, migration 8).
 
     Terms hold only letters and digits (pooldaemon.search strips the rest) and each is quoted
     as well, so no user text is ever read as FTS5 syntax.
     """
-    return " ".join('"' + term.replace('"', '""') + '"*' for term in terms)
+    words = " ".join('"' + term.replace('"', '""') + '"*' for term in terms)
+    return f"{{artist title editor}} : ({words})"
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+#: A bpm or year range wider than this is checked on the rows instead of as one word per value.
+_MAX_FACET_VALUES = 64
+
+
+def _facet(kind: str, value: str, *, fold: bool = True) -> str:
+    """A filter value as the word schema migration 8 indexes (SQLite's `lower` folds ASCII
+    only, as NOCASE does: so must we)."""
+    text = value.translate(_ASCII_LOWER) if fold else value
+    return f"qq{kind}{text.encode().hex()}"
+
+
+def _facet_terms(query: CatalogQuery) -> tuple[list[str], bool]:
+    """The query's filters as FTS5 terms on the `facets` column, and whether they are all
+    of them (False: a wide bpm/year range is left to the SQL filters)."""
+    groups: list[list[str]] = []
+    complete = True
+    groups.append([_facet("p", pool, fold=False) for pool in query.pools])
+    groups.append([_facet("g", genre) for genre in query.genres])
+    groups.append([_facet("m", mix) for mix in query.mixes])
+    groups.append([_facet("a", advisory) for advisory in query.advisories])
+    for kind, spec in (("b", query.bpm), ("y", query.year)):
+        if spec is None:
+            continue
+        if spec.values:
+            values: Sequence[int] = spec.values
+        elif spec.low is not None and spec.high is not None:
+            values = range(spec.low, spec.high + 1)
+        else:
+            values = ()
+        if not values or len(values) > _MAX_FACET_VALUES or min(values) < 0:
+            complete = False
+            continue
+        groups.append([f"qq{kind}{value}" for value in values])
+    if query.media == "audio":
+        groups.append(["qqu"])
+    elif query.media == "video":
+        groups.append(["qqv"])
+    terms = [f"facets : ({' OR '.join(group)})" for group in groups if group]
+    return terms, complete
+
+
+def _match(words: str | None, facets: Sequence[str]) -> str | None:
+    """Words and filter terms in one FTS5 query over live tracks; None when it has no
+    positive term (FTS5 cannot answer a bare NOT)."""
+    parts = ([words] if words else []) + list(facets)
+    if not parts:
+        return None
+    return f"({' AND '.join(parts)}) NOT facets : qqr"
 
 
 def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
@@ -703,11 +762,28 @@ async def search(store: Store, query: CatalogQuery) -> dict[str, Any]:
 
 async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str, Any]:
     where, params = _filters(query)
+    # The filters as words of the word index (migration 8), unless it cannot answer: removed
+    # tracks asked for too, or a bulk load has not built it yet.
+    facets: list[str] | None = None
+    complete = False
+    if hints and not query.include_removed and await _words_ready(store):
+        facets, complete = _facet_terms(query)
     if query.terms:
-        return await _search_words(store, query, where, params)
+        return await _search_words(store, query, where, params, facets, complete)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     index = _driving_index(query) if hints else None
-    total = await _count(store, query, clause, params, index)
+    match = _match(None, facets) if facets is not None and complete else None
+    others = (query.genres, query.mixes, query.bpm, query.year, query.advisories, query.media)
+    if query.pools and not any(others):
+        match = None  # pools alone: a range of the (pool, id) index is cheaper to count
+    if match is not None:
+        # FTS5 merges the filters' doclists in C: no row is read to count (issue 3).
+        row = await store.fetchone(
+            "SELECT COUNT(*) FROM tracks_fts WHERE tracks_fts MATCH ?", (match,)
+        )
+        total = int(row[0])
+    else:
+        total = await _count(store, query, clause, params, index)
     items: list[dict[str, Any]] = []
     if total > query.offset:
         if index is not None and total > _SORT_LIMIT:
@@ -720,55 +796,58 @@ async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str
 async def _count(
     store: Store, query: CatalogQuery, clause: str, params: list[Any], index: str | None
 ) -> int:
-    if index == "tracks_live" and not any(
-        (query.advisories, query.media, query.pools, query.include_removed)
-    ):
-        # Nothing to filter: SQLite counts a table from its smallest index without reading
-        # rows, and the removed ones are a short range of `tracks_live`.
-        row = await store.fetchone(
-            "SELECT (SELECT COUNT(*) FROM tracks) - "
-            "(SELECT COUNT(*) FROM tracks INDEXED BY tracks_live WHERE removed = 1)"
-        )
+    """Count through the tables (the word index cannot answer this query)."""
+    if index == "tracks_live" and not any((query.advisories, query.media, query.include_removed)):
+        # Nothing but pools to filter: SQLite counts a table (or a pool's range of the
+        # (pool, id) index) without reading rows, and the removed ones are a short range of
+        # `tracks_live`.
+        every = "SELECT COUNT(*) FROM tracks"
+        removed = "SELECT COUNT(*) FROM tracks INDEXED BY tracks_live WHERE removed = 1"
+        if query.pools:
+            in_pools = f"pool IN ({','.join('?' * len(query.pools))})"
+            every, removed = f"{every} WHERE {in_pools}", f"{removed} AND {in_pools}"
+        row = await store.fetchone(f"SELECT ({every}) - ({removed})", [*query.pools] * 2)
         return int(row[0])
-    if index == "tracks_live":
-        # Only advisory, media and pool filters: a narrow index holding them counts the
-        # matches several times faster than the wide date-ordered one (schema migration 7).
-        if query.media:
-            index = "tracks_count_media"
-        elif query.advisories:
-            index = "tracks_count_advisory"
-        elif query.pools:
-            index = "tracks_count_pool"
     hint = f" INDEXED BY {index}" if index else ""
     row = await store.fetchone(f"SELECT COUNT(*) FROM tracks t{hint}{clause}", params)
     return int(row[0])
 
 
 async def _search_words(
-    store: Store, query: CatalogQuery, where: list[str], params: list[Any]
+    store: Store,
+    query: CatalogQuery,
+    where: list[str],
+    params: list[Any],
+    facets: list[str] | None,
+    complete: bool,
 ) -> dict[str, Any]:
     """Words first: how many tracks match them decides how the rest is found.
 
-    FTS5 counts its matches almost for free, and reading a matching row costs a lookup. With
-    many matches that pass the filters, walking the date-ordered `tracks_live` and probing the
-    match set fills a page after a few rows; with few, reading the matches and sorting them is
-    cheaper. The costs below are microseconds per row, measured on a 174,420-track mirror.
+    With `facets` the filters are words too and FTS5 finds (and counts) the tracks matching
+    everything itself; `complete` says the SQL filters have nothing left to remove. Reading a
+    matching row costs a lookup: with many matches, walking the date-ordered `tracks_live`
+    and probing the match set fills a page after a few rows; with few, reading the matches
+    and sorting them is cheaper. The costs below are microseconds per row, measured on a
+    174,420-track mirror.
     """
     words = match_expression(query.terms)
+    match = words if facets is None else _match(words, facets)
     hits = "SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?"
-    row = await store.fetchone(f"SELECT COUNT(*) FROM ({hits})", (words,))
+    row = await store.fetchone(f"SELECT COUNT(*) FROM ({hits})", (match,))
     matches = int(row[0])
     if matches == 0:
         return {"total": 0, "items": []}
     direct = "tracks_fts CROSS JOIN tracks t ON t.rowid = tracks_fts.rowid"
     direct_clause = " WHERE " + " AND ".join(["tracks_fts MATCH ?", *where])
-    direct_args = [words, *params]
-    if where == ["t.removed = 0"]:
+    direct_args = [match, *params]
+    if facets is not None and complete:
+        total = matches  # live tracks matching the words and every filter
+    elif facets is None and where == ["t.removed = 0"]:
         # Only the words: every match counts but the few removed ones.
         row = await store.fetchone(
             f"SELECT COUNT(*) FROM tracks t INDEXED BY tracks_live "
             f"WHERE t.removed = 1 AND t.rowid IN ({hits})",
-            (words,),
+            (match,),
         )
         total = matches - int(row[0])
     else:
@@ -779,13 +858,14 @@ async def _search_words(
     if query.include_removed:
         probe = False  # tracks_live cannot be walked in date order across both states
     else:
-        row = await store.fetchone("SELECT COUNT(*) FROM tracks")
+        # The table's size only steers the estimate: its highest rowid is free, a count is not.
+        row = await store.fetchone("SELECT COALESCE(MAX(rowid), 0) FROM tracks")
         scanned = (query.offset + query.limit) * int(row[0]) / total
         probe = (0.3 * matches + 0.6 * scanned) * _PROBE_BIAS < 0.65 * matches
     if probe:
         clause = " WHERE " + " AND ".join([*where, f"t.rowid IN ({hits})"])
         sql = f"SELECT t.rowid FROM tracks t INDEXED BY tracks_live{clause}"
-        args = [*params, words]
+        args = [*params, match]
     else:
         sql, args = f"SELECT t.rowid FROM {direct}{direct_clause}", direct_args
     return {"total": total, "items": await _page_of(store, sql, args, query)}
