@@ -769,8 +769,12 @@ class Engine:
         sha: str,
     ) -> None:
         calls = adapter.after_download(plan)
-        job = await store_library.record_download(
-            self.store, job_id, path=str(dest), size=size, sha256=sha, calls=calls
+        # Once begun, "done" is committed even if a stop arrives meanwhile (milliseconds):
+        # readers on the shared connection may already have seen it inside the transaction.
+        job = await uncancelled(
+            store_library.record_download(
+                self.store, job_id, path=str(dest), size=size, sha256=sha, calls=calls
+            )
         )
         # The work area goes before anyone hears "done", and a stop arriving right after the
         # commit still lets it go (it takes milliseconds); only a crash in between leaves a
