@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pooldaemon.store.db import uncancelled
 
@@ -96,19 +97,37 @@ class PrefixHasher:
     def _feed(self, start: int, end: int) -> None:
         """Thread: feed bytes [start, end) of the file to the hashes."""
         try:
-            with open(self.path, "rb", buffering=0) as fh:
-                fh.seek(start)
-                buf = bytearray(min(READ_BLOCK, end - start))
-                view = memoryview(buf)
-                offset = start
-                while offset < end:
-                    n = fh.readinto(view[: min(len(buf), end - offset)])
-                    if not n:
-                        raise OSError(f"{self.path.name}: ended at byte {offset}, not {end}")
-                    self._sha.update(view[:n])
-                    if self._md5 is not None:
-                        self._md5.update(view[:n])
-                    offset += n
-                    self._hashed = offset
+            offset = _feed(self.path, start, end, [self._sha, *([self._md5] if self._md5 else [])])
         except OSError as err:
             self._error = err
+            return
+        if offset != end:
+            self._error = OSError(f"{self.path.name}: ended at byte {offset}, not {end}")
+        self._hashed = offset
+
+
+def file_digests(path: Path, *, md5: bool = False) -> Digests:
+    """A whole file's checksums, read in blocks (blocking: call it in a thread)."""
+    sha = hashlib.sha256()
+    other = hashlib.md5(usedforsecurity=False) if md5 else None
+    size = _feed(path, 0, None, [sha, *([other] if other else [])])
+    return Digests(sha.hexdigest(), other.hexdigest() if other else None, size)
+
+
+def _feed(path: Path, start: int, end: int | None, hashes: list[Any]) -> int:
+    """Feed bytes [start, end) of `path` (to its end when `end` is None) to every hash;
+    returns the offset reached (short of `end` when the file is)."""
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(start)
+        buf = bytearray(READ_BLOCK if end is None else min(READ_BLOCK, max(end - start, 1)))
+        view = memoryview(buf)
+        offset = start
+        while end is None or offset < end:
+            want = len(buf) if end is None else min(len(buf), end - offset)
+            n = fh.readinto(view[:want])
+            if not n:
+                break
+            for digest in hashes:
+                digest.update(view[:n])
+            offset += n
+    return offset

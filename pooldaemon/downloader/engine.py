@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from pooldaemon.downloader import tags
-from pooldaemon.downloader.digest import Digests
+from pooldaemon.downloader.digest import Digests, file_digests
 from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.downloader.paths import (
     PathEscape,
@@ -75,7 +75,6 @@ log = get_logger(__name__)
 Clock = Callable[[], float]
 
 WORK_AREA = ".pooldaemon"
-_HASH_BLOCK = 1 << 20
 _JOB_DIR = re.compile(r"^job-(\d+)$")
 #: Errors that no retry will fix: the job fails at once.
 #: How often a job of a blocked pool looks again whether the block was lifted (no network).
@@ -943,29 +942,9 @@ def _planned_total(plan: DownloadPlan) -> int | None:
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 (hex) and size of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(_HASH_BLOCK)
-        view = memoryview(buf)
-        while n := fh.readinto(buf):
-            digest.update(view[:n])
-            size += n
-    return digest.hexdigest(), size
-
-
-def _hashes(path: Path) -> tuple[str, str, int]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    size = 0
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(_HASH_BLOCK)
-        view = memoryview(buf)
-        while n := fh.readinto(buf):
-            sha.update(view[:n])
-            md5.update(view[:n])
-            size += n
-    return sha.hexdigest(), md5.hexdigest(), size
+    """SHA-256 (hex) and size of a file."""
+    digests = file_digests(path)
+    return digests.sha256, digests.size
 
 
 def _check_checksum(path: Path, part: PlanPart, known: Digests | None, size: int) -> str | None:
@@ -973,17 +952,15 @@ def _check_checksum(path: Path, part: PlanPart, known: Digests | None, size: int
 
     `known` holds the hashes taken while the part downloaded; the file is read again only
     when they are missing or do not cover it."""
-    if known is not None and known.size == size and (known.md5 is not None or not part.md5):
-        sha, md5 = known.sha256, known.md5 or ""
-    elif not part.sha256 and not part.md5:
-        return None
-    else:
-        sha, md5, _ = _hashes(path)
-    if part.sha256 and part.sha256.lower() != sha:
-        raise IntegrityError(f"part {part.key}: SHA-256 {sha} does not match the pool's")
-    if part.md5 and part.md5.lower() != md5:
-        raise IntegrityError(f"part {part.key}: MD5 {md5} does not match the pool's")
-    return sha
+    if known is None or known.size != size or (part.md5 and known.md5 is None):
+        if not part.sha256 and not part.md5:
+            return None
+        known = file_digests(path, md5=bool(part.md5))
+    if part.sha256 and part.sha256.lower() != known.sha256:
+        raise IntegrityError(f"part {part.key}: SHA-256 {known.sha256} does not match the pool's")
+    if part.md5 and part.md5.lower() != known.md5:
+        raise IntegrityError(f"part {part.key}: MD5 {known.md5} does not match the pool's")
+    return known.sha256
 
 
 def _verify_media(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pooldaemon.downloader.digest import READ_BLOCK, PrefixHasher
+from pooldaemon.downloader.digest import READ_BLOCK, Digests, PrefixHasher, file_digests
 
 
 def _file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
@@ -74,3 +74,16 @@ async def test_close_waits_for_the_read_in_flight(tmp_path: Path) -> None:
     await hasher.close()  # whatever it had read is consistent: finishing resumes from there
     assert 0 <= hasher.hashed <= size
     assert (await hasher.finish(size)).sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_whole_files_are_hashed_with_the_same_reader(tmp_path: Path) -> None:
+    path, data = _file(tmp_path, 2 * READ_BLOCK + 3)
+    found = file_digests(path, md5=True)
+    assert (found.sha256, found.md5, found.size) == (
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data).hexdigest(),
+        len(data),
+    )
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert file_digests(empty) == Digests(hashlib.sha256(b"").hexdigest(), None, 0)
