@@ -773,9 +773,6 @@ async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     index = _driving_index(query) if hints else None
     match = _match(None, facets) if facets is not None and complete else None
-    others = (query.genres, query.mixes, query.bpm, query.year, query.advisories, query.media)
-    if query.pools and not any(others):
-        match = None  # pools alone: a range of the (pool, id) index is cheaper to count
     if match is not None:
         # FTS5 merges the filters' doclists in C: no row is read to count (issue 3).
         row = await store.fetchone(
