@@ -797,6 +797,13 @@ async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str
     return {"total": total, "items": items}
 
 
+async def _size_estimate(store: Store) -> int:
+    """About how many tracks there are, for choosing a plan: the highest rowid is free to
+    read, a count is not."""
+    row = await store.fetchone("SELECT COALESCE(MAX(rowid), 0) FROM tracks")
+    return int(row[0])
+
+
 #: The rowids of a JSON array, as a query `_page_of` can order.
 _IDS = "SELECT t.rowid FROM tracks t WHERE t.rowid IN (SELECT value FROM json_each(?))"
 #: How much longer than its estimate a walk may go before the sort is cheaper after all.
@@ -818,8 +825,7 @@ async def _walk_newest(
     if not where or where[0] != "t.removed = 0":
         return None
     need = query.offset + query.limit
-    row = await store.fetchone("SELECT COALESCE(MAX(rowid), 0) FROM tracks")
-    bound = int(need * int(row[0]) / total * _WALK_SLACK)
+    bound = int(need * await _size_estimate(store) / total * _WALK_SLACK)
     if bound >= total:
         return None  # the sort reads fewer entries than the walk might
     edge = (
@@ -901,9 +907,7 @@ async def _search_words(
     if query.include_removed:
         probe = False  # tracks_live cannot be walked in date order across both states
     else:
-        # The table's size only steers the estimate: its highest rowid is free, a count is not.
-        row = await store.fetchone("SELECT COALESCE(MAX(rowid), 0) FROM tracks")
-        scanned = (query.offset + query.limit) * int(row[0]) / total
+        scanned = (query.offset + query.limit) * await _size_estimate(store) / total
         probe = (0.3 * matches + 0.6 * scanned) * _PROBE_BIAS < 0.65 * matches
     if probe:
         clause = " WHERE " + " AND ".join([*where, f"t.rowid IN ({hits})"])
