@@ -85,6 +85,30 @@ async def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> Non
         await store.close()
 
 
+async def test_work_run_in_sqlites_thread_commits_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    try:
+
+        def add(db: sqlite3.Connection, name: str) -> int:
+            db.execute("INSERT INTO pools (name, type) VALUES (?, 'crateq')", (name,))
+            return int(db.execute("SELECT COUNT(*) FROM pools").fetchone()[0])
+
+        assert await store.run_in_transaction(lambda db: add(db, "whole")) == 1
+
+        def half(db: sqlite3.Connection) -> None:
+            add(db, "half")
+            db.execute("INSERT INTO pools (name, type) VALUES ('whole', 'crateq')")  # duplicate
+
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.run_in_transaction(half)
+        assert set(await store_pools.pool_rows(store)) == {"whole"}
+        # No transaction is left open: the next writer of either kind goes through.
+        await store_pools.ensure_pools(store, {"after": "crateq"})
+        assert await store.run_in_transaction(lambda db: add(db, "last")) == 3
+    finally:
+        await store.close()
+
+
 async def test_illegal_job_transitions_are_refused(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "state.db")
     try:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import defusedxml.ElementTree as SafeET
+import orjson
 from defusedxml import DefusedXmlException
 
 from pooldaemon.errors import (
@@ -347,11 +348,43 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _loads_fast(text: str) -> Any:
+    """orjson's parse when it is certainly what the strict `json` parse would give, else
+    `_UNSURE` (and `loads_strict` parses again with `json`, which then decides).
+
+    orjson (~3x faster: a 174,420-record catalog is 175 pages of ~0.5 MB) rejects NaN,
+    Infinity and overflowing floats itself, but differs from `json` in two ways, both seen
+    in its own output:
+    - it keeps the last of duplicate keys. A dropped member takes at least its own `:` with
+      it, and every other `:` of the text survives a round trip as a `:` (strings keep
+      theirs) unless it was written as an escape: with no `\\u003a` in the text, equal
+      counts prove no key repeated;
+    - it reads an integer past 64 bits as a float, which it writes as `1.8e+19`: with no
+      `e+` in its output, there was none.
+    """
+    if "\\u003" in text:
+        return _UNSURE
+    try:
+        value = orjson.loads(text)
+        again = orjson.dumps(value)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return _UNSURE
+    if again.count(b":") != text.count(":") or b"e+" in again:
+        return _UNSURE
+    return value
+
+
+_UNSURE = object()
+
+
 def loads_strict(text: str, where: str) -> Any:
     """Strict JSON: no NaN/Infinity, no duplicate keys, no overflowing floats (RELIABILITY M3).
 
     Errors name the place, the offset and a short snippet with secrets removed (RELIABILITY M1).
     """
+    value = _loads_fast(text)
+    if value is not _UNSURE:
+        return value
     try:
         return json.loads(
             text,

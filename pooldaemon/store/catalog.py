@@ -14,10 +14,12 @@ import os
 import sqlite3
 import string
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from pooldaemon.log import get_logger
 from pooldaemon.models import QueueItem, Track
@@ -51,6 +53,8 @@ _STAGE_TABLE = (
 )
 #: Rows per multi-row statement: 18 parameters each stays well under SQLite's 32,766.
 _STAGE_ROWS = 500
+#: Rows per statement of a bulk load: a 1,000-record page in one (21,000 parameters).
+_BULK_ROWS = 1000
 
 
 def _values(rows: int, width: int) -> str:
@@ -79,7 +83,7 @@ def _bulk_raw_sql(rows: int) -> str:
     return (
         "INSERT OR IGNORE INTO tracks_raw (rowid, raw) SELECT t.rowid, v.column2 "
         f"FROM (VALUES {_values(rows, 2)}) v CROSS JOIN tracks t "
-        "ON t.pool = ? AND t.id = v.column1 WHERE t.rowid > ?"
+        "ON t.pool = ? AND t.id = v.column1"
     )
 
 
@@ -129,26 +133,22 @@ _PASS_SEEN = "INSERT OR IGNORE INTO temp.pass_seen (pool, id) VALUES (?, ?)"
 _PASS_PAGE = "INSERT OR IGNORE INTO temp.pass_seen (pool, id) SELECT ?, id FROM temp.page_in"
 
 
-def _encoder() -> Callable[[Any], str]:
-    """Compact JSON text of a record's `raw`, exactly as `json.dumps` would write it."""
-    slow = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return slow
-    # The C encoder made once, not per call as JSONEncoder.encode does: a quarter less time
-    # per record on a 174,420-record sync. `raw` comes from parsed JSON, so it cannot be
-    # circular (no markers) and always encodes (`default` is never called).
-    refuse = json.JSONEncoder().default  # raises TypeError, as json.dumps does
-    chunks = make(None, refuse, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-    join = "".join
-
-    def encode(value: Any) -> str:
-        return join(chunks(value, 0))
-
-    return encode
+_JSON_TEXT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-_ENCODE = _encoder()
+def _raw_text(raw: dict[str, Any]) -> str:
+    """Compact JSON text of a record's `raw`, the same for the same record on every sync (the
+    stored text is how a page tells changed records from unchanged ones).
+
+    orjson writes it ~6x faster than `json` (a 174,420-record sync spent ~1.1 s here); `json`
+    writes only what orjson refuses, and that depends on the record alone: integers past 64
+    bits, lone surrogates.
+    """
+    try:
+        return orjson.dumps(raw).decode()
+    except orjson.JSONEncodeError:
+        return _JSON_TEXT(raw)
+
 
 TRACK_COLUMNS = (
     "pool",
@@ -228,7 +228,7 @@ async def apply_page(
     """
     if not tracks:
         return PageResult()
-    rows = [(t.id, *_data(t), _flag(t.downloaded), _ENCODE(t.raw)) for t in tracks]
+    rows = [(t.id, *_data(t), _flag(t.downloaded), _raw_text(t.raw)) for t in tracks]
     if bulk:
         return await _bulk_page(store, pool, rows, seen_at)
     async with store.transaction() as db:
@@ -359,23 +359,26 @@ async def _bulk_page(
     store: Store, pool: str, rows: list[tuple[Any, ...]], seen_at: float
 ) -> PageResult:
     """A page of a bulk load: inserted as it is (a repeated id keeps its first row)."""
-    added = 0
-    async with store.transaction() as db:
-        async with db.execute("SELECT COALESCE(MAX(rowid), 0) FROM tracks") as cur:
-            top = await cur.fetchone()
-        newest = top[0] if top else 0
-        for start in range(0, len(rows), _STAGE_ROWS):
-            chunk = rows[start : start + _STAGE_ROWS]
-            async with db.execute(
+    statements = []
+    for start in range(0, len(rows), _BULK_ROWS):
+        chunk = rows[start : start + _BULK_ROWS]
+        statements.append(
+            (
                 _bulk_sql(len(chunk)),
                 [v for row in chunk for v in (pool, *row[:-1], seen_at, seen_at)],
-            ) as cur:
-                added += max(cur.rowcount, 0)
-            await db.execute(
                 _bulk_raw_sql(len(chunk)),
-                [*(v for row in chunk for v in (row[0], row[-1])), pool, newest],
+                [*(v for row in chunk for v in (row[0], row[-1])), pool],
             )
-    return PageResult(added=added)
+        )
+
+    def write(db: sqlite3.Connection) -> int:
+        added = 0
+        for tracks_sql, tracks_args, raw_sql, raw_args in statements:
+            added += max(db.execute(tracks_sql, tracks_args).rowcount, 0)
+            db.execute(raw_sql, raw_args)
+        return added
+
+    return PageResult(added=await store.run_in_transaction(write))
 
 
 async def words_complete(store: Store) -> bool:
@@ -387,10 +390,18 @@ async def words_complete(store: Store) -> bool:
     return bool(row[0])
 
 
+#: How many bytes of terms FTS5 gathers in memory before it writes them out as a segment
+#: (default 1 MiB). A rebuild of 174,420 tracks writes ~40 MB of index: in 16 MiB pieces
+#: it merges far fewer segments, 2.2-3.0 → 1.3-1.9 s. Small transactions never fill it, so
+#: only a rebuild uses more memory, and gives it back when it commits.
+_FTS_HASHSIZE = "INSERT INTO tracks_fts (tracks_fts, rank) VALUES ('hashsize', 16777216)"
+
+
 async def rebuild_words(store: Store) -> None:
     """Build the FTS index from `tracks` in one go: after a bulk load, much cheaper than adding
     its rows page by page."""
     async with store.transaction() as db:
+        await db.execute(_FTS_HASHSIZE)
         await db.execute("INSERT INTO tracks_fts (tracks_fts) VALUES ('rebuild')")
     _WORDS_READY[store] = True
 

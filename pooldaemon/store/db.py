@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from pooldaemon.errors import PoolDaemonError
 from pooldaemon.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
 
 
 async def uncancelled(statement: Awaitable[Any]) -> Any:
@@ -127,6 +130,34 @@ class Store:
                 await uncancelled(self._conn.execute("ROLLBACK"))
                 raise
             await uncancelled(self._conn.execute("COMMIT"))
+
+    async def run_in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` inside BEGIN IMMEDIATE … COMMIT, run whole in SQLite's thread.
+
+        For a batch of statements that must not wait on the event loop between them: every
+        awaited statement costs two hand-overs between threads, and while the loop parses the
+        next catalog page each hand-over waits for the GIL (up to its 5 ms switch interval).
+        A bulk load of 174,420 tracks, a page per call, went from 11.5 to 8.7 s (issue 3).
+        `work` runs in aiosqlite's thread: it must not touch anything the event loop uses.
+        """
+
+        def run() -> T:
+            db: sqlite3.Connection = self._conn._conn  # aiosqlite's own, in its own thread
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        async with self._lock:
+            # aiosqlite runs every call as a function on its thread's queue; it has no public
+            # name for queueing one of ours (tests/test_store.py fails loudly if that changes).
+            queued: Awaitable[T] = self._conn._execute(run)  # type: ignore[no-untyped-call]
+            return cast(T, await uncancelled(queued))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._conn.execute(sql, params) as cur:

@@ -255,6 +255,41 @@ def test_loads_strict_error_names_place_offset_and_redacted_snippet() -> None:
     assert "8cbf85588eb8d4b74ec6d44123fa0fe57693357c" not in message
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # A duplicate deep inside a page of otherwise clean records.
+        ('{"data":[' + '{"a":"x:y","b":1},' * 50 + '{"a":1,"b":2,"a":3}]}', "duplicate key 'a'"),
+        # An escaped colon must not hide the colon the duplicate took with it.
+        ('{"a":"\\u003a","b":1,"b":2}', "duplicate key 'b'"),
+        ('{"data":[{"bpm":1e400}]}', "out of range"),
+        ('{"data":[{"bpm":-Infinity}]}', "not a number JSON allows"),
+    ],
+)
+def test_strict_json_refuses_the_same_in_big_pages(text: str, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
+        loads_strict(text, "crateq: Content/Media")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"mediaId":18446744073709551616,"small":-9223372036854775809}',  # past 64 bits
+        '{"title":"Time\\u003a Remix","a:b":"c:d","e+":"1e+5","n":[1e+5,2.5e-3,-0.0]}',
+        '{"artist":"Ros\\u00e9 \\ud83c\\udfb5","nested":{"x":[{"y":null}]}}',
+        '["\\ud800"]',  # a lone surrogate: json keeps it
+        '{"a":1}',
+    ],
+)
+def test_strict_json_parses_exactly_as_pythons_json(text: str) -> None:
+    import json
+
+    parsed = loads_strict(text, "x")
+    expected = json.loads(text)
+    assert parsed == expected
+    assert json.dumps(parsed) == json.dumps(expected)  # ints stay ints, floats floats
+
+
 def test_repair_thousands_fixes_only_records_and_pages() -> None:
     text = '{"records":174,420,"message":"0-100","pages":1,745,"page":1,"data":[{"bpm":1,234}]}'
     fixed, changed = repair_thousands(text)
