@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 import shutil
+import sys
 import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -267,10 +268,12 @@ async def test_fifty_random_filter_combinations_match_the_truth(
 async def test_small_pages_found_by_walking_the_newest_tracks_are_exact(
     store: Store, truth: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A page of a filter-only query may come from a bounded walk in date order; whether it
-    finds enough or gives up for the sort, the page is the truth's, ties on a date included.
-    (A slack of 1 on this 2,000-track mirror makes both happen.)"""
+    """Where the word index cannot answer (here: not built yet), a page of a filter-only
+    query may come from a bounded walk in date order; whether it finds enough or gives up
+    for the sort, the page is the truth's, ties on a date included. (A slack of 1 on this
+    2,000-track mirror makes both happen.)"""
     monkeypatch.setattr(mirror, "_WALK_SLACK", 1.0)
+    monkeypatch.setitem(mirror._WORDS_READY, store, False)
     walks: list[bool] = []
     walk = mirror._walk_newest
 
@@ -291,6 +294,50 @@ async def test_small_pages_found_by_walking_the_newest_tracks_are_exact(
             page = [int(item["id"]) for item in got["items"]]
             assert page == want[offset : offset + limit], params
     assert any(walks) and not all(walks), walks  # both ends of the walk were exercised
+
+
+async def test_pages_read_off_the_date_ordered_word_index_are_exact_across_ties(
+    store: Store, truth: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The word index hands out matches by date (schema migration 9) and the page's last day
+    is sorted exactly: a day holding hundreds of tracks, undated tracks (last) and a date in
+    other digits (first, as text sorts it) page exactly like the truth, at every offset."""
+    records = list(truth.records())
+    busy = [r for r in records if r["genre"] in ("House", "Pop")][:300]
+    ids = [str(r["mediaId"]) for r in busy]
+    await store.execute(
+        f"UPDATE tracks SET date = '2024-05-17' WHERE id IN ({','.join('?' * len(ids))})", ids
+    )
+    # Within the day, the order of the tracks' ids is the reverse of their rowids' (which
+    # the word index's keys follow): the page's boundary must be sorted, not cut.
+    swap = dict(zip(ids, reversed(ids), strict=True))
+    monkeypatch.setattr(sys.modules[__name__], "_WORDS", {})  # its words are cached by id
+    await store.executemany(
+        "UPDATE tracks SET id = ? WHERE pool = 'crateq' AND id = ?", [(f"t{i}", i) for i in ids]
+    )
+    await store.executemany(
+        "UPDATE tracks SET id = ? WHERE pool = 'crateq' AND id = ?",
+        [(new, f"t{old}") for old, new in swap.items()],
+    )
+    records = [{**r, "mediaId": int(swap.get(str(r["mediaId"]), r["mediaId"]))} for r in records]
+    undated = [str(r["mediaId"]) for r in records[300:320]]
+    await store.execute(
+        f"UPDATE tracks SET date = NULL WHERE id IN ({','.join('?' * len(undated))})", undated
+    )
+    odd = str(records[400]["mediaId"])
+    await store.execute("UPDATE tracks SET date = '٢٠٢٤-٠١-٠١' WHERE id = ?", (odd,))
+    dates = dict.fromkeys(ids, "2024-05-17") | dict.fromkeys(undated, "") | {odd: "\uffff"}
+    changed = [{**r, "date": dates.get(str(r["mediaId"]), r["date"])} for r in records]
+    for params in ({"genre": "House,Pop"}, {"media": "audio"}, {"q": "a"}, {"bpm": "90-130"}):
+        want = expected(changed, params)
+        for limit in (7, 50):
+            seen: list[int] = []
+            for offset in range(0, len(want) + limit, limit):
+                page = {**params, "limit": str(limit), "offset": str(offset)}
+                got = await search(store, page)
+                assert got["total"] == len(want), params
+                seen += [int(item["id"]) for item in got["items"]]
+            assert seen == want, (params, limit)
 
 
 @pytest.mark.parametrize("mode", ["wide-ranges-on-rows", "word-index-not-ready"])

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import orjson
 
 HOW_TO_START = "Start it with `systemctl --user start pooldaemon` or `pooldaemon run`."
 
@@ -147,9 +148,12 @@ def _url(path: str) -> str:
 
 def _decode(raw: bytes, status: int) -> Any:
     try:
-        data = json.loads(raw) if raw else None
-    except ValueError:
-        data = None
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(raw)  # what orjson refuses and json reads (NaN)
+        except ValueError:
+            data = None
     if status >= 400:
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             error = data["error"]

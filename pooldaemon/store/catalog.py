@@ -123,8 +123,10 @@ _UPDATE_RAW = (
 # per-row trigger it replaces (schema migration 5).
 _FTS_NEW = (
     "INSERT INTO tracks_fts (rowid, artist, title, editor, facets) "
-    "SELECT rowid, artist, title, editor, facets FROM tracks WHERE rowid > ?"
+    "SELECT sortkey, artist, title, editor, facets FROM tracks WHERE rowid > ?"
 )
+#: Word index keys are `sortkey`s (schema migration 9): the track's rowid is their low 32 bits.
+_HITS = "SELECT rowid & 4294967295 FROM tracks_fts WHERE tracks_fts MATCH ?"
 _PASS_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS pass_seen "
     "(pool TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pool, id)) WITHOUT ROWID"
@@ -786,12 +788,8 @@ async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str
     match = _match(None, facets) if facets is not None and complete else None
     if match is not None:
         # FTS5 merges the filters' doclists in C: no row is read to count (issue 3).
-        row = await store.fetchone(
-            "SELECT COUNT(*) FROM tracks_fts WHERE tracks_fts MATCH ?", (match,)
-        )
-        total = int(row[0])
-    else:
-        total = await _count(store, query, clause, params, index)
+        return await _search_index(store, query, match)
+    total = await _count(store, query, clause, params, index)
     items: list[dict[str, Any]] = []
     if total > query.offset:
         walked = None
@@ -891,18 +889,21 @@ async def _search_words(
     174,420-track mirror.
     """
     words = match_expression(query.terms)
+    if facets is not None and complete:
+        # Live tracks matching the words and every filter: the word index answers alone.
+        match = _match(words, facets)
+        assert match is not None  # the words are a term of it
+        return await _search_index(store, query, match)
     match = words if facets is None else _match(words, facets)
-    hits = "SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?"
+    hits = _HITS
     row = await store.fetchone(f"SELECT COUNT(*) FROM ({hits})", (match,))
     matches = int(row[0])
     if matches == 0:
         return {"total": 0, "items": []}
-    direct = "tracks_fts CROSS JOIN tracks t ON t.rowid = tracks_fts.rowid"
+    direct = "tracks_fts CROSS JOIN tracks t ON t.rowid = (tracks_fts.rowid & 4294967295)"
     direct_clause = " WHERE " + " AND ".join(["tracks_fts MATCH ?", *where])
     direct_args = [match, *params]
-    if facets is not None and complete:
-        total = matches  # live tracks matching the words and every filter
-    elif facets is None and where == ["t.removed = 0"]:
+    if facets is None and where == ["t.removed = 0"]:
         # Only the words: every match counts but the few removed ones.
         row = await store.fetchone(
             f"SELECT COUNT(*) FROM tracks t INDEXED BY tracks_live "
@@ -927,6 +928,29 @@ async def _search_words(
     else:
         sql, args = f"SELECT t.rowid FROM {direct}{direct_clause}", direct_args
     return {"total": total, "items": await _page_of(store, sql, args, query)}
+
+
+async def _search_index(store: Store, query: CatalogQuery, match: str) -> dict[str, Any]:
+    """Count and page a query the word index answers alone (`match` says everything).
+
+    Its keys are in date order (schema migration 9), so FTS5 finds the key of the page's
+    last match by walking backwards from the newest and stopping there. Every match on that
+    day or later is then sorted exactly (within a day the order is the pool's id), a few
+    more rows than the page whatever the number of matches.
+    """
+    need = query.offset + query.limit
+    row = await store.fetchone(
+        "SELECT (SELECT COUNT(*) FROM tracks_fts WHERE tracks_fts MATCH ?1), "
+        "(SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?1 "
+        "ORDER BY rowid DESC LIMIT 1 OFFSET ?2)",
+        (match, need - 1),
+    )
+    total = int(row[0])
+    if total <= query.offset:
+        return {"total": total, "items": []}
+    day = 0 if row[1] is None else int(row[1]) >> 32  # fewer matches than `need`: all of them
+    sql = f"SELECT t.rowid FROM tracks t WHERE t.rowid IN ({_HITS} AND rowid >= ?)"
+    return {"total": total, "items": await _page_of(store, sql, (match, day << 32), query)}
 
 
 async def _page_of(
