@@ -123,7 +123,7 @@ _UPDATE_RAW = (
 # per-row trigger it replaces (schema migration 5).
 _FTS_NEW = (
     "INSERT INTO tracks_fts (rowid, artist, title, editor, facets) "
-    "SELECT sortkey, artist, title, editor, facets FROM tracks WHERE rowid > ?"
+    "SELECT sortkey, artist, title, editor, facets FROM tracks WHERE rowid > ? ORDER BY sortkey"
 )
 #: Word index keys are `sortkey`s (schema migration 9): the track's rowid is their low 32 bits.
 _HITS = "SELECT rowid & 4294967295 FROM tracks_fts WHERE tracks_fts MATCH ?"
@@ -233,32 +233,33 @@ async def apply_page(
     rows = [(t.id, *_data(t), _flag(t.downloaded), _raw_text(t.raw)) for t in tracks]
     if bulk:
         return await _bulk_page(store, pool, rows, seen_at)
-    async with store.transaction() as db:
-        await db.execute(_STAGE_TABLE)
-        await db.execute(_CHANGED_TABLE)
-        await db.execute("DELETE FROM temp.page_in")
-        await db.execute("DELETE FROM temp.page_changed")
-        for start in range(0, len(rows), _STAGE_ROWS):  # a repeated id: the last one wins
-            chunk = rows[start : start + _STAGE_ROWS]
-            await db.execute(_stage_sql(len(chunk)), [v for row in chunk for v in row])
-        async with db.execute("SELECT COUNT(*) FROM temp.page_in") as cur:
-            staged = await cur.fetchone()
-        async with db.execute(_CHANGED, (pool,)) as cur:
-            updated = max(cur.rowcount, 0)
+    stages = [
+        (_stage_sql(len(chunk)), [v for row in chunk for v in row])
+        for chunk in (rows[i : i + _STAGE_ROWS] for i in range(0, len(rows), _STAGE_ROWS))
+    ]
+
+    def write(db: sqlite3.Connection) -> tuple[int, int, int]:
+        db.execute(_STAGE_TABLE)
+        db.execute(_CHANGED_TABLE)
+        db.execute("DELETE FROM temp.page_in")
+        db.execute("DELETE FROM temp.page_changed")
+        for sql, args in stages:  # a repeated id: the last one wins
+            db.execute(sql, args)
+        staged = int(db.execute("SELECT COUNT(*) FROM temp.page_in").fetchone()[0])
+        updated = max(db.execute(_CHANGED, (pool,)).rowcount, 0)
         if updated:
-            await db.execute(_UPDATE, (seen_at,))
-            await db.execute(_UPDATE_RAW)
-        async with db.execute("SELECT COALESCE(MAX(rowid), 0) FROM tracks") as cur:
-            top = await cur.fetchone()
-        newest = top[0] if top else 0
-        async with db.execute(_INSERT, (pool, seen_at, seen_at, pool)) as cur:
-            added = max(cur.rowcount, 0)
+            db.execute(_UPDATE, (seen_at,))
+            db.execute(_UPDATE_RAW)
+        newest = db.execute("SELECT COALESCE(MAX(rowid), 0) FROM tracks").fetchone()[0]
+        added = max(db.execute(_INSERT, (pool, seen_at, seen_at, pool)).rowcount, 0)
         if added:
-            await db.execute(_INSERT_RAW, (pool, newest))
-            await db.execute(_FTS_NEW, (newest,))
+            db.execute(_INSERT_RAW, (pool, newest))
+            db.execute(_FTS_NEW, (newest,))
         if in_pass:
-            await db.execute(_PASS_PAGE, (pool,))
-    total = int(staged[0]) if staged else 0
+            db.execute(_PASS_PAGE, (pool,))
+        return staged, added, updated
+
+    total, added, updated = await store.run_in_transaction(write)
     return PageResult(added=added, updated=updated, unchanged=total - added - updated)
 
 
@@ -933,24 +934,28 @@ async def _search_words(
 async def _search_index(store: Store, query: CatalogQuery, match: str) -> dict[str, Any]:
     """Count and page a query the word index answers alone (`match` says everything).
 
-    Its keys are in date order (schema migration 9), so FTS5 finds the key of the page's
-    last match by walking backwards from the newest and stopping there. Every match on that
-    day or later is then sorted exactly (within a day the order is the pool's id), a few
-    more rows than the page whatever the number of matches.
+    Its keys are in date order, newest first (schema migration 9), so FTS5 finds the key of
+    the page's last match by walking its matches from the first and stopping there. Every
+    match of that day or newer is then sorted exactly (within a day the order is the pool's
+    id): a few more rows than the page, whatever the number of matches.
     """
     need = query.offset + query.limit
     row = await store.fetchone(
         "SELECT (SELECT COUNT(*) FROM tracks_fts WHERE tracks_fts MATCH ?1), "
-        "(SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?1 "
-        "ORDER BY rowid DESC LIMIT 1 OFFSET ?2)",
+        "(SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?1 ORDER BY rowid LIMIT 1 OFFSET ?2)",
         (match, need - 1),
     )
     total = int(row[0])
     if total <= query.offset:
         return {"total": total, "items": []}
-    day = 0 if row[1] is None else int(row[1]) >> 32  # fewer matches than `need`: all of them
-    sql = f"SELECT t.rowid FROM tracks t WHERE t.rowid IN ({_HITS} AND rowid >= ?)"
-    return {"total": total, "items": await _page_of(store, sql, (match, day << 32), query)}
+    # Keys below the next day's first; fewer matches than `need`: all of them.
+    below = _NO_KEY if row[1] is None else ((int(row[1]) >> 32) + 1) << 32
+    sql = f"SELECT t.rowid FROM tracks t WHERE t.rowid IN ({_HITS} AND rowid < ?)"
+    return {"total": total, "items": await _page_of(store, sql, (match, below), query)}
+
+
+#: Above every word index key.
+_NO_KEY = 1 << 62
 
 
 async def _page_of(

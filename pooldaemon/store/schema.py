@@ -412,15 +412,17 @@ MIGRATIONS.append(
     ]
 )
 
-# The word index keyed in date order, so FTS5 itself hands out a query's newest matches: it
-# walks a doclist backwards by key and stops after a page (`ORDER BY rowid DESC LIMIT`, ~0.1 ms)
-# where joining every match to its row to sort them took 3-5 ms (issue 3, p95 < 10 ms).
-# The key is the date as YYYYMMDD above the track's rowid (below 2^32): keys order as dates
-# do, NULL last. A date not in that shape can only be one in other digits (the adapters take
-# YYYY-MM-DD only), which sorts above every ASCII one as text: so it goes on top.
+# The word index keyed in date order, newest first, so FTS5 itself hands out a query's newest
+# matches: it walks a doclist from its first key and stops after a page (`ORDER BY rowid LIMIT`,
+# ~0.1 ms) where joining every match to its row to sort them took 3-5 ms (issue 3, p95 < 10 ms).
+# The key is 99999999 minus the date as YYYYMMDD, above the track's rowid (below 2^32): keys
+# order as dates do, newest first, NULL last. A date not in that shape can only be one in other
+# digits (the adapters take YYYY-MM-DD only), which sorts above every ASCII one as text: first.
+# Newest first also means a bulk load, which writes the newest tracks first, hands FTS5 its
+# keys in ascending order: FTS5 writes out its pending terms whenever a key goes down.
 # store/catalog.py sorts the matches of a page's last day exactly.
 SORTKEY_SQL = (
-    "((CASE WHEN date IS NULL THEN 0"
+    "((99999999 - CASE WHEN date IS NULL THEN 0"
     " WHEN date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'"
     " THEN CAST(replace(date, '-', '') AS INTEGER) ELSE 99999999 END) << 32) | rowid"
 )
