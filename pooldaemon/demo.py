@@ -25,7 +25,7 @@ from rich.table import Table
 from pooldaemon.cli.render import WatchView, fmt_size, search_table, sync_table
 from pooldaemon.config import load_config
 from pooldaemon.control.client import ControlClient, DaemonUnreachable
-from pooldaemon.daemon import Daemon
+from pooldaemon.daemon import Daemon, tune_gc
 from pooldaemon.log import configure_logging
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.harvest import HarvestSim
@@ -190,6 +190,7 @@ async def _watch_downloads(client: ControlClient, console: Console) -> bool:
 def main(directory: Path | None = None) -> int:
     """Entry point for `pooldaemon demo [--dir DIR]`."""
     console = Console()
+    tune_gc()  # the daemon runs in this process, as `pooldaemon run` would run it
     try:
         return asyncio.run(run_demo(directory, console))
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from pooldaemon.config import CrateQConfig
+from pooldaemon.daemon import tune_gc
 from pooldaemon.events import EventBus
 from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.pools.http import PoolHttp
@@ -259,6 +260,7 @@ async def full_sync(records: int, state: Path, *, everything: bool) -> dict[str,
 
 
 async def main() -> None:
+    tune_gc()  # as `pooldaemon run` does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=FULL_RECORDS)
     parser.add_argument(
