@@ -17,6 +17,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 
 import orjson
@@ -230,9 +231,9 @@ async def apply_page(
     """
     if not tracks:
         return PageResult()
-    rows = [(t.id, *_data(t), _flag(t.downloaded), _raw_text(t.raw)) for t in tracks]
     if bulk:
-        return await _bulk_page(store, pool, rows, seen_at)
+        return await _bulk_page(store, pool, tracks, seen_at)
+    rows = [(t.id, *_data(t), _flag(t.downloaded), _raw_text(t.raw)) for t in tracks]
     stages = [
         (_stage_sql(len(chunk)), [v for row in chunk for v in row])
         for chunk in (rows[i : i + _STAGE_ROWS] for i in range(0, len(rows), _STAGE_ROWS))
@@ -359,18 +360,20 @@ async def ensure_search_indexes(store: Store) -> None:
 
 
 async def _bulk_page(
-    store: Store, pool: str, rows: list[tuple[Any, ...]], seen_at: float
+    store: Store, pool: str, tracks: Sequence[Track], seen_at: float
 ) -> PageResult:
     """A page of a bulk load: inserted as it is (a repeated id keeps its first row)."""
     statements = []
-    for start in range(0, len(rows), _BULK_ROWS):
-        chunk = rows[start : start + _BULK_ROWS]
+    for start in range(0, len(tracks), _BULK_ROWS):
+        chunk = tracks[start : start + _BULK_ROWS]
+        rows = [(pool, t.id, *_data(t), _flag(t.downloaded), seen_at, seen_at) for t in chunk]
+        raws = [(t.id, _raw_text(t.raw)) for t in chunk]
         statements.append(
             (
                 _bulk_sql(len(chunk)),
-                [v for row in chunk for v in (pool, *row[:-1], seen_at, seen_at)],
+                list(chain.from_iterable(rows)),
                 _bulk_raw_sql(len(chunk)),
-                [*(v for row in chunk for v in (row[0], row[-1])), pool],
+                [*chain.from_iterable(raws), pool],
             )
         )
 
