@@ -143,7 +143,7 @@ async def test_first_sync_mirrors_everything_and_records_success(
     ]  # fmt: skip
     # The search indexes a bulk load dropped are back.
     names = {r[0] for r in await store.fetchall("SELECT name FROM sqlite_master")}
-    assert {"tracks_live", "tracks_by_genre", "tracks_by_bpm", "tracks_by_year"} <= names
+    assert {"tracks_live", "tracks_by_genre", "tracks_by_mix"} <= names
 
 
 async def test_incremental_sync_touches_only_what_changed(

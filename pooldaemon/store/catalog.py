@@ -757,12 +757,8 @@ def _driving_index(query: CatalogQuery) -> str | None:
         return None  # every index leads with `removed` or needs it fixed: let SQLite choose
     if query.genres:
         return "tracks_by_genre"
-    if query.bpm is not None:
-        return "tracks_by_bpm"
     if query.mixes:
         return "tracks_by_mix"
-    if query.year is not None:
-        return "tracks_by_year"
     return "tracks_live"
 
 
@@ -859,7 +855,8 @@ async def _count(
     store: Store, query: CatalogQuery, clause: str, params: list[Any], index: str | None
 ) -> int:
     """Count through the tables (the word index cannot answer this query)."""
-    if index == "tracks_live" and not any((query.advisories, query.media, query.include_removed)):
+    filters = (query.genres, query.mixes, query.bpm, query.year, query.advisories, query.media)
+    if index == "tracks_live" and not any((*filters, query.include_removed)):
         # Nothing but pools to filter: SQLite counts a table (or a pool's range of the
         # (pool, id) index) without reading rows, and the removed ones are a short range of
         # `tracks_live`.
