@@ -4,7 +4,9 @@ Each page is one transaction (RELIABILITY T2: pages already applied stay committ
 did not change is not written at all: a full pass notes the ids it saw in a TEMP table, so a
 re-sync of an unchanged catalog only reads. This module is the only writer of `tracks` and fills
 `tracks_fts` for new rows itself (schema migration 5); the word index also holds each track's
-filter values as words (migration 8), so searches count their matches inside FTS5.
+filter values as words (migration 8), so searches count their matches inside FTS5, and it is
+keyed newest first (migration 9), so FTS5 also hands out a page's newest matches. A page's
+statements run in SQLite's thread in one call (`Store.run_in_transaction`).
 """
 
 from __future__ import annotations
@@ -882,12 +884,12 @@ async def _search_words(
 ) -> dict[str, Any]:
     """Words first: how many tracks match them decides how the rest is found.
 
-    With `facets` the filters are words too and FTS5 finds (and counts) the tracks matching
-    everything itself; `complete` says the SQL filters have nothing left to remove. Reading a
-    matching row costs a lookup: with many matches, walking the date-ordered `tracks_live`
-    and probing the match set fills a page after a few rows; with few, reading the matches
-    and sorting them is cheaper. The costs below are microseconds per row, measured on a
-    174,420-track mirror.
+    With `facets` the filters are words too; when they are all of them (`complete`) the word
+    index answers alone (`_search_index`). Otherwise some filter is left to the rows (a wide
+    range, removed tracks asked for, a word index not built yet), and reading a matching row
+    costs a lookup: with many matches, walking the date-ordered `tracks_live` and probing the
+    match set fills a page after a few rows; with few, reading the matches and sorting them
+    is cheaper. The costs below are microseconds per row, measured on a 174,420-track mirror.
     """
     words = match_expression(query.terms)
     if facets is not None and complete:
