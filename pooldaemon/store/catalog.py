@@ -129,7 +129,8 @@ _FTS_NEW = (
     "SELECT sortkey, artist, title, editor, facets FROM tracks WHERE rowid > ? ORDER BY sortkey"
 )
 #: Word index keys are `sortkey`s (schema migration 9): the track's rowid is their low 32 bits.
-_HITS = "SELECT rowid & 4294967295 FROM tracks_fts WHERE tracks_fts MATCH ?"
+_KEY_ROWID = "& 4294967295"
+_HITS = f"SELECT rowid {_KEY_ROWID} FROM tracks_fts WHERE tracks_fts MATCH ?"
 _PASS_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS pass_seen "
     "(pool TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (pool, id)) WITHOUT ROWID"
@@ -898,19 +899,18 @@ async def _search_words(
         assert match is not None  # the words are a term of it
         return await _search_index(store, query, match)
     match = words if facets is None else _match(words, facets)
-    hits = _HITS
-    row = await store.fetchone(f"SELECT COUNT(*) FROM ({hits})", (match,))
+    row = await store.fetchone(f"SELECT COUNT(*) FROM ({_HITS})", (match,))
     matches = int(row[0])
     if matches == 0:
         return {"total": 0, "items": []}
-    direct = "tracks_fts CROSS JOIN tracks t ON t.rowid = (tracks_fts.rowid & 4294967295)"
+    direct = f"tracks_fts CROSS JOIN tracks t ON t.rowid = (tracks_fts.rowid {_KEY_ROWID})"
     direct_clause = " WHERE " + " AND ".join(["tracks_fts MATCH ?", *where])
     direct_args = [match, *params]
     if facets is None and where == ["t.removed = 0"]:
         # Only the words: every match counts but the few removed ones.
         row = await store.fetchone(
             f"SELECT COUNT(*) FROM tracks t INDEXED BY tracks_live "
-            f"WHERE t.removed = 1 AND t.rowid IN ({hits})",
+            f"WHERE t.removed = 1 AND t.rowid IN ({_HITS})",
             (match,),
         )
         total = matches - int(row[0])
@@ -925,7 +925,7 @@ async def _search_words(
         scanned = (query.offset + query.limit) * await _size_estimate(store) / total
         probe = (0.3 * matches + 0.6 * scanned) * _PROBE_BIAS < 0.65 * matches
     if probe:
-        clause = " WHERE " + " AND ".join([*where, f"t.rowid IN ({hits})"])
+        clause = " WHERE " + " AND ".join([*where, f"t.rowid IN ({_HITS})"])
         sql = f"SELECT t.rowid FROM tracks t INDEXED BY tracks_live{clause}"
         args = [*params, match]
     else:
