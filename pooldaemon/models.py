@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,7 @@ class Track:
 class CatalogPage:
     """One page of a pool's catalog as the adapter read it."""
 
-    tracks: list[Track]
+    tracks: Sequence[Track]  # a list, or `TrackRows` from a page decoder
     page: int
     pages: int
     total: int
