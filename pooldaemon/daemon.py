@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import os
 import signal
@@ -37,6 +36,7 @@ from pooldaemon.lock import InstanceLock
 from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
 from pooldaemon.notify import Notifier
+from pooldaemon.offload import tune_gc
 from pooldaemon.pools import build_adapter
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.pools.http import PoolHttp
@@ -549,20 +549,6 @@ class Daemon:
 
 
 # -- entry point -------------------------------------------------------------------------------
-
-
-#: Allocations between two collections of the youngest generation (Python's default: 700).
-#: A catalog sync allocates ~40 objects per record, none of them in reference cycles, so the
-#: default collected ~250 times per 1,000-record page: ~0.6 s of the event loop's time in a
-#: 174,420-record sync (9.5 → 8.9 s, alternating runs). Cycles still get collected, a few MB
-#: of young objects later.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """The daemon process's collector settings (also what the benchmarks run with)."""
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def run(config: Config, *, env: Mapping[str, str] | None = None) -> int:

@@ -25,8 +25,9 @@ from rich.table import Table
 from pooldaemon.cli.render import WatchView, fmt_size, search_table, sync_table
 from pooldaemon.config import load_config
 from pooldaemon.control.client import ControlClient, DaemonUnreachable
-from pooldaemon.daemon import Daemon, tune_gc
+from pooldaemon.daemon import Daemon
 from pooldaemon.log import configure_logging
+from pooldaemon.offload import tune_gc
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.sim.promoonly import PromoOnlySim

@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 
 from pooldaemon.config import CrateQConfig
-from pooldaemon.daemon import tune_gc
 from pooldaemon.events import EventBus
+from pooldaemon.offload import tune_gc
 from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.search import search
