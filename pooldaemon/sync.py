@@ -19,6 +19,7 @@ from pooldaemon.errors import AccountError, NotFound, PoolDaemonError, Unsupport
 from pooldaemon.events import EventBus
 from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import CatalogPage, QueueItem, Request
+from pooldaemon.offload import Offload
 from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.store import catalog
 from pooldaemon.store import pools as pool_rows
@@ -95,9 +96,12 @@ class PoolSync:
         *,
         auto_download: bool | None = None,
         clock: Callable[[], float] = time.time,
+        offload: Callable[[], Offload] = Offload,
     ) -> None:
         self.name = name
         self.adapter = adapter
+        #: Makes each catalog pass's page decoder (a worker process, started if it is needed).
+        self.offload = offload
         self.store = store
         self.events = events
         self.on_new_items = on_new_items
@@ -243,8 +247,11 @@ class PoolSync:
         """Write pages as they come; the next page is read while SQLite writes this one."""
         pages: asyncio.Queue[CatalogPage | Exception | None] = asyncio.Queue(maxsize=2)
 
+        # A big catalog's pages are decoded in a worker process, for this pass only.
+        offload = self.offload()
+
         async def read() -> None:
-            source = self.adapter.catalog(since)
+            source = self.adapter.catalog(since, offload)
             try:
                 async for page in source:
                     await pages.put(page)
@@ -288,6 +295,7 @@ class PoolSync:
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+            await offload.close()
         # A bulk load started from nothing: there is nothing it could remove. A pool whose
         # "catalog" is a moving window (Harvest's latest albums) never says a track is gone.
         removed = (

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import pytest
@@ -14,6 +15,7 @@ from pooldaemon.config import CrateQConfig
 from pooldaemon.errors import AccountError, IncompleteAnswer, NotFound, ProtocolError
 from pooldaemon.events import EventBus
 from pooldaemon.models import CatalogPage, QueueItem, Request
+from pooldaemon.offload import Offload
 from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.search import search
@@ -286,7 +288,7 @@ async def test_a_pass_whose_count_does_not_add_up_removes_nothing(
     class Shifting(CrateQ):
         pages: ClassVar[list[CatalogPage]] = []
 
-        async def catalog(self, since: float | None = None) -> Any:  # type: ignore[override]
+        async def catalog(self, since: float | None = None, offload: Any = None) -> Any:  # type: ignore[override]
             for page in self.pages:
                 yield page
 
@@ -484,3 +486,48 @@ async def test_coordinator_serves_the_daemons_sync_port(
     with pytest.raises(NotFound, match="no enabled pool 'nosuch' \\(pools: crateq\\)"):
         await coordinator.sync_now("nosuch", full=True)
     await coordinator.stop()
+
+
+T = TypeVar("T")
+
+
+class EagerOffload(Offload):
+    """Every page the adapter hands over is decoded in the worker, which is started for it."""
+
+    workers: ClassVar[list[int]] = []
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        assert await self.start(fn.__module__)
+        EagerOffload.workers.append(await super().run(os.getpid))
+        return await super().run(fn, *args)
+
+
+async def test_a_sync_decoded_in_a_worker_process_mirrors_the_pool_the_same(
+    sim: CrateQSim, session: aiohttp.ClientSession, store: Store, bus: RecordingBus
+) -> None:
+    adapter = make_adapter(sim, session)
+    adapter.offload_after = 1
+    sync = PoolSync("crateq", adapter, store, bus, clock=sim.clock, offload=EagerOffload)
+    EagerOffload.workers = []
+    assert (await sync.sync_catalog(full=True)).added == RECORDS  # a bulk load
+    first = set(EagerOffload.workers)
+    assert len(EagerOffload.workers) == 2 and os.getpid() not in first  # pages 2 and 3
+    ids = sim.catalog.select({}, "date", "desc")
+    sim.catalog.update([ids[-1]], title="Renamed in the pool")
+    result = await sync.sync_catalog(full=True)  # a pass over a mirror that has them
+    assert (result.added, result.updated, result.removed) == (0, 1, 0)
+    assert set(EagerOffload.workers) - first  # a worker per pass
+    for worker in EagerOffload.workers:  # each stopped with its pass
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker, 0)
+    assert await live_ids(store) == {str(i) for i in sim.catalog.ids()}
+    assert (await row(store, str(ids[-1])))[0] == "Renamed in the pool"
+    for item_id in map(str, ids[::37]):
+        mirrored = await mirror.get_track(store, "crateq", item_id)
+        truth = sim.catalog.get(int(item_id))
+        assert mirrored is not None and truth is not None
+        assert (mirrored["artist"], mirrored["title"], mirrored["bpm"]) == (
+            truth["artist"],
+            truth["title"],
+            truth["bpm"] or None,
+        )

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pooldaemon.errors import Unsupported
 from pooldaemon.models import CatalogPage, DownloadPlan, OutboxCall, QueueItem, Request
+from pooldaemon.offload import INLINE, Offload
 from pooldaemon.pools.http import PoolHttp
 
 
@@ -85,8 +86,12 @@ class PoolAdapter(ABC):
         """Lookup tables: kind → {key: value} (CrateQ genres, categories, qualities, mixes)."""
         raise Unsupported(f"{self.name}: no lookup tables")
 
-    def catalog(self, since: float | None = None) -> AsyncIterator[CatalogPage]:
-        """Page through the catalog: all of it, or what changed since `since` (unix time)."""
+    def catalog(
+        self, since: float | None = None, offload: Offload = INLINE
+    ) -> AsyncIterator[CatalogPage]:
+        """Page through the catalog: all of it, or what changed since `since` (unix time).
+
+        `offload` may decode big pages in a worker process (a pass's, see offload.py)."""
         raise Unsupported(f"{self.name}: no catalog")
 
     async def remote_queue(self) -> list[QueueItem]:

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from pooldaemon.errors import (
@@ -37,8 +37,10 @@ from pooldaemon.models import (
     Source,
     Track,
 )
+from pooldaemon.offload import INLINE, Offload
 from pooldaemon.pools.base import Capability, Clock, PoolAdapter
 from pooldaemon.pools.http import Auth, PoolHttp, TokenKeeper, loads_strict, repair_thousands
+from pooldaemon.trackrows import TrackRows, raw_text
 
 log = get_logger(__name__)
 
@@ -56,8 +58,6 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?b)?\s*$", re.IGNORECASE)
 _LENGTH = re.compile(r"^\s*(?:(\d{1,2}):)?(\d{1,3}):(\d{2})\s*$")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ][0-9:.]+Z?)?$")
-#: Records normalized between two yields to the event loop.
-_YIELD_EVERY = 100
 _TRUE = frozenset({"true", "1", "yes", "y"})
 _FALSE = frozenset({"false", "0", "no", "n", ""})
 
@@ -100,12 +100,15 @@ class CrateQ(PoolAdapter):
         *,
         rows: int = 1000,
         page_attempts: int = 3,
+        offload_after: int = 3,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(name, config, http, clock)
         self.base_url = str(config.base_url).rstrip("/")
         self.rows = rows
         self.page_attempts = page_attempts
+        #: Catalogs of more pages than this decode pages 2… in `catalog()`'s worker.
+        self.offload_after = offload_after
         self._sleep = sleep
         self.user_id: int | None = None
         self.account: dict[str, Any] = {}
@@ -210,14 +213,21 @@ class CrateQ(PoolAdapter):
             raise IncompleteAnswer(f"{self.name}: {path} answered with an empty body")
         return loads_strict(text, f"{self.name}: {path}")
 
-    async def _page(self, path: str, params: Mapping[str, Any]) -> _Envelope:
-        """One page of a paged list, retried with back-off while the answer is unusable."""
+    async def _page(
+        self, path: str, params: Mapping[str, Any], decode: _Decode[P], turn: asyncio.Lock
+    ) -> P:
+        """One page of a paged list, retried with back-off while the answer is unusable.
+
+        `turn` keeps a pass to one request at a time; decoding is outside it.
+        """
         attempt = 0
+        page = int(params.get("page") or 1)
         while True:
             attempt += 1
             try:
-                text = await self._get(path, params)
-                return self._envelope(text, path, params)
+                async with turn:
+                    text = await self._get(path, params)
+                return await decode(text, f"{self.name}: {path} page {page}", page)
             except ProtocolError as err:
                 # CONTRACT §6: empty, truncated or malformed answers are errors, retried with
                 # back-off; pages applied before stay applied (RELIABILITY T2).
@@ -227,148 +237,92 @@ class CrateQ(PoolAdapter):
                 log.info("page retried", pool=self.name, endpoint=path, error=err.message)
                 await self._sleep(delay)
 
-    def _envelope(self, text: str, path: str, params: Mapping[str, Any]) -> _Envelope:
-        where = f"{self.name}: {path} page {params.get('page')}"
-        if not text.strip():
-            raise IncompleteAnswer(f"{where}: empty body")
-        rows = int(params.get("rows") or self.rows)
-        try:
-            body = loads_strict(text, where)
-            repaired = False
-        except ProtocolError as err:
-            # RELIABILITY M1: `"records":174,420` – repair only those two numbers, and only if
-            # the result parses and its paging adds up.
-            fixed, changed = repair_thousands(text)
-            if not changed:
-                raise
-            try:
-                body = loads_strict(fixed, where)
-            except ProtocolError:
-                raise err from None
-            repaired = True
-        if isinstance(body, list) and not body:
-            # Seed 004: a 30-second server timeout answers 200 with `[]`: never data.
-            raise IncompleteAnswer(f"{where}: the pool timed out (HTTP 200 with [])")
-        if not isinstance(body, dict):
-            raise ProtocolError(f"{where}: expected an object, got {type(body).__name__}")
-        data = body.get("data")
-        if not isinstance(data, list):
-            raise ProtocolError(f"{where}: answer has no data list")
-        try:
-            records = _count(body.get("records"), "records")
-            pages = _count(body.get("pages"), "pages")
-            page = _count(body.get("page", params.get("page")), "page")
-        except Quarantined as err:
-            raise ProtocolError(f"{where}: {err}") from None
-        if repaired:
-            size = len(data) if page < pages else rows
-            if pages not in {math.ceil(records / rows), math.ceil(records / max(size, 1))}:
-                raise ProtocolError(
-                    f"{where}: thousands separators removed, but {records} records do not "
-                    f"make {pages} pages; answer refused"
-                )
-            log.warning("repaired", pool=self.name, endpoint=path, records=records, pages=pages)
-        expected_page = int(params.get("page") or 1)
-        if page != expected_page:
-            raise ProtocolError(f"{where}: answered page {page} instead")
-        if records > 0 and page <= pages and not data:
-            raise IncompleteAnswer(f"{where}: page {page} of {pages} is empty")
-        if records == 0 and data:
-            raise ProtocolError(f"{where}: says 0 records but lists {len(data)}")
-        return _Envelope(records=records, pages=pages, page=page, data=data)
-
-    async def _pages(self, path: str, params: Mapping[str, Any]) -> AsyncIterator[_Envelope]:
+    async def _pages(
+        self, path: str, params: Mapping[str, Any], decode: _Decode[P], *, ahead: int = 1
+    ) -> AsyncIterator[P]:
         """Every page of a paged list, 1 to the last page the pool announces.
 
-        The next page is asked for while the caller works on this one: still one request at a
-        time, but the pool's answer time is off the critical path of a 1,745-page sync.
+        Up to `ahead` next pages are asked for while the caller works on this one, still one
+        request at a time: the pool's answer time, and a worker's decoding, are off the
+        critical path of a 175-page sync.
         """
+        turn = asyncio.Lock()
+
+        def fetch(page: int) -> asyncio.Future[P]:
+            page_params = {**params, "page": page, "rows": self.rows}
+            return asyncio.ensure_future(self._page(path, page_params, decode, turn))
+
+        waiting = {1: fetch(1)}
         page = 1
-        ahead = asyncio.ensure_future(self._page(path, {**params, "page": 1, "rows": self.rows}))
         try:
             while True:
-                envelope = await ahead
-                if page < envelope.pages:
-                    ahead = asyncio.ensure_future(
-                        self._page(path, {**params, "page": page + 1, "rows": self.rows})
-                    )
-                yield envelope
-                if page >= envelope.pages:
+                answer = await waiting.pop(page)
+                for later in range(page + 1, min(answer.pages, page + ahead) + 1):
+                    if later not in waiting:
+                        waiting[later] = fetch(later)
+                yield answer
+                if page >= answer.pages:
                     return
                 page += 1
         finally:
-            if not ahead.done():
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
+            for pending in waiting.values():
+                pending.cancel()
+            await asyncio.gather(*waiting.values(), return_exceptions=True)
+
+    async def _queue_page(self, text: str, where: str, page: int) -> _Envelope:
+        envelope, repaired = check_envelope(text, where, page, self.rows)
+        if repaired:
+            log.warning(
+                "repaired",
+                pool=self.name,
+                endpoint="Content/Queue",
+                records=envelope.records,
+                pages=envelope.pages,
+            )
+        return envelope
 
     # -- catalog --------------------------------------------------------------------------------
 
-    async def catalog(self, since: float | None = None) -> AsyncIterator[CatalogPage]:
-        """`Content/Media` newest first; with `since`, only the last `days` (seed 004)."""
+    async def catalog(
+        self, since: float | None = None, offload: Offload = INLINE
+    ) -> AsyncIterator[CatalogPage]:
+        """`Content/Media` newest first; with `since`, only the last `days` (seed 004).
+
+        Pages after the first of a catalog longer than `offload_after` pages are decoded by
+        `offload` (a worker process), the rest here.
+        """
         params: dict[str, Any] = {"sort": "date", "dir": "desc"}
         if since is not None:
             # Whole days, rounded up, plus one so a track published late on the boundary day
             # (in the pool's time zone) is not missed.
             params["days"] = max(1, math.ceil((self.clock() - since) / 86400)) + 1
-        async for envelope in self._pages("Content/Media", params):
-            tracks: list[Track] = []
-            quarantined: list[str] = []
-            for n, record in enumerate(envelope.data, 1):
-                if n % _YIELD_EVERY == 0:
-                    # A page is ~20 ms of CPU: let the writer of the previous page (and the
-                    # rest of the daemon) get a word in.
-                    await asyncio.sleep(0)
-                try:
-                    tracks.append(self.track(record))
-                except Quarantined as err:
-                    ident = _record_id(record)
-                    quarantined.append(ident)
-                    log.warning(
-                        "record quarantined", pool=self.name, media_id=ident, reason=str(err)
-                    )
-            yield CatalogPage(
-                tracks=tracks,
-                page=envelope.page,
-                pages=envelope.pages,
-                total=envelope.records,
-                quarantined=tuple(quarantined),
-            )
+        pages = 0  # as page 1 says; page 2 is asked for only once page 1 is decoded
+
+        async def decode(text: str, where: str, page: int) -> _Decoded:
+            nonlocal pages
+            args = (self.name, text, where, page, self.rows)
+            if page > 1 and pages > self.offload_after:
+                return await offload.run(decode_media_page, *args)
+            decoded = decode_media_page(*args)
+            pages = decoded.pages
+            return decoded
+
+        async for decoded in self._pages("Content/Media", params, decode, ahead=2):
+            if decoded.repaired:
+                log.warning(
+                    "repaired",
+                    pool=self.name,
+                    endpoint="Content/Media",
+                    records=decoded.page.total,
+                    pages=decoded.pages,
+                )
+            for ident, reason in decoded.quarantined:
+                log.warning("record quarantined", pool=self.name, media_id=ident, reason=reason)
+            yield decoded.page
 
     def track(self, record: Any) -> Track:
         """A catalog or queue record as a Track; Quarantined when a field breaks its rule."""
-        if type(record) is not dict:
-            raise Quarantined(f"record is {type(record).__name__}, not an object")
-        get = record.get
-        media_id = get("mediaId")
-        if type(media_id) is not int:
-            media_id = _as_int(media_id, "mediaId")
-        if media_id is None or media_id <= 0:
-            raise Quarantined("no mediaId")
-        raw = dict(record)
-        for key in VOLATILE_KEYS:
-            raw.pop(key, None)
-        mix = get("tool")
-        return Track(
-            pool=self.name,
-            id=str(media_id),
-            artist=_text(get("artist"), "artist"),
-            title=_text(get("title"), "title"),
-            genre=_text(get("genre"), "genre"),
-            bpm=_positive(get("bpm"), "bpm"),
-            year=_positive(get("releaseYear"), "releaseYear"),
-            mix=_text(get("mix") if mix is None else mix, "tool"),
-            editor=_text(get("editor"), "editor"),
-            advisory=_text(get("advisory"), "advisory"),
-            length_s=parse_length(get("length")),
-            size_bytes=parse_size(get("size")),
-            audio=_bool(get("audio"), "audio"),
-            video=_bool(get("video"), "video"),
-            quality=_text(get("quality"), "quality"),
-            date=_date(get("date")),
-            source=_text(get("source"), "source"),
-            downloaded=_bool(get("downloaded"), "downloaded"),
-            raw=raw,
-        )
+        return media_track(self.name, record)
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -403,7 +357,7 @@ class CrateQ(PoolAdapter):
     async def remote_queue(self) -> list[QueueItem]:
         """Every page of `Content/Queue`, each item with its `auth` and when it was seen."""
         items: dict[str, QueueItem] = {}
-        async for envelope in self._pages("Content/Queue", {}):
+        async for envelope in self._pages("Content/Queue", {}, self._queue_page):
             # Seed 004: `auth` is valid 15 minutes from when it is displayed; take the time
             # before the answer arrived so the age is never underestimated.
             seen = self.clock()
@@ -595,6 +549,148 @@ class CrateQ(PoolAdapter):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+# -- decoding pages (pure functions: they may run in a worker process, see offload.py) --------
+
+
+class _Paged(Protocol):
+    @property
+    def pages(self) -> int: ...
+
+
+P = TypeVar("P", bound=_Paged)
+#: Decodes one page's text: (text, where for messages, page number) → the checked page.
+_Decode = Callable[[str, str, int], Awaitable[P]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A `Content/Media` page as `decode_media_page` returns it, with what is worth logging."""
+
+    page: CatalogPage
+    repaired: bool
+    quarantined: tuple[tuple[str, str], ...]  # (media id, reason)
+
+    @property
+    def pages(self) -> int:
+        return self.page.pages
+
+
+def decode_media_page(pool: str, text: str, where: str, page: int, rows: int) -> _Decoded:
+    """One `Content/Media` answer as a page of track rows; ProtocolError when it is unusable."""
+    envelope, repaired = check_envelope(text, where, page, rows)
+    values: list[Any] = []
+    quarantined: list[tuple[str, str]] = []
+    for record in envelope.data:
+        try:
+            *scalars, raw = _media_fields(record)
+        except Quarantined as err:
+            quarantined.append((_record_id(record), str(err)))
+            continue
+        values += scalars
+        values.append(raw_text(raw))
+    return _Decoded(
+        page=CatalogPage(
+            tracks=TrackRows(pool, values),
+            page=envelope.page,
+            pages=envelope.pages,
+            total=envelope.records,
+            quarantined=tuple(ident for ident, _ in quarantined),
+        ),
+        repaired=repaired,
+        quarantined=tuple(quarantined),
+    )
+
+
+def check_envelope(text: str, where: str, expected_page: int, rows: int) -> tuple[_Envelope, bool]:
+    """A paged answer, checked; and whether its thousands separators had to be removed."""
+    if not text.strip():
+        raise IncompleteAnswer(f"{where}: empty body")
+    try:
+        body = loads_strict(text, where)
+        repaired = False
+    except ProtocolError as err:
+        # RELIABILITY M1: `"records":174,420` – repair only those two numbers, and only if
+        # the result parses and its paging adds up.
+        fixed, changed = repair_thousands(text)
+        if not changed:
+            raise
+        try:
+            body = loads_strict(fixed, where)
+        except ProtocolError:
+            raise err from None
+        repaired = True
+    if isinstance(body, list) and not body:
+        # Seed 004: a 30-second server timeout answers 200 with `[]`: never data.
+        raise IncompleteAnswer(f"{where}: the pool timed out (HTTP 200 with [])")
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{where}: expected an object, got {type(body).__name__}")
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise ProtocolError(f"{where}: answer has no data list")
+    try:
+        records = _count(body.get("records"), "records")
+        pages = _count(body.get("pages"), "pages")
+        page = _count(body.get("page", expected_page), "page")
+    except Quarantined as err:
+        raise ProtocolError(f"{where}: {err}") from None
+    if repaired:
+        size = len(data) if page < pages else rows
+        if pages not in {math.ceil(records / rows), math.ceil(records / max(size, 1))}:
+            raise ProtocolError(
+                f"{where}: thousands separators removed, but {records} records do not "
+                f"make {pages} pages; answer refused"
+            )
+    if page != expected_page:
+        raise ProtocolError(f"{where}: answered page {page} instead")
+    if records > 0 and page <= pages and not data:
+        raise IncompleteAnswer(f"{where}: page {page} of {pages} is empty")
+    if records == 0 and data:
+        raise ProtocolError(f"{where}: says 0 records but lists {len(data)}")
+    return _Envelope(records=records, pages=pages, page=page, data=data), repaired
+
+
+def media_track(pool: str, record: Any) -> Track:
+    """A catalog or queue record as a Track; Quarantined when a field breaks its rule."""
+    return Track(pool, *_media_fields(record))
+
+
+def _media_fields(record: Any) -> tuple[Any, ...]:
+    """A record's `Track` fields after `pool`, in their order (`id` … `raw`): a page of them
+    becomes `TrackRows` without a `Track` object per record in between."""
+    if type(record) is not dict:
+        raise Quarantined(f"record is {type(record).__name__}, not an object")
+    get = record.get
+    media_id = get("mediaId")
+    if type(media_id) is not int:
+        media_id = _as_int(media_id, "mediaId")
+    if media_id is None or media_id <= 0:
+        raise Quarantined("no mediaId")
+    raw = dict(record)
+    for key in VOLATILE_KEYS:
+        raw.pop(key, None)
+    mix = get("tool")
+    return (
+        str(media_id),
+        _text(get("artist"), "artist"),
+        _text(get("title"), "title"),
+        _text(get("genre"), "genre"),
+        _positive(get("bpm"), "bpm"),
+        _positive(get("releaseYear"), "releaseYear"),
+        _text(get("mix") if mix is None else mix, "tool"),
+        _text(get("editor"), "editor"),
+        _text(get("advisory"), "advisory"),
+        parse_length(get("length")),
+        parse_size(get("size")),
+        _bool(get("audio"), "audio"),
+        _bool(get("video"), "video"),
+        _text(get("quality"), "quality"),
+        _date(get("date")),
+        _text(get("source"), "source"),
+        _bool(get("downloaded"), "downloaded"),
+        raw,
+    )
 
 
 def _secret(value: Any) -> str:

@@ -35,6 +35,7 @@ from pooldaemon.models import (
     Source,
     Track,
 )
+from pooldaemon.offload import INLINE, Offload
 from pooldaemon.pools import harvest_wire as wire
 from pooldaemon.pools.base import Capability, Clock, PoolAdapter
 from pooldaemon.pools.http import PoolHttp, TokenKeeper
@@ -552,10 +553,12 @@ class HarvestAdapter(PoolAdapter):
             self._names[("track", ident)] = label
         return track
 
-    async def catalog(self, since: float | None = None) -> AsyncIterator[CatalogPage]:
+    async def catalog(
+        self, since: float | None = None, offload: Offload = INLINE
+    ) -> AsyncIterator[CatalogPage]:
         """Tracks of the latest albums, the member's playlists and favourites, and the download
         history (marked downloaded), for the mirror and offline search. `since` is not used:
-        Harvest lists cannot be read "changed since", and they are small."""
+        Harvest lists cannot be read "changed since", and they are small (nothing to offload)."""
         tracks: dict[str, Track] = {}
         quarantined: list[str] = []
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -19,8 +19,16 @@ from pooldaemon.errors import (
     ProtocolError,
     TransientError,
 )
-from pooldaemon.models import QueueItem, Request
-from pooldaemon.pools.crateq import AUTH_LIFETIME_S, CrateQ, jwt_expiry, parse_length, parse_size
+from pooldaemon.models import QueueItem, Request, Track
+from pooldaemon.offload import Offload
+from pooldaemon.pools.crateq import (
+    AUTH_LIFETIME_S,
+    CrateQ,
+    check_envelope,
+    jwt_expiry,
+    parse_length,
+    parse_size,
+)
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.crateq import CrateQSim
 
@@ -349,7 +357,7 @@ async def test_thousands_separators_are_repaired_when_the_paging_adds_up(
 async def test_repair_is_refused_when_the_numbers_do_not_add_up(adapter: CrateQ) -> None:
     text = '{"records":2,500,"pages":7,"page":1,"data":[{"mediaId":1}]}'
     with pytest.raises(ProtocolError, match="2500 records do not make 7 pages"):
-        adapter._envelope(text, "Content/Media", {"page": 1, "rows": 100})
+        check_envelope(text, "crateq: Content/Media page 1", 1, 100)
 
 
 async def test_200_with_empty_list_is_never_data_and_is_retried(
@@ -379,7 +387,7 @@ async def test_malformed_bodies_are_errors_naming_the_endpoint(
 async def test_an_empty_page_in_the_middle_is_incomplete(adapter: CrateQ) -> None:
     text = '{"records":250,"pages":3,"page":2,"data":[]}'
     with pytest.raises(IncompleteAnswer, match="page 2 of 3 is empty"):
-        adapter._envelope(text, "Content/Media", {"page": 2, "rows": 100})
+        check_envelope(text, "crateq: Content/Media page 2", 2, 100)
 
 
 async def test_an_explicit_empty_catalog_is_an_answer(
@@ -609,3 +617,84 @@ async def test_plan_from_a_stored_queue_entry_without_a_track(
     plan = await adapter.plan(Request("crateq", str(media_id)), stored)
     assert plan.meta["title"] == sim.catalog[media_id]["title"]
     assert await fetch(session, plan) == (200, sim.expected_bytes(media_id))
+
+
+# -- pages decoded in a worker process ----------------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+class CountingOffload(Offload):
+    """A real worker process; notes what the adapter handed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[str] = []
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        self.handed.append(fn.__name__)
+        return await super().run(fn, *args)
+
+
+def comparable(pages: list[Any]) -> list[Any]:
+    def raw(track: Track) -> dict[str, Any]:
+        return {k: v for k, v in track.raw.items() if k != "preview"}  # signed per answer
+
+    return [
+        (p.page, p.pages, p.total, p.quarantined, list(p.tracks), [raw(t) for t in p.tracks])
+        for p in pages
+    ]
+
+
+async def test_pages_decoded_in_a_worker_process_are_the_pages_decoded_here(
+    sim: CrateQSim, session: aiohttp.ClientSession
+) -> None:
+    ids = sim.catalog.select({}, "date", "desc")
+    sim.catalog.update([ids[130]], bpm="fast")  # page 6 of 10: quarantined in the worker
+    sim.catalog.update([ids[131]], bpm="134", video="False")  # coerced in the worker
+    here = comparable(await all_pages(make_adapter(sim, session, rows=25)))
+    adapter = make_adapter(sim, session, rows=25)
+    adapter.offload_after = 1
+    offload = CountingOffload()
+    logs = structlog.testing.LogCapture()
+    structlog.configure(processors=[logs])
+    try:
+        assert await offload.start("pooldaemon.pools.crateq")
+        pages = [page async for page in adapter.catalog(None, offload)]
+        assert await offload.start("pooldaemon.pools.crateq")  # it never failed
+    finally:
+        structlog.reset_defaults()
+        await offload.close()
+    assert offload.handed == ["decode_media_page"] * 9  # pages 2-10; page 1 said how many
+    assert comparable(pages) == here
+    assert sum(len(p.tracks) for p in pages) == RECORDS - 1
+    quarantined = [e for e in logs.entries if e["event"] == "record quarantined"]
+    assert [(e["media_id"], e["reason"]) for e in quarantined] == [
+        (str(ids[130]), "bpm 'fast' is not a whole number")
+    ]
+
+
+async def test_a_malformed_page_decoded_in_the_worker_is_asked_for_again(
+    sim: CrateQSim, session: aiohttp.ClientSession
+) -> None:
+    adapter = make_adapter(sim, session, rows=25)
+    adapter.offload_after = 1
+    offload = Offload()
+    sim.faults.malformed_json(count=1, match="Content/Media", skip=4)
+    try:
+        assert await offload.start("pooldaemon.pools.crateq")
+        pages = [page async for page in adapter.catalog(None, offload)]
+    finally:
+        await offload.close()
+    assert [p.page for p in pages] == list(range(1, 11))
+    assert [e.query["page"] for e in sim.log.for_endpoint("Content/Media")].count("5") == 2
+    sim.faults.malformed_json(count=None, match="Content/Media", skip=1)
+    offload = Offload()
+    try:
+        assert await offload.start("pooldaemon.pools.crateq")
+        with pytest.raises(ProtocolError) as info:
+            _ = [page async for page in adapter.catalog(None, offload)]
+        assert info.value.message.startswith("crateq: Content/Media page 2: ")
+    finally:
+        await offload.close()
