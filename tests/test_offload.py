@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.spawn
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -105,3 +106,22 @@ async def test_a_worker_that_cannot_start_leaves_the_work_here() -> None:
 async def test_inline_never_starts_a_process() -> None:
     assert not await INLINE.start("os")
     assert await INLINE.run(os.getpid) == os.getpid()
+
+
+async def test_a_worker_whose_program_cannot_run_leaves_the_work_here() -> None:
+    """Spawning fails at once (no such interpreter: a sandbox, a broken install)."""
+    python = multiprocessing.spawn.get_executable()
+    multiprocessing.spawn.set_executable("/nonexistent/python3")
+    offload = Offload()
+    logs = structlog.testing.LogCapture()
+    structlog.configure(processors=[logs])
+    try:
+        assert await offload.run(os.getpid) == os.getpid()
+        assert not await offload.start("os")
+    finally:
+        multiprocessing.spawn.set_executable(python)
+        structlog.reset_defaults()
+        await offload.close()
+    assert [e["event"] for e in logs.entries] == [
+        "decoding in the daemon's process: no worker process"
+    ]
