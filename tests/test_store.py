@@ -3,14 +3,18 @@ transactions that leave nothing half-done (real SQLite files)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from pooldaemon.models import JobState, Request
+from pooldaemon.models import JobState, Request, Track
+from pooldaemon.search import search
 from pooldaemon.store import Store, StoreError
+from pooldaemon.store import catalog as mirror
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.store.schema import SCHEMA_VERSION
@@ -105,6 +109,37 @@ async def test_work_run_in_sqlites_thread_commits_whole_or_not_at_all(tmp_path: 
         # No transaction is left open: the next writer of either kind goes through.
         await store_pools.ensure_pools(store, {"after": "crateq"})
         assert await store.run_in_transaction(lambda db: add(db, "last")) == 3
+    finally:
+        await store.close()
+
+
+async def test_a_search_reads_the_last_commit_while_the_writer_is_busy(tmp_path: Path) -> None:
+    """Searches have their own connection: they neither wait behind a sync page nor see one
+    that is not committed."""
+    store = await Store.open(tmp_path / "state.db")
+    tracks = [Track("crateq", str(n), artist="Midnight Crew", title=f"Song {n}") for n in (1, 2)]
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_page(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO tracks (pool, id, artist, first_seen, last_seen) "
+            "VALUES ('crateq', '3', 'Midnight Crew', 0, 0)"
+        )
+        writing.set()
+        release.wait(30)  # the writer's thread is busy until the search is done
+
+    try:
+        await mirror.apply_page(store, "crateq", tracks, seen_at=1.0)
+        page = asyncio.ensure_future(store.run_in_transaction(slow_page))
+        assert await asyncio.to_thread(writing.wait, 30)
+        try:
+            # On the writer's connection this waited for `release`, and failed here.
+            found = await asyncio.wait_for(search(store, {"q": "midnight"}), 30)
+        finally:
+            release.set()
+            await page
+        assert sorted(item["id"] for item in found["items"]) == ["1", "2"]
+        assert (await store.fetchone("SELECT COUNT(*) FROM tracks"))[0] == 3  # committed after
     finally:
         await store.close()
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pooldaemon.log import get_logger
 from pooldaemon.models import QueueItem, Track
-from pooldaemon.store.db import Store
+from pooldaemon.store.db import Reads, Store
 from pooldaemon.store.schema import BULK_INDEXES, SEARCH_INDEXES
 from pooldaemon.trackrows import ROW_FIELDS, WIDTH, TrackRows
 
@@ -338,12 +338,14 @@ async def _bulk_page(store: Store, pool: str, rows: TrackRows, seen_at: float) -
     return PageResult(added=await store.run_in_transaction(write))
 
 
+#: Whether every track is in the FTS index (FTS5 keeps one docsize row per document); a bulk
+#: load cut short by a crash leaves it incomplete.
+_WORDS_COMPLETE = "SELECT (SELECT COUNT(*) FROM tracks) = (SELECT COUNT(*) FROM tracks_fts_docsize)"
+
+
 async def words_complete(store: Store) -> bool:
-    """Whether every track is in the FTS index (FTS5 keeps one docsize row per document); a
-    bulk load cut short by a crash leaves it incomplete."""
-    row = await store.fetchone(
-        "SELECT (SELECT COUNT(*) FROM tracks) = (SELECT COUNT(*) FROM tracks_fts_docsize)"
-    )
+    """Whether every track is in the FTS index."""
+    row = await store.fetchone(_WORDS_COMPLETE)
     return bool(row[0])
 
 
@@ -371,7 +373,8 @@ _WORDS_READY: weakref.WeakKeyDictionary[Store, bool] = weakref.WeakKeyDictionary
 async def _words_ready(store: Store) -> bool:
     ready = _WORDS_READY.get(store)
     if ready is None:
-        ready = _WORDS_READY[store] = await words_complete(store)
+        row = await store.reads.fetchone(_WORDS_COMPLETE)  # not behind a sync page either
+        ready = _WORDS_READY[store] = bool(row[0])
     return ready
 
 
@@ -725,6 +728,7 @@ async def search(store: Store, query: CatalogQuery) -> dict[str, Any]:
 
 
 async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str, Any]:
+    db = store.reads
     where, params = _filters(query)
     # The filters as words of the word index (migration 8), unless it cannot answer: removed
     # tracks asked for too, or a bulk load has not built it yet.
@@ -733,34 +737,34 @@ async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str
     if hints and not query.include_removed and await _words_ready(store):
         facets, complete = _facet_terms(query)
     if query.terms:
-        return await _search_words(store, query, where, params, facets, complete)
+        return await _search_words(db, query, where, params, facets, complete)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     index = _driving_index(query) if hints else None
     match = _match(None, facets) if facets is not None and complete else None
     if match is not None:
         # FTS5 merges the filters' doclists in C: no row is read to count (issue 3).
-        return await _search_index(store, query, match)
-    total = await _count(store, query, clause, params, index)
+        return await _search_index(db, query, match)
+    total = await _count(db, query, clause, params, index)
     items: list[dict[str, Any]] = []
     if total > query.offset:
         walked = None
         if index not in (None, "tracks_live") and total <= _SORT_LIMIT:
-            walked = await _walk_newest(store, query, where, params, total)
+            walked = await _walk_newest(db, query, where, params, total)
         if walked is not None:
-            items = await _page_of(store, _IDS, [json.dumps(walked)], query)
+            items = await _page_of(db, _IDS, [json.dumps(walked)], query)
         else:
             if index is not None and total > _SORT_LIMIT:
                 index = "tracks_live"
             hint = f" INDEXED BY {index}" if index else ""
             sql = f"SELECT t.rowid FROM tracks t{hint}{clause}"
-            items = await _page_of(store, sql, params, query)
+            items = await _page_of(db, sql, params, query)
     return {"total": total, "items": items}
 
 
-async def _size_estimate(store: Store) -> int:
+async def _size_estimate(db: Reads) -> int:
     """About how many tracks there are, for choosing a plan: the highest rowid is free to
     read, a count is not."""
-    row = await store.fetchone("SELECT COALESCE(MAX(rowid), 0) FROM tracks")
+    row = await db.fetchone("SELECT COALESCE(MAX(rowid), 0) FROM tracks")
     return int(row[0])
 
 
@@ -771,7 +775,7 @@ _WALK_SLACK = 4.0
 
 
 async def _walk_newest(
-    store: Store, query: CatalogQuery, where: list[str], params: list[Any], total: int
+    db: Reads, query: CatalogQuery, where: list[str], params: list[Any], total: int
 ) -> list[int] | None:
     """The newest matches, found by walking `tracks_live` in date order for a bounded stretch.
 
@@ -785,14 +789,14 @@ async def _walk_newest(
     if not where or where[0] != "t.removed = 0":
         return None
     need = query.offset + query.limit
-    bound = int(need * await _size_estimate(store) / total * _WALK_SLACK)
+    bound = int(need * await _size_estimate(db) / total * _WALK_SLACK)
     if bound >= total:
         return None  # the sort reads fewer entries than the walk might
     edge = (
         "SELECT date FROM tracks INDEXED BY tracks_live WHERE removed = 0 "
         "ORDER BY date DESC LIMIT 1 OFFSET ?"
     )
-    rows = await store.fetchall(
+    rows = await db.fetchall(
         "SELECT t.rowid FROM tracks t INDEXED BY tracks_live WHERE "
         + " AND ".join([where[0], f"t.date >= ({edge})", *where[1:]]),
         [max(0, bound - 1), *params],
@@ -803,7 +807,7 @@ async def _walk_newest(
 
 
 async def _count(
-    store: Store, query: CatalogQuery, clause: str, params: list[Any], index: str | None
+    db: Reads, query: CatalogQuery, clause: str, params: list[Any], index: str | None
 ) -> int:
     """Count through the tables (the word index cannot answer this query)."""
     filters = (query.genres, query.mixes, query.bpm, query.year, query.advisories, query.media)
@@ -816,15 +820,15 @@ async def _count(
         if query.pools:
             in_pools = f"pool IN ({','.join('?' * len(query.pools))})"
             every, removed = f"{every} WHERE {in_pools}", f"{removed} AND {in_pools}"
-        row = await store.fetchone(f"SELECT ({every}) - ({removed})", [*query.pools] * 2)
+        row = await db.fetchone(f"SELECT ({every}) - ({removed})", [*query.pools] * 2)
         return int(row[0])
     hint = f" INDEXED BY {index}" if index else ""
-    row = await store.fetchone(f"SELECT COUNT(*) FROM tracks t{hint}{clause}", params)
+    row = await db.fetchone(f"SELECT COUNT(*) FROM tracks t{hint}{clause}", params)
     return int(row[0])
 
 
 async def _search_words(
-    store: Store,
+    db: Reads,
     query: CatalogQuery,
     where: list[str],
     params: list[Any],
@@ -845,9 +849,9 @@ async def _search_words(
         # Live tracks matching the words and every filter: the word index answers alone.
         match = _match(words, facets)
         assert match is not None  # the words are a term of it
-        return await _search_index(store, query, match)
+        return await _search_index(db, query, match)
     match = words if facets is None else _match(words, facets)
-    row = await store.fetchone(f"SELECT COUNT(*) FROM ({_HITS})", (match,))
+    row = await db.fetchone(f"SELECT COUNT(*) FROM ({_HITS})", (match,))
     matches = int(row[0])
     if matches == 0:
         return {"total": 0, "items": []}
@@ -856,21 +860,21 @@ async def _search_words(
     direct_args = [match, *params]
     if facets is None and where == ["t.removed = 0"]:
         # Only the words: every match counts but the few removed ones.
-        row = await store.fetchone(
+        row = await db.fetchone(
             f"SELECT COUNT(*) FROM tracks t INDEXED BY tracks_live "
             f"WHERE t.removed = 1 AND t.rowid IN ({_HITS})",
             (match,),
         )
         total = matches - int(row[0])
     else:
-        row = await store.fetchone(f"SELECT COUNT(*) FROM {direct}{direct_clause}", direct_args)
+        row = await db.fetchone(f"SELECT COUNT(*) FROM {direct}{direct_clause}", direct_args)
         total = int(row[0])
     if total <= query.offset:
         return {"total": total, "items": []}
     if query.include_removed:
         probe = False  # tracks_live cannot be walked in date order across both states
     else:
-        scanned = (query.offset + query.limit) * await _size_estimate(store) / total
+        scanned = (query.offset + query.limit) * await _size_estimate(db) / total
         probe = (0.3 * matches + 0.6 * scanned) * _PROBE_BIAS < 0.65 * matches
     if probe:
         clause = " WHERE " + " AND ".join([*where, f"t.rowid IN ({_HITS})"])
@@ -878,10 +882,10 @@ async def _search_words(
         args = [*params, match]
     else:
         sql, args = f"SELECT t.rowid FROM {direct}{direct_clause}", direct_args
-    return {"total": total, "items": await _page_of(store, sql, args, query)}
+    return {"total": total, "items": await _page_of(db, sql, args, query)}
 
 
-async def _search_index(store: Store, query: CatalogQuery, match: str) -> dict[str, Any]:
+async def _search_index(db: Reads, query: CatalogQuery, match: str) -> dict[str, Any]:
     """Count and page a query the word index answers alone (`match` says everything).
 
     Its keys are in date order, newest first (schema migration 9), so FTS5 finds the key of
@@ -890,7 +894,7 @@ async def _search_index(store: Store, query: CatalogQuery, match: str) -> dict[s
     id): a few more rows than the page, whatever the number of matches.
     """
     need = query.offset + query.limit
-    row = await store.fetchone(
+    row = await db.fetchone(
         "SELECT (SELECT COUNT(*) FROM tracks_fts WHERE tracks_fts MATCH ?1), "
         "(SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?1 ORDER BY rowid LIMIT 1 OFFSET ?2)",
         (match, need - 1),
@@ -901,7 +905,7 @@ async def _search_index(store: Store, query: CatalogQuery, match: str) -> dict[s
     # Keys below the next day's first; fewer matches than `need`: all of them.
     below = _NO_KEY if row[1] is None else ((int(row[1]) >> 32) + 1) << 32
     sql = f"SELECT t.rowid FROM tracks t WHERE t.rowid IN ({_HITS} AND rowid < ?)"
-    return {"total": total, "items": await _page_of(store, sql, (match, below), query)}
+    return {"total": total, "items": await _page_of(db, sql, (match, below), query)}
 
 
 #: Above every word index key.
@@ -909,14 +913,14 @@ _NO_KEY = 1 << 62
 
 
 async def _page_of(
-    store: Store, rowids: str, args: Sequence[Any], query: CatalogQuery
+    db: Reads, rowids: str, args: Sequence[Any], query: CatalogQuery
 ) -> list[dict[str, Any]]:
     """The page of tracks among `rowids` (a query selecting `t.rowid`), newest first.
 
     The page is chosen from what the index holds (date, id) and only its rows are read: left
     to itself SQLite reads every matching row before it sorts them.
     """
-    rows = await store.fetchall(
+    rows = await db.fetchall(
         f"SELECT {_SELECT_TRACK} FROM tracks t WHERE t.rowid IN "
         f"({rowids}{_ORDER} LIMIT ? OFFSET ?){_ORDER}",
         (*args, query.limit, query.offset),

@@ -28,7 +28,7 @@ import aiohttp
 
 from pooldaemon.config import CrateQConfig
 from pooldaemon.events import EventBus
-from pooldaemon.offload import tune_gc
+from pooldaemon.offload import Inline, Offload, tune_gc
 from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.search import search
@@ -197,6 +197,29 @@ async def latencies(
     return samples
 
 
+async def searching_during(
+    sync: PoolSync, store: Store, offload: Callable[[], Offload]
+) -> tuple[float, list[float]]:
+    """A full re-sync (`offload` decoding its pages) while a user searches every 10 ms: the
+    re-sync's wall seconds and the searches' latencies."""
+    sync.offload = offload
+    task = asyncio.ensure_future(sync.sync_catalog(full=True))
+    start = time.perf_counter()
+    samples: list[float] = []
+    while not task.done():
+        for query in QUERIES:
+            begun = time.perf_counter()
+            await search(store, query)
+            samples.append((time.perf_counter() - begun) * 1000)
+            await asyncio.sleep(0.01)
+            if task.done():
+                break
+    wall = time.perf_counter() - start
+    await task
+    sync.offload = Offload
+    return wall, samples
+
+
 def describe(samples: list[float]) -> str:
     return (
         f"p50 {statistics.median(samples):6.2f} ms   p95 {percentile(samples, 0.95):6.2f} ms   "
@@ -265,6 +288,13 @@ async def full_sync(records: int, state: Path, *, everything: bool) -> dict[str,
                 out["search"] = await latencies(lambda q: search(store, q), QUERIES, 10)
                 out["broad"] = await latencies(lambda q: search(store, q), BROAD, 5)
                 out["socket"] = await socket_latencies(store, 5)
+                out["during"] = [
+                    (label, *await searching_during(sync, store, factory))
+                    for label, factory in (
+                        ("decoder process", Offload),
+                        ("decoded in-process", Inline),
+                    )
+                ]
                 out["rss_after_search_mb"] = rss_mb()
             await store.close()
             return out
@@ -303,6 +333,8 @@ async def main() -> None:
         if run["socket"] is not None:
             print(f"  /v1/catalog      {describe(run['socket'])}")
         print(f"  broad filters    {describe(run['broad'])}   (every match counted)")
+        for label, wall, samples in run["during"]:
+            print(f"  searching during a {wall:4.1f} s re-sync, {label}: {describe(samples)}")
         sizes = [int(s) for s in args.scale.split(",") if s.strip()]
         if sizes:
             print("\nmirror cost by catalog size")
