@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -531,3 +532,38 @@ async def test_a_sync_decoded_in_a_worker_process_mirrors_the_pool_the_same(
             truth["title"],
             truth["bpm"] or None,
         )
+
+
+async def test_a_pass_cancelled_while_its_worker_decodes_stops_the_worker_and_loses_nothing(
+    sim: CrateQSim, session: aiohttp.ClientSession, store: Store, bus: RecordingBus
+) -> None:
+    """The daemon stops (or a user's sync is cancelled) in the middle of a pass."""
+    busy = asyncio.Event()
+
+    class Stuck(Offload):
+        async def run(self, fn: Callable[..., T], *args: Any) -> T:
+            assert await self.start(fn.__module__)
+            EagerOffload.workers.append(await super().run(os.getpid))
+            if args[3] == 3:  # the last page never comes back
+                busy.set()
+                await asyncio.Event().wait()
+            return await super().run(fn, *args)
+
+    adapter = make_adapter(sim, session)
+    adapter.offload_after = 1
+    sync = PoolSync("crateq", adapter, store, bus, clock=sim.clock, offload=Stuck)
+    EagerOffload.workers = []
+    task = asyncio.ensure_future(sync.sync_catalog(full=True))
+    await busy.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert EagerOffload.workers
+    for worker in EagerOffload.workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(worker, 0)
+    kept = len(await live_ids(store))
+    assert kept < RECORDS  # what was written stays written, once
+    sync.offload = EagerOffload
+    assert (await sync.sync_catalog(full=True)).added == RECORDS - kept
+    assert await live_ids(store) == {str(i) for i in sim.catalog.ids()}
