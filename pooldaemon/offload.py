@@ -64,12 +64,22 @@ class Offload:
         """`fn(*args)`, in the worker once it is up, else here."""
         if self._ready is None and not self._failed:
             self._start(fn.__module__)
-        if self._executor is not None and self._ready is not None and self._ready.done():
+        if self._up() and self._executor is not None:
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
             except BrokenProcessPool as err:
                 self._give_up(err)
         return fn(*args)
+
+    def _up(self) -> bool:
+        """Whether the worker has started and imported what it runs (giving up if it failed)."""
+        ready = self._ready
+        if ready is None or not ready.done():
+            return False
+        if ready.cancelled() or ready.exception() is not None:
+            self._give_up(None if ready.cancelled() else ready.exception())
+            return False
+        return True
 
     async def start(self, module: str) -> bool:
         """Start the worker now and wait until it has imported `module`; whether it is up."""
@@ -77,7 +87,7 @@ class Offload:
             self._start(module)
         if self._ready is not None:
             await asyncio.gather(self._ready, return_exceptions=True)
-        return self._executor is not None and self._ready is not None
+        return self._up()
 
     def _start(self, module: str) -> None:
         try:
@@ -93,11 +103,6 @@ class Offload:
             self._give_up(err)
             return
         self._ready = asyncio.wrap_future(warm)
-        self._ready.add_done_callback(self._warmed)
-
-    def _warmed(self, ready: asyncio.Future[None]) -> None:
-        if not ready.cancelled() and ready.exception() is not None:
-            self._give_up(ready.exception())
 
     def _give_up(self, err: BaseException | None) -> None:
         if not self._failed:
