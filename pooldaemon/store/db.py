@@ -60,11 +60,11 @@ class Reads:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._conn.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         async with self._conn.execute(sql, params) as cur:
             return await cur.fetchone()
 
@@ -84,6 +84,7 @@ class Store:
         self._reader = reader
         self.path = path
         self.reads = Reads(reader)
+        self._own = Reads(conn)  # reads on this connection: they see its TEMP tables
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -201,12 +202,10 @@ class Store:
             return cast(T, await uncancelled(queued))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        async with self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self._own.fetchall(sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        async with self._conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return await self._own.fetchone(sql, params)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One statement in its own transaction; returns the last row id."""
