@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -17,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from pooldaemon.config import DaemonConfig
-from pooldaemon.downloader.engine import Engine
+from pooldaemon.downloader.engine import WORK_AREA, Engine
 from pooldaemon.errors import TransientError
 from pooldaemon.events import EventBus
 from pooldaemon.models import (
@@ -291,10 +292,17 @@ def sha256_of(data: bytes) -> str:
 
 
 def library_files(root: Path) -> list[Path]:
-    """Files in the library, the work area excluded."""
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and ".pooldaemon" not in p.relative_to(root).parts
-    )
+    """Files in the library, the work area excluded.
+
+    The walk never enters the work area: the engine may be removing a finished job's folder
+    there while the test looks (rglob then failed on a folder gone mid-walk).
+    """
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        if WORK_AREA in subfolders:
+            subfolders.remove(WORK_AREA)
+        found += [Path(folder, name) for name in files]
+    return sorted(found)
 
 
 def requested_ranges(server: DownloadServer) -> list[str | None]:
