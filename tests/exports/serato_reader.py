@@ -88,8 +88,6 @@ def read_crate(data: bytes) -> CrateInfo:
             tracks.append(_track_path(record))
         elif record.tag == "ovct":
             columns.append(_column_name(record))
-        elif record.tag == "ptrk":
-            raise ValueError(f"'ptrk' at offset {record.offset} is not inside an 'otrk'")
     return CrateInfo(version=version, columns=columns, tracks=tracks)
 
 
@@ -116,6 +114,8 @@ def _parse(
                 f"{tag!r} at offset {pos} claims {length} byte(s) but only {end - body_start} "
                 f"remain before the {where}"
             )
+        if tag == "ptrk" and (parent is None or parent.tag != "otrk"):
+            raise ValueError(f"'ptrk' at offset {pos} is not inside an 'otrk'")
         body = data[body_start : body_start + length]
         record = _Record(tag, pos, body, ())
         if tag[0] == "o":

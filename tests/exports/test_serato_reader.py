@@ -135,6 +135,10 @@ def test_a_cut_between_records_is_undetectable_by_design() -> None:
             r"holds 2 'ptrk' record\(s\), expected exactly one",
         ),
         (VRSN + b"ptrk\x00\x00\x00\x02\x00a", r"'ptrk' at offset 64 is not inside an 'otrk'"),
+        (
+            VRSN + b"ovct\x00\x00\x00\x0a" + b"ptrk\x00\x00\x00\x02\x00a",
+            r"'ptrk' at offset 72 is not inside an 'otrk'",
+        ),
         (VRSN + b"otrk\x00\x00\x00\x08ptrk\x00\x00\x00\x00", r"empty path"),
         (VRSN + b"otrk\x00\x00\x00\x0bptrk\x00\x00\x00\x03\x00a\x00", r"odd length \(3 bytes\)"),
         # A lone high surrogate: what a writer that splits an emoji produces.
