@@ -22,8 +22,22 @@ from pooldaemon.errors import PoolDaemonError
 #: Enough to see an ID3 header plus what follows a small one, and two MPEG frames.
 SNIFF_BYTES = 8192
 
-#: The metadata keys `write_tags` understands; "date" is accepted as another name for "year".
-TAG_FIELDS = ("artist", "title", "mix", "genre", "bpm", "year", "album", "comment")
+#: The metadata keys `write_tags` writes. It also reads "date" (another name for "year"), and
+#: "pool" and "id", from which the comment ("<pool> via pooldaemon") and the ref ("<pool>:<id>")
+#: are made when "comment" or "ref" is not given.
+TAG_FIELDS = (
+    "artist",
+    "title",
+    "mix",
+    "genre",
+    "bpm",
+    "key",
+    "year",
+    "album",
+    "label",
+    "comment",
+    "ref",
+)
 
 
 # mutagen's functions carry no annotations; reaching them through Any keeps mypy --strict useful
@@ -35,6 +49,7 @@ Frames: Any = mutagen.id3.Frames
 ID3: Any = mutagen.id3.ID3
 MP4: Any = mutagen.mp4.MP4
 MP4FreeForm: Any = mutagen.mp4.MP4FreeForm
+TXXX: Any = mutagen.id3.TXXX
 WAVE: Any = mutagen.wave.WAVE
 
 
@@ -156,42 +171,69 @@ def _text_start(head: bytes) -> str:
 
 # --- Writing tags -----------------------------------------------------------------------------
 
+# docs/formats.md "Tags" has this mapping as a table, with where each name comes from.
 # Mix goes in its own field, never into the title: the title stays what the pool calls the
 # track, and ID3 TIT3 ("subtitle/description refinement") is the frame for "Extended Mix".
+# "year" is held as TDRC here; saving as ID3v2.3 turns it into TYER (+ TDAT for a full date).
 _ID3_FRAMES = {
     "artist": "TPE1",
     "title": "TIT2",
     "mix": "TIT3",
     "genre": "TCON",
     "bpm": "TBPM",
+    "key": "TKEY",
     "year": "TDRC",
     "album": "TALB",
+    "label": "TPUB",
 }
+#: The TXXX description holding the track's ref.
+REF_TXXX = "POOLDAEMON_REF"
+#: ID3v2.4 frames with no ID3v2.3 counterpart that we keep anyway when a tag becomes v2.3 (as
+#: iTunes and Picard do for the sort orders): a file's values are never dropped by our save.
+#: TDRC, TDOR, TIPL and TMCL are not here: update_to_v23 converts them to TYER/TDAT, TORY, IPLS.
+_V24_KEPT: tuple[str, ...] = ("ASPI", "EQU2", "RVA2", "SEEK", "SIGN", "TDEN", "TDRL", "TDTG")
+_V24_KEPT += ("TMOO", "TPRO", "TSOA", "TSOP", "TSOT", "TSST")
+# The first name is the one written; any of them holding a value counts as "already tagged".
 _VORBIS_KEYS = {
-    "artist": "ARTIST",
-    "title": "TITLE",
-    "mix": "SUBTITLE",
-    "genre": "GENRE",
-    "bpm": "BPM",
-    "year": "DATE",
-    "album": "ALBUM",
-    "comment": "COMMENT",
+    "artist": ("ARTIST",),
+    "title": ("TITLE",),
+    "mix": ("SUBTITLE",),
+    "genre": ("GENRE",),
+    "bpm": ("BPM",),
+    "key": ("INITIALKEY", "KEY"),
+    "year": ("DATE",),
+    "album": ("ALBUM",),
+    "label": ("LABEL", "ORGANIZATION"),
+    "comment": ("COMMENT",),
+    "ref": ("POOLDAEMON_REF",),
 }
+# MP4 has no standard atom for key or label: DJ software and taggers (Mixed In Key, Traktor,
+# Mixxx, Picard) use these iTunes freeform atoms; the ref gets a freeform atom of our own.
 _MP4_KEYS = {
     "artist": ("©ART",),
     "title": ("©nam",),
     "mix": ("----:com.apple.iTunes:SUBTITLE",),
     "genre": ("©gen", "gnre"),
     "bpm": ("tmpo",),
+    "key": ("----:com.apple.iTunes:initialkey", "----:com.apple.iTunes:INITIALKEY"),
     "year": ("©day",),
     "album": ("©alb",),
+    "label": ("----:com.apple.iTunes:LABEL", "----:com.apple.iTunes:label"),
     "comment": ("©cmt",),
+    "ref": ("----:com.pooldaemon:ref",),
 }
 _DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
 
 def write_tags(path: Path, meta: Mapping[str, object]) -> bool:
-    """Merge `meta` (keys from TAG_FIELDS) into the tags of the file at `path`, in place.
+    """Merge `meta` (keys from TAG_FIELDS, plus "pool", "id" and "date") into the tags of the
+    file at `path`, in place.
+
+    Keys: artist, title, mix, genre, bpm (rounded to a whole number), key (initial key as the
+    pool spells it, e.g. "Am" or "8A"), year (or "date"; YYYY[-MM[-DD]]), album (the release),
+    label, comment (default: one naming "pool"), ref (default: "pool:id"). Missing or empty keys
+    are skipped. MP3, WAV and AIFF get ID3v2.3 whenever something is written (an existing v2.4
+    tag is converted then, and only then); MP4 gets iTunes atoms; FLAC Vorbis comments.
 
     A tag that already has a non-empty value is kept: the pool's file knows better than its
     catalog row. Returns False, changing nothing, when the content (sniffed, not guessed from the
@@ -212,16 +254,16 @@ def write_tags(path: Path, meta: Mapping[str, object]) -> bool:
 
 
 def _clean_values(meta: Mapping[str, object]) -> dict[str, str]:
-    """Non-empty, single-line text per field; bpm as a whole number, year as YYYY[-MM[-DD]]."""
+    """Non-empty, single-line text per field; bpm as a whole number, year as YYYY[-MM[-DD]];
+    comment and ref filled from "pool" and "id" when not given."""
     values: dict[str, str] = {}
-    for field in TAG_FIELDS:
+    for field in (*TAG_FIELDS, "pool", "id"):
         raw = meta.get(field)
         if field == "year" and raw in (None, ""):
             raw = meta.get("date")
         if raw is None:
             continue
-        text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in str(raw))
-        text = " ".join(text.split())
+        text = _one_line(str(raw))
         if field == "bpm":
             text = _clean_bpm(text)
         elif field == "year":
@@ -229,7 +271,19 @@ def _clean_values(meta: Mapping[str, object]) -> dict[str, str]:
             text = match.group(0) if match else ""
         if text:
             values[field] = text
+    pool = values.pop("pool", "")
+    item_id = values.pop("id", "")
+    if pool:
+        values.setdefault("comment", f"{pool} via pooldaemon")
+        if item_id:
+            values.setdefault("ref", f"{pool}:{item_id}")
     return values
+
+
+def _one_line(text: str) -> str:
+    """Control characters become spaces; runs of whitespace one space."""
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return " ".join(text.split())
 
 
 def _clean_bpm(text: str) -> str:
@@ -266,31 +320,44 @@ def _merge_id3(tags: Any, values: Mapping[str, str]) -> bool:
         tags.delall("COMM::eng")
         tags.add(COMM(encoding=3, lang="eng", desc="", text=[values["comment"]]))
         changed = True
+    refs = tags.getall(f"TXXX:{REF_TXXX}")
+    if "ref" in values and not any(_present(f.text) for f in refs):
+        tags.setall(f"TXXX:{REF_TXXX}", [TXXX(encoding=3, desc=REF_TXXX, text=[values["ref"]])])
+        changed = True
     return changed
 
 
-def _id3_version(tags: Any) -> int:
-    """Keep an existing ID3v2.3 tag at 2.3 (older DJ software reads only that); else 2.4."""
-    return 3 if tuple(tags.version[:2]) == (2, 3) else 4
+def _to_v23(tags: Any) -> None:
+    """Make `tags` an ID3v2.3 tag, the version rekordbox, Serato and CDJs all read.
+
+    mutagen's save(v2_version=3) only changes the frame encoding (UTF-8 becomes UTF-16, which
+    v2.3 has); update_to_v23 converts the frames (TDRC to TYER/TDAT …) but drops v2.4-only ones,
+    so those are set aside and put back: readers skip frames they do not know."""
+    kept = [frame for frame_id in _V24_KEPT for frame in tags.getall(frame_id)]
+    tags.update_to_v23()
+    for frame in kept:
+        tags.add(frame)
 
 
 def _tag_mp3(path: Path, values: Mapping[str, str]) -> None:
-    """ID3v2 at the start of an MPEG file."""
+    """ID3v2.3 at the start of an MPEG file."""
     try:
         tags = ID3(path)
     except ID3NoHeaderError:
         tags = ID3()
     if _merge_id3(tags, values):
-        tags.save(path, v2_version=_id3_version(tags))
+        _to_v23(tags)
+        tags.save(path, v2_version=3)
 
 
 def _tag_iff(path: Path, values: Mapping[str, str], cls: Any) -> None:
-    """An `id3 ` chunk inside a WAV (RIFF) or AIFF (FORM) file."""
+    """An ID3v2.3 tag in an `id3 ` chunk (WAV, RIFF) or `ID3 ` chunk (AIFF, FORM)."""
     audio = cls(path)
     if audio.tags is None:
         audio.add_tags()
     if _merge_id3(audio.tags, values):
-        audio.save(v2_version=_id3_version(audio.tags))
+        _to_v23(audio.tags)
+        audio.save(v2_version=3)
 
 
 def _tag_flac(path: Path, values: Mapping[str, str]) -> None:
@@ -299,16 +366,16 @@ def _tag_flac(path: Path, values: Mapping[str, str]) -> None:
     if audio.tags is None:
         audio.add_tags()
     changed = False
-    for field, key in _VORBIS_KEYS.items():
-        if field in values and not _present(audio.tags.get(key, [])):
-            audio.tags[key] = [values[field]]
+    for field, keys in _VORBIS_KEYS.items():
+        if field in values and not any(_present(audio.tags.get(k, [])) for k in keys):
+            audio.tags[keys[0]] = [values[field]]
             changed = True
     if changed:
         audio.save()
 
 
 def _tag_mp4(path: Path, values: Mapping[str, str]) -> None:
-    """iTunes-style atoms; mix as the SUBTITLE freeform atom (what Picard writes)."""
+    """iTunes-style atoms; fields without a standard atom go into freeform (`----`) atoms."""
     audio = MP4(path)
     if audio.tags is None:
         audio.add_tags()
@@ -319,7 +386,7 @@ def _tag_mp4(path: Path, values: Mapping[str, str]) -> None:
         value = values[field]
         if field == "bpm":
             audio.tags["tmpo"] = [int(value)]
-        elif field == "mix":
+        elif keys[0].startswith("----:"):
             audio.tags[keys[0]] = [MP4FreeForm(value.encode())]
         else:
             audio.tags[keys[0]] = [value]
