@@ -280,6 +280,29 @@ def test_mp4_atoms(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
+def test_mp4_key_label_and_ref_go_into_freeform_atoms(tmp_path: Path) -> None:
+    path = tmp_path / "t.m4a"
+    make_mp4(path)
+    assert write_tags(path, {"key": "F#m", "label": "Toolroom", "pool": "promoonly", "id": "9"})
+    tags = MP4(path).tags
+    assert tags is not None
+    assert bytes(tags["----:com.apple.iTunes:initialkey"][0]) == b"F#m"
+    assert bytes(tags["----:com.apple.iTunes:LABEL"][0]) == b"Toolroom"
+    assert bytes(tags["----:com.pooldaemon:ref"][0]) == b"promoonly:9"
+    assert tags["©cmt"] == ["promoonly via pooldaemon"]
+
+
+def test_flac_key_label_and_ref(tmp_path: Path) -> None:
+    path = tmp_path / "t.flac"
+    make_flac(path)
+    assert write_tags(path, {"key": "8A", "label": "Toolroom", "ref": "harvest:77"})
+    tags = FLAC(path).tags
+    assert tags is not None
+    assert tags["INITIALKEY"] == ["8A"]
+    assert tags["LABEL"] == ["Toolroom"]
+    assert tags["POOLDAEMON_REF"] == ["harvest:77"]
+
+
 def test_mp4_without_moov_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "t.m4a"
     data = _box(b"ftyp", b"M4A \0\0\0\0M4A mp42isom") + _box(b"free", bytes(16))
