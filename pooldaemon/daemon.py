@@ -30,6 +30,7 @@ from pooldaemon import __version__
 from pooldaemon.config import Config
 from pooldaemon.control.server import ControlServer
 from pooldaemon.downloader.engine import Engine
+from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
 from pooldaemon.lock import InstanceLock
@@ -47,7 +48,6 @@ from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import SyncCoordinator
-from pooldaemon.watch import DropWatcher, SubmitOutcome
 
 log = get_logger(__name__)
 
