@@ -107,9 +107,7 @@ class PoolSync:
         self.events = events
         self.on_new_items = on_new_items
         self.auto_download = (
-            bool(getattr(adapter.config, "auto_download", True))
-            if auto_download is None
-            else auto_download
+            adapter.config.auto_download if auto_download is None else auto_download
         )
         self.clock = clock
         self._catalog_lock = asyncio.Lock()

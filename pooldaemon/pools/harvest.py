@@ -12,8 +12,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlsplit
+
+from pydantic import SecretStr
 
 from pooldaemon.errors import (
     AccountError,
@@ -37,7 +39,8 @@ from pooldaemon.models import (
 )
 from pooldaemon.offload import INLINE, Offload
 from pooldaemon.pools import harvest_wire as wire
-from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings, secret_text
+from pooldaemon.pools.fields import Quarantined, whole_number_or_none
 from pooldaemon.pools.http import PoolHttp, TokenKeeper
 
 log = get_logger(__name__)
@@ -92,10 +95,6 @@ class HarvestBlocked(AccountError):
         )
 
 
-class Quarantined(ValueError):
-    """One record could not be read; it is skipped with this reason (RELIABILITY M3)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ServiceInfo:
     """What getserviceinfo says: the download URL template and the file formats."""
@@ -104,6 +103,34 @@ class ServiceInfo:
     #: (format ID, file extension, bitrate or None) as listed.
     formats: tuple[tuple[str, str, int | None], ...]
     fetched_at: float
+
+
+class HarvestSettings(PoolSettings, Protocol):
+    """What the adapter reads of its `[pools.<name>]` section (config.HarvestConfig): client
+    credentials or a service token (config.py requires one of the two), and the member login."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def auth_url(self) -> str: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def client_secret(self) -> SecretStr | None: ...
+    @property
+    def access_key(self) -> SecretStr | None: ...
+    @property
+    def service_token(self) -> SecretStr | None: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> SecretStr: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def wire(self) -> wire.Wire: ...
+    @property
+    def auto_download_from(self) -> tuple[str, ...]: ...
 
 
 class HarvestAdapter(PoolAdapter):
@@ -118,11 +145,12 @@ class HarvestAdapter(PoolAdapter):
     #: The "catalog" is a window (latest albums, playlists, favourites, history), not the whole
     #: library: a track leaving it is not removed from the pool, so sync must not mark it so.
     catalog_window: ClassVar[bool] = True
+    config: HarvestSettings
 
     def __init__(
         self,
         name: str,
-        config: Any,
+        config: HarvestSettings,
         http: PoolHttp,
         clock: Clock = time.time,
         *,
@@ -133,7 +161,7 @@ class HarvestAdapter(PoolAdapter):
         service_info_ttl_s: float = 3600.0,
     ) -> None:
         super().__init__(name, config, http, clock)
-        self.base_url = str(config.base_url).rstrip("/")
+        self.base_url = config.base_url.rstrip("/")
         self.wire: wire.Wire = config.wire
         self.page_size = page_size
         self.latest_top = latest_top
@@ -144,7 +172,7 @@ class HarvestAdapter(PoolAdapter):
         self._service = TokenKeeper(self._fetch_service_token)
         if self._fixed_service:
             # CONTRACT §2: a service token handed out by the pool; it cannot be renewed.
-            self._service.set(_secret(config.service_token), None)
+            self._service.set(secret_text(config.service_token), None)
         self._member = TokenKeeper(self._fetch_member_token)
         self._persistent: str | None = None
         self._info: ServiceInfo | None = None
@@ -209,11 +237,11 @@ class HarvestAdapter(PoolAdapter):
         try:
             answer = await self.http.call(
                 "POST",
-                str(self.config.auth_url),
+                self.config.auth_url,
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self.config.client_id,
-                    "client_secret": _secret(self.config.client_secret),
+                    "client_secret": secret_text(self.config.client_secret),
                 },
                 headers={"Accept": "application/json"},
                 # Asking for a token changes nothing on the pool: safe to retry.
@@ -244,7 +272,7 @@ class HarvestAdapter(PoolAdapter):
             token=None,
             headers={
                 "Authorization": f"Bearer {access}",
-                "AccessKey": _secret(self.config.access_key),
+                "AccessKey": secret_text(self.config.access_key),
             },
             sign_in=True,
         )
@@ -276,7 +304,7 @@ class HarvestAdapter(PoolAdapter):
             token="service",
             fields={
                 "UserName": self.config.username,
-                "Password": _secret(self.config.password),
+                "Password": secret_text(self.config.password),
                 "PersistentLogin": True,
             },
             root="requestmembertoken",
@@ -432,9 +460,13 @@ class HarvestAdapter(PoolAdapter):
             found, page_holder = _find_list(body, list_names, singular, where)
             if holder is None:
                 holder = page_holder
-            count = wire.as_int(wire.first(page_holder, "totalcount", "total", "totalrecords"))
+            count = whole_number_or_none(
+                wire.first(page_holder, "totalcount", "total", "totalrecords")
+            )
             if count is None:
-                count = wire.as_int(wire.first(body, "totalcount", "total", "totalrecords"))
+                count = whole_number_or_none(
+                    wire.first(body, "totalcount", "total", "totalrecords")
+                )
             total = count if count is not None else total
             page_ids = [i for i in wire.ids(found) if i]
             if found and page_ids and all(i in seen for i in page_ids):
@@ -524,7 +556,7 @@ class HarvestAdapter(PoolAdapter):
             wire.first(album, "releasedate", "datereleased")
         )
         date = date or _date(wire.first(record, "dateingested"))
-        year = wire.as_int(wire.first(record, "year", "releaseyear"))
+        year = whole_number_or_none(wire.first(record, "year", "releaseyear"))
         if year is None and date:
             year = int(date[:4])
         bpm = _number(wire.first(record, "bpm", "tempo"))
@@ -725,7 +757,7 @@ class HarvestAdapter(PoolAdapter):
 
     def format_id(self, info: ServiceInfo) -> str:
         """CONTRACT §2 `format`: mp3/wav/aiff → the best listed format ID; an ID as given."""
-        wanted = str(self.config.format)
+        wanted = self.config.format
         extensions = _FORMAT_EXTENSIONS.get(wanted.lower())
         if extensions is None:
             if not any(ident == wanted for ident, _, _ in info.formats):
@@ -833,7 +865,7 @@ class HarvestAdapter(PoolAdapter):
                 pool=self.name,
                 item_id=identifier,
                 kind=request.kind,
-                format=str(self.config.format),
+                format=self.config.format,
                 parts=parts,
                 # A track's folder is named by its id; that is no title for the job.
                 meta={"id": identifier, "kind": request.kind}
@@ -869,12 +901,6 @@ class HarvestAdapter(PoolAdapter):
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _secret(value: Any) -> str:
-    """A config secret as text (pydantic SecretStr or plain str)."""
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter() if callable(getter) else value)
-
-
 def _fill(template: str, token: str) -> str:
     """DirectDownloadURL with `{downloadtoken}` replaced (seed 003: "merge each TokenValue")."""
     quoted = quote(token, safe="")
@@ -900,7 +926,7 @@ def _parts(entries: list[Any], where: str) -> list[tuple[int, str]]:
         if not token or not _TOKEN_CHARS.match(token):
             raise ProtocolError(f"{where}: a download token is empty or malformed")
         raw_part = wire.first(entry, "part")
-        part = wire.as_int(raw_part)
+        part = whole_number_or_none(raw_part)
         if raw_part is None and len(entries) == 1:
             part = 1  # a lone token without a part number is the whole package
         if part is None or part < 1:
@@ -973,7 +999,7 @@ def _genre(value: Any) -> str | None:
 
 def _number(value: Any) -> int | None:
     """A number that may come as "120", "120.5" or 120.0 (rounded); None when unreadable."""
-    whole = wire.as_int(value)
+    whole = whole_number_or_none(value)
     if whole is not None:
         return whole
     try:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from xml.etree.ElementTree import Element
 
 from pooldaemon.errors import IncompleteAnswer, ProtocolError
+from pooldaemon.pools.fields import Quarantined, flag, text_or_none
 from pooldaemon.pools.http import loads_strict, parse_xml
 
 Wire = Literal["json", "xml"]
@@ -25,8 +26,6 @@ Wire = Literal["json", "xml"]
 ERROR_KEY = "error"
 _NET_DATE = re.compile(r"^/?Date\((-?\d+)([+-]\d{4})?\)/?$")
 _OFFSET_HM = re.compile(r"^([+-]?)(\d{1,2}):(\d{2})$")
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no", ""})
 #: Real offsets run from UTC-12 to UTC+14.
 _MAX_OFFSET_H = 14.0
 
@@ -167,41 +166,19 @@ def as_list(value: Any, singular: str | None = None) -> list[Any]:
 
 
 def text(value: Any) -> str | None:
-    """A scalar as stripped text; None when absent or empty."""
-    if value is None or isinstance(value, dict | list):
-        return None
+    """A scalar as stripped text (fields.text_or_none); a JSON boolean as "true" or "false", as
+    the XML wire writes it."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    result = str(value).strip()
-    return result or None
+    return text_or_none(value)
 
 
 def as_bool(value: Any, name: str) -> bool:
-    """A JSON boolean or the XML text "true"/"false"."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if value is None:
-        return False
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ProtocolError(f"{name} {str(value)[:20]!r} is not true or false")
-
-
-def as_int(value: Any) -> int | None:
-    """A whole number from a number or digit text; None when absent or unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value == int(value) else None
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,18}\.0*\s*", value):
-        return int(float(value))
-    return None
+    """A JSON boolean or the XML text "true"/"false" (fields.flag); absent is false."""
+    try:
+        return bool(flag(value, name))
+    except Quarantined as err:
+        raise ProtocolError(str(err)) from None
 
 
 # -- time --------------------------------------------------------------------------------------

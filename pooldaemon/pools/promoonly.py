@@ -12,8 +12,10 @@ import datetime as dt
 import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
+
+from pydantic import SecretStr
 
 from pooldaemon.errors import (
     AccountError,
@@ -28,7 +30,8 @@ from pooldaemon.errors import (
 )
 from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import DownloadPlan, OutboxCall, PlanPart, QueueItem, Request, Source, Track
-from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings, secret_text
+from pooldaemon.pools.fields import flag_or_none, text_or_none, whole_number_or_none
 from pooldaemon.pools.http import Answer, Auth, PoolHttp, TokenKeeper
 
 log = get_logger(__name__)
@@ -51,6 +54,24 @@ _EXTENSIONS = frozenset({"mp3", "mp4", "m4a", "m4v", "mov", "wav", "aif", "aiff"
 _VIDEO = frozenset({"mp4", "m4v", "mov"})
 
 
+class PromoOnlySettings(PoolSettings, Protocol):
+    """What the adapter reads of its `[pools.<name>]` section (config.PromoOnlyConfig): either
+    email and password, or user_id and token (config.py requires one of the two)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def password(self) -> SecretStr | None: ...
+    @property
+    def user_id(self) -> int | None: ...
+    @property
+    def token(self) -> SecretStr | None: ...
+    @property
+    def download_url(self) -> str: ...
+
+
 class PromoOnlyAdapter(PoolAdapter):
     """A Promo Only POOL account (signed in with email/password, or a fixed user id and token)."""
 
@@ -61,6 +82,7 @@ class PromoOnlyAdapter(PoolAdapter):
         {Capability.QUEUE, Capability.QUEUE_EDIT, Capability.REDOWNLOAD, Capability.OUTBOX}
     )
     kinds: ClassVar[tuple[str, ...]] = ("track",)
+    config: PromoOnlySettings
 
     SIGNIN_PATH: ClassVar[str] = "/user/authenticate/signin"
     RENEW_PATH: ClassVar[str] = "/user/authenticate"
@@ -72,9 +94,11 @@ class PromoOnlyAdapter(PoolAdapter):
     SUCCESS_PATH: ClassVar[str] = "/download/success"
     REDOWNLOAD_PATH: ClassVar[str] = "/download/redownload_request"
 
-    def __init__(self, name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> None:
+    def __init__(
+        self, name: str, config: PromoOnlySettings, http: PoolHttp, clock: Clock = time.time
+    ) -> None:
         super().__init__(name, config, http, clock)
-        self._base = str(config.base_url).rstrip("/")
+        self._base = config.base_url.rstrip("/")
         self._fixed = config.user_id is not None and config.token is not None
         self._user_id: int | None = config.user_id
         self._api_key: str | None = None
@@ -82,7 +106,7 @@ class PromoOnlyAdapter(PoolAdapter):
         self._keeper = TokenKeeper(self._fetch_token)
         if self._fixed:
             # CONTRACT §6: a fixed token is never renewed: no expiry, and a 401 is final.
-            self._keeper.set(config.token.get_secret_value(), None)
+            self._keeper.set(secret_text(config.token), None)
         self._auth = Auth(keeper=self._keeper, headers=self._bearer, clock=self.clock)
         #: The queue path this server answered on; None until one worked.
         self._queue_path: str | None = None
@@ -150,7 +174,7 @@ class PromoOnlyAdapter(PoolAdapter):
         answer = await self._call(
             "POST",
             self.SIGNIN_PATH,
-            data={"email": self.config.email, "password": self.config.password.get_secret_value()},
+            data={"email": self.config.email or "", "password": secret_text(self.config.password)},
             signed=False,
             idempotent=True,
             also_ok=frozenset({401}),
@@ -160,9 +184,12 @@ class PromoOnlyAdapter(PoolAdapter):
             raise AuthError(f"{self.name}: sign-in refused for {self.config.email}: {said}")
         self._raise_for(answer, "sign-in")
         fields = _object(answer.body, f"{self.name}: sign-in")
-        token = _text(fields.get("token"))
-        user_id = _int(fields.get("userid"))
-        api_key, api_secret = _text(fields.get("api_key")), _text(fields.get("api_secret"))
+        token = text_or_none(fields.get("token"))
+        user_id = whole_number_or_none(fields.get("userid"))
+        api_key, api_secret = (
+            text_or_none(fields.get("api_key")),
+            text_or_none(fields.get("api_secret")),
+        )
         if not token or user_id is None or not api_key or not api_secret:
             said = _result_text(fields)
             raise AuthError(
@@ -190,7 +217,7 @@ class PromoOnlyAdapter(PoolAdapter):
             raise AuthError(f"{self.name}: token renewal refused: {said}")
         self._raise_for(answer, "token renewal")
         fields = _object(answer.body, f"{self.name}: token renewal")
-        token = _text(fields.get("token"))
+        token = text_or_none(fields.get("token"))
         if not token:
             raise ProtocolError(f"{self.name}: token renewal answered without a token")
         return token, _expiry(fields.get("expires"), self.clock())
@@ -219,7 +246,9 @@ class PromoOnlyAdapter(PoolAdapter):
                 log.warning("promoonly.queue_entry_skipped", pool=self.name, reason=err.message)
                 continue
             held = items.get(item.item_id)
-            if held is None or (_int(item.queue_id) or 0) >= (_int(held.queue_id) or 0):
+            if held is None or (whole_number_or_none(item.queue_id) or 0) >= (
+                whole_number_or_none(held.queue_id) or 0
+            ):
                 items[item.item_id] = item
         return list(items.values())
 
@@ -332,7 +361,7 @@ class PromoOnlyAdapter(PoolAdapter):
             if host is None:
                 log.warning("promoonly.server_skipped", pool=self.name, server=repr(item)[:100])
                 continue
-            servers.append((host, _int(item.get("id"))))
+            servers.append((host, whole_number_or_none(item.get("id"))))
         return servers
 
     # -- downloads ----------------------------------------------------------------------------
@@ -412,7 +441,7 @@ class PromoOnlyAdapter(PoolAdapter):
             "advisory": track.advisory,
             "quality": track.quality,
             "source": track.source,
-            "label": _text(entry.get("label")),
+            "label": text_or_none(entry.get("label")),
             "length_s": track.length_s,
         }
         return DownloadPlan(
@@ -499,8 +528,8 @@ class PromoOnlyAdapter(PoolAdapter):
             )
         self._raise_for(answer, "redownload request")
         fields = _object(answer.body, f"{self.name}: redownload request")
-        result = _text(fields.get("result")) or _text(fields.get("Result")) or ""
-        requeued = _int(fields.get("tracks_requeued")) or 0
+        result = text_or_none(fields.get("result")) or text_or_none(fields.get("Result")) or ""
+        requeued = whole_number_or_none(fields.get("tracks_requeued")) or 0
         if result.lower() != "success" or requeued <= 0:
             raise Conflict(
                 f"{self.name}: redownload of {', '.join(ids)} refused: {result or 'no result'}, "
@@ -572,42 +601,6 @@ def _object(body: Any, where: str) -> dict[str, Any]:
     return body
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    """Numbers as numbers or digit strings (RELIABILITY M3: `"bpm":"134"`)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
-        return int(value)
-    return None
-
-
-def _bool(value: Any) -> bool | None:
-    """Seed 000: `"content_warn": "False"` is a string, `"explicit": 0` a number."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return bool(value)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", "y"):
-            return True
-        if lowered in ("false", "0", "no", "n", ""):
-            return False
-    return None
-
-
 def _track_id(value: str) -> str:
     text = str(value).strip()
     if not _TRACK_ID.fullmatch(text):
@@ -625,8 +618,8 @@ def _host(value: Any) -> str | None:
 def _entry(raw: Any, where: str) -> dict[str, Any]:
     """A seed-000 queue object, checked: trackid, dl_token and the server hosts."""
     fields = _object(raw, where)
-    track_id = _int(fields.get("trackid"))
-    dl_token = _text(fields.get("dl_token"))
+    track_id = whole_number_or_none(fields.get("trackid"))
+    dl_token = text_or_none(fields.get("dl_token"))
     if track_id is None or track_id < 0:
         raise ProtocolError(f"{where}: an entry without a usable trackid")
     if not dl_token:
@@ -691,20 +684,20 @@ def _expiry(value: Any, now: float) -> float:
 
 def _when(value: Any) -> str | None:
     """`queue_time` as ISO 8601 UTC when it is a Unix time, else as sent."""
-    number = _int(value)
+    number = whole_number_or_none(value)
     if number is not None and number > 1_000_000_000:
         return dt.datetime.fromtimestamp(number, dt.UTC).isoformat().replace("+00:00", "Z")
-    return _text(value)
+    return text_or_none(value)
 
 
 def _track(pool: str, entry: Mapping[str, Any]) -> Track:
     """A queue entry as a track for the catalog mirror (CONTRACT §4 fields)."""
     extension = _extension(entry.get("file_type"))
-    explicit, warn = _bool(entry.get("explicit")), _bool(entry.get("content_warn"))
+    explicit, warn = flag_or_none(entry.get("explicit")), flag_or_none(entry.get("content_warn"))
     advisory = None
     if explicit is not None or warn is not None:
         advisory = "Explicit" if (explicit or warn) else "Clean"
-    modified = _int(entry.get("modified"))
+    modified = whole_number_or_none(entry.get("modified"))
     date = (
         dt.datetime.fromtimestamp(modified, dt.UTC).date().isoformat()
         if modified is not None and modified > 0
@@ -713,19 +706,19 @@ def _track(pool: str, entry: Mapping[str, Any]) -> Track:
     return Track(
         pool=pool,
         id=str(entry["trackid"]),
-        artist=_text(entry.get("artist")),
-        title=_text(entry.get("title")),
-        genre=_text(entry.get("genre")),
-        bpm=_int(entry.get("bpm")),
-        year=_int(entry.get("release_year")),
-        mix=_text(entry.get("mix")),
+        artist=text_or_none(entry.get("artist")),
+        title=text_or_none(entry.get("title")),
+        genre=text_or_none(entry.get("genre")),
+        bpm=whole_number_or_none(entry.get("bpm")),
+        year=whole_number_or_none(entry.get("release_year")),
+        mix=text_or_none(entry.get("mix")),
         advisory=advisory,
-        length_s=_int(entry.get("duration")),
+        length_s=whole_number_or_none(entry.get("duration")),
         audio=True if extension else None,
         video=(extension in _VIDEO) if extension else None,
-        quality=_text(entry.get("file_type")),
+        quality=text_or_none(entry.get("file_type")),
         date=date,
-        source=_text(entry.get("release_name")),
+        source=text_or_none(entry.get("release_name")),
         # No per-download token in the mirror: it is a credential (RELIABILITY S3).
         raw={key: value for key, value in entry.items() if key not in ("dl_token", "Result")},
     )
