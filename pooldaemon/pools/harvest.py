@@ -2,7 +2,10 @@
 
 Only Harvest's URLs, fields and token rules live here (STYLE habit 2); both wires are read into
 one shape by `pools/harvest_wire.py`, retries and HTTP errors are `pools/http.py`'s. Every answer
-is checked for Harvest's error envelope, which usually arrives with HTTP 200.
+is checked for Harvest's error envelope, which usually arrives with HTTP 200. Records are read
+into tracks by `harvest_wire.read_track`. What is left (~880 lines) is one concept, the account's
+protocol: every call needs the service and member tokens, and paging, queue and downloads share
+them, so splitting it further would split that token chain.
 """
 
 from __future__ import annotations
@@ -65,11 +68,7 @@ _MIN_BELIEVED_S = 90.0
 #: Seed 003: "Favorites uses myfavourites.zip".
 FAVOURITES_NAME = "myfavourites"
 _ACCEPT = {"json": "application/json", "xml": "application/xml"}
-_TOKEN_CHARS = re.compile(r"^[^\s/?#]{1,1024}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PLACEHOLDER = re.compile(r"\{downloadtoken\}", re.IGNORECASE)
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
-_LENGTH = re.compile(r"^(?:(\d{1,2}):)?(\d{1,3}):(\d{2})(?:\.\d+)?$")
 #: Formats a config may name, and the file extensions getserviceinfo lists for each.
 _FORMAT_EXTENSIONS = {"mp3": ("mp3",), "wav": ("wav", "wave"), "aiff": ("aiff", "aif")}
 #: Safety stop for paging: Harvest's lists are a member's, not a whole catalog.
@@ -334,7 +333,7 @@ class HarvestAdapter(PoolAdapter):
         if not isinstance(record, dict):
             raise ProtocolError(f"{where}: the answer has no {key}")
         value = wire.text(wire.first(record, "value", "tokenvalue", "token"))
-        if not value or not _TOKEN_CHARS.match(value):
+        if not value or not wire.TOKEN_PATTERN.match(value):
             raise ProtocolError(f"{where}: the {key} has no usable value")
         try:
             offset = wire.parse_offset(wire.first(record, "utcoffset"))
@@ -457,7 +456,7 @@ class HarvestAdapter(PoolAdapter):
         while True:
             query = {**(params or {}), "Skip": len(items), "Limit": self.page_size}
             body = await self._api("GET", name, token="member", suffix=suffix, params=query)
-            found, page_holder = _find_list(body, list_names, singular, where)
+            found, page_holder = wire.find_list(body, list_names, singular, where)
             if holder is None:
                 holder = page_holder
             count = whole_number_or_none(
@@ -494,7 +493,7 @@ class HarvestAdapter(PoolAdapter):
             "getmemberplaylistsnotracks", list_names=("playlists",), singular="playlist"
         )
         for playlist in items:
-            ident, name = wire.text(wire.first(playlist, "id")), _title(playlist)
+            ident, name = wire.text(wire.first(playlist, "id")), wire.title(playlist)
             if ident and name:
                 self._names[("playlist", ident)] = name
         return items
@@ -508,7 +507,7 @@ class HarvestAdapter(PoolAdapter):
             suffix="/" + quote(playlist_id, safe=""),
             params={"returntracks": "true"},
         )
-        name = _title(holder)
+        name = wire.title(holder)
         if name:
             self._names[("playlist", playlist_id)] = name
         return name, items
@@ -522,7 +521,7 @@ class HarvestAdapter(PoolAdapter):
             suffix=f"/{int(self.latest_top)}",
         )
         for album in items:
-            ident, name = wire.text(wire.first(album, "id")), _title(album)
+            ident, name = wire.text(wire.first(album, "id")), wire.title(album)
             if ident and name:
                 self._names[("album", ident)] = name
         return items
@@ -546,43 +545,11 @@ class HarvestAdapter(PoolAdapter):
         downloaded: bool | None = None,
     ) -> Track:
         """A Harvest track record (either wire) as a Track; Quarantined when it has no id."""
-        if not isinstance(record, dict):
-            raise Quarantined(f"record is {type(record).__name__}, not an object")
-        ident = wire.text(wire.first(record, "id", "trackid"))
-        if not ident or not _ID.match(ident):
-            raise Quarantined(f"no usable track id ({str(ident)[:40]!r})")
-        album = album or {}
-        date = _date(wire.first(record, "releasedate", "datereleased")) or _date(
-            wire.first(album, "releasedate", "datereleased")
-        )
-        date = date or _date(wire.first(record, "dateingested"))
-        year = whole_number_or_none(wire.first(record, "year", "releaseyear"))
-        if year is None and date:
-            year = int(date[:4])
-        bpm = _number(wire.first(record, "bpm", "tempo"))
-        track = Track(
-            pool=self.name,
-            id=ident,
-            artist=wire.text(wire.first(record, "artist", "artistname", "performer", "composer"))
-            or wire.text(wire.first(album, "artist", "artistname")),
-            title=_title(record),
-            genre=_genre(wire.first(record, "genre", "genres")),
-            bpm=bpm if bpm and bpm > 0 else None,
-            year=year if year and year > 0 else None,
-            mix=wire.text(wire.first(record, "version", "versiontitle", "mix")),
-            length_s=_length(wire.first(record, "lengthseconds", "duration", "time", "length")),
-            audio=True,
-            video=False,
-            date=date,
-            source=wire.text(wire.first(record, "libraryname", "library"))
-            or wire.text(wire.first(album, "libraryname", "library")),
-            downloaded=downloaded,
-            raw=dict(record),
-        )
+        track = wire.read_track(self.name, record, album=album, downloaded=downloaded)
         if track.title:
             # A single-track download's folder is named after it, not its opaque id.
             label = f"{track.artist} - {track.title}" if track.artist else track.title
-            self._names[("track", ident)] = label
+            self._names[("track", track.id)] = label
         return track
 
     async def catalog(
@@ -599,7 +566,7 @@ class HarvestAdapter(PoolAdapter):
                 try:
                     track = self.track(record, **kwargs)
                 except Quarantined as err:
-                    quarantined.append(_record_id(record))
+                    quarantined.append(wire.record_id(record))
                     log.warning("harvest.record_quarantined", pool=self.name, reason=str(err))
                     continue
                 known = tracks.get(track.id)
@@ -622,7 +589,7 @@ class HarvestAdapter(PoolAdapter):
                 add(records)
         add(await self.favourites())
         add(
-            [_history_track(entry) for entry in await self.download_history()],
+            [wire.history_track(entry) for entry in await self.download_history()],
             downloaded=True,
         )
         ordered = list(tracks.values())
@@ -696,18 +663,18 @@ class HarvestAdapter(PoolAdapter):
 
     def _album_item(self, album: Mapping[str, Any]) -> QueueItem | None:
         ident = wire.text(wire.first(album, "id", "albumid"))
-        if not ident or not _ID.match(ident):
+        if not ident or not wire.ID_PATTERN.match(ident):
             log.warning("harvest.queue_album_skipped", pool=self.name, album=str(ident)[:40])
             return None
-        name = _title(album)
-        date = _date(wire.first(album, "releasedate", "datereleased"))
+        name = wire.title(album)
+        date = wire.day(wire.first(album, "releasedate", "datereleased"))
         # A stand-in Track so job titles and `poolctl queue` have something to show.
         shown = Track(
             pool=self.name,
             id=ident,
             artist=wire.text(wire.first(album, "artist", "artistname", "libraryname")),
             title=name,
-            genre=_genre(wire.first(album, "genre", "genres")),
+            genre=wire.genre(wire.first(album, "genre", "genres")),
             date=date,
             audio=True,
             video=False,
@@ -750,7 +717,7 @@ class HarvestAdapter(PoolAdapter):
             ident = wire.text(wire.first(record, "id", "identifier", "formatid"))
             extension = wire.text(wire.first(record, "fileextension", "extension")) or ""
             if ident:
-                bitrate = _number(wire.first(record, "bitrate"))
+                bitrate = wire.number(wire.first(record, "bitrate"))
                 formats.append((ident, extension.lower().lstrip("."), bitrate))
         self._info = ServiceInfo(download_url=template, formats=tuple(formats), fetched_at=now)
         return self._info
@@ -879,7 +846,9 @@ class HarvestAdapter(PoolAdapter):
         if sent:
             # Seed 003: "requestsent=true" – the member gets an e-mail; not a failure.
             return made([], {})
-        tokens = _parts(wire.as_list(wire.first(body, "downloadtokens"), "downloadtoken"), where)
+        tokens = wire.download_parts(
+            wire.as_list(wire.first(body, "downloadtokens"), "downloadtoken"), where
+        )
         expires_at = self.clock() + self.download_token_lifetime_s
         parts = []
         for number, token in tokens:
@@ -911,121 +880,3 @@ def _said(code: int | str, description: str) -> str:
     if code == "HTTP":
         return description
     return f"Harvest error {code}" + (f": {description}" if description else "")
-
-
-def _parts(entries: list[Any], where: str) -> list[tuple[int, str]]:
-    """Seed 003's `DownloadTokens[]{TokenValue, Part}` checked: parts 1..n, each once, sorted."""
-    if not entries:
-        raise ProtocolError(f"{where}: RequestSent is false but no download tokens came")
-    found: dict[int, str] = {}
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise ProtocolError(f"{where}: a download token entry is not an object")
-        # Seed 003: `<tokenvalue>` has newlines around it.
-        token = wire.text(wire.first(entry, "tokenvalue", "token", "value"))
-        if not token or not _TOKEN_CHARS.match(token):
-            raise ProtocolError(f"{where}: a download token is empty or malformed")
-        raw_part = wire.first(entry, "part")
-        part = whole_number_or_none(raw_part)
-        if raw_part is None and len(entries) == 1:
-            part = 1  # a lone token without a part number is the whole package
-        if part is None or part < 1:
-            raise ProtocolError(f"{where}: part number {str(raw_part)[:20]!r} is not 1 or more")
-        if part in found:
-            raise ProtocolError(f"{where}: part {part} is listed twice")
-        found[part] = token
-    count = len(found)
-    missing = [n for n in range(1, count + 1) if n not in found]
-    if missing:
-        listed = ", ".join(str(n) for n in sorted(found))
-        raise ProtocolError(
-            f"{where}: parts {listed} do not make a set 1..{count}: "
-            f"part {', '.join(str(n) for n in missing)} missing"
-        )
-    if len(set(found.values())) != count:
-        raise ProtocolError(f"{where}: two parts share one download token")
-    return sorted(found.items())
-
-
-def _find_list(
-    body: dict[str, Any], names: tuple[str, ...], singular: str, where: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The list under one of `names` in the answer or one level down (XML wraps it, as in
-    `<responsefavourites><favourites><tracks>`), with the object holding it."""
-    candidates: list[dict[str, Any]] = [body]
-    candidates += [value for value in body.values() if isinstance(value, dict)]
-    for holder in candidates:
-        for name in names:
-            if name in holder:
-                try:
-                    items = wire.as_list(holder[name], singular)
-                except ProtocolError as err:
-                    raise ProtocolError(f"{where}: {name}: {err.message}") from err
-                if not all(isinstance(item, dict) for item in items):
-                    raise ProtocolError(f"{where}: {name} holds something other than objects")
-                return items, holder
-    raise ProtocolError(f"{where}: the answer has no {' or '.join(names)}")
-
-
-def _history_track(entry: Any) -> Any:
-    """A download history entry's track (nested or the entry itself)."""
-    if isinstance(entry, dict) and isinstance(entry.get("track"), dict):
-        return entry["track"]
-    return entry
-
-
-def _record_id(record: Any) -> str:
-    if isinstance(record, dict):
-        ident = wire.text(wire.first(record, "id", "trackid"))
-        if ident and _ID.match(ident):
-            return ident
-    return ""
-
-
-def _title(record: Mapping[str, Any]) -> str | None:
-    return wire.text(wire.first(record, "displaytitle", "title", "name"))
-
-
-def _genre(value: Any) -> str | None:
-    """A genre as text; a list of genres (names or objects) joined with ", "."""
-    if isinstance(value, dict):
-        inner = wire.first(value, "name", "genre")
-        return _genre(inner) if inner is not value else None
-    if isinstance(value, list):
-        names = [_genre(item) for item in value]
-        return ", ".join(n for n in names if n) or None
-    return wire.text(value)
-
-
-def _number(value: Any) -> int | None:
-    """A number that may come as "120", "120.5" or 120.0 (rounded); None when unreadable."""
-    whole = whole_number_or_none(value)
-    if whole is not None:
-        return whole
-    try:
-        number = float(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return round(number) if number == number and abs(number) < 1e9 else None
-
-
-def _length(value: Any) -> int | None:
-    """Seconds from 170, "170", "02:50" or "00:02:50"."""
-    if value is None or value == "":
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds if seconds >= 0 else None
-    match = _LENGTH.match(str(value).strip())
-    if match is None:
-        return None
-    hours, minutes, secs = (int(group or 0) for group in match.groups())
-    return hours * 3600 + minutes * 60 + secs
-
-
-def _date(value: Any) -> str | None:
-    raw = wire.text(value)
-    if raw is None:
-        return None
-    match = _DATE.match(raw)
-    return match.group(1) if match else None
