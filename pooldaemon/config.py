@@ -3,6 +3,11 @@
 CONTRACT §2 fixes the keys. Durations and sizes are converted once here, into attributes whose
 names carry the unit (TOML `queue_interval = "2m"` → `queue_interval_s == 120.0`). `load_config` is
 the only place that reads the config file or the environment; everything else is handed a `Config`.
+
+Here: the models (`[daemon]`, `[pools.<name>]`), loading, and turning pydantic's errors into
+`<key path>: <reason>` lines (which need the models, hence one module of ~750 lines). The value
+converters the models use are in `config_values.py`; showing a config (masked) and the file
+permission warnings in `config_display.py`, re-exported here.
 """
 
 from __future__ import annotations
@@ -10,15 +15,11 @@ from __future__ import annotations
 import base64
 import difflib
 import json
-import math
 import os
 import re
-import stat
-import string
 import sys
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -31,7 +32,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -46,14 +46,35 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pooldaemon.units import format_duration, format_size, parse_duration, parse_size
+# Re-exported: pooldaemon.config is the public entry for everything about the config.
+from pooldaemon.config_display import SECRET_MASK as SECRET_MASK
+from pooldaemon.config_display import config_warnings as config_warnings
+from pooldaemon.config_display import effective_dict as effective_dict
+from pooldaemon.config_display import render_effective as render_effective
+from pooldaemon.config_values import (
+    LOAD_CONTEXT,
+    ConfigPath,
+    Duration,
+    NonEmpty,
+    Rate,
+    Secret,
+    Size,
+    Url,
+    at_least,
+    at_most,
+    describe,
+    expand_path,
+    load_context,
+    template_validator,
+    toml_key,
+)
+from pooldaemon.units import format_duration, format_size
 
 APP_NAME = "pooldaemon"
 ENV_PREFIX = "POOLDAEMON_"
 CONFIG_PATH_VAR = "POOLDAEMON_CONFIG"
 # POOLDAEMON_* variables that are not settings; every other one must name a key (CONTRACT §2).
 NON_SETTING_ENV_VARS = frozenset({CONFIG_PATH_VAR})
-SECRET_MASK = "********"
 FILE_TEMPLATE_FIELDS = (
     "pool",
     "genre",
@@ -73,7 +94,6 @@ _POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # seed 003: "<format>19b8f5935503adde</format>", "an encrypted format identifier".
 _HARVEST_FORMAT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 _HARVEST_PLAYLIST_ID = re.compile(r"[A-Za-z0-9_-]+")
-_ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _SECRET_FILE_MAX_BYTES = 64 * 1024
 _KIB = 1024
 _MIB = 1024**2
@@ -95,173 +115,6 @@ class _Problem(ValueError):
         super().__init__(reason)
         self.key = key
         self.reason = reason
-
-
-# ---------------------------------------------------------------------------------------------
-# Value converters (TOML or env text → typed value), used through Annotated types below.
-
-
-# BaseSettings has its own __init__, which drops model_validate's `context`; so load_config hands
-# the environment and the config file's directory to the validators through this variable (the
-# pattern pydantic's docs give for validation context with custom initialisers).
-_LOAD_CONTEXT: ContextVar[tuple[Mapping[str, str], Path] | None] = ContextVar(
-    "_LOAD_CONTEXT", default=None
-)
-
-
-def _context() -> tuple[Mapping[str, str], Path]:
-    """The environment and base directory being validated with (os.environ and cwd by default)."""
-    return _LOAD_CONTEXT.get() or (os.environ, Path.cwd())
-
-
-def _describe(value: object) -> str:
-    """A value as TOML would spell it, for error messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-def _to_seconds(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf:
-        return float(value)  # a bare number is seconds (TOML allows inf and nan; we do not)
-    if isinstance(value, str):
-        return parse_duration(value)
-    raise ValueError(f"{_describe(value)} is not a duration (examples: 90s, 2m, 6h)")
-
-
-def _to_bytes(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        return parse_size(value)
-    raise ValueError(f"{_describe(value)} is not a size (examples: 8 MiB, 512 KiB, 1 GiB)")
-
-
-def _to_bytes_per_s(value: object) -> int:
-    """A rate: a size per second, optionally written with "/s" ("2 MiB/s")."""
-    if isinstance(value, str) and value.rstrip().endswith("/s"):
-        value = value.rstrip()[:-2]
-    return _to_bytes(value)
-
-
-def _expand_path(value: object, env: Mapping[str, str], base_dir: Path) -> Path:
-    """`~` and `$VAR` expanded from `env`, relative paths taken from `base_dir`, made absolute."""
-    if isinstance(value, Path):
-        text = str(value)  # already a path (a default, or a command-line argument): no $VAR
-    elif isinstance(value, str) and value.strip():
-        text = _ENV_VAR.sub(lambda match: _env_value(match, env, value), value.strip())
-    else:
-        raise ValueError(f"must be a path (got {_describe(value)})")
-    if text == "~" or text.startswith("~/"):
-        home = env.get("HOME") or str(Path.home())
-        text = home + text[1:]
-    elif text.startswith("~"):
-        text = os.path.expanduser(text)  # ~user
-    return Path(os.path.normpath(base_dir / text))
-
-
-def _env_value(match: re.Match[str], env: Mapping[str, str], text: str) -> str:
-    name = match.group(1) or match.group(2)
-    if name not in env:
-        raise ValueError(f'uses ${name}, which is not set in the environment (got "{text}")')
-    return env[name]
-
-
-def _to_path(value: object) -> Path:
-    env, base_dir = _context()
-    return _expand_path(value, env, base_dir)
-
-
-def _nonempty_secret(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value():
-        raise ValueError("must not be empty")
-    return value
-
-
-def _http_url(value: str) -> str:
-    if not re.match(r"https?://[^/\s?#]+", value) or any(c.isspace() for c in value):
-        # RELIABILITY S3: a URL may carry "user:password@"; echo it only when it cannot.
-        got = "" if "@" in value else f" (got {_describe(value)})"
-        raise ValueError(f"must be an http:// or https:// URL{got}")
-    return value.rstrip("/")
-
-
-def _check_template(text: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> list[str]:
-    """The placeholders of a str.format template, checked against `allowed`; raises ValueError."""
-    names = ", ".join("{" + name + "}" for name in allowed)
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as err:
-        raise ValueError(
-            f"is not a valid template ({err}; write a literal brace as {{{{ or }}}})"
-        ) from None
-    fields = []
-    for _literal, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        if field not in allowed:
-            raise ValueError(f"unknown placeholder {{{field}}} (allowed: {names})")
-        if spec or conversion:
-            raise ValueError(f"write placeholders plainly, as {{{field}}}, without ! or : options")
-        fields.append(field)
-    for name in required:
-        if name not in fields:
-            raise ValueError(f"must contain {{{name}}}")
-    return fields
-
-
-def _template_validator(
-    allowed: tuple[str, ...], required: tuple[str, ...]
-) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        _check_template(value, allowed, required)
-        return value
-
-    return check
-
-
-def _show(value: float, unit: Literal["duration", "size"]) -> str:
-    return format_duration(value) if unit == "duration" else format_size(int(value))
-
-
-def _at_least(floor: float, unit: Literal["duration", "size"]) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value < floor:
-            raise ValueError(f"must be at least {_show(floor, unit)} (got {_show(value, unit)})")
-        return value
-
-    return check
-
-
-def _at_most(ceiling: float, unit: Literal["duration", "size"]) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value > ceiling:
-            raise ValueError(f"must be at most {_show(ceiling, unit)} (got {_show(value, unit)})")
-        return value
-
-    return check
-
-
-Duration = Annotated[float, BeforeValidator(_to_seconds)]
-Size = Annotated[int, BeforeValidator(_to_bytes)]
-Rate = Annotated[int, BeforeValidator(_to_bytes_per_s)]
-ConfigPath = Annotated[Path, BeforeValidator(_to_path)]
-Secret = Annotated[SecretStr, AfterValidator(_nonempty_secret)]
-Url = Annotated[str, AfterValidator(_http_url)]
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-
-
-def _key(name: str, default: Any, **kwargs: Any) -> Any:
-    """A field read from TOML key `name` (the attribute's name carries the unit, the key not)."""
-    return Field(default, validation_alias=name, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,41 +147,41 @@ class DaemonConfig(BaseModel):
     max_active_downloads: int = Field(3, ge=1, le=32)
     connections_per_download: int = Field(4, ge=1, le=16)
     chunk_size_bytes: Annotated[
-        Size, AfterValidator(_at_least(256 * _KIB, "size")), AfterValidator(_at_most(_GIB, "size"))
-    ] = _key("chunk_size", "8 MiB")
-    bandwidth_limit_bps: Rate = _key("bandwidth_limit", "0")  # 0: unlimited
+        Size, AfterValidator(at_least(256 * _KIB, "size")), AfterValidator(at_most(_GIB, "size"))
+    ] = toml_key("chunk_size", "8 MiB")
+    bandwidth_limit_bps: Rate = toml_key("bandwidth_limit", "0")  # 0: unlimited
     file_template: Annotated[
-        NonEmpty, AfterValidator(_template_validator(FILE_TEMPLATE_FIELDS, ()))
+        NonEmpty, AfterValidator(template_validator(FILE_TEMPLATE_FIELDS, ()))
     ] = "{pool}/{genre}/{artist} - {title} ({mix})"
     write_tags: bool = True
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # CONTRACT §5: ZIP extraction limit (also capped at run time by free space less a margin).
-    max_extract_size_bytes: Annotated[Size, AfterValidator(_at_least(_MIB, "size"))] = _key(
+    max_extract_size_bytes: Annotated[Size, AfterValidator(at_least(_MIB, "size"))] = toml_key(
         "max_extract_size", "8 GiB"
     )
     # Drop folder (CONTRACT §3): poll instead of OS events (network shares, some containers), and
     # rescan this often anyway in case an event was missed.
     force_polling: bool = False
-    drop_rescan_interval_s: Annotated[Duration, AfterValidator(_at_least(1, "duration"))] = _key(
+    drop_rescan_interval_s: Annotated[Duration, AfterValidator(at_least(1, "duration"))] = toml_key(
         "drop_rescan_interval", "30s"
     )
     # A download does not start, and a running one pauses, while free space is below this.
-    min_free_space_bytes: Size = _key("min_free_space", "512 MiB")
+    min_free_space_bytes: Size = toml_key("min_free_space", "512 MiB")
     # A transfer with no bytes for stall_timeout, or slower than speed_floor (per job, "0" = off)
     # for longer than speed_grace, is dropped and retried, up to max_attempts tries in all.
-    stall_timeout_s: Annotated[Duration, AfterValidator(_at_least(5, "duration"))] = _key(
+    stall_timeout_s: Annotated[Duration, AfterValidator(at_least(5, "duration"))] = toml_key(
         "stall_timeout", "30s"
     )
-    speed_floor_bps: Rate = _key("speed_floor", "16 KiB")
-    speed_grace_s: Duration = _key("speed_grace", "20s")
+    speed_floor_bps: Rate = toml_key("speed_floor", "16 KiB")
+    speed_grace_s: Duration = toml_key("speed_grace", "20s")
     max_attempts: int = Field(5, ge=1, le=100)
     # Time allowed for one pool API call (not a file transfer; those are governed by stall_timeout).
     request_timeout_s: Annotated[
         Duration,
-        AfterValidator(_at_least(5, "duration")),
-        AfterValidator(_at_most(600, "duration")),
-    ] = _key("request_timeout", "60s")
+        AfterValidator(at_least(5, "duration")),
+        AfterValidator(at_most(600, "duration")),
+    ] = toml_key("request_timeout", "60s")
 
     @model_validator(mode="before")
     @classmethod
@@ -336,7 +189,7 @@ class DaemonConfig(BaseModel):
         """Fill the path defaults that depend on other paths or on the environment (CONTRACT §2)."""
         if not isinstance(data, dict):
             return data
-        env, base_dir = _context()
+        env, base_dir = load_context()
         data = {
             "download_dir": "~/Music/RecordPools",
             "state_dir": _user_dir("data", env),
@@ -345,7 +198,7 @@ class DaemonConfig(BaseModel):
         bases: dict[str, Path] = {}
         for key in ("download_dir", "state_dir"):
             try:
-                bases[key] = _expand_path(data[key], env, base_dir)
+                bases[key] = expand_path(data[key], env, base_dir)
             except ValueError:
                 # The field's own validator reports the bad value, so validation fails anyway;
                 # the placeholder only keeps that from hiding the other keys' problems.
@@ -410,7 +263,7 @@ def _read_secret_file(key: str, value: object, env: Mapping[str, str], base_dir:
     """CONTRACT §2: `<key>_file = "path"` holds the secret; a trailing newline is not part of it."""
     file_key = f"{key}_file"
     try:
-        path = _expand_path(value, env, base_dir)
+        path = expand_path(value, env, base_dir)
     except ValueError as err:
         raise _Problem(file_key, str(err)) from None
     try:
@@ -446,15 +299,15 @@ class _PoolBase(BaseModel):
 
     enabled: bool = True
     auto_download: bool = True
-    catalog_interval_s: Duration = _key("catalog_interval", "6h")
-    queue_interval_s: Duration = _key("queue_interval", "2m")
+    catalog_interval_s: Duration = toml_key("catalog_interval", "6h")
+    queue_interval_s: Duration = toml_key("queue_interval", "2m")
 
     @model_validator(mode="before")
     @classmethod
     def _secret_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        env, base_dir = _context()
+        env, base_dir = load_context()
         data = dict(data)
         for key in cls.SECRETS:
             file_key = f"{key}_file"
@@ -514,7 +367,7 @@ class CrateQConfig(_PoolBase):
     download_url: Annotated[
         str,
         AfterValidator(
-            _template_validator(("base_url", "mediaId", "api_key", "auth"), ("mediaId",))
+            template_validator(("base_url", "mediaId", "api_key", "auth"), ("mediaId",))
         ),
     ] = "{base_url}/Content/Download/{mediaId}?key={api_key}&token={auth}"
 
@@ -532,7 +385,7 @@ class PromoOnlyConfig(_PoolBase):
     user_id: int | None = Field(None, ge=1)
     token: Secret | None = None
     download_url: Annotated[
-        str, AfterValidator(_template_validator(("server", "dl_token"), ("dl_token",)))
+        str, AfterValidator(template_validator(("server", "dl_token"), ("dl_token",)))
     ] = "https://{server}/pool/v5/download/{dl_token}"
 
     @model_validator(mode="after")
@@ -614,7 +467,7 @@ class HarvestConfig(_PoolBase):
     password: Secret
     format: Annotated[str, AfterValidator(_harvest_format)] = "mp3"
     wire: Literal["json", "xml"] = "json"
-    queue_interval_s: Duration = _key("queue_interval", "5m")
+    queue_interval_s: Duration = toml_key("queue_interval", "5m")
     auto_download_from: Annotated[
         tuple[Annotated[str, AfterValidator(_queue_source)], ...],
         BeforeValidator(_list_from_text),
@@ -739,7 +592,7 @@ def resolve_config_path(path: Path | None = None, env: Mapping[str, str] | None 
         path = Path(environ[CONFIG_PATH_VAR].strip())
     if path is None:
         return _user_dir("config", environ) / "config.toml"
-    return _expand_path(path, environ, Path.cwd())
+    return expand_path(path, environ, Path.cwd())
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -804,13 +657,13 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     file_data = _read_toml(file) if source else {}
     env_paths, problems = _env_settings(environ)
     data = _merge(file_data, _EnvSource(Config, environ)())
-    token = _LOAD_CONTEXT.set((environ, source.parent if source else Path.cwd()))
+    token = LOAD_CONTEXT.set((environ, source.parent if source else Path.cwd()))
     try:
         cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(problems + _problems(err, data, env_paths)) from None
     finally:
-        _LOAD_CONTEXT.reset(token)
+        LOAD_CONTEXT.reset(token)
     if problems:
         raise ConfigError(problems)
     cfg._path = source
@@ -856,7 +709,7 @@ def _reason(error: Any, loc: list[Any], data: dict[str, Any]) -> str:
     """One pydantic error as a sentence; `loc` is adjusted in place to the key it is about."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     hidden = bool(loc) and str(loc[-1]) in _secret_names()
-    got = "" if hidden else f" (got {_describe(value)})"
+    got = "" if hidden else f" (got {describe(value)})"
     if kind == "value_error":
         problem = ctx.get("error")
         if isinstance(problem, _Problem):
@@ -875,7 +728,7 @@ def _reason(error: Any, loc: list[Any], data: dict[str, Any]) -> str:
         loc.append("type")
         types = list(POOL_TYPES)
         return (
-            f"unknown pool type {_describe(ctx.get('tag'))}{_suggest(str(ctx.get('tag')), types)}"
+            f"unknown pool type {describe(ctx.get('tag'))}{_suggest(str(ctx.get('tag')), types)}"
             + (f" (known: {', '.join(types)})")
         )
     if kind == "union_tag_not_found":
@@ -919,120 +772,3 @@ def _problems(
         suffix = f" (from {origin[0]})" if origin else ""
         lines.append(f"{path or 'config'}: {reason}{suffix}")
     return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# Showing the effective config, with secrets masked
-
-
-def _exact_size(n: int) -> str:
-    for name, unit in (("GiB", _GIB), ("MiB", _MIB), ("KiB", _KIB)):
-        if n and n % unit == 0:
-            return f"{n // unit} {name}"
-    return str(n) if n == 0 else f"{n} B"
-
-
-def _display_items(model: BaseModel) -> Iterator[tuple[str, str, Any]]:
-    """(attribute, TOML key, value) of each field, `type` first, secrets masked."""
-    fields = sorted(type(model).model_fields.items(), key=lambda item: item[0] != "type")
-    for name, field in fields:
-        value = getattr(model, name)
-        key = field.validation_alias if isinstance(field.validation_alias, str) else name
-        if isinstance(value, SecretStr):
-            value = SECRET_MASK
-        yield name, key, value
-
-
-def _toml_value(name: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if name.endswith("_s"):
-        return _toml_str(format_duration(value))
-    if name.endswith("_bytes"):
-        return _toml_str(_exact_size(value))
-    if name.endswith("_bps"):
-        return _toml_str(_exact_size(value) + ("/s" if value else ""))
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml_str(str(item)) for item in value) + "]"
-    return _toml_str(str(value))
-
-
-def _toml_str(text: str) -> str:
-    escaped = []
-    for char in text:
-        if char in '"\\':
-            escaped.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
-
-
-def render_effective(cfg: Config) -> str:
-    """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
-    sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
-    sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
-    out: list[str] = []
-    for header, model in sections:
-        out.append(f"[{header}]")
-        for name, key, value in _display_items(model):
-            if value is not None:
-                out.append(f"{key} = {_toml_value(name, value)}")
-        out.append("")
-    return "\n".join(out)
-
-
-def effective_dict(cfg: Config) -> dict[str, Any]:
-    """The effective settings as JSON-able data by attribute (units in names), secrets masked."""
-
-    def section(model: BaseModel) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for name, _key_name, value in _display_items(model):
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            result[name] = value
-        return result
-
-    return {
-        "path": str(cfg.path) if cfg.path else None,
-        "daemon": section(cfg.daemon),
-        "pools": {name: section(pool) for name, pool in cfg.pools.items()},
-    }
-
-
-def _file_holds_secret(path: Path) -> bool:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    pools = data.get("pools")
-    secrets = _secret_names()
-    return isinstance(pools, dict) and any(
-        isinstance(pool, dict) and secrets & set(pool) for pool in pools.values()
-    )
-
-
-def config_warnings(cfg: Config, path: Path | None = None) -> list[str]:
-    """RELIABILITY S3: a config file with secrets must be neither readable nor owned by others."""
-    path = path or cfg.path
-    if path is None or not _file_holds_secret(path):
-        return []
-    info = path.stat()
-    warnings = []
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        warnings.append(
-            f"{path}: holds secrets but has mode {mode:04o}, readable by other users; "
-            f"run: chmod 600 {path}"
-        )
-    if hasattr(os, "getuid") and info.st_uid not in (os.getuid(), 0):
-        warnings.append(
-            f"{path}: holds secrets but is owned by user id {info.st_uid}, not by you "
-            f"({os.getuid()}); that user can read and change it"
-        )
-    return warnings

@@ -30,6 +30,7 @@ from pooldaemon import __version__
 from pooldaemon.config import Config
 from pooldaemon.control.server import ControlServer
 from pooldaemon.downloader.engine import Engine
+from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
 from pooldaemon.lock import InstanceLock
@@ -47,7 +48,6 @@ from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import SyncCoordinator
-from pooldaemon.watch import DropWatcher, SubmitOutcome
 
 log = get_logger(__name__)
 
@@ -118,7 +118,7 @@ SubmitFn = Callable[[Request, str], Awaitable[dict[str, Any]]]
 
 @dataclass
 class Components:
-    """Everything `build_components` wired; a field left None is a feature not here yet."""
+    """Everything `build_components` wired; a field left None is a part this daemon runs without."""
 
     adapters: dict[str, PoolAdapter] = field(default_factory=dict)
     engine: EnginePort | None = None
@@ -187,6 +187,12 @@ async def build_components(wiring: Wiring) -> Components:
         rescan_interval_s=cfg.daemon.drop_rescan_interval_s,
     )
     return components
+
+
+def _not_running(part: str, wanted: str | None = None) -> Unsupported:
+    """The answer when a request needs a part this daemon was built without."""
+    head = f"{wanted}: " if wanted else ""
+    return Unsupported(f"{head}{part} is not running in this daemon")
 
 
 # -- the daemon --------------------------------------------------------------------------------
@@ -442,12 +448,12 @@ class Daemon:
         if not self._pool(pool).enabled:
             raise Conflict(f"pool {pool!r} is disabled in the config (enabled = false)")
         if self.components.sync is None:
-            raise Unsupported("sync lands with the pool adapters and the sync coordinator")
+            raise _not_running("pool sync")
         return await self.components.sync.sync_now(pool, full=full)
 
     async def search(self, params: dict[str, str]) -> dict[str, Any]:
         if self.components.search is None:
-            raise Unsupported("catalog search lands with the catalog sync")
+            raise _not_running("catalog search")
         return await self.components.search(params)
 
     async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
@@ -467,7 +473,7 @@ class Daemon:
         self, refs: list[str], *, redownload: bool = False, reason: str | None = None
     ) -> dict[str, Any]:
         if self.components.engine is None:
-            raise Unsupported("downloads land with the download engine")
+            raise _not_running("the download engine")
         kinds = self.pool_kinds()
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
@@ -489,7 +495,7 @@ class Daemon:
         """The one way a download is requested (socket, drop folder, auto-download)."""
         engine = self.components.engine
         if engine is None:
-            raise Unsupported("downloads land with the download engine")
+            raise _not_running("the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
         job, _created = await engine.submit(request, origin)
@@ -500,7 +506,7 @@ class Daemon:
         points at the jobs the first call made and creates none (RELIABILITY C5)."""
         engine = self.components.engine
         if engine is None:
-            raise Unsupported("downloads land with the download engine")
+            raise _not_running("the download engine")
         kinds = self.pool_kinds()
         outcomes: list[SubmitOutcome] = []
         for index, request in enumerate(requests):
@@ -518,19 +524,19 @@ class Daemon:
     async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
         await store_jobs.get_job(self._store(), job_id)  # NotFound first, whatever is wired
         if self.components.engine is None:
-            raise Unsupported(f"{action} lands with the download engine")
+            raise _not_running("the download engine", action)
         return self._live(await self.components.engine.job_action(job_id, action))
 
     async def pause_all(self) -> dict[str, Any]:
         if self.components.engine is None:
-            raise Unsupported("pause lands with the download engine")
+            raise _not_running("the download engine", "pause")
         await self.components.engine.pause_all()
         self.events.publish("downloader.paused")
         return {"paused": True}
 
     async def resume_all(self) -> dict[str, Any]:
         if self.components.engine is None:
-            raise Unsupported("resume lands with the download engine")
+            raise _not_running("the download engine", "resume")
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}
@@ -538,13 +544,13 @@ class Daemon:
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)
         if self.components.sync is None:
-            raise Unsupported("remote queues land with the pool adapters")
+            raise _not_running("pool sync", "remote queues")
         return await self.components.sync.remote_queue(pool)
 
     async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
         self._pool(pool)
         if self.components.sync is None:
-            raise Unsupported("remote queues land with the pool adapters")
+            raise _not_running("pool sync", "remote queues")
         return await self.components.sync.queue_edit(pool, add=add, remove=remove)
 
 

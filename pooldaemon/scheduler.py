@@ -88,7 +88,7 @@ class PoolScheduler:
     ) -> None:
         """Add the jobs for one pool (none when the pool is disabled)."""
         config = sync.adapter.config
-        if not getattr(config, "enabled", True):
+        if not config.enabled:
             log.info("pool disabled, not scheduled", pool=sync.name)
             return
         name = sync.name
@@ -98,7 +98,7 @@ class PoolScheduler:
         if adapter.supports(Capability.CATALOG):
             every = max(
                 CATALOG_FLOOR_S,
-                catalog_interval_s or float(getattr(config, "catalog_interval_s", 6 * 3600)),
+                catalog_interval_s or config.catalog_interval_s,
             )
             # Incremental passes (full when there is no earlier pass to start from).
             self._interval(f"{name}:catalog", self.catalog_job, name, every, first=soon)
@@ -107,7 +107,7 @@ class PoolScheduler:
         if adapter.supports(Capability.QUEUE):
             every = max(
                 QUEUE_FLOOR_S,
-                queue_interval_s or float(getattr(config, "queue_interval_s", 120)),
+                queue_interval_s or config.queue_interval_s,
             )
             self._interval(f"{name}:queue", self.queue_job, name, every, first=soon)
         if adapter.supports(Capability.LOOKUPS):

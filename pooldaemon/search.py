@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pooldaemon.errors import BadRequest
-from pooldaemon.store.catalog import CatalogQuery, NumberFilter
-from pooldaemon.store.catalog import search as search_catalog
 from pooldaemon.store.db import Store
+from pooldaemon.store.search import CatalogQuery, NumberFilter
+from pooldaemon.store.search import search as search_catalog
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -23,6 +23,7 @@ from pooldaemon.offload import Offload
 from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.store import catalog
 from pooldaemon.store import pools as pool_rows
+from pooldaemon.store import queue as remote_queue
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import create_job
 
@@ -106,9 +107,7 @@ class PoolSync:
         self.events = events
         self.on_new_items = on_new_items
         self.auto_download = (
-            bool(getattr(adapter.config, "auto_download", True))
-            if auto_download is None
-            else auto_download
+            adapter.config.auto_download if auto_download is None else auto_download
         )
         self.clock = clock
         self._catalog_lock = asyncio.Lock()
@@ -352,13 +351,13 @@ class PoolSync:
     async def _queue(self) -> list[QueueItem]:
         items = await self.adapter.remote_queue()
         seen_at = self.clock()
-        known = await catalog.queue_keys(self.store, self.name)
+        known = await remote_queue.queue_keys(self.store, self.name)
         new = [item for item in items if (item.kind, item.item_id) not in known]
         if new and self.auto_download and self.on_new_items is not None:
             # Handed over before the queue is saved: if this fails they are new again next
             # time, and the job store de-duplicates a second hand-over (CONTRACT §3).
             await self.on_new_items(new)
-        await catalog.save_queue(self.store, self.name, items, seen_at=seen_at)
+        await remote_queue.save_queue(self.store, self.name, items, seen_at=seen_at)
         self._live_queue = items
         await pool_rows.record_success(self.store, self.name, "queue")
         self.events.publish(
@@ -369,7 +368,7 @@ class PoolSync:
     async def _queue_answer(self) -> dict[str, Any]:
         items = self._live_queue
         if items is None:
-            items = await catalog.queue_items(self.store, self.name)
+            items = await remote_queue.queue_items(self.store, self.name)
         return {"pool": self.name, "items": [queue_item_dict(item) for item in items]}
 
     async def _lookups(self) -> int:

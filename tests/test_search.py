@@ -20,9 +20,10 @@ from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.search import parse_search, search, search_terms
 from pooldaemon.sim.catalog import Catalog
 from pooldaemon.store import catalog as mirror
-from pooldaemon.store.catalog import CatalogQuery, NumberFilter, match_expression
+from pooldaemon.store import search as store_search
 from pooldaemon.store.db import Store
 from pooldaemon.store.schema import COUNT_INDEXES, SCHEMA_VERSION
+from pooldaemon.store.search import CatalogQuery, NumberFilter, match_expression
 
 SEED = "search-tests"
 N = 2000
@@ -249,9 +250,9 @@ async def test_fifty_random_filter_combinations_match_the_truth(
     walk_slack: float,
 ) -> None:
     """Every plan the search may pick (by match counts) gives the truth's answer."""
-    monkeypatch.setattr(mirror, "_PROBE_BIAS", probe_bias)
-    monkeypatch.setattr(mirror, "_SORT_LIMIT", sort_limit)
-    monkeypatch.setattr(mirror, "_WALK_SLACK", walk_slack)
+    monkeypatch.setattr(store_search, "_PROBE_BIAS", probe_bias)
+    monkeypatch.setattr(store_search, "_SORT_LIMIT", sort_limit)
+    monkeypatch.setattr(store_search, "_WALK_SLACK", walk_slack)
     records = list(truth.records())
     rng = random.Random(20240601)
     nonempty = 0
@@ -272,17 +273,17 @@ async def test_small_pages_found_by_walking_the_newest_tracks_are_exact(
     query may come from a bounded walk in date order; whether it finds enough or gives up
     for the sort, the page is the truth's, ties on a date included. (A slack of 1 on this
     2,000-track mirror makes both happen.)"""
-    monkeypatch.setattr(mirror, "_WALK_SLACK", 1.0)
+    monkeypatch.setattr(store_search, "_WALK_SLACK", 1.0)
     monkeypatch.setitem(mirror._WORDS_READY, store, False)
     walks: list[bool] = []
-    walk = mirror._walk_newest
+    walk = store_search._walk_newest
 
     async def noted(*args: Any) -> list[int] | None:
         found = await walk(*args)
         walks.append(found is not None)
         return found
 
-    monkeypatch.setattr(mirror, "_walk_newest", noted)
+    monkeypatch.setattr(store_search, "_walk_newest", noted)
     records = list(truth.records())
     rng = random.Random(20261124)
     for _ in range(40):
@@ -347,7 +348,7 @@ async def test_filters_the_word_index_does_not_answer_still_match_the_truth(
     """A bpm/year range too wide to list as words, or a word index a bulk load has not built
     yet: the rows are filtered and counted instead, with the same answers."""
     if mode == "wide-ranges-on-rows":
-        monkeypatch.setattr(mirror, "_MAX_FACET_VALUES", 0)
+        monkeypatch.setattr(store_search, "_MAX_FACET_VALUES", 0)
     else:
         monkeypatch.setitem(mirror._WORDS_READY, store, False)
     records = list(truth.records())

@@ -23,6 +23,7 @@ from pooldaemon.search import search
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.store import catalog as mirror
 from pooldaemon.store import pools as pool_rows
+from pooldaemon.store import queue as remote_queue
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, SyncCoordinator, auto_download_jobs
@@ -325,12 +326,12 @@ async def test_new_queue_items_are_handed_over_once(
     assert len(handed.batches) == 2
     assert sorted(handed.batches[0]) == sorted(str(i) for i in ids)
     assert handed.batches[1] == [str(sim.catalog.ids()[10])]
-    stored = await mirror.queue_items(store, "crateq")
+    stored = await remote_queue.queue_items(store, "crateq")
     assert {i.item_id for i in stored} == {str(i) for i in [*ids, sim.catalog.ids()[10]]}
     assert all(len(i.extra["auth"]) == 40 for i in stored)
     sim.remove_from_queue(ids[:1])
     await syncer.sync_queue()
-    assert str(ids[0]) not in {i.item_id for i in await mirror.queue_items(store, "crateq")}
+    assert str(ids[0]) not in {i.item_id for i in await remote_queue.queue_items(store, "crateq")}
 
 
 async def test_without_auto_download_nothing_is_handed_over(

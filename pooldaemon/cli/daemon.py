@@ -117,7 +117,7 @@ def install_service(config_path: Path | None, dry_run: bool) -> None:
 def demo(directory: Path | None) -> None:
     """First-run showcase with the bundled simulated pools (no account needed)."""
     # Imported here: the simulators and rich's live view are not needed by `pooldaemon run`.
-    from pooldaemon.demo import main as demo_main
+    from pooldaemon.cli.demo import main as demo_main
 
     sys.exit(demo_main(directory))
 

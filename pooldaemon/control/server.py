@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from pooldaemon import jsonstrict
 from pooldaemon.control.peercred import PeerCredUnavailable, peer_credentials
 from pooldaemon.control.services import JOB_ACTIONS, Services
 from pooldaemon.errors import BadRequest, PoolDaemonError
@@ -468,7 +469,7 @@ class ControlServer:
         except UnicodeDecodeError as err:
             raise BadRequest(f"request body is not UTF-8 (byte {err.start})") from None
         try:
-            value = json.loads(text, parse_constant=_reject_constant)
+            value = jsonstrict.loads(text)
         except ValueError as err:
             raise BadRequest(f"malformed JSON body: {err}") from None
         if not isinstance(value, dict):
@@ -545,10 +546,6 @@ def _job_id(request: web.Request) -> int:
     if not text.isdigit() or len(text) > 18:
         raise BadRequest(f"job id must be a number, not {text[:40]!r}")
     return int(text)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _status_code(status: int) -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from pooldaemon.errors import BadRequest
-from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings
 from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.pools.harvest import HarvestAdapter
 from pooldaemon.pools.http import PoolHttp
@@ -20,9 +19,11 @@ ADAPTERS: dict[str, type[PoolAdapter]] = {
 }
 
 
-def build_adapter(name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> PoolAdapter:
+def build_adapter(
+    name: str, config: PoolSettings, http: PoolHttp, clock: Clock = time.time
+) -> PoolAdapter:
     """The adapter for pool `name`, chosen by `config.type`; no network is touched."""
-    kind = getattr(config, "type", None)
+    kind = config.type
     adapter = ADAPTERS.get(str(kind))
     if adapter is None:
         known = ", ".join(sorted(ADAPTERS))

@@ -13,7 +13,9 @@ import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+from pydantic import SecretStr
 
 from pooldaemon.errors import Unsupported
 from pooldaemon.models import CatalogPage, DownloadPlan, OutboxCall, QueueItem, Request
@@ -36,6 +38,28 @@ class Capability(enum.StrEnum):
 Clock = Callable[[], float]
 
 
+class PoolSettings(Protocol):
+    """What every pool's config section holds (config.py's pool models): read by sync and the
+    scheduler. Each adapter names the rest it reads in its own protocol; `pools/` never imports
+    config.py, which only has to provide these fields."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def auto_download(self) -> bool: ...
+    @property
+    def catalog_interval_s(self) -> float: ...
+    @property
+    def queue_interval_s(self) -> float: ...
+
+
+def secret_text(value: SecretStr | None) -> str:
+    """A configured secret as text; "" when absent (config.py requires each one in use)."""
+    return "" if value is None else value.get_secret_value()
+
+
 class PoolAdapter(ABC):
     """A pool account: sign in, read the catalog and queue, plan downloads."""
 
@@ -48,9 +72,11 @@ class PoolAdapter(ABC):
     #: missing from a full pass is not gone, so sync never marks it removed.
     catalog_window: ClassVar[bool] = False
 
-    def __init__(self, name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> None:
+    def __init__(
+        self, name: str, config: PoolSettings, http: PoolHttp, clock: Clock = time.time
+    ) -> None:
         self.name = name
-        self.config = config
+        self.config: PoolSettings = config
         self.http = http
         self.clock = clock
 

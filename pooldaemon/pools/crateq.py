@@ -7,16 +7,13 @@ mapping are `pools/http.py`'s. Assumptions beyond the seed are CONTRACT §6's.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import math
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
+
+from pydantic import SecretStr
 
 from pooldaemon.errors import (
     AccountError,
@@ -38,9 +35,19 @@ from pooldaemon.models import (
     Track,
 )
 from pooldaemon.offload import INLINE, Offload
-from pooldaemon.pools.base import Capability, Clock, PoolAdapter
-from pooldaemon.pools.http import Auth, PoolHttp, TokenKeeper, loads_strict, repair_thousands
-from pooldaemon.trackrows import TrackRows, raw_text
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings
+from pooldaemon.pools.crateq_wire import (
+    DecodedPage,
+    Envelope,
+    check_envelope,
+    decode_media_page,
+    jwt_expiry,
+    login_account,
+    media_track,
+    record_id,
+)
+from pooldaemon.pools.fields import Quarantined, flag_or_none, whole_number
+from pooldaemon.pools.http import Auth, PoolHttp, TokenKeeper, loads_strict
 
 log = get_logger(__name__)
 
@@ -50,34 +57,29 @@ AUTH_LIFETIME_S = 15 * 60
 AUTH_FRESH_S = 14 * 60
 #: Seed 004 lists these account states; the example answers "active" (RELIABILITY §0 drift).
 GOOD_STATUSES = frozenset({"current", "active"})
-#: Keys of a catalog record that change on every read and say nothing about the track.
-VOLATILE_KEYS = frozenset({"auth"})
-#: Seed 004 `size` is "in MB"; the pools' sites compute it as bytes / 1024².
-_SIZE_UNITS = {"": 1024**2, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?b)?\s*$", re.IGNORECASE)
-_LENGTH = re.compile(r"^\s*(?:(\d{1,2}):)?(\d{1,3}):(\d{2})\s*$")
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ][0-9:.]+Z?)?$")
-_TRUE = frozenset({"true", "1", "yes", "y"})
-_FALSE = frozenset({"false", "0", "no", "n", ""})
 
 
-class Quarantined(ValueError):
-    """One record could not be normalized; it is skipped with this reason (RELIABILITY M3)."""
+class CrateQSettings(PoolSettings, Protocol):
+    """What the adapter reads of its `[pools.<name>]` section (config.CrateQConfig)."""
 
-
-@dataclass(frozen=True, slots=True)
-class _Envelope:
-    """A checked `{"records", "pages", "page", "data"}` answer."""
-
-    records: int
-    pages: int
-    page: int
-    data: list[Any]
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key(self) -> SecretStr: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> SecretStr: ...
+    @property
+    def originator(self) -> str: ...
+    @property
+    def download_url(self) -> str: ...
 
 
 class CrateQ(PoolAdapter):
     """A CrateQ account (seed 004)."""
+
+    config: CrateQSettings
 
     type_name: ClassVar[str] = "crateq"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -94,7 +96,7 @@ class CrateQ(PoolAdapter):
     def __init__(
         self,
         name: str,
-        config: Any,
+        config: CrateQSettings,
         http: PoolHttp,
         clock: Clock = time.time,
         *,
@@ -104,7 +106,7 @@ class CrateQ(PoolAdapter):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         super().__init__(name, config, http, clock)
-        self.base_url = str(config.base_url).rstrip("/")
+        self.base_url = config.base_url.rstrip("/")
         self.rows = rows
         self.page_attempts = page_attempts
         #: Catalogs of more pages than this decode pages 2… in `catalog()`'s worker.
@@ -154,7 +156,7 @@ class CrateQ(PoolAdapter):
         """`Auth/Login`: username/password → an array holding one account with its JWT."""
         body: dict[str, Any] = {
             "username": self.config.username,
-            "password": _secret(self.config.password),
+            "password": self.config.password.get_secret_value(),
         }
         if self.config.originator:
             body["originator"] = self.config.originator
@@ -162,7 +164,7 @@ class CrateQ(PoolAdapter):
             answer = await self.http.call(
                 "POST",
                 f"{self.base_url}/Auth/Login",
-                params={"key": _secret(self.config.api_key)},
+                params={"key": self.config.api_key.get_secret_value()},
                 json_body=body,
                 headers={"Content-Type": "application/json"},
                 # Signing in changes nothing on the pool: safe to retry after a timeout.
@@ -172,9 +174,9 @@ class CrateQ(PoolAdapter):
         except TokenExpired as err:
             # Seed 004: 403 is a missing or wrong API key; 401 refuses the username/password.
             raise AuthError(f"{self.name}: sign-in refused: {err.message}") from err
-        account = _login_account(answer.body, self.name)
+        account = login_account(answer.body, self.name)
         status = str(account.get("status") or "").strip().lower()
-        if status not in GOOD_STATUSES and not _truthy(account.get("crateq")):
+        if status not in GOOD_STATUSES and not flag_or_none(account.get("crateq")):
             message = str(account.get("msg") or "").strip()
             raise AccountError(
                 f"{self.name}: account is {status or 'not active'}"
@@ -185,7 +187,7 @@ class CrateQ(PoolAdapter):
         if not isinstance(token, str) or not token.strip():
             raise ProtocolError(f"{self.name}: Auth/Login answered without a token")
         user_id = account.get("userId")
-        self.user_id = _as_int(user_id) if user_id is not None else None
+        self.user_id = whole_number(user_id) if user_id is not None else None
         self.account = {k: v for k, v in account.items() if k != "token"}
         expires_at = jwt_expiry(token)
         log.info("signed in", pool=self.name, status=status, expires_at=expires_at)
@@ -199,7 +201,7 @@ class CrateQ(PoolAdapter):
             "GET",
             f"{self.base_url}/{path}",
             # Seed 004: the API key is a URL parameter of every call.
-            params={"key": _secret(self.config.api_key), **(params or {})},
+            params={"key": self.config.api_key.get_secret_value(), **(params or {})},
             headers={"Content-Type": "application/json"},
             auth=self._auth,
             decode="text",
@@ -269,7 +271,7 @@ class CrateQ(PoolAdapter):
                 pending.cancel()
             await asyncio.gather(*waiting.values(), return_exceptions=True)
 
-    async def _queue_page(self, text: str, where: str, page: int) -> _Envelope:
+    async def _queue_page(self, text: str, where: str, page: int) -> Envelope:
         envelope, repaired = check_envelope(text, where, page, self.rows)
         if repaired:
             log.warning(
@@ -298,7 +300,7 @@ class CrateQ(PoolAdapter):
             params["days"] = max(1, math.ceil((self.clock() - since) / 86400)) + 1
         pages = 0  # as page 1 says; page 2 is asked for only once page 1 is decoded
 
-        async def decode(text: str, where: str, page: int) -> _Decoded:
+        async def decode(text: str, where: str, page: int) -> DecodedPage:
             nonlocal pages
             args = (self.name, text, where, page, self.rows)
             if page > 1 and pages > self.offload_after:
@@ -368,7 +370,7 @@ class CrateQ(PoolAdapter):
                     log.warning(
                         "queue record quarantined",
                         pool=self.name,
-                        media_id=_record_id(record),
+                        media_id=record_id(record),
                         reason=str(err),
                     )
                     continue
@@ -402,7 +404,7 @@ class CrateQ(PoolAdapter):
         if item is None:
             return f"{media_id} is not in the {self.name} queue"
         try:
-            message = await self._update_queue(media_id, _as_int(item.queue_id) or 0)
+            message = await self._update_queue(media_id, whole_number(item.queue_id) or 0)
         except TransientError as err:
             # RELIABILITY C6: the toggle may have happened; look before doing anything else.
             if not await self._in_queue(media_id):
@@ -442,7 +444,7 @@ class CrateQ(PoolAdapter):
         answer = await self.http.call(
             "POST",
             f"{self.base_url}/Content/UpdateQueue",
-            params={"key": _secret(self.config.api_key)},
+            params={"key": self.config.api_key.get_secret_value()},
             json_body=body,
             headers={"Content-Type": "application/json"},
             auth=self._auth,
@@ -515,10 +517,10 @@ class CrateQ(PoolAdapter):
             record = item.extra.get("record")
             track = self.track(record) if isinstance(record, dict) else None
         auth = str(item.extra["auth"])
-        url = str(self.config.download_url).format(
+        url = self.config.download_url.format(
             base_url=self.base_url,
             mediaId=quote(str(request.item_id), safe=""),
-            api_key=quote(_secret(self.config.api_key), safe=""),
+            api_key=quote(self.config.api_key.get_secret_value(), safe=""),
             auth=quote(auth, safe=""),
         )
         # CONTRACT §6: the download is sent with the JWT Bearer header like every CrateQ call.
@@ -564,184 +566,9 @@ P = TypeVar("P", bound=_Paged)
 _Decode = Callable[[str, str, int], Awaitable[P]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    """A `Content/Media` page as `decode_media_page` returns it, with what is worth logging."""
-
-    page: CatalogPage
-    repaired: bool
-    quarantined: tuple[tuple[str, str], ...]  # (media id, reason)
-
-    @property
-    def pages(self) -> int:
-        return self.page.pages
-
-
-def decode_media_page(pool: str, text: str, where: str, page: int, rows: int) -> _Decoded:
-    """One `Content/Media` answer as a page of track rows; ProtocolError when it is unusable."""
-    envelope, repaired = check_envelope(text, where, page, rows)
-    values: list[Any] = []
-    quarantined: list[tuple[str, str]] = []
-    for record in envelope.data:
-        try:
-            *scalars, raw = _media_fields(record)
-        except Quarantined as err:
-            quarantined.append((_record_id(record), str(err)))
-            continue
-        values += scalars
-        values.append(raw_text(raw))
-    return _Decoded(
-        page=CatalogPage(
-            tracks=TrackRows(pool, values),
-            page=envelope.page,
-            pages=envelope.pages,
-            total=envelope.records,
-            quarantined=tuple(ident for ident, _ in quarantined),
-        ),
-        repaired=repaired,
-        quarantined=tuple(quarantined),
-    )
-
-
-def check_envelope(text: str, where: str, expected_page: int, rows: int) -> tuple[_Envelope, bool]:
-    """A paged answer, checked; and whether its thousands separators had to be removed."""
-    if not text.strip():
-        raise IncompleteAnswer(f"{where}: empty body")
-    try:
-        body = loads_strict(text, where)
-        repaired = False
-    except ProtocolError as err:
-        # RELIABILITY M1: `"records":174,420` – repair only those two numbers, and only if
-        # the result parses and its paging adds up.
-        fixed, changed = repair_thousands(text)
-        if not changed:
-            raise
-        try:
-            body = loads_strict(fixed, where)
-        except ProtocolError:
-            raise err from None
-        repaired = True
-    if isinstance(body, list) and not body:
-        # Seed 004: a 30-second server timeout answers 200 with `[]`: never data.
-        raise IncompleteAnswer(f"{where}: the pool timed out (HTTP 200 with [])")
-    if not isinstance(body, dict):
-        raise ProtocolError(f"{where}: expected an object, got {type(body).__name__}")
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise ProtocolError(f"{where}: answer has no data list")
-    try:
-        records = _count(body.get("records"), "records")
-        pages = _count(body.get("pages"), "pages")
-        page = _count(body.get("page", expected_page), "page")
-    except Quarantined as err:
-        raise ProtocolError(f"{where}: {err}") from None
-    if repaired:
-        size = len(data) if page < pages else rows
-        if pages not in {math.ceil(records / rows), math.ceil(records / max(size, 1))}:
-            raise ProtocolError(
-                f"{where}: thousands separators removed, but {records} records do not "
-                f"make {pages} pages; answer refused"
-            )
-    if page != expected_page:
-        raise ProtocolError(f"{where}: answered page {page} instead")
-    if records > 0 and page <= pages and not data:
-        raise IncompleteAnswer(f"{where}: page {page} of {pages} is empty")
-    if records == 0 and data:
-        raise ProtocolError(f"{where}: says 0 records but lists {len(data)}")
-    return _Envelope(records=records, pages=pages, page=page, data=data), repaired
-
-
-def media_track(pool: str, record: Any) -> Track:
-    """A catalog or queue record as a Track; Quarantined when a field breaks its rule."""
-    return Track(pool, *_media_fields(record))
-
-
-def _media_fields(record: Any) -> tuple[Any, ...]:
-    """A record's `Track` fields after `pool`, in their order (`id` … `raw`): a page of them
-    becomes `TrackRows` without a `Track` object per record in between."""
-    if type(record) is not dict:
-        raise Quarantined(f"record is {type(record).__name__}, not an object")
-    get = record.get
-    media_id = get("mediaId")
-    if type(media_id) is not int:
-        media_id = _as_int(media_id, "mediaId")
-    if media_id is None or media_id <= 0:
-        raise Quarantined("no mediaId")
-    raw = dict(record)
-    for key in VOLATILE_KEYS:
-        raw.pop(key, None)
-    mix = get("tool")
-    return (
-        str(media_id),
-        _text(get("artist"), "artist"),
-        _text(get("title"), "title"),
-        _text(get("genre"), "genre"),
-        _positive(get("bpm"), "bpm"),
-        _positive(get("releaseYear"), "releaseYear"),
-        _text(get("mix") if mix is None else mix, "tool"),
-        _text(get("editor"), "editor"),
-        _text(get("advisory"), "advisory"),
-        parse_length(get("length")),
-        parse_size(get("size")),
-        _bool(get("audio"), "audio"),
-        _bool(get("video"), "video"),
-        _text(get("quality"), "quality"),
-        _date(get("date")),
-        _text(get("source"), "source"),
-        _bool(get("downloaded"), "downloaded"),
-        raw,
-    )
-
-
-def _secret(value: Any) -> str:
-    """A config secret as text (pydantic SecretStr or plain str)."""
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter() if callable(getter) else value)
-
-
-def jwt_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT, read without verifying (only a hint: a 401 decides, T4)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (binascii.Error, ValueError, UnicodeError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, int | float) and not isinstance(exp, bool) and exp > 0:
-        return float(exp)
-    return None
-
-
-def _login_account(body: Any, pool: str) -> dict[str, Any]:
-    """Seed 004: Auth/Login answers an array with one account (RELIABILITY M3: not an object)."""
-    if isinstance(body, list):
-        if not body:
-            raise IncompleteAnswer(f"{pool}: Auth/Login answered with an empty list")
-        body = body[0]
-    if not isinstance(body, dict):
-        raise ProtocolError(f"{pool}: Auth/Login answered with {type(body).__name__}")
-    if "token" not in body and "status" not in body and "message" in body:
-        raise AuthError(f"{pool}: sign-in refused: {body.get('message')}")
-    return body
-
-
-def _record_id(record: Any) -> str:
-    """The record's mediaId if it has a usable one, else "" (cannot be told apart)."""
-    if isinstance(record, dict):
-        try:
-            media_id = _as_int(record.get("mediaId"), "mediaId")
-        except Quarantined:
-            return ""
-        return str(media_id) if media_id else ""
-    return ""
-
-
 def _media_id(item_id: str | None) -> int:
     try:
-        media_id = _as_int(item_id, "id")
+        media_id = whole_number(item_id, "id")
     except Quarantined:
         media_id = None
     if media_id is None or media_id <= 0:
@@ -753,121 +580,8 @@ def _find(queue: list[QueueItem], media_id: int) -> QueueItem | None:
     return next((item for item in queue if item.item_id == str(media_id)), None)
 
 
-def _as_int(value: Any, name: str = "value") -> int | None:
-    """An integer, also from a digit string ("134", RELIABILITY M3); None when absent."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise Quarantined(f"{name} is a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise Quarantined(f"{name} {value!r} is not a whole number")
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
-        return int(value)
-    raise Quarantined(f"{name} {str(value)[:40]!r} is not a whole number")
-
-
-def _count(value: Any, name: str) -> int:
-    number = _as_int(value, name)
-    if number is None or number < 0:
-        raise Quarantined(f"{name} is missing or negative")
-    return number
-
-
-def _positive(value: Any, name: str) -> int | None:
-    """A number where 0 means "not known" (bpm, releaseYear)."""
-    if type(value) is int and value > 0:
-        return value
-    number = _as_int(value, name)
-    if number is None or number == 0:
-        return None
-    if number < 0:
-        raise Quarantined(f"{name} {number} is negative")
-    return number
-
-
-def _text(value: Any, name: str) -> str | None:
-    if type(value) is str:
-        return value.strip() or None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise Quarantined(f"{name} is {type(value).__name__}, not text")
-    text = str(value).strip()
-    return text or None
-
-
-def _bool(value: Any, name: str) -> bool | None:
-    """Seed 004 booleans, also as strings ("False", RELIABILITY M3)."""
-    if value is True or value is False or value is None:
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise Quarantined(f"{name} {str(value)[:20]!r} is not a boolean")
-
-
-def _date(value: Any) -> str | None:
-    if type(value) is str and _DAY.fullmatch(value):
-        return value
-    if value is None or value == "":
-        return None
-    match = _DATE.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise Quarantined(f"date {str(value)[:30]!r} is not YYYY-MM-DD")
-    return match.group(1)
-
-
 def _opt_str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
-
-
-def parse_length(value: Any) -> int | None:
-    """Seed 004 lengths: "03:38", "2:18" (and "1:02:03") → seconds."""
-    if type(value) is str and len(value) <= 6:
-        mm, colon, ss = value.partition(":")
-        if colon and mm.isdigit() and len(ss) == 2 and "00" <= ss <= "59":
-            return int(mm) * 60 + int(ss)
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    match = _LENGTH.match(value) if isinstance(value, str) else None
-    if match is None or int(match.group(3)) >= 60:
-        raise Quarantined(f"length {str(value)[:20]!r} is not MM:SS")
-    hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def parse_size(value: Any) -> int | None:
-    """Seed 004 sizes: "75.26 MB" → bytes (approximate: the pool rounds to 0.01 MB)."""
-    if type(value) is str and value.endswith(" MB"):
-        number = value[:-3]
-        if number.replace(".", "", 1).isdigit():
-            return round(float(number) * _SIZE_UNITS["mb"])
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return round(value * _SIZE_UNITS[""])
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise Quarantined(f"size {str(value)[:20]!r} is not like '75.26 MB'")
-    return round(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
-
-
-def _truthy(value: Any) -> bool:
-    try:
-        return bool(_bool(value, "crateq"))
-    except Quarantined:
-        return False
 
 
 def _meta(track: Track | None) -> dict[str, Any]:

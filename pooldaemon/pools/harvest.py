@@ -2,7 +2,10 @@
 
 Only Harvest's URLs, fields and token rules live here (STYLE habit 2); both wires are read into
 one shape by `pools/harvest_wire.py`, retries and HTTP errors are `pools/http.py`'s. Every answer
-is checked for Harvest's error envelope, which usually arrives with HTTP 200.
+is checked for Harvest's error envelope, which usually arrives with HTTP 200. Records are read
+into tracks by `harvest_wire.read_track`. What is left (~880 lines) is one concept, the account's
+protocol: every call needs the service and member tokens, and paging, queue and downloads share
+them, so splitting it further would split that token chain.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlsplit
+
+from pydantic import SecretStr
 
 from pooldaemon.errors import (
     AccountError,
@@ -37,7 +42,8 @@ from pooldaemon.models import (
 )
 from pooldaemon.offload import INLINE, Offload
 from pooldaemon.pools import harvest_wire as wire
-from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings, secret_text
+from pooldaemon.pools.fields import Quarantined, whole_number_or_none
 from pooldaemon.pools.http import PoolHttp, TokenKeeper
 
 log = get_logger(__name__)
@@ -62,11 +68,7 @@ _MIN_BELIEVED_S = 90.0
 #: Seed 003: "Favorites uses myfavourites.zip".
 FAVOURITES_NAME = "myfavourites"
 _ACCEPT = {"json": "application/json", "xml": "application/xml"}
-_TOKEN_CHARS = re.compile(r"^[^\s/?#]{1,1024}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PLACEHOLDER = re.compile(r"\{downloadtoken\}", re.IGNORECASE)
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
-_LENGTH = re.compile(r"^(?:(\d{1,2}):)?(\d{1,3}):(\d{2})(?:\.\d+)?$")
 #: Formats a config may name, and the file extensions getserviceinfo lists for each.
 _FORMAT_EXTENSIONS = {"mp3": ("mp3",), "wav": ("wav", "wave"), "aiff": ("aiff", "aif")}
 #: Safety stop for paging: Harvest's lists are a member's, not a whole catalog.
@@ -92,10 +94,6 @@ class HarvestBlocked(AccountError):
         )
 
 
-class Quarantined(ValueError):
-    """One record could not be read; it is skipped with this reason (RELIABILITY M3)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ServiceInfo:
     """What getserviceinfo says: the download URL template and the file formats."""
@@ -104,6 +102,34 @@ class ServiceInfo:
     #: (format ID, file extension, bitrate or None) as listed.
     formats: tuple[tuple[str, str, int | None], ...]
     fetched_at: float
+
+
+class HarvestSettings(PoolSettings, Protocol):
+    """What the adapter reads of its `[pools.<name>]` section (config.HarvestConfig): client
+    credentials or a service token (config.py requires one of the two), and the member login."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def auth_url(self) -> str: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def client_secret(self) -> SecretStr | None: ...
+    @property
+    def access_key(self) -> SecretStr | None: ...
+    @property
+    def service_token(self) -> SecretStr | None: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> SecretStr: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def wire(self) -> wire.Wire: ...
+    @property
+    def auto_download_from(self) -> tuple[str, ...]: ...
 
 
 class HarvestAdapter(PoolAdapter):
@@ -118,11 +144,12 @@ class HarvestAdapter(PoolAdapter):
     #: The "catalog" is a window (latest albums, playlists, favourites, history), not the whole
     #: library: a track leaving it is not removed from the pool, so sync must not mark it so.
     catalog_window: ClassVar[bool] = True
+    config: HarvestSettings
 
     def __init__(
         self,
         name: str,
-        config: Any,
+        config: HarvestSettings,
         http: PoolHttp,
         clock: Clock = time.time,
         *,
@@ -133,7 +160,7 @@ class HarvestAdapter(PoolAdapter):
         service_info_ttl_s: float = 3600.0,
     ) -> None:
         super().__init__(name, config, http, clock)
-        self.base_url = str(config.base_url).rstrip("/")
+        self.base_url = config.base_url.rstrip("/")
         self.wire: wire.Wire = config.wire
         self.page_size = page_size
         self.latest_top = latest_top
@@ -144,7 +171,7 @@ class HarvestAdapter(PoolAdapter):
         self._service = TokenKeeper(self._fetch_service_token)
         if self._fixed_service:
             # CONTRACT §2: a service token handed out by the pool; it cannot be renewed.
-            self._service.set(_secret(config.service_token), None)
+            self._service.set(secret_text(config.service_token), None)
         self._member = TokenKeeper(self._fetch_member_token)
         self._persistent: str | None = None
         self._info: ServiceInfo | None = None
@@ -209,11 +236,11 @@ class HarvestAdapter(PoolAdapter):
         try:
             answer = await self.http.call(
                 "POST",
-                str(self.config.auth_url),
+                self.config.auth_url,
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self.config.client_id,
-                    "client_secret": _secret(self.config.client_secret),
+                    "client_secret": secret_text(self.config.client_secret),
                 },
                 headers={"Accept": "application/json"},
                 # Asking for a token changes nothing on the pool: safe to retry.
@@ -244,7 +271,7 @@ class HarvestAdapter(PoolAdapter):
             token=None,
             headers={
                 "Authorization": f"Bearer {access}",
-                "AccessKey": _secret(self.config.access_key),
+                "AccessKey": secret_text(self.config.access_key),
             },
             sign_in=True,
         )
@@ -276,7 +303,7 @@ class HarvestAdapter(PoolAdapter):
             token="service",
             fields={
                 "UserName": self.config.username,
-                "Password": _secret(self.config.password),
+                "Password": secret_text(self.config.password),
                 "PersistentLogin": True,
             },
             root="requestmembertoken",
@@ -306,7 +333,7 @@ class HarvestAdapter(PoolAdapter):
         if not isinstance(record, dict):
             raise ProtocolError(f"{where}: the answer has no {key}")
         value = wire.text(wire.first(record, "value", "tokenvalue", "token"))
-        if not value or not _TOKEN_CHARS.match(value):
+        if not value or not wire.TOKEN_PATTERN.match(value):
             raise ProtocolError(f"{where}: the {key} has no usable value")
         try:
             offset = wire.parse_offset(wire.first(record, "utcoffset"))
@@ -429,12 +456,16 @@ class HarvestAdapter(PoolAdapter):
         while True:
             query = {**(params or {}), "Skip": len(items), "Limit": self.page_size}
             body = await self._api("GET", name, token="member", suffix=suffix, params=query)
-            found, page_holder = _find_list(body, list_names, singular, where)
+            found, page_holder = wire.find_list(body, list_names, singular, where)
             if holder is None:
                 holder = page_holder
-            count = wire.as_int(wire.first(page_holder, "totalcount", "total", "totalrecords"))
+            count = whole_number_or_none(
+                wire.first(page_holder, "totalcount", "total", "totalrecords")
+            )
             if count is None:
-                count = wire.as_int(wire.first(body, "totalcount", "total", "totalrecords"))
+                count = whole_number_or_none(
+                    wire.first(body, "totalcount", "total", "totalrecords")
+                )
             total = count if count is not None else total
             page_ids = [i for i in wire.ids(found) if i]
             if found and page_ids and all(i in seen for i in page_ids):
@@ -462,7 +493,7 @@ class HarvestAdapter(PoolAdapter):
             "getmemberplaylistsnotracks", list_names=("playlists",), singular="playlist"
         )
         for playlist in items:
-            ident, name = wire.text(wire.first(playlist, "id")), _title(playlist)
+            ident, name = wire.text(wire.first(playlist, "id")), wire.title(playlist)
             if ident and name:
                 self._names[("playlist", ident)] = name
         return items
@@ -476,7 +507,7 @@ class HarvestAdapter(PoolAdapter):
             suffix="/" + quote(playlist_id, safe=""),
             params={"returntracks": "true"},
         )
-        name = _title(holder)
+        name = wire.title(holder)
         if name:
             self._names[("playlist", playlist_id)] = name
         return name, items
@@ -490,7 +521,7 @@ class HarvestAdapter(PoolAdapter):
             suffix=f"/{int(self.latest_top)}",
         )
         for album in items:
-            ident, name = wire.text(wire.first(album, "id")), _title(album)
+            ident, name = wire.text(wire.first(album, "id")), wire.title(album)
             if ident and name:
                 self._names[("album", ident)] = name
         return items
@@ -514,43 +545,11 @@ class HarvestAdapter(PoolAdapter):
         downloaded: bool | None = None,
     ) -> Track:
         """A Harvest track record (either wire) as a Track; Quarantined when it has no id."""
-        if not isinstance(record, dict):
-            raise Quarantined(f"record is {type(record).__name__}, not an object")
-        ident = wire.text(wire.first(record, "id", "trackid"))
-        if not ident or not _ID.match(ident):
-            raise Quarantined(f"no usable track id ({str(ident)[:40]!r})")
-        album = album or {}
-        date = _date(wire.first(record, "releasedate", "datereleased")) or _date(
-            wire.first(album, "releasedate", "datereleased")
-        )
-        date = date or _date(wire.first(record, "dateingested"))
-        year = wire.as_int(wire.first(record, "year", "releaseyear"))
-        if year is None and date:
-            year = int(date[:4])
-        bpm = _number(wire.first(record, "bpm", "tempo"))
-        track = Track(
-            pool=self.name,
-            id=ident,
-            artist=wire.text(wire.first(record, "artist", "artistname", "performer", "composer"))
-            or wire.text(wire.first(album, "artist", "artistname")),
-            title=_title(record),
-            genre=_genre(wire.first(record, "genre", "genres")),
-            bpm=bpm if bpm and bpm > 0 else None,
-            year=year if year and year > 0 else None,
-            mix=wire.text(wire.first(record, "version", "versiontitle", "mix")),
-            length_s=_length(wire.first(record, "lengthseconds", "duration", "time", "length")),
-            audio=True,
-            video=False,
-            date=date,
-            source=wire.text(wire.first(record, "libraryname", "library"))
-            or wire.text(wire.first(album, "libraryname", "library")),
-            downloaded=downloaded,
-            raw=dict(record),
-        )
+        track = wire.read_track(self.name, record, album=album, downloaded=downloaded)
         if track.title:
             # A single-track download's folder is named after it, not its opaque id.
             label = f"{track.artist} - {track.title}" if track.artist else track.title
-            self._names[("track", ident)] = label
+            self._names[("track", track.id)] = label
         return track
 
     async def catalog(
@@ -567,7 +566,7 @@ class HarvestAdapter(PoolAdapter):
                 try:
                     track = self.track(record, **kwargs)
                 except Quarantined as err:
-                    quarantined.append(_record_id(record))
+                    quarantined.append(wire.record_id(record))
                     log.warning("harvest.record_quarantined", pool=self.name, reason=str(err))
                     continue
                 known = tracks.get(track.id)
@@ -590,7 +589,7 @@ class HarvestAdapter(PoolAdapter):
                 add(records)
         add(await self.favourites())
         add(
-            [_history_track(entry) for entry in await self.download_history()],
+            [wire.history_track(entry) for entry in await self.download_history()],
             downloaded=True,
         )
         ordered = list(tracks.values())
@@ -664,18 +663,18 @@ class HarvestAdapter(PoolAdapter):
 
     def _album_item(self, album: Mapping[str, Any]) -> QueueItem | None:
         ident = wire.text(wire.first(album, "id", "albumid"))
-        if not ident or not _ID.match(ident):
+        if not ident or not wire.ID_PATTERN.match(ident):
             log.warning("harvest.queue_album_skipped", pool=self.name, album=str(ident)[:40])
             return None
-        name = _title(album)
-        date = _date(wire.first(album, "releasedate", "datereleased"))
+        name = wire.title(album)
+        date = wire.day(wire.first(album, "releasedate", "datereleased"))
         # A stand-in Track so job titles and `poolctl queue` have something to show.
         shown = Track(
             pool=self.name,
             id=ident,
             artist=wire.text(wire.first(album, "artist", "artistname", "libraryname")),
             title=name,
-            genre=_genre(wire.first(album, "genre", "genres")),
+            genre=wire.genre(wire.first(album, "genre", "genres")),
             date=date,
             audio=True,
             video=False,
@@ -718,14 +717,14 @@ class HarvestAdapter(PoolAdapter):
             ident = wire.text(wire.first(record, "id", "identifier", "formatid"))
             extension = wire.text(wire.first(record, "fileextension", "extension")) or ""
             if ident:
-                bitrate = _number(wire.first(record, "bitrate"))
+                bitrate = wire.number(wire.first(record, "bitrate"))
                 formats.append((ident, extension.lower().lstrip("."), bitrate))
         self._info = ServiceInfo(download_url=template, formats=tuple(formats), fetched_at=now)
         return self._info
 
     def format_id(self, info: ServiceInfo) -> str:
         """CONTRACT §2 `format`: mp3/wav/aiff → the best listed format ID; an ID as given."""
-        wanted = str(self.config.format)
+        wanted = self.config.format
         extensions = _FORMAT_EXTENSIONS.get(wanted.lower())
         if extensions is None:
             if not any(ident == wanted for ident, _, _ in info.formats):
@@ -833,7 +832,7 @@ class HarvestAdapter(PoolAdapter):
                 pool=self.name,
                 item_id=identifier,
                 kind=request.kind,
-                format=str(self.config.format),
+                format=self.config.format,
                 parts=parts,
                 # A track's folder is named by its id; that is no title for the job.
                 meta={"id": identifier, "kind": request.kind}
@@ -847,7 +846,9 @@ class HarvestAdapter(PoolAdapter):
         if sent:
             # Seed 003: "requestsent=true" – the member gets an e-mail; not a failure.
             return made([], {})
-        tokens = _parts(wire.as_list(wire.first(body, "downloadtokens"), "downloadtoken"), where)
+        tokens = wire.download_parts(
+            wire.as_list(wire.first(body, "downloadtokens"), "downloadtoken"), where
+        )
         expires_at = self.clock() + self.download_token_lifetime_s
         parts = []
         for number, token in tokens:
@@ -869,12 +870,6 @@ class HarvestAdapter(PoolAdapter):
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _secret(value: Any) -> str:
-    """A config secret as text (pydantic SecretStr or plain str)."""
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter() if callable(getter) else value)
-
-
 def _fill(template: str, token: str) -> str:
     """DirectDownloadURL with `{downloadtoken}` replaced (seed 003: "merge each TokenValue")."""
     quoted = quote(token, safe="")
@@ -885,121 +880,3 @@ def _said(code: int | str, description: str) -> str:
     if code == "HTTP":
         return description
     return f"Harvest error {code}" + (f": {description}" if description else "")
-
-
-def _parts(entries: list[Any], where: str) -> list[tuple[int, str]]:
-    """Seed 003's `DownloadTokens[]{TokenValue, Part}` checked: parts 1..n, each once, sorted."""
-    if not entries:
-        raise ProtocolError(f"{where}: RequestSent is false but no download tokens came")
-    found: dict[int, str] = {}
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise ProtocolError(f"{where}: a download token entry is not an object")
-        # Seed 003: `<tokenvalue>` has newlines around it.
-        token = wire.text(wire.first(entry, "tokenvalue", "token", "value"))
-        if not token or not _TOKEN_CHARS.match(token):
-            raise ProtocolError(f"{where}: a download token is empty or malformed")
-        raw_part = wire.first(entry, "part")
-        part = wire.as_int(raw_part)
-        if raw_part is None and len(entries) == 1:
-            part = 1  # a lone token without a part number is the whole package
-        if part is None or part < 1:
-            raise ProtocolError(f"{where}: part number {str(raw_part)[:20]!r} is not 1 or more")
-        if part in found:
-            raise ProtocolError(f"{where}: part {part} is listed twice")
-        found[part] = token
-    count = len(found)
-    missing = [n for n in range(1, count + 1) if n not in found]
-    if missing:
-        listed = ", ".join(str(n) for n in sorted(found))
-        raise ProtocolError(
-            f"{where}: parts {listed} do not make a set 1..{count}: "
-            f"part {', '.join(str(n) for n in missing)} missing"
-        )
-    if len(set(found.values())) != count:
-        raise ProtocolError(f"{where}: two parts share one download token")
-    return sorted(found.items())
-
-
-def _find_list(
-    body: dict[str, Any], names: tuple[str, ...], singular: str, where: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The list under one of `names` in the answer or one level down (XML wraps it, as in
-    `<responsefavourites><favourites><tracks>`), with the object holding it."""
-    candidates: list[dict[str, Any]] = [body]
-    candidates += [value for value in body.values() if isinstance(value, dict)]
-    for holder in candidates:
-        for name in names:
-            if name in holder:
-                try:
-                    items = wire.as_list(holder[name], singular)
-                except ProtocolError as err:
-                    raise ProtocolError(f"{where}: {name}: {err.message}") from err
-                if not all(isinstance(item, dict) for item in items):
-                    raise ProtocolError(f"{where}: {name} holds something other than objects")
-                return items, holder
-    raise ProtocolError(f"{where}: the answer has no {' or '.join(names)}")
-
-
-def _history_track(entry: Any) -> Any:
-    """A download history entry's track (nested or the entry itself)."""
-    if isinstance(entry, dict) and isinstance(entry.get("track"), dict):
-        return entry["track"]
-    return entry
-
-
-def _record_id(record: Any) -> str:
-    if isinstance(record, dict):
-        ident = wire.text(wire.first(record, "id", "trackid"))
-        if ident and _ID.match(ident):
-            return ident
-    return ""
-
-
-def _title(record: Mapping[str, Any]) -> str | None:
-    return wire.text(wire.first(record, "displaytitle", "title", "name"))
-
-
-def _genre(value: Any) -> str | None:
-    """A genre as text; a list of genres (names or objects) joined with ", "."""
-    if isinstance(value, dict):
-        inner = wire.first(value, "name", "genre")
-        return _genre(inner) if inner is not value else None
-    if isinstance(value, list):
-        names = [_genre(item) for item in value]
-        return ", ".join(n for n in names if n) or None
-    return wire.text(value)
-
-
-def _number(value: Any) -> int | None:
-    """A number that may come as "120", "120.5" or 120.0 (rounded); None when unreadable."""
-    whole = wire.as_int(value)
-    if whole is not None:
-        return whole
-    try:
-        number = float(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return round(number) if number == number and abs(number) < 1e9 else None
-
-
-def _length(value: Any) -> int | None:
-    """Seconds from 170, "170", "02:50" or "00:02:50"."""
-    if value is None or value == "":
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds if seconds >= 0 else None
-    match = _LENGTH.match(str(value).strip())
-    if match is None:
-        return None
-    hours, minutes, secs = (int(group or 0) for group in match.groups())
-    return hours * 3600 + minutes * 60 + secs
-
-
-def _date(value: Any) -> str | None:
-    raw = wire.text(value)
-    if raw is None:
-        return None
-    match = _DATE.match(raw)
-    return match.group(1) if match else None

@@ -1,9 +1,11 @@
-"""Harvest Media's two wires read into one shape: plain data with lower-case keys.
+"""Harvest Media's two wires read into one shape, and its records read into tracks.
 
 CONTRACT §6: the current API speaks JSON with PascalCase keys, seed 003 lower-case XML; keys are
 matched case-insensitively. Both decode here into dicts, lists and scalars whose keys are all
 lower-case, so the adapter reads `body["downloadtokens"]` whatever the wire. XML goes through
 `pools/http.parse_xml` (DTDs and entities refused, RELIABILITY M4); JSON through `loads_strict`.
+Records in that shape become Tracks here too (`read_track`), and download tokens are checked
+(`download_parts`): pure functions, like the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Literal
 from xml.etree.ElementTree import Element
 
 from pooldaemon.errors import IncompleteAnswer, ProtocolError
+from pooldaemon.models import Track
+from pooldaemon.pools.fields import Quarantined, flag, text_or_none, whole_number_or_none
 from pooldaemon.pools.http import loads_strict, parse_xml
 
 Wire = Literal["json", "xml"]
@@ -25,8 +29,12 @@ Wire = Literal["json", "xml"]
 ERROR_KEY = "error"
 _NET_DATE = re.compile(r"^/?Date\((-?\d+)([+-]\d{4})?\)/?$")
 _OFFSET_HM = re.compile(r"^([+-]?)(\d{1,2}):(\d{2})$")
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no", ""})
+#: A download token as it may appear in a URL: no blanks, slashes, `?` or `#`.
+TOKEN_PATTERN = re.compile(r"^[^\s/?#]{1,1024}$")
+#: A Harvest id (track, album, playlist) safe to put in a URL path or a file name.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+_LENGTH = re.compile(r"^(?:(\d{1,2}):)?(\d{1,3}):(\d{2})(?:\.\d+)?$")
 #: Real offsets run from UTC-12 to UTC+14.
 _MAX_OFFSET_H = 14.0
 
@@ -167,41 +175,19 @@ def as_list(value: Any, singular: str | None = None) -> list[Any]:
 
 
 def text(value: Any) -> str | None:
-    """A scalar as stripped text; None when absent or empty."""
-    if value is None or isinstance(value, dict | list):
-        return None
+    """A scalar as stripped text (fields.text_or_none); a JSON boolean as "true" or "false", as
+    the XML wire writes it."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    result = str(value).strip()
-    return result or None
+    return text_or_none(value)
 
 
 def as_bool(value: Any, name: str) -> bool:
-    """A JSON boolean or the XML text "true"/"false"."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if value is None:
-        return False
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ProtocolError(f"{name} {str(value)[:20]!r} is not true or false")
-
-
-def as_int(value: Any) -> int | None:
-    """A whole number from a number or digit text; None when absent or unreadable."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value == int(value) else None
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,18}\.0*\s*", value):
-        return int(float(value))
-    return None
+    """A JSON boolean or the XML text "true"/"false" (fields.flag); absent is false."""
+    try:
+        return bool(flag(value, name))
+    except Quarantined as err:
+        raise ProtocolError(str(err)) from None
 
 
 # -- time --------------------------------------------------------------------------------------
@@ -294,3 +280,168 @@ def _xml_text(value: Any) -> str:
 def ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
     """The `id` of each record, as text ("" where a record has none)."""
     return [text(first(record, "id")) or "" for record in records]
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def download_parts(entries: list[Any], where: str) -> list[tuple[int, str]]:
+    """Seed 003's `DownloadTokens[]{TokenValue, Part}` checked: parts 1..n, each once, sorted."""
+    if not entries:
+        raise ProtocolError(f"{where}: RequestSent is false but no download tokens came")
+    found: dict[int, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ProtocolError(f"{where}: a download token entry is not an object")
+        # Seed 003: `<tokenvalue>` has newlines around it.
+        token = text(first(entry, "tokenvalue", "token", "value"))
+        if not token or not TOKEN_PATTERN.match(token):
+            raise ProtocolError(f"{where}: a download token is empty or malformed")
+        raw_part = first(entry, "part")
+        part = whole_number_or_none(raw_part)
+        if raw_part is None and len(entries) == 1:
+            part = 1  # a lone token without a part number is the whole package
+        if part is None or part < 1:
+            raise ProtocolError(f"{where}: part number {str(raw_part)[:20]!r} is not 1 or more")
+        if part in found:
+            raise ProtocolError(f"{where}: part {part} is listed twice")
+        found[part] = token
+    count = len(found)
+    missing = [n for n in range(1, count + 1) if n not in found]
+    if missing:
+        listed = ", ".join(str(n) for n in sorted(found))
+        raise ProtocolError(
+            f"{where}: parts {listed} do not make a set 1..{count}: "
+            f"part {', '.join(str(n) for n in missing)} missing"
+        )
+    if len(set(found.values())) != count:
+        raise ProtocolError(f"{where}: two parts share one download token")
+    return sorted(found.items())
+
+
+def find_list(
+    body: dict[str, Any], names: tuple[str, ...], singular: str, where: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The list under one of `names` in the answer or one level down (XML wraps it, as in
+    `<responsefavourites><favourites><tracks>`), with the object holding it."""
+    candidates: list[dict[str, Any]] = [body]
+    candidates += [value for value in body.values() if isinstance(value, dict)]
+    for holder in candidates:
+        for name in names:
+            if name in holder:
+                try:
+                    items = as_list(holder[name], singular)
+                except ProtocolError as err:
+                    raise ProtocolError(f"{where}: {name}: {err.message}") from err
+                if not all(isinstance(item, dict) for item in items):
+                    raise ProtocolError(f"{where}: {name} holds something other than objects")
+                return items, holder
+    raise ProtocolError(f"{where}: the answer has no {' or '.join(names)}")
+
+
+def history_track(entry: Any) -> Any:
+    """A download history entry's track (nested or the entry itself)."""
+    if isinstance(entry, dict) and isinstance(entry.get("track"), dict):
+        return entry["track"]
+    return entry
+
+
+def record_id(record: Any) -> str:
+    if isinstance(record, dict):
+        ident = text(first(record, "id", "trackid"))
+        if ident and ID_PATTERN.match(ident):
+            return ident
+    return ""
+
+
+def title(record: Mapping[str, Any]) -> str | None:
+    return text(first(record, "displaytitle", "title", "name"))
+
+
+def genre(value: Any) -> str | None:
+    """A genre as text; a list of genres (names or objects) joined with ", "."""
+    if isinstance(value, dict):
+        inner = first(value, "name", "genre")
+        return genre(inner) if inner is not value else None
+    if isinstance(value, list):
+        names = [genre(item) for item in value]
+        return ", ".join(n for n in names if n) or None
+    return text(value)
+
+
+def number(value: Any) -> int | None:
+    """A number that may come as "120", "120.5" or 120.0 (rounded); None when unreadable."""
+    whole = whole_number_or_none(value)
+    if whole is not None:
+        return whole
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return round(number) if number == number and abs(number) < 1e9 else None
+
+
+def length_s(value: Any) -> int | None:
+    """Seconds from 170, "170", "02:50" or "00:02:50"."""
+    if value is None or value == "":
+        return None
+    seconds = number(value)
+    if seconds is not None:
+        return seconds if seconds >= 0 else None
+    match = _LENGTH.match(str(value).strip())
+    if match is None:
+        return None
+    hours, minutes, secs = (int(group or 0) for group in match.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+def day(value: Any) -> str | None:
+    raw = text(value)
+    if raw is None:
+        return None
+    match = _DATE.match(raw)
+    return match.group(1) if match else None
+
+
+def read_track(
+    pool: str,
+    record: Any,
+    *,
+    album: Mapping[str, Any] | None = None,
+    downloaded: bool | None = None,
+) -> Track:
+    """A Harvest track record (either wire) as a Track; Quarantined when it has no id."""
+    if not isinstance(record, dict):
+        raise Quarantined(f"record is {type(record).__name__}, not an object")
+    ident = text(first(record, "id", "trackid"))
+    if not ident or not ID_PATTERN.match(ident):
+        raise Quarantined(f"no usable track id ({str(ident)[:40]!r})")
+    album = album or {}
+    date = day(first(record, "releasedate", "datereleased")) or day(
+        first(album, "releasedate", "datereleased")
+    )
+    date = date or day(first(record, "dateingested"))
+    year = whole_number_or_none(first(record, "year", "releaseyear"))
+    if year is None and date:
+        year = int(date[:4])
+    bpm = number(first(record, "bpm", "tempo"))
+    track = Track(
+        pool=pool,
+        id=ident,
+        artist=text(first(record, "artist", "artistname", "performer", "composer"))
+        or text(first(album, "artist", "artistname")),
+        title=title(record),
+        genre=genre(first(record, "genre", "genres")),
+        bpm=bpm if bpm and bpm > 0 else None,
+        year=year if year and year > 0 else None,
+        mix=text(first(record, "version", "versiontitle", "mix")),
+        length_s=length_s(first(record, "lengthseconds", "duration", "time", "length")),
+        audio=True,
+        video=False,
+        date=date,
+        source=text(first(record, "libraryname", "library"))
+        or text(first(album, "libraryname", "library")),
+        downloaded=downloaded,
+        raw=dict(record),
+    )
+    return track

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
-import re
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
+
+from pydantic import SecretStr
 
 from pooldaemon.errors import (
     AccountError,
@@ -26,15 +26,15 @@ from pooldaemon.errors import (
     TransientError,
     Unsupported,
 )
-from pooldaemon.log import get_logger, redact_text
-from pooldaemon.models import DownloadPlan, OutboxCall, PlanPart, QueueItem, Request, Source, Track
-from pooldaemon.pools.base import Capability, Clock, PoolAdapter
+from pooldaemon.log import get_logger
+from pooldaemon.models import DownloadPlan, OutboxCall, PlanPart, QueueItem, Request, Source
+from pooldaemon.pools import promoonly_wire as wire
+from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings, secret_text
+from pooldaemon.pools.fields import text_or_none, whole_number_or_none
 from pooldaemon.pools.http import Answer, Auth, PoolHttp, TokenKeeper
 
 log = get_logger(__name__)
 
-#: CONTRACT §6: "The access token lives 5 minutes"; used when the answer's expiry is unusable.
-TOKEN_LIFETIME_S = 300.0
 #: Renew this long before the token's expiry, so a call never leaves with a dying token.
 RENEW_MARGIN_S = 60.0
 #: The one call this pool is owed after a verified file (CONTRACT §6), as an OutboxCall action.
@@ -43,12 +43,24 @@ SUCCESS_ACTION = "download_success"
 # Statuses we read ourselves to show the pool's `Result` text; 401 goes to token renewal, 408,
 # 429 and 5xx to the shared transient handling of pools/http.py.
 _ANSWERED = frozenset(range(200, 500)) - {401, 408, 429}
-_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::\d{1,5})?$")
-_TRACK_ID = re.compile(r"^[0-9]{1,12}$")
-#: Extensions a `file_type` may name ("720 mp4", "mp3 320"); anything else is left to the
-#: downloader's magic-byte check.
-_EXTENSIONS = frozenset({"mp3", "mp4", "m4a", "m4v", "mov", "wav", "aif", "aiff", "flac", "aac"})
-_VIDEO = frozenset({"mp4", "m4v", "mov"})
+
+
+class PromoOnlySettings(PoolSettings, Protocol):
+    """What the adapter reads of its `[pools.<name>]` section (config.PromoOnlyConfig): either
+    email and password, or user_id and token (config.py requires one of the two)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def password(self) -> SecretStr | None: ...
+    @property
+    def user_id(self) -> int | None: ...
+    @property
+    def token(self) -> SecretStr | None: ...
+    @property
+    def download_url(self) -> str: ...
 
 
 class PromoOnlyAdapter(PoolAdapter):
@@ -61,6 +73,7 @@ class PromoOnlyAdapter(PoolAdapter):
         {Capability.QUEUE, Capability.QUEUE_EDIT, Capability.REDOWNLOAD, Capability.OUTBOX}
     )
     kinds: ClassVar[tuple[str, ...]] = ("track",)
+    config: PromoOnlySettings
 
     SIGNIN_PATH: ClassVar[str] = "/user/authenticate/signin"
     RENEW_PATH: ClassVar[str] = "/user/authenticate"
@@ -72,9 +85,11 @@ class PromoOnlyAdapter(PoolAdapter):
     SUCCESS_PATH: ClassVar[str] = "/download/success"
     REDOWNLOAD_PATH: ClassVar[str] = "/download/redownload_request"
 
-    def __init__(self, name: str, config: Any, http: PoolHttp, clock: Clock = time.time) -> None:
+    def __init__(
+        self, name: str, config: PromoOnlySettings, http: PoolHttp, clock: Clock = time.time
+    ) -> None:
         super().__init__(name, config, http, clock)
-        self._base = str(config.base_url).rstrip("/")
+        self._base = config.base_url.rstrip("/")
         self._fixed = config.user_id is not None and config.token is not None
         self._user_id: int | None = config.user_id
         self._api_key: str | None = None
@@ -82,7 +97,7 @@ class PromoOnlyAdapter(PoolAdapter):
         self._keeper = TokenKeeper(self._fetch_token)
         if self._fixed:
             # CONTRACT §6: a fixed token is never renewed: no expiry, and a 401 is final.
-            self._keeper.set(config.token.get_secret_value(), None)
+            self._keeper.set(secret_text(config.token), None)
         self._auth = Auth(keeper=self._keeper, headers=self._bearer, clock=self.clock)
         #: The queue path this server answered on; None until one worked.
         self._queue_path: str | None = None
@@ -150,28 +165,31 @@ class PromoOnlyAdapter(PoolAdapter):
         answer = await self._call(
             "POST",
             self.SIGNIN_PATH,
-            data={"email": self.config.email, "password": self.config.password.get_secret_value()},
+            data={"email": self.config.email or "", "password": secret_text(self.config.password)},
             signed=False,
             idempotent=True,
             also_ok=frozenset({401}),
         )
         if answer.status in (401, 403):
-            said = _result_text(answer.body) or f"HTTP {answer.status}"
+            said = wire.result_text(answer.body) or f"HTTP {answer.status}"
             raise AuthError(f"{self.name}: sign-in refused for {self.config.email}: {said}")
         self._raise_for(answer, "sign-in")
-        fields = _object(answer.body, f"{self.name}: sign-in")
-        token = _text(fields.get("token"))
-        user_id = _int(fields.get("userid"))
-        api_key, api_secret = _text(fields.get("api_key")), _text(fields.get("api_secret"))
+        fields = wire.as_object(answer.body, f"{self.name}: sign-in")
+        token = text_or_none(fields.get("token"))
+        user_id = whole_number_or_none(fields.get("userid"))
+        api_key, api_secret = (
+            text_or_none(fields.get("api_key")),
+            text_or_none(fields.get("api_secret")),
+        )
         if not token or user_id is None or not api_key or not api_secret:
-            said = _result_text(fields)
+            said = wire.result_text(fields)
             raise AuthError(
                 f"{self.name}: sign-in gave no usable token"
                 + (f": {said}" if said else " (token, userid, api_key or api_secret missing)")
             )
         self._user_id, self._api_key, self._api_secret = user_id, api_key, api_secret
         log.info("promoonly.signed_in", pool=self.name, userid=user_id)
-        return token, _expiry(fields.get("expiration"), self.clock())
+        return token, wire.token_expiry(fields.get("expiration"), self.clock())
 
     async def _renew_token(self) -> tuple[str, float | None]:
         assert self._api_key is not None and self._api_secret is not None
@@ -186,14 +204,14 @@ class PromoOnlyAdapter(PoolAdapter):
             also_ok=frozenset({401}),
         )
         if answer.status in (401, 403):
-            said = _result_text(answer.body) or f"HTTP {answer.status}"
+            said = wire.result_text(answer.body) or f"HTTP {answer.status}"
             raise AuthError(f"{self.name}: token renewal refused: {said}")
         self._raise_for(answer, "token renewal")
-        fields = _object(answer.body, f"{self.name}: token renewal")
-        token = _text(fields.get("token"))
+        fields = wire.as_object(answer.body, f"{self.name}: token renewal")
+        token = text_or_none(fields.get("token"))
         if not token:
             raise ProtocolError(f"{self.name}: token renewal answered without a token")
-        return token, _expiry(fields.get("expires"), self.clock())
+        return token, wire.token_expiry(fields.get("expires"), self.clock())
 
     def _bearer(self, token: str) -> dict[str, str]:
         # Seeds 000-002: `Authorization: Bearer Base64(userid:token)`.
@@ -219,13 +237,15 @@ class PromoOnlyAdapter(PoolAdapter):
                 log.warning("promoonly.queue_entry_skipped", pool=self.name, reason=err.message)
                 continue
             held = items.get(item.item_id)
-            if held is None or (_int(item.queue_id) or 0) >= (_int(held.queue_id) or 0):
+            if held is None or (whole_number_or_none(item.queue_id) or 0) >= (
+                whole_number_or_none(held.queue_id) or 0
+            ):
                 items[item.item_id] = item
         return list(items.values())
 
     async def find_in_queue(self, track_id: str) -> QueueItem | None:
         """The track's entry in the remote queue, read fresh (RELIABILITY C6)."""
-        wanted = _track_id(track_id)
+        wanted = wire.parse_track_id(track_id)
         for item in await self.remote_queue():
             if item.item_id == wanted:
                 return item
@@ -233,22 +253,24 @@ class PromoOnlyAdapter(PoolAdapter):
 
     async def queue_add(self, item_id: str) -> str:
         """Queue a track for download (`GET /downloads/queue/ID`) unless it is queued already."""
-        track_id = _track_id(item_id)
+        track_id = wire.parse_track_id(item_id)
         entry, fresh = await self._ensure_queued(track_id)
         if not fresh:
             return f"{self.name}:{track_id} is already in the queue"
-        return f"{self.name}:{track_id}: {_result_text(entry) or 'queued for download'}"
+        return f"{self.name}:{track_id}: {wire.result_text(entry) or 'queued for download'}"
 
     async def queue_remove(self, item_id: str) -> str:
         """`GET /download/remove/ID`: removing twice is harmless, so it is retried like a read."""
-        track_id = _track_id(item_id)
+        track_id = wire.parse_track_id(item_id)
         answer = await self._call(
             "GET", self.REMOVE_PATH.format(id=track_id), idempotent=True, endpoint="download/remove"
         )
         if answer.status == 404:
             return f"{self.name}:{track_id} was not in the queue"
         self._raise_for(answer, f"remove {track_id}")
-        return f"{self.name}:{track_id}: {_result_text(answer.body) or 'removed from the queue'}"
+        return (
+            f"{self.name}:{track_id}: {wire.result_text(answer.body) or 'removed from the queue'}"
+        )
 
     async def _ensure_queued(self, track_id: str) -> tuple[dict[str, Any], bool]:
         """The queue entry for a track, queuing it only when the queue does not hold it.
@@ -289,13 +311,13 @@ class PromoOnlyAdapter(PoolAdapter):
             if answer.status == 404 and index + 1 < len(paths):
                 continue  # CONTRACT §6: the other documented path
             if answer.status == 404:
-                said = _result_text(answer.body)
+                said = wire.result_text(answer.body)
                 raise NotFound(
                     f"{self.name}: track {track_id} not found" + (f": {said}" if said else "")
                 )
             self._raise_for(answer, f"queue {track_id}")
             self._queue_path = path
-            entry = _entry(answer.body, f"{self.name}: queue {track_id}")
+            entry = wire.queue_entry(answer.body, f"{self.name}: queue {track_id}")
             if str(entry["trackid"]) != track_id:
                 raise ProtocolError(
                     f"{self.name}: queue {track_id} answered for track {entry['trackid']}"
@@ -304,7 +326,7 @@ class PromoOnlyAdapter(PoolAdapter):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _queue_item(self, raw: Any) -> QueueItem:
-        entry = _entry(raw, f"{self.name}: queue list")
+        entry = wire.queue_entry(raw, f"{self.name}: queue list")
         extra = {key: value for key, value in entry.items() if key != "Result"}
         extra["seen_at"] = self.clock()
         queue_id = entry.get("queueid")
@@ -313,8 +335,8 @@ class PromoOnlyAdapter(PoolAdapter):
             item_id=str(entry["trackid"]),
             kind="track",
             queue_id=None if queue_id is None else str(queue_id),
-            queued_at=_when(entry.get("queue_time")),
-            track=_track(self.name, entry),
+            queued_at=wire.queue_time(entry.get("queue_time")),
+            track=wire.entry_track(self.name, entry),
             extra=extra,
         )
 
@@ -328,11 +350,11 @@ class PromoOnlyAdapter(PoolAdapter):
             raise ProtocolError(f"{self.name}: the server list for {track_id} is not a list")
         servers: list[tuple[str, int | None]] = []
         for item in answer.body:
-            host = _host(item.get("host")) if isinstance(item, dict) else None
+            host = wire.server_host(item.get("host")) if isinstance(item, dict) else None
             if host is None:
                 log.warning("promoonly.server_skipped", pool=self.name, server=repr(item)[:100])
                 continue
-            servers.append((host, _int(item.get("id"))))
+            servers.append((host, whole_number_or_none(item.get("id"))))
         return servers
 
     # -- downloads ----------------------------------------------------------------------------
@@ -345,9 +367,9 @@ class PromoOnlyAdapter(PoolAdapter):
         """
         if request.kind != "track" or request.item_id is None:
             raise Unsupported(f"{self.name}: only single tracks can be downloaded ({request.ref})")
-        track_id = _track_id(request.item_id)
+        track_id = wire.parse_track_id(request.item_id)
         if known is not None and known.extra.get("dl_token"):
-            entry = _entry(known.extra, f"{self.name}: queue entry {track_id}")
+            entry = wire.queue_entry(known.extra, f"{self.name}: queue entry {track_id}")
         else:
             entry, _ = await self._ensure_queued(track_id)
         return await self._plan_from(entry)
@@ -360,7 +382,7 @@ class PromoOnlyAdapter(PoolAdapter):
         failures.
         """
         context = plan.context
-        track_id = _track_id(plan.item_id)
+        track_id = wire.parse_track_id(plan.item_id)
         if not self._fixed and context.get("token_generation") == self._keeper.generation:
             # The plan's header may be what a download server refused: renew it (single-flight).
             await self._keeper.renew(self._keeper.generation)
@@ -396,11 +418,11 @@ class PromoOnlyAdapter(PoolAdapter):
                 )
                 for host in servers
             ],
-            extension=_extension(entry.get("file_type")),
+            extension=wire.file_extension(entry.get("file_type")),
             # The Bearer header in the sources dies with the access token.
             expires_at=self._keeper.expires_at,
         )
-        track = _track(self.name, entry)
+        track = wire.entry_track(self.name, entry)
         meta = {
             "id": track_id,
             "artist": track.artist,
@@ -412,7 +434,7 @@ class PromoOnlyAdapter(PoolAdapter):
             "advisory": track.advisory,
             "quality": track.quality,
             "source": track.source,
-            "label": _text(entry.get("label")),
+            "label": text_or_none(entry.get("label")),
             "length_s": track.length_s,
         }
         return DownloadPlan(
@@ -460,7 +482,7 @@ class PromoOnlyAdapter(PoolAdapter):
         if call.action != SUCCESS_ACTION:
             raise Unsupported(f"{self.name}: no outbox action {call.action!r}")
         payload = call.payload
-        track_id = _track_id(str(payload["trackid"]))
+        track_id = wire.parse_track_id(str(payload["trackid"]))
         server_id = payload.get("serverid")
         if server_id is None:
             # The plan was made without the server list: look the id up now.
@@ -482,7 +504,7 @@ class PromoOnlyAdapter(PoolAdapter):
         """`POST /download/redownload_request` (seed 002): scarce, only on the user's word."""
         if not reason or not reason.strip():
             raise BadRequest(f"{self.name}: a redownload needs a written reason (seed 002)")
-        ids = [_track_id(item) for item in item_ids]
+        ids = [wire.parse_track_id(item) for item in item_ids]
         if not ids:
             raise BadRequest(f"{self.name}: a redownload needs at least one track")
         answer = await self._call(
@@ -491,16 +513,16 @@ class PromoOnlyAdapter(PoolAdapter):
             data={"trackid_list": ",".join(ids), "reason": reason.strip()},
             idempotent=False,  # RELIABILITY §0: never spent twice on a lost answer
         )
-        said = _result_text(answer.body)
+        said = wire.result_text(answer.body)
         if 400 <= answer.status < 500 and answer.status not in (403, 404):
             raise Conflict(
                 f"{self.name}: redownload of {', '.join(ids)} refused: "
                 f"{said or f'HTTP {answer.status}'} (seed 002: only tracks downloaded before)"
             )
         self._raise_for(answer, "redownload request")
-        fields = _object(answer.body, f"{self.name}: redownload request")
-        result = _text(fields.get("result")) or _text(fields.get("Result")) or ""
-        requeued = _int(fields.get("tracks_requeued")) or 0
+        fields = wire.as_object(answer.body, f"{self.name}: redownload request")
+        result = text_or_none(fields.get("result")) or text_or_none(fields.get("Result")) or ""
+        requeued = whole_number_or_none(fields.get("tracks_requeued")) or 0
         if result.lower() != "success" or requeued <= 0:
             raise Conflict(
                 f"{self.name}: redownload of {', '.join(ids)} refused: {result or 'no result'}, "
@@ -539,7 +561,7 @@ class PromoOnlyAdapter(PoolAdapter):
         status = answer.status
         if 200 <= status < 300:
             return
-        said = _result_text(answer.body)
+        said = wire.result_text(answer.body)
         message = f"{self.name}: {what}: HTTP {status}" + (f": {said}" if said else "")
         if status == 403:
             # Seed 001: "downloads will be denied to users that do not have access".
@@ -549,183 +571,3 @@ class PromoOnlyAdapter(PoolAdapter):
         if status == 401:
             raise TokenExpired(message)
         raise ProtocolError(message)
-
-
-# -- decoding ------------------------------------------------------------------------------------
-
-
-def _result_text(body: Any) -> str:
-    """The pool's own words: `Result` (seed 000), `result` (seed 002), `message` elsewhere."""
-    if isinstance(body, dict):
-        for key in ("Result", "result", "message", "Message", "error", "msg"):
-            value = body.get(key)
-            if isinstance(value, str) and value.strip():
-                return redact_text(value.strip()[:200])
-    if isinstance(body, str) and body.strip() and not body.lstrip().startswith("<"):
-        return redact_text(body.strip()[:200])
-    return ""
-
-
-def _object(body: Any, where: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ProtocolError(f"{where}: answered {type(body).__name__}, expected an object")
-    return body
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _int(value: Any) -> int | None:
-    """Numbers as numbers or digit strings (RELIABILITY M3: `"bpm":"134"`)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
-        return int(value)
-    return None
-
-
-def _bool(value: Any) -> bool | None:
-    """Seed 000: `"content_warn": "False"` is a string, `"explicit": 0` a number."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return bool(value)
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", "y"):
-            return True
-        if lowered in ("false", "0", "no", "n", ""):
-            return False
-    return None
-
-
-def _track_id(value: str) -> str:
-    text = str(value).strip()
-    if not _TRACK_ID.fullmatch(text):
-        raise BadRequest(f"Promo Only track IDs are numbers, not {text[:40]!r}")
-    return str(int(text))
-
-
-def _host(value: Any) -> str | None:
-    """A server host as the pool names it; anything that could bend the URL is refused."""
-    if isinstance(value, str) and _HOST.fullmatch(value.strip()):
-        return value.strip()
-    return None
-
-
-def _entry(raw: Any, where: str) -> dict[str, Any]:
-    """A seed-000 queue object, checked: trackid, dl_token and the server hosts."""
-    fields = _object(raw, where)
-    track_id = _int(fields.get("trackid"))
-    dl_token = _text(fields.get("dl_token"))
-    if track_id is None or track_id < 0:
-        raise ProtocolError(f"{where}: an entry without a usable trackid")
-    if not dl_token:
-        said = _result_text(fields)
-        raise ProtocolError(
-            f"{where}: track {track_id} has no dl_token" + (f": {said}" if said else "")
-        )
-    servers = fields.get("servers") or []
-    if not isinstance(servers, list):
-        raise ProtocolError(f"{where}: track {track_id}: servers is not a list")
-    entry = dict(fields)
-    entry.update(
-        trackid=track_id,
-        dl_token=dl_token,
-        servers=[host for host in (_host(item) for item in servers) if host is not None],
-    )
-    return entry
-
-
-def _extension(file_type: Any) -> str | None:
-    """`"720 mp4"` → mp4, `"mp3 320"` → mp3: the word that is a known extension, else None."""
-    if not isinstance(file_type, str):
-        return None
-    for word in re.split(r"[\s/,_-]+", file_type.lower()):
-        word = word.strip(".")
-        if word in _EXTENSIONS:
-            return "aiff" if word == "aif" else word
-    return None
-
-
-def _expiry(value: Any, now: float) -> float:
-    """When a token stops working, from `expiration` / `expires` in whatever form it comes.
-
-    Unix seconds (or milliseconds), a lifetime in seconds and ISO 8601 times are read. A value
-    meaning "already expired" or "valid for over a day" (a skewed clock, a misread unit) gives
-    the documented five minutes instead (CONTRACT §6; RELIABILITY T4: expiry is only a hint).
-    """
-    lifetime: float | None = None
-    number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str) and value.strip():
-        try:
-            number = float(value.strip())
-        except ValueError:
-            try:
-                when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=dt.UTC)
-                lifetime = when.timestamp() - now
-    if number is not None:
-        if number > 1e12:
-            number /= 1000.0  # milliseconds
-        lifetime = number - now if number > 1e9 else number
-    if lifetime is None or not 0 < lifetime <= 86400:
-        lifetime = TOKEN_LIFETIME_S
-    return now + lifetime
-
-
-def _when(value: Any) -> str | None:
-    """`queue_time` as ISO 8601 UTC when it is a Unix time, else as sent."""
-    number = _int(value)
-    if number is not None and number > 1_000_000_000:
-        return dt.datetime.fromtimestamp(number, dt.UTC).isoformat().replace("+00:00", "Z")
-    return _text(value)
-
-
-def _track(pool: str, entry: Mapping[str, Any]) -> Track:
-    """A queue entry as a track for the catalog mirror (CONTRACT §4 fields)."""
-    extension = _extension(entry.get("file_type"))
-    explicit, warn = _bool(entry.get("explicit")), _bool(entry.get("content_warn"))
-    advisory = None
-    if explicit is not None or warn is not None:
-        advisory = "Explicit" if (explicit or warn) else "Clean"
-    modified = _int(entry.get("modified"))
-    date = (
-        dt.datetime.fromtimestamp(modified, dt.UTC).date().isoformat()
-        if modified is not None and modified > 0
-        else None
-    )
-    return Track(
-        pool=pool,
-        id=str(entry["trackid"]),
-        artist=_text(entry.get("artist")),
-        title=_text(entry.get("title")),
-        genre=_text(entry.get("genre")),
-        bpm=_int(entry.get("bpm")),
-        year=_int(entry.get("release_year")),
-        mix=_text(entry.get("mix")),
-        advisory=advisory,
-        length_s=_int(entry.get("duration")),
-        audio=True if extension else None,
-        video=(extension in _VIDEO) if extension else None,
-        quality=_text(entry.get("file_type")),
-        date=date,
-        source=_text(entry.get("release_name")),
-        # No per-download token in the mirror: it is a credential (RELIABILITY S3).
-        raw={key: value for key, value in entry.items() if key not in ("dl_token", "Result")},
-    )

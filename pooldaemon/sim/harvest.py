@@ -13,18 +13,18 @@ Fault endpoints (for `sim.faults`, `match=`): "getservicetoken", "getmembertoken
 "validatepersistentlogintoken", "getserviceinfo", "getfavourites", "getmemberplaylistsnotracks",
 "getmemberplaylist", "getlatestalbums", "getdownloadhistorybymembertoken", "getmusicdownload",
 "oauth2/token"; the download host has its own `sim.download.faults` (endpoint "download").
+
+One concept in ~1,100 lines: a single server whose endpoints all read and write the same token
+tables, member lists and packages. The ZIP parts it serves are built by `sim/archive.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
-import struct
 import time
-import zipfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from typing import Any, Literal
 import defusedxml.ElementTree as SafeET
 from aiohttp import web
 
+from pooldaemon.sim.archive import split_parts, zip_parts
 from pooldaemon.sim.faults import (
     API_KINDS,
     DownloadServer,
@@ -42,7 +43,7 @@ from pooldaemon.sim.faults import (
     json_error,
     start_app,
 )
-from pooldaemon.sim.media import MediaStore, mp3_bytes, wav_bytes, zip_bytes
+from pooldaemon.sim.media import MediaStore, aiff_bytes, mp3_bytes, wav_bytes
 
 __all__ = ["ARCHIVE_KINDS", "ERROR_TEXTS", "HarvestSim", "Package", "SimAlbum", "SimTrack"]
 
@@ -1034,16 +1035,18 @@ class HarvestSim:
             self._splits[split_key] = self.split_next
             self.split_next = None
         entries = self._entries(download_type, tracks, ext)
-        groups = _split(list(entries.items()), self.part_size_bytes, self._splits.get(split_key))
+        groups = split_parts(
+            list(entries.items()), self.part_size_bytes, self._splits.get(split_key)
+        )
         if kind == "duplicate" and len(groups) < 2:
-            groups = _split(list(entries.items()), self.part_size_bytes, 2)
+            groups = split_parts(list(entries.items()), self.part_size_bytes, 2)
         shape = "/".join(",".join(name for name, _ in group) for group in groups)
         sizes = (self.mp3_size, self.wav_size)
         key = _hex(self.seed, download_type, identifier, ext, shape, kind, sizes)
         if key in self.packages:
             package = self.packages[key]
         else:
-            parts, bad = _spoil(kind, groups)
+            parts, bad = zip_parts(kind, groups)
             package = Package(
                 key=key,
                 download_type=download_type,
@@ -1135,108 +1138,3 @@ def _xml(tag: str, value: Any, depth: int) -> list[str]:
         # Seed 003: the token value sits on its own line between the tags.
         return [f"{pad}<{tag}>\n{text}\n{pad}</{tag}>"]
     return [f"{pad}<{tag}>{text}</{tag}>"]
-
-
-def _split(
-    entries: list[tuple[str, bytes]], part_size: int, forced: int | None
-) -> list[list[tuple[str, bytes]]]:
-    """Entries packed in order into parts of at most `part_size` bytes (an entry too big for
-    one part gets its own), or into `forced` parts of about equal count."""
-    if forced is not None:
-        count = max(1, min(forced, len(entries)))
-        base, extra = divmod(len(entries), count)
-        even: list[list[tuple[str, bytes]]] = []
-        start = 0
-        for index in range(count):
-            size = base + (1 if index < extra else 0)
-            even.append(entries[start : start + size])
-            start += size
-        return even
-    groups: list[list[tuple[str, bytes]]] = [[]]
-    used = 0
-    for name, data in entries:
-        if groups[-1] and used + len(data) > part_size:
-            groups.append([])
-            used = 0
-        groups[-1].append((name, data))
-        used += len(data)
-    return groups
-
-
-def _zip(entries: Iterable[tuple[zipfile.ZipInfo, bytes]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for info, data in entries:
-            archive.writestr(info, data)
-    return buffer.getvalue()
-
-
-def _info(name: str, *, compress: bool = False, mode: int = 0o100644) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    info.external_attr = mode << 16
-    info.create_system = 3  # Unix, so the mode bits (and a symlink's S_IFLNK) mean something
-    return info
-
-
-def _spoil(kind: str, groups: list[list[tuple[str, bytes]]]) -> tuple[list[bytes], list[str]]:
-    """Each group as a ZIP part, with part 1 (or 1 and 2) spoiled as `kind` says."""
-    plain = [list(group) for group in groups]
-    extra: list[tuple[zipfile.ZipInfo, bytes]] = []
-    bad: list[str] = []
-    if kind == "slip":
-        bad = ["../../escaped.txt"]
-        extra = [(_info(bad[0]), b"written outside the folder\n")]
-    elif kind == "absolute":
-        bad = ["/tmp/escaped.txt"]
-        extra = [(_info(bad[0]), b"written at an absolute path\n")]
-    elif kind == "symlink":
-        bad = ["evil-link", "evil-link/passwd"]
-        extra = [
-            (_info(bad[0], mode=0o120777), b"../../../../../../etc"),
-            (_info(bad[1]), b"through the link\n"),
-        ]
-    elif kind == "bomb":
-        bad = ["bomb.wav"]
-        extra = [(_info(bad[0], compress=True), bytes(4 * 1024 * 1024))]
-    elif kind == "duplicate" and len(plain) > 1:
-        bad = [plain[0][0][0]]
-        plain[1] = [plain[0][0], *plain[1]]
-    parts = []
-    for index, group in enumerate(plain):
-        members = [(_info(name), data) for name, data in group]
-        if index == 0:
-            members += extra
-        parts.append(_zip(members) if members else zip_bytes({}))
-    if kind == "corrupt":
-        parts[0] = _flip_first_entry(parts[0])
-        bad = [plain[0][0][0]]
-    elif kind == "truncated":
-        parts[0] = parts[0][: len(parts[0]) * 3 // 5]
-        bad = [name for name, _ in plain[0]]
-    return parts, bad
-
-
-def _flip_first_entry(data: bytes) -> bytes:
-    """Flip one byte in the middle of the first entry's stored data (its CRC then fails)."""
-    name_len, extra_len = struct.unpack_from("<HH", data, 26)
-    start = 30 + name_len + extra_len
-    size = struct.unpack_from("<I", data, 18)[0]
-    at = start + max(0, size // 2)
-    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
-
-
-def aiff_bytes(seed: str, size: int) -> bytes:
-    """A minimal AIFF file (FORM/AIFF, COMM, SSND; mono PCM noise, 44.1 kHz) of `size` bytes."""
-    header = 12 + 26 + 16
-    data_len = size - header
-    if data_len < 2:
-        raise ValueError(f"aiff needs at least {header + 2} bytes, got {size}")
-    bits = 16 if data_len % 2 == 0 else 8
-    frames = data_len // (bits // 8)
-    # 44100 as an 80-bit IEEE 754 extended float, as AIFF's COMM chunk wants it.
-    rate = b"\x40\x0e\xac\x44\x00\x00\x00\x00\x00\x00"
-    comm = b"COMM" + struct.pack(">IhIh", 18, 1, frames, bits) + rate
-    noise = wav_bytes(seed, data_len + 46)[46:]
-    ssnd = b"SSND" + struct.pack(">III", data_len + 8, 0, 0) + noise
-    return b"FORM" + struct.pack(">I", size - 8) + b"AIFF" + comm + ssnd

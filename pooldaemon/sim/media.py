@@ -408,3 +408,19 @@ class MediaStore:
                 digest.update(piece)
             entry.sha256 = digest.hexdigest()
         return entry.sha256
+
+
+def aiff_bytes(seed: str, size: int) -> bytes:
+    """A minimal AIFF file (FORM/AIFF, COMM, SSND; mono PCM noise, 44.1 kHz) of `size` bytes."""
+    header = 12 + 26 + 16
+    data_len = size - header
+    if data_len < 2:
+        raise ValueError(f"aiff needs at least {header + 2} bytes, got {size}")
+    bits = 16 if data_len % 2 == 0 else 8
+    frames = data_len // (bits // 8)
+    # 44100 as an 80-bit IEEE 754 extended float, as AIFF's COMM chunk wants it.
+    rate = b"\x40\x0e\xac\x44\x00\x00\x00\x00\x00\x00"
+    comm = b"COMM" + struct.pack(">IhIh", 18, 1, frames, bits) + rate
+    noise = wav_bytes(seed, data_len + 46)[46:]
+    ssnd = b"SSND" + struct.pack(">III", data_len + 8, 0, 0) + noise
+    return b"FORM" + struct.pack(">I", size - 8) + b"AIFF" + comm + ssnd

@@ -267,7 +267,7 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
-# Covering indexes for `GET /v1/catalog` (store/catalog.py picks one per query): every filter
+# Covering indexes for `GET /v1/catalog` (store/search.py picks one per query): every filter
 # column is in each, so a count never reads the wide rows. `tracks_live` is in date order, so
 # the newest matches of a broad filter come first; the others start at their own column.
 # store/catalog.py drops the `BULK_INDEXES` for a first full sync into an empty mirror and
@@ -366,7 +366,7 @@ MIGRATIONS.append(
 # One token per filter value, `qq` + a letter + the value (text values hex-encoded after ASCII
 # lowering, so a token is one word whatever the value holds, and NOCASE-equal values share it):
 # p pool, g genre, m mix, b bpm, y year, a advisory; `qqu`/`qqv` audio/video; `qqr` removed.
-# A NULL gives the bare prefix, which no query asks for. store/catalog.py builds the queries.
+# A NULL gives the bare prefix, which no query asks for. store/search.py builds the queries.
 FACETS_SQL = (
     "'qqp' || hex(pool)"
     " || ' qqg' || hex(lower(coalesce(genre, '')))"
@@ -424,7 +424,7 @@ MIGRATIONS.append(
 # digits (the adapters take YYYY-MM-DD only), which sorts above every ASCII one as text: first.
 # Newest first also means a bulk load, which writes the newest tracks first, hands FTS5 its
 # keys in ascending order: FTS5 writes out its pending terms whenever a key goes down.
-# store/catalog.py sorts the matches of a page's last day exactly.
+# store/search.py sorts the matches of a page's last day exactly.
 SORTKEY_SQL = (
     "((99999999 - CASE WHEN date IS NULL THEN 0"
     " WHEN date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'"

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.events import EventBus
 from pooldaemon.log import configure_logging
 from pooldaemon.models import Request
 from pooldaemon.store.db import Store
-from pooldaemon.watch import DropWatcher, SubmitOutcome
 
 POOLS = {"crateq": ["track"], "promoonly": ["track"], "harvest": ["track", "playlist"]}
 

@@ -313,6 +313,19 @@ async def test_bad_requests_get_json_errors(
     assert all(name == "get_job" for name, _ in services.calls)  # nothing half-done
 
 
+async def test_a_key_given_twice_is_refused_not_silently_overwritten(
+    http: aiohttp.ClientSession, services: FakeServices
+) -> None:
+    """docs/interface.md §4: the socket decodes JSON as strictly as the pools' answers are."""
+    body = b'{"refs": ["crateq:1"], "reason": "lost", "refs": ["crateq:2"]}'
+    status, answer = await _ask(http, "POST", "/v1/redownload", data=body)
+    assert status == 400
+    assert answer == {
+        "error": {"code": "bad_request", "message": "malformed JSON body: duplicate key 'refs'"}
+    }
+    assert services.calls == []  # nothing was submitted, neither the first nor the last refs
+
+
 async def test_oversized_body_is_refused_with_a_message(
     http: aiohttp.ClientSession, services: FakeServices
 ) -> None:

@@ -21,14 +21,8 @@ from pooldaemon.errors import (
 )
 from pooldaemon.models import QueueItem, Request, Track
 from pooldaemon.offload import Offload
-from pooldaemon.pools.crateq import (
-    AUTH_LIFETIME_S,
-    CrateQ,
-    check_envelope,
-    jwt_expiry,
-    parse_length,
-    parse_size,
-)
+from pooldaemon.pools.crateq import AUTH_LIFETIME_S, CrateQ
+from pooldaemon.pools.crateq_wire import check_envelope, jwt_expiry, parse_length, parse_size
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.crateq import CrateQSim
 

@@ -28,13 +28,10 @@ from pooldaemon.models import OutboxCall, Request
 from pooldaemon.pools import ADAPTERS, build_adapter
 from pooldaemon.pools.base import Capability
 from pooldaemon.pools.http import PoolHttp
-from pooldaemon.pools.promoonly import (
-    SUCCESS_ACTION,
-    TOKEN_LIFETIME_S,
-    PromoOnlyAdapter,
-    _expiry,
-    _extension,
-)
+from pooldaemon.pools.promoonly import SUCCESS_ACTION, PromoOnlyAdapter
+from pooldaemon.pools.promoonly_wire import TOKEN_LIFETIME_S
+from pooldaemon.pools.promoonly_wire import file_extension as _extension
+from pooldaemon.pools.promoonly_wire import token_expiry as _expiry
 from pooldaemon.sim.promoonly import PromoOnlySim
 from pooldaemon.store.db import Store
 

@@ -14,7 +14,8 @@ import aiohttp
 import defusedxml.ElementTree as SafeET
 import pytest
 
-from pooldaemon.sim.harvest import HarvestSim, Package, aiff_bytes
+from pooldaemon.sim.harvest import HarvestSim, Package
+from pooldaemon.sim.media import aiff_bytes
 
 
 @pytest.fixture

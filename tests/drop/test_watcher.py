@@ -14,19 +14,14 @@ from typing import Any
 
 import pytest
 
-import pooldaemon.watch as watch_mod
+import pooldaemon.drop.files as files_mod
+import pooldaemon.drop.parse as parse_mod
+from pooldaemon.drop import DropReport, DropWatcher, SubmitOutcome
+from pooldaemon.drop.parse import MAX_FILE_BYTES, idempotency_key
 from pooldaemon.events import EventBus
 from pooldaemon.models import Request
 from pooldaemon.store import drops
 from pooldaemon.store.db import Store
-from pooldaemon.watch import (
-    MAX_FILE_BYTES,
-    DropReport,
-    DropWatcher,
-    SubmitOutcome,
-    idempotency_key,
-    is_request_name,
-)
 
 POOLS: dict[str, list[str]] = {
     "crateq": ["track"],
@@ -172,37 +167,6 @@ def assert_kept(drop_dir: Path, originals: Mapping[str, bytes]) -> None:
 
 def only_file(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-# --- names and small pieces ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "taken"),
-    [
-        ("requests.txt", True),
-        ("REQUESTS.TXT", True),
-        ("list.json", True),
-        (".hidden.txt", False),
-        ("requests.txt.tmp", False),
-        ("requests.txt.part", False),
-        ("requests.txt.crdownload", False),
-        ("requests.txt~", False),
-        ("notes.md", False),
-        ("requests", False),
-        ("requests.txt.result.json", True),
-    ],
-)
-def test_request_names(name: str, taken: bool) -> None:
-    assert is_request_name(name) is taken
-
-
-def test_submit_outcome_is_a_job_or_a_reason() -> None:
-    with pytest.raises(ValueError):
-        SubmitOutcome()
-    with pytest.raises(ValueError):
-        SubmitOutcome(job=1, reason="both")
-    assert SubmitOutcome(job=3).job == 3
 
 
 # --- the corpus: each bad file with its expected result, and nothing lost -------------------
@@ -747,7 +711,7 @@ async def test_crash_before_result_file(tmp_path: Path, monkeypatch: pytest.Monk
         tmp_path,
         tmp_path / "R",
         monkeypatch,
-        lambda engine, mp: _patch_crash(mp, watch_mod, "_install"),
+        lambda engine, mp: _patch_crash(mp, files_mod, "_install"),
     )
     assert len(engine.calls) == 1  # recorded result reused, nothing submitted twice
 
@@ -760,7 +724,7 @@ async def test_crash_between_result_and_move(
         tmp_path,
         drop_dir,
         monkeypatch,
-        lambda engine, mp: _patch_crash(mp, watch_mod, "_link_entry"),
+        lambda engine, mp: _patch_crash(mp, files_mod, "_link_entry"),
     )
     # The result file written before the crash is the one kept: no "list (2).txt".
     assert len(engine.calls) == 1
@@ -773,7 +737,7 @@ async def test_crash_between_link_and_unlink(
         tmp_path,
         tmp_path / "R",
         monkeypatch,
-        lambda engine, mp: _patch_crash(mp, watch_mod, "fsync_dir"),
+        lambda engine, mp: _patch_crash(mp, files_mod, "fsync_dir"),
     )
     assert len(engine.calls) == 1
 
@@ -949,9 +913,9 @@ async def test_big_file_is_submitted_in_keyed_chunks(drop: Path, store: Store) -
     assert report.accepted == 1200
     sha = hashlib.sha256(data).hexdigest()
     assert [(len(reqs), key) for reqs, key in engine.calls] == [
-        (watch_mod.SUBMIT_CHUNK, idempotency_key(sha, 2)),
-        (watch_mod.SUBMIT_CHUNK, idempotency_key(sha, 2 + watch_mod.SUBMIT_CHUNK)),
-        (1200 - 2 * watch_mod.SUBMIT_CHUNK, idempotency_key(sha, 2 + 2 * watch_mod.SUBMIT_CHUNK)),
+        (parse_mod.SUBMIT_CHUNK, idempotency_key(sha, 2)),
+        (parse_mod.SUBMIT_CHUNK, idempotency_key(sha, 2 + parse_mod.SUBMIT_CHUNK)),
+        (1200 - 2 * parse_mod.SUBMIT_CHUNK, idempotency_key(sha, 2 + 2 * parse_mod.SUBMIT_CHUNK)),
     ]
     accepted = result(drop, "many.txt")["accepted"]
     assert [a["line"] for a in accepted] == list(range(2, 1202))
@@ -986,27 +950,3 @@ async def test_folder_recreated_while_watched(tmp_path: Path, store: Store) -> N
         "c.txt",
         "c.txt.result.json",
     ]
-
-
-def test_snapshot_rereads_nothing_that_changed_since_it_looked_stable(tmp_path: Path) -> None:
-    path = tmp_path / "a.txt"
-    write(path, "crateq:1\n")
-    seen = watch_mod._sig(path.lstat())
-    with path.open("ab") as fh:
-        fh.write(b"crateq:2\n")  # the writer came back after the stability wait
-    assert watch_mod._snapshot(path, seen) is None
-    snap = watch_mod._snapshot(path, watch_mod._sig(path.lstat()))
-    assert snap is not None and snap.data == b"crateq:1\ncrateq:2\n"
-
-
-def test_long_names_keep_room_for_the_suffix_and_result_name(tmp_path: Path) -> None:
-    name = "é" * 124 + ".txt"  # 252 bytes, the most a name here can be with ".txt"
-    (tmp_path / "processed").mkdir()
-    first = watch_mod._free_dest(tmp_path, "processed", name)
-    assert first.endswith(".txt") and len((first.split("/")[1] + ".result.json").encode()) <= 255
-    (tmp_path / first).write_text("taken")
-    second = watch_mod._free_dest(tmp_path, "processed", name)
-    assert second.endswith(" (2).txt")
-    assert len((second.split("/")[1] + ".result.json").encode()) <= 255
-    reserved = {second}
-    assert watch_mod._free_dest(tmp_path, "processed", name, reserved).endswith(" (3).txt")
