@@ -1,0 +1,173 @@
+"""Traktor's NML collection (version 19): every library file, then the playlists, as a stream.
+
+docs/formats.md (Traktor NML) lists the attributes each entry carries and where they come from.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path, PurePosixPath
+
+from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
+from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume
+from pooldaemon.exports.xmltext import attrs, batched_utf8, number
+
+NML_VERSION = "19"
+
+# Traktor's MUSICAL_KEY VALUE: 0-11 are C, C#, D, … B major and 12-23 the same tonics in
+# minor (docs/formats.md). Pools give keys in Camelot ("8A") or in musical notation ("Am").
+_TONICS = {"C": 0, "C#": 1, "DB": 1, "D": 2, "D#": 3, "EB": 3, "E": 4, "F": 5, "F#": 6, "GB": 6}
+_TONICS |= {"G": 7, "G#": 8, "AB": 8, "A": 9, "A#": 10, "BB": 10, "B": 11}
+_CAMELOT_MAJOR = {8: "C", 9: "G", 10: "D", 11: "A", 12: "E", 1: "B", 2: "F#", 3: "DB", 4: "AB"}
+_CAMELOT_MAJOR |= {5: "EB", 6: "BB", 7: "F"}
+_CAMELOT = re.compile(r"(1[0-2]|[1-9])\s*([AB])")
+_MUSICAL = re.compile(r"([A-G](?:#|B|♯|♭)?)\s*(M|MIN|MINOR|MAJ|MAJOR)?")
+
+
+def musical_key_value(key: str | None) -> int | None:
+    """Traktor's 0-23 key number for a key written as "8A" or "Am"/"F#m"/"Bb", else None."""
+    if not key:
+        return None
+    text = key.strip()
+    camelot = _CAMELOT.fullmatch(text.upper())
+    if camelot is not None:
+        number_, letter = int(camelot.group(1)), camelot.group(2)
+        major_tonic = _TONICS[_CAMELOT_MAJOR[number_]]
+        # Camelot nA is the relative minor of nB: three semitones below its major tonic.
+        return major_tonic if letter == "B" else 12 + (major_tonic - 3) % 12
+    # "m" means minor only in lower case ("Am"); "M" alone is not a mode anyone writes.
+    minor = text.endswith("m") and not text.lower().endswith(("maj", "major"))
+    musical = _MUSICAL.fullmatch(text.upper().replace("♯", "#").replace("♭", "B"))
+    if musical is None:
+        return None
+    tonic = _TONICS.get(musical.group(1))
+    if tonic is None:
+        return None
+    is_minor = minor or (musical.group(2) or "").startswith("MIN")
+    return tonic + 12 if is_minor else tonic
+
+
+def traktor_dir(inner_dir: PurePosixPath) -> str:
+    """A directory in Traktor's spelling: every component followed by `/:`, e.g. `/:Users/:dj/:`."""
+    return "/:" + "".join(f"{part}/:" for part in inner_dir.parts)
+
+
+def _posix(path: Path) -> PurePosixPath:
+    return PurePosixPath(str(path))
+
+
+class NmlLocations:
+    """Traktor's LOCATION attributes and PRIMARYKEY for files, given the system volume's name."""
+
+    def __init__(self, system_volume: str = SYSTEM_VOLUME_NAME) -> None:
+        self.system_volume = system_volume
+
+    def location(self, path: Path) -> tuple[str, str, str]:
+        """(VOLUME, DIR, FILE) of an absolute path."""
+        on = split_volume(_posix(path), self.system_volume)
+        return on.name, traktor_dir(on.inner.parent), on.inner.name
+
+    def primary_key(self, path: Path) -> str:
+        """The playlist key of a file: VOLUME + DIR + FILE, as Traktor joins them."""
+        volume, directory, file = self.location(path)
+        return volume + directory + file
+
+
+def _date(value: date) -> str:
+    # Traktor writes dates as year/month/day without leading zeros ("2024/5/1").
+    return f"{value.year}/{value.month}/{value.day}"
+
+
+def _entry(track: ExportTrack, where: NmlLocations) -> str:
+    volume, directory, file = where.location(track.path)
+    added = track.added.date()
+    head = attrs(
+        [
+            ("MODIFIED_DATE", _date(added)),
+            ("MODIFIED_TIME", "0"),
+            ("TITLE", track.title),
+            ("ARTIST", track.artist),
+        ]
+    )
+    location = attrs([("DIR", directory), ("FILE", file), ("VOLUME", volume), ("VOLUMEID", volume)])
+    parts = [f"<ENTRY{head}>", f"<LOCATION{location}></LOCATION>"]
+    if track.album:
+        parts.append(f"<ALBUM{attrs([('TITLE', track.album)])}></ALBUM>")
+    duration = track.duration_s
+    info = attrs(
+        [
+            ("GENRE", track.genre or None),
+            ("LABEL", track.label or None),
+            ("COMMENT", track.comment or None),
+            ("MIX", track.mix or None),
+            ("KEY", track.key),
+            ("PLAYTIME", None if duration is None else str(round(duration))),
+            ("PLAYTIME_FLOAT", None if duration is None else number(duration, 6)),
+            ("IMPORT_DATE", _date(added)),
+            ("RELEASE_DATE", None if track.year is None else f"{track.year}/1/1"),
+            # Traktor counts FILESIZE in kibibytes.
+            ("FILESIZE", str(track.size_bytes // 1024)),
+        ]
+    )
+    parts.append(f"<INFO{info}></INFO>")
+    if track.bpm is not None:
+        parts.append(f'<TEMPO BPM="{number(track.bpm, 6)}" BPM_QUALITY="100.000000"></TEMPO>')
+    key_value = musical_key_value(track.key)
+    if key_value is not None:
+        parts.append(f'<MUSICAL_KEY VALUE="{key_value}"></MUSICAL_KEY>')
+    parts.append("</ENTRY>\n")
+    return "".join(parts)
+
+
+def _playlist_uuid(folder: str, name: str) -> str:
+    # Stable across runs, so Traktor sees the same playlist each time, and unique per name.
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"pooldaemon:{folder}/{name}").hex
+
+
+def traktor_parts(
+    tracks: Sequence[ExportTrack],
+    playlists: Sequence[Playlist],
+    system_volume: str = SYSTEM_VOLUME_NAME,
+) -> Iterator[str]:
+    """The NML document as a stream of text pieces."""
+    where = NmlLocations(system_volume)
+    yield '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n'
+    yield f'<NML VERSION="{NML_VERSION}">'
+    yield '<HEAD COMPANY="www.native-instruments.com" PROGRAM="Traktor"></HEAD>\n'
+    yield "<MUSICFOLDERS></MUSICFOLDERS>\n"
+    yield f'<COLLECTION ENTRIES="{len(tracks)}">\n'
+    keys: dict[Path, str] = {}
+    for track in tracks:
+        keys[track.path] = where.primary_key(track.path)
+        yield _entry(track, where)
+    yield '</COLLECTION>\n<SETS ENTRIES="0"></SETS>\n<PLAYLISTS>\n'
+    folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
+    yield f'<NODE TYPE="FOLDER" NAME="$ROOT"><SUBNODES COUNT="{len(folders)}">\n'
+    for kind in folders:
+        members = [p for p in playlists if p.kind == kind]
+        folder = FOLDER_NAMES[kind]
+        yield f'<NODE TYPE="FOLDER"{attrs([("NAME", folder)])}>'
+        yield f'<SUBNODES COUNT="{len(members)}">\n'
+        for playlist in members:
+            entries = [keys[path] for path in playlist.tracks if path in keys]
+            list_id = _playlist_uuid(folder, playlist.name)
+            yield f'<NODE TYPE="PLAYLIST"{attrs([("NAME", playlist.name)])}>'
+            yield f'<PLAYLIST ENTRIES="{len(entries)}" TYPE="LIST" UUID="{list_id}">\n'
+            for key in entries:
+                pk = attrs([("KEY", key)])
+                yield f'<ENTRY><PRIMARYKEY TYPE="TRACK"{pk}></PRIMARYKEY></ENTRY>\n'
+            yield "</PLAYLIST></NODE>\n"
+        yield "</SUBNODES></NODE>\n"
+    yield "</SUBNODES></NODE>\n</PLAYLISTS>\n</NML>\n"
+
+
+def traktor_bytes(
+    tracks: Sequence[ExportTrack],
+    playlists: Sequence[Playlist],
+    system_volume: str = SYSTEM_VOLUME_NAME,
+) -> Iterator[bytes]:
+    """`traktor_parts` as UTF-8 chunks for `write_export`."""
+    return batched_utf8(traktor_parts(tracks, playlists, system_volume))
