@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pooldaemon.exports.m3u8 import m3u8_bytes, playlist_file_name
 from pooldaemon.exports.model import ExportTrack, Playlist, PlaylistKind, file_kind
 from pooldaemon.exports.rekordbox import rekordbox_bytes
-from pooldaemon.exports.serato import SUBCRATES_DIR, crate_bytes, crate_file_name
+from pooldaemon.exports.serato import SUBCRATES_DIR, crate_chunks, crate_file_name
 from pooldaemon.exports.traktor import traktor_bytes
-from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume
+from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
 from pooldaemon.exports.writefile import Written, write_export
 
 __all__ = [
@@ -60,7 +60,9 @@ def export_all(
         written.append(write_export(fmt, target, chunks, targets.last_digests.get(target)))
 
     if targets.m3u8_dir is not None:
-        by_path = {track.path: track for track in tracks}
+        # Keyed by the path's text: hashing a Path caches a list of its parts on it, which
+        # for 100,000 paths costs more memory than the whole export.
+        by_path = {str(track.path): track for track in tracks}
         for playlist in playlists:
             target = targets.m3u8_dir / playlist_file_name(playlist)
             chunks = m3u8_bytes(playlist, by_path, targets.m3u8_dir, targets.m3u8_root)
@@ -84,17 +86,18 @@ def _serato(
     so a crate can only list files on its own volume.
     """
     assert targets.serato_dir is not None
-    volume_root = split_volume(PurePosixPath(targets.serato_dir)).root
-    library = {track.path for track in tracks}
+    _, volume_root, _ = split_volume_str(str(targets.serato_dir))
+    prefix = volume_root.rstrip("/") + "/"
+    library = {str(track.path) for track in tracks}
     result = []
     for playlist in playlists:
-        paths = [
-            str(PurePosixPath(path).relative_to(volume_root))
+        paths = (
+            text[len(prefix) :]
             for path in playlist.tracks
-            if path in library and PurePosixPath(path).is_relative_to(volume_root)
-        ]
+            if (text := str(path)) in library and text.startswith(prefix)
+        )
         name = crate_file_name(playlist.name, parents=(playlist.folder,))
         target = targets.serato_dir / SUBCRATES_DIR / name
-        data = crate_bytes(paths)
-        result.append(write_export("serato", target, [data], targets.last_digests.get(target)))
+        chunks = crate_chunks(paths)  # small pieces: the writer buffers them
+        result.append(write_export("serato", target, chunks, targets.last_digests.get(target)))
     return result

@@ -26,28 +26,35 @@ def _line_text(text: str) -> str:
 
 def m3u8_lines(
     playlist: Playlist,
-    tracks: Mapping[Path, ExportTrack],
+    tracks: Mapping[str, ExportTrack],
     playlist_dir: Path,
     root: Path | None,
 ) -> Iterator[str]:
-    """The lines of one playlist file; tracks not in `tracks` (not in the library) are left out."""
+    """The lines of one playlist file; `tracks` maps path text to track, and playlist members
+    not in it (not in the library) are left out."""
     yield "#EXTM3U\n"
-    under_root = root is not None and playlist_dir.is_relative_to(root)
+    # Pure string work per line (no pathlib): 100,000 lines must take well under a second.
+    # The paths are normalised and absolute, so a prefix test is "is under".
+    root_prefix = None
+    if root is not None and playlist_dir.is_relative_to(root):
+        root_prefix = str(root).rstrip("/") + "/"
+        up = os.path.relpath(root, playlist_dir)  # "..", or "../.." for a deeper folder
     for path in playlist.tracks:
-        track = tracks.get(path)
+        text = str(path)
+        track = tracks.get(text)
         if track is None:
             continue
         seconds = round(track.duration_s) if track.duration_s is not None else -1
         yield f"#EXTINF:{seconds},{_line_text(track.artist)} - {_line_text(track.title)}\n"
-        if under_root and root is not None and path.is_relative_to(root):
-            yield os.path.relpath(path, playlist_dir) + "\n"
+        if root_prefix is not None and text.startswith(root_prefix):
+            yield f"{up}/{text[len(root_prefix) :]}\n"
         else:
-            yield f"{path}\n"
+            yield f"{text}\n"
 
 
 def m3u8_bytes(
     playlist: Playlist,
-    tracks: Mapping[Path, ExportTrack],
+    tracks: Mapping[str, ExportTrack],
     playlist_dir: Path,
     root: Path | None,
 ) -> Iterator[bytes]:

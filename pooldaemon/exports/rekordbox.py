@@ -5,14 +5,13 @@ docs/formats.md (rekordbox XML) lists each element and attribute and where it is
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pooldaemon import __version__
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
-from pooldaemon.exports.xmltext import attrs, batched_utf8, number
+from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt
 
 LOCATION_PREFIX = "file://localhost"
 # Characters that stay literal in a `Location` path: RFC 3986's unreserved set plus the
@@ -27,29 +26,25 @@ def location(path: Path) -> str:
     The path's bytes are encoded as they are on disk, so a name that is not valid UTF-8
     still round-trips.
     """
-    return LOCATION_PREFIX + urllib.parse.quote(os.fsencode(path), safe=_PATH_SAFE)
+    # `str(path)` holds undecodable bytes as surrogate escapes; surrogateescape turns them back.
+    quoted = urllib.parse.quote(str(path), safe=_PATH_SAFE, errors="surrogateescape")
+    return LOCATION_PREFIX + quoted
 
 
 def _track(track_id: int, track: ExportTrack) -> str:
-    pairs: list[tuple[str, str | None]] = [
-        ("TrackID", str(track_id)),
-        ("Name", track.title),
-        ("Artist", track.artist),
-        ("Album", track.album),
-        ("Genre", track.genre),
-        ("Kind", track.kind_label),
-        ("Size", str(track.size_bytes)),
-        ("TotalTime", None if track.duration_s is None else str(round(track.duration_s))),
-        ("Year", None if track.year is None else str(track.year)),
-        ("AverageBpm", None if track.bpm is None else number(track.bpm, 2)),
-        ("DateAdded", track.added.date().isoformat()),
-        ("Tonality", track.key),
-        ("Label", track.label),
-        ("Mix", track.mix),
-        ("Comments", track.comment),
-        ("Location", location(track.path)),
-    ]
-    return f"<TRACK{attrs(pairs)}/>\n"
+    # One f-string per track rather than a list of pairs: this runs 100,000 times an export.
+    duration, year, bpm = track.duration_s, track.year, track.bpm
+    total_time = "" if duration is None else f' TotalTime="{round(duration)}"'
+    year_attr = "" if year is None else f' Year="{year}"'
+    bpm_attr = "" if bpm is None else f' AverageBpm="{bpm:.2f}"'
+    return (
+        f'<TRACK TrackID="{track_id}" Name="{attr(track.title)}" Artist="{attr(track.artist)}"'
+        f' Album="{attr(track.album)}" Genre="{attr(track.genre)}"'
+        f' Kind="{attr(track.kind_label)}" Size="{track.size_bytes}"{total_time}{year_attr}'
+        f'{bpm_attr} DateAdded="{track.added.date().isoformat()}"{opt("Tonality", track.key)}'
+        f' Label="{attr(track.label)}" Mix="{attr(track.mix)}"'
+        f' Comments="{attr(track.comment)}" Location="{attr(location(track.path))}"/>\n'
+    )
 
 
 def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]) -> Iterator[str]:
@@ -58,9 +53,10 @@ def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]
     product = (("Name", "pooldaemon"), ("Version", __version__), ("Company", "pooldaemon"))
     yield f"<PRODUCT{attrs(product)}/>\n"
     yield f'<COLLECTION Entries="{len(tracks)}">\n'
-    ids: dict[Path, int] = {}
+    # Keyed by the path's text: hashing a Path caches a list of its parts on it.
+    ids: dict[str, int] = {}
     for track_id, track in enumerate(tracks, start=1):
-        ids[track.path] = track_id
+        ids[str(track.path)] = track_id
         yield _track(track_id, track)
     yield "</COLLECTION>\n<PLAYLISTS>\n"
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
@@ -69,7 +65,7 @@ def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]
         members = [p for p in playlists if p.kind == kind]
         yield f'<NODE Type="0"{attrs([("Name", FOLDER_NAMES[kind])])} Count="{len(members)}">\n'
         for playlist in members:
-            keys = [ids[path] for path in playlist.tracks if path in ids]
+            keys = [i for path in playlist.tracks if (i := ids.get(str(path))) is not None]
             head = attrs([("Name", playlist.name)])
             yield f'<NODE{head} Type="1" KeyType="0" Entries="{len(keys)}">\n'
             for key in keys:

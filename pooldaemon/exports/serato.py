@@ -7,7 +7,7 @@ the value, either UTF-16BE text or more tagged fields (docs/formats.md, Serato c
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from pooldaemon.exports.names import safe_file_name
 
@@ -43,12 +43,16 @@ def crate_bytes(track_paths: Sequence[str]) -> bytes:
 
     Raises ValueError for an absolute path, which Serato would not find on any volume.
     """
-    parts = [_HEADER]
+    return b"".join(crate_chunks(track_paths))
+
+
+def crate_chunks(track_paths: Iterable[str]) -> Iterator[bytes]:
+    """`crate_bytes` a piece at a time, for writing a big crate without holding it whole."""
+    yield _HEADER
     for path in track_paths:
         if path.startswith("/"):
             raise ValueError(f"a crate path is relative to the volume root, got {path!r}")
-        parts.append(_field(b"otrk", _text(b"ptrk", path)))
-    return b"".join(parts)
+        yield _field(b"otrk", _text(b"ptrk", path))
 
 
 def crate_file_name(playlist_name: str, parents: Sequence[str] = ()) -> str:

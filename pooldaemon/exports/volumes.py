@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 
 MOUNTS_DIR = PurePosixPath("/Volumes")
 SYSTEM_VOLUME_NAME = "Macintosh HD"
+_MOUNTS_PREFIX = f"{MOUNTS_DIR}/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,15 @@ class OnVolume:
 
 def split_volume(path: PurePosixPath, system_volume: str = SYSTEM_VOLUME_NAME) -> OnVolume:
     """Split an absolute path into volume name, volume root and the path inside it."""
-    parts = path.parts
-    if len(parts) > 2 and PurePosixPath(*parts[:2]) == MOUNTS_DIR:
-        root = PurePosixPath(*parts[:3])
-        return OnVolume(name=parts[2], root=root, inner=PurePosixPath(*parts[3:]))
-    return OnVolume(name=system_volume, root=PurePosixPath("/"), inner=PurePosixPath(*parts[1:]))
+    name, root, inner = split_volume_str(str(path), system_volume)
+    return OnVolume(name=name, root=PurePosixPath(root), inner=PurePosixPath(inner))
+
+
+def split_volume_str(path: str, system_volume: str = SYSTEM_VOLUME_NAME) -> tuple[str, str, str]:
+    """`split_volume` on a normalised absolute path string: (name, root, inner), fast enough
+    to call for every track of a 100,000-file library."""
+    if path.startswith(_MOUNTS_PREFIX):
+        name, _, inner = path[len(_MOUNTS_PREFIX) :].partition("/")
+        if name:
+            return name, _MOUNTS_PREFIX + name, inner
+    return system_volume, "/", path.lstrip("/")
