@@ -7,10 +7,10 @@ Not part of the test run. Usage:
 Builds `--tracks` synthetic `ExportTrack`s (names with `&`, quotes, non-Latin letters, emoji),
 three pool playlists covering every track, ten rule playlists of 5% each and a "New this week"
 of 2%, then runs `export_all` with M3U8, rekordbox XML, Traktor NML and Serato crates switched
-on, into a temp folder. Reported: wall (and CPU) seconds of each full export, then of a re-export after
-10 new tracks (the export always rewrites every file), the peak RSS of the process (`ru_maxrss`,
-which includes the library held in memory) and the RSS before the first export, and the size
-of each format on disk. Targets: < 10 s and < 200 MB peak.
+on, into a temp folder. Reported: wall (and CPU) seconds of each full export, then of a
+re-export after 10 new tracks (the export always rewrites every file), the peak RSS of the
+process (`ru_maxrss`, which includes the library held in memory) and the RSS before the first
+export, and the size of each format on disk. Targets: < 10 s and < 200 MB peak.
 """
 
 from __future__ import annotations
