@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pooldaemon.exports.m3u8 import m3u8_bytes, playlist_file_name
 from pooldaemon.exports.model import ExportTrack, Playlist, PlaylistKind, file_kind
+from pooldaemon.exports.names import unique_name
 from pooldaemon.exports.rekordbox import rekordbox_bytes
 from pooldaemon.exports.serato import SUBCRATES_DIR, crate_chunks, crate_file_name
 from pooldaemon.exports.traktor import traktor_bytes
@@ -63,8 +64,9 @@ def export_all(
         # Keyed by the path's text: hashing a Path caches a list of its parts on it, which
         # for 100,000 paths costs more memory than the whole export.
         by_path = {str(track.path): track for track in tracks}
+        used: set[str] = set()
         for playlist in playlists:
-            target = targets.m3u8_dir / playlist_file_name(playlist)
+            target = targets.m3u8_dir / unique_name(playlist_file_name(playlist), used)
             chunks = m3u8_bytes(playlist, by_path, targets.m3u8_dir, targets.m3u8_root)
             write("m3u8", target, chunks)
     if targets.rekordbox_xml is not None:
@@ -90,13 +92,14 @@ def _serato(
     prefix = volume_root.rstrip("/") + "/"
     library = {str(track.path) for track in tracks}
     result = []
+    used: set[str] = set()
     for playlist in playlists:
         paths = (
             text[len(prefix) :]
             for path in playlist.tracks
             if (text := str(path)) in library and text.startswith(prefix)
         )
-        name = crate_file_name(playlist.name, parents=(playlist.folder,))
+        name = unique_name(crate_file_name(playlist.name, parents=(playlist.folder,)), used)
         target = targets.serato_dir / SUBCRATES_DIR / name
         chunks = crate_chunks(paths)  # small pieces: the writer buffers them
         result.append(write_export("serato", target, chunks, targets.last_digests.get(target)))

@@ -18,3 +18,20 @@ def safe_file_name(name: str) -> str:
         cleaned = encoded[:_MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip()
     # A name of only dots or spaces would be hidden or empty.
     return cleaned or "playlist"
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """`name`, or `stem (2).ext`, `stem (3).ext` … when another playlist already took it.
+
+    Compared case-folded: macOS and Windows disks do not tell `House` from `house`. Without
+    this, two playlists whose names clean up alike would overwrite each other's file.
+    """
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    candidate, n = name, 1
+    while candidate.casefold() in used:
+        n += 1
+        candidate = f"{stem} ({n}){dot}{ext}"
+    used.add(candidate.casefold())
+    return candidate

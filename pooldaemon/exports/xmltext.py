@@ -50,8 +50,3 @@ def batched_utf8(parts: Iterator[str], batch: int = 512) -> Iterator[bytes]:
             pending.clear()
     if pending:
         yield "".join(pending).encode("utf-8")
-
-
-def number(value: float, places: int) -> str:
-    """A decimal number with a fixed count of places, as the DJ formats spell them."""
-    return f"{value:.{places}f}"

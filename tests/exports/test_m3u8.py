@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pooldaemon.exports import export_all
+from pooldaemon.exports import Playlist, PlaylistKind, export_all
 from tests.exports.library import all_targets, make_library
 
 
@@ -42,3 +42,26 @@ def test_absolute_everywhere_without_a_root(tmp_path: Path) -> None:
     for result in export_all(library.tracks, library.playlists, targets):
         paths = [ln for ln in result.path.read_text("utf-8").splitlines() if ln[:1] != "#"]
         assert paths and all(Path(p).is_absolute() and Path(p).exists() for p in paths)
+
+
+def test_names_that_clean_up_alike_get_files_of_their_own(tmp_path: Path) -> None:
+    library = make_library(tmp_path)
+    paths = tuple(t.path for t in library.tracks[:2])
+    playlists = [
+        Playlist("House/Tech", PlaylistKind.RULE, paths[:1]),
+        Playlist("House:Tech", PlaylistKind.RULE, paths[1:]),
+        Playlist("house-tech", PlaylistKind.RULE, paths),
+    ]
+    targets = all_targets(tmp_path, library, rekordbox_xml=None, traktor_nml=None)
+    written = export_all(library.tracks, playlists, targets)
+    assert not any(w.beside for w in written)
+    names = [w.path.name for w in written]
+    assert names == [
+        "Rules - House-Tech.m3u8",
+        "Rules - House-Tech (2).m3u8",
+        "Rules - house-tech (3).m3u8",
+        "Rules%%House-Tech.crate",
+        "Rules%%House-Tech (2).crate",
+        "Rules%%house-tech (3).crate",
+    ]
+    assert len({w.path for w in written}) == 6
