@@ -1,0 +1,105 @@
+"""Replace an export file atomically, and never over a file the user edited by hand.
+
+docs/reliability.md E1: a kill while an export is written leaves the old file or the new one,
+never a torn one; an exported file a user edited survives, and ours lands beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pooldaemon.fsutil import fsync_dir, full_fsync
+
+# Exports are read by DJ software running as the same user; other users may read them too,
+# like any file in ~/Music.
+_MODE = 0o644
+_BUFFER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One export file on disk: where it went, what it holds, and why it went there."""
+
+    format: str  # "m3u8" | "rekordbox" | "traktor" | "serato"
+    target: Path  # the path the config asked for
+    path: Path  # where the bytes went: `target`, or beside it when the user edited `target`
+    digest: str  # SHA-256 (hex) of the bytes written; the caller keeps it for the next run
+
+    @property
+    def beside(self) -> bool:
+        """Whether the user's own edit of `target` kept us from replacing it."""
+        return self.path != self.target
+
+
+def beside_path(target: Path) -> Path:
+    """`NAME (pooldaemon).EXT` next to `target`: where ours goes when the user owns `target`."""
+    return target.with_name(f"{target.stem} (pooldaemon){target.suffix}")
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 of the file at `path`, or None when there is none."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def write_export(
+    fmt: str, target: Path, chunks: Iterable[bytes], last_digest: str | None
+) -> Written:
+    """Write `chunks` to `target`, or beside it when `target` is not what we wrote last.
+
+    `last_digest` is the SHA-256 of what pooldaemon wrote to `target` last time (None: never).
+    A file at `target` with any other content is the user's, and stays as it is.
+    """
+    on_disk = file_digest(target)
+    path = target if on_disk is None or on_disk == last_digest else beside_path(target)
+    digest = replace_atomically(path, chunks)
+    return Written(format=fmt, target=target, path=path, digest=digest)
+
+
+def replace_atomically(path: Path, chunks: Iterable[bytes]) -> str:
+    """Stream `chunks` into a temp file beside `path`, fsync, rename over `path`; its SHA-256.
+
+    The temp file is in the same directory so the rename never crosses a filesystem; a kill
+    before the rename leaves the old `path` untouched (and a `.NAME.*.tmp` the next run removes).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    hasher = hashlib.sha256()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _MODE)
+    try:
+        try:
+            os.fchmod(fd, _MODE)
+            with os.fdopen(fd, "wb", buffering=_BUFFER_BYTES, closefd=False) as out:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    out.write(chunk)
+            full_fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return hasher.hexdigest()
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove temp files a killed export left next to `path` (only exports write these names)."""
+    prefix = f".{path.name}."
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(path.parent):
+            name = entry.name
+            if name.startswith(prefix) and name.endswith(".tmp") and len(name) == len(prefix) + 16:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)

@@ -1,0 +1,95 @@
+"""rekordbox XML read back by pyrekordbox, a reader we did not write (docs/formats.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyrekordbox.rbxml import RekordboxXml
+
+from pooldaemon.exports import PlaylistKind, export_all
+from pooldaemon.exports.rekordbox import location
+from tests.exports.library import Library, all_targets, make_library
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Library:
+    return make_library(tmp_path)
+
+
+def _playlist_nodes(xml: RekordboxXml) -> dict[tuple[str, str], list[int]]:
+    """{(folder, playlist): track ids}, walking the tree without name-based look-ups."""
+    found = {}
+    root = xml.get_playlist()
+    for folder in root.get_playlists():
+        assert folder.is_folder
+        for playlist in folder.get_playlists():
+            assert playlist.is_playlist
+            assert playlist.key_type == "TrackID"
+            found[(folder.name, playlist.name)] = playlist.get_tracks()
+    return found
+
+
+def test_pyrekordbox_reads_every_track_and_playlist(tmp_path: Path, library: Library) -> None:
+    targets = all_targets(tmp_path, library, m3u8_dir=None, traktor_nml=None, serato_dir=None)
+    [written] = export_all(library.tracks, library.playlists, targets)
+    assert written.format == "rekordbox" and written.path == targets.rekordbox_xml
+
+    xml = RekordboxXml(written.path)
+    assert xml.frmt_version == "1.0.0"
+    assert xml.product_name == "pooldaemon"
+    assert xml.num_tracks == len(library.tracks)
+    by_id = {}
+    for expected, track in zip(library.tracks, xml.get_tracks(), strict=True):
+        # pyrekordbox strips "file://localhost/" and so the leading "/" of a POSIX path.
+        got = Path("/" + track["Location"])
+        assert got == expected.path and got.exists()
+        assert track["Name"] == expected.title
+        assert track["Artist"] == expected.artist
+        assert track["Album"] == expected.album
+        assert track["Genre"] == expected.genre
+        assert track["Size"] == expected.size_bytes
+        assert track["Kind"] == expected.kind_label
+        if expected.bpm is None:
+            assert track.get("AverageBpm") is None
+        else:
+            assert track["AverageBpm"] == pytest.approx(expected.bpm, abs=0.005)
+        assert track.get("Tonality") == expected.key
+        assert track["DateAdded"] == expected.added.strftime("%Y-%m-%d")
+        by_id[track["TrackID"]] = expected.path
+
+    nodes = _playlist_nodes(xml)
+    expected_nodes = {}
+    folders = {PlaylistKind.POOL: "Pools", PlaylistKind.RULE: "Rules"}
+    folders[PlaylistKind.RECENT] = "New this week"
+    for playlist in library.playlists:
+        # Only library files are listed: the missing one is left out.
+        members = [p for p in playlist.tracks if p != library.missing]
+        expected_nodes[(folders[playlist.kind], playlist.name)] = members
+    assert {k: [by_id[i] for i in v] for k, v in nodes.items()} == expected_nodes
+
+
+def test_location_percent_encodes_what_a_uri_path_cannot_hold() -> None:
+    # docs/formats.md: spaces, `%`, `#`, `?`, quotes, `<` and non-ASCII bytes are encoded;
+    # `&`, parentheses and the other path sub-delimiters stay literal.
+    assert location(Path('/a b/%#?"<>.mp3')) == "file://localhost/a%20b/%25%23%3F%22%3C%3E.mp3"
+    assert location(Path("/R&B (x)+[y].mp3")) == "file://localhost/R&B%20(x)+%5By%5D.mp3"
+    assert location(Path("/é🔥")) == "file://localhost/%C3%A9%F0%9F%94%A5"
+
+
+def test_empty_library_still_loads(tmp_path: Path) -> None:
+    target = tmp_path / "rekordbox.xml"
+    export_all(
+        [],
+        [],
+        all_targets(
+            tmp_path,
+            make_library(tmp_path / "x"),
+            m3u8_dir=None,
+            traktor_nml=None,
+            serato_dir=None,
+            rekordbox_xml=target,
+        ),
+    )
+    xml = RekordboxXml(target)
+    assert xml.num_tracks == 0 and xml.get_playlist().get_playlists() == []
