@@ -24,6 +24,8 @@ import aiohttp
 from pooldaemon.downloader import tags
 from pooldaemon.downloader.digest import Digests, file_digests
 from pooldaemon.downloader.failpoints import failpoint
+from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
+from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.paths import (
     PathEscape,
     ensure_dirs,
@@ -33,16 +35,9 @@ from pooldaemon.downloader.paths import (
     sanitize_ext,
     unique_path,
 )
-from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
-from pooldaemon.downloader.transfer import (
-    HealthBook,
-    JobTransfer,
-    PlanKeeper,
-    TransferSettings,
-    disk_full,
-    work_dir_for,
-)
+from pooldaemon.downloader.ratelimit import FairBucket, HostGates
 from pooldaemon.downloader.unzip import ArchiveDamaged, ArchiveRejected, extract_parts
+from pooldaemon.downloader.workfile import WORK_AREA, disk_full, work_dir_for
 from pooldaemon.errors import (
     AccountError,
     BadRequest,
@@ -58,13 +53,14 @@ from pooldaemon.errors import (
 from pooldaemon.events import EventBus
 from pooldaemon.fsutil import free_space, fsync_dir, full_fsync, same_filesystem
 from pooldaemon.log import get_logger, redact_text
-from pooldaemon.models import ACTIVE_STATES, DownloadPlan, JobState, PlanPart, Request
+from pooldaemon.models import ACTIVE_STATES, DownloadPlan, Job, JobState, PlanPart, Request
 from pooldaemon.pools.base import Capability, PoolAdapter
+from pooldaemon.retry import backoff_s
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store import outbox as store_outbox
+from pooldaemon.store import parts as store_parts
 from pooldaemon.store import pools as store_pools
-from pooldaemon.store import transfer as st
 from pooldaemon.store.db import Store, uncancelled
 
 if TYPE_CHECKING:  # only attributes are read: a light config object serves the crash driver
@@ -74,7 +70,6 @@ log = get_logger(__name__)
 
 Clock = Callable[[], float]
 
-WORK_AREA = ".pooldaemon"
 _JOB_DIR = re.compile(r"^job-(\d+)$")
 #: Errors that no retry will fix: the job fails at once.
 #: How often a job of a blocked pool looks again whether the block was lifted (no network).
@@ -158,7 +153,7 @@ class Engine:
         self._blocked = self._check_library()
         if self._blocked:
             log.error("downloads blocked", reason=self._blocked)
-        for job_id in await st.jobs_in(self.store, tuple(s.value for s in ACTIVE_STATES)):
+        for job_id in await store_jobs.jobs_in(self.store, tuple(s.value for s in ACTIVE_STATES)):
             # Interrupted mid-flight: back to the queue with its chunk checkpoints.
             await self._set_state(job_id, JobState.QUEUED, error=None)
         await self._find_lost()
@@ -242,41 +237,41 @@ class Engine:
     async def retry(self, job_id: int) -> dict[str, Any]:
         """A failed or cancelled job goes back to the queue with fresh attempts; a queued one
         waiting out a back-off starts now."""
-        job = await store_jobs.get_job(self.store, job_id)
-        state = JobState(job["state"])
+        job = await store_jobs.load_job(self.store, job_id)
+        state = job.state
         if state == JobState.QUEUED:
-            await store_pools.set_blocked(self.store, job["pool"], None)
-            await st.update_job(self.store, job_id, not_before=None)
+            await store_pools.set_blocked(self.store, job.pool, None)
+            await store_jobs.update_job(self.store, job_id, not_before=None)
             self.wake()
             return self._overlay(await store_jobs.get_job(self.store, job_id))
         if state not in (JobState.FAILED, JobState.CANCELLED):
             raise Conflict(f"job {job_id} is {state}; only failed or cancelled jobs are retried")
-        if job["error_code"] in (ArchiveDamaged.code, IntegrityError.code):
+        if job.error_code in (ArchiveDamaged.code, IntegrityError.code):
             # The bytes were bad: a retry fetches them again.
-            await st.reset_parts(self.store, job_id)
-        job = await self._set_state(job_id, JobState.QUEUED, attempts=0, not_before=None)
+            await store_parts.reset_parts(self.store, job_id)
+        queued = await self._set_state(job_id, JobState.QUEUED, attempts=0, not_before=None)
         self.wake()
-        return job
+        return queued
 
     async def cancel(self, job_id: int) -> dict[str, Any]:
         """Stop the job and forget its partial files."""
-        job = await store_jobs.get_job(self.store, job_id)
-        if job["state"] in (JobState.DONE, JobState.CANCELLED):
-            if job["state"] == JobState.CANCELLED:
-                return self._overlay(job)
+        job = await store_jobs.load_job(self.store, job_id)
+        if job.state in (JobState.DONE, JobState.CANCELLED):
+            if job.state == JobState.CANCELLED:
+                return self._overlay(job.to_api())
             raise Conflict(f"job {job_id} is done; there is nothing to cancel")
         await self._interrupt(job_id, "cancel")
-        job = await self._set_state(job_id, JobState.CANCELLED, error=None)
-        await st.reset_parts(self.store, job_id)
+        cancelled = await self._set_state(job_id, JobState.CANCELLED, error=None)
+        await store_parts.reset_parts(self.store, job_id)
         await asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id))
-        return job
+        return cancelled
 
     async def pause(self, job_id: int) -> dict[str, Any]:
         """Stop the job where it is (its chunks checkpointed); `resume` continues it."""
-        job = await store_jobs.get_job(self.store, job_id)
-        state = JobState(job["state"])
+        job = await store_jobs.load_job(self.store, job_id)
+        state = job.state
         if state == JobState.PAUSED:
-            return self._overlay(job)
+            return self._overlay(job.to_api())
         if state not in ACTIVE_STATES and state != JobState.QUEUED:
             raise Conflict(f"job {job_id} is {state}; it cannot be paused")
         await self._interrupt(job_id, "pause")
@@ -284,18 +279,18 @@ class Engine:
 
     async def resume(self, job_id: int) -> dict[str, Any]:
         """A paused job (by the user, or for lack of space) goes back to the queue."""
-        job = await store_jobs.get_job(self.store, job_id)
-        state = JobState(job["state"])
+        job = await store_jobs.load_job(self.store, job_id)
+        state = job.state
         if state != JobState.PAUSED:
             if state in ACTIVE_STATES or state == JobState.QUEUED:
-                return self._overlay(job)
+                return self._overlay(job.to_api())
             raise Conflict(f"job {job_id} is {state}; only paused jobs are resumed")
         # Resuming is the user saying "try again": a pool block (download limit) is lifted
         # and comes back on the pool's next refusal.
-        await store_pools.set_blocked(self.store, job["pool"], None)
-        job = await self._set_state(job_id, JobState.QUEUED, not_before=None)
+        await store_pools.set_blocked(self.store, job.pool, None)
+        queued = await self._set_state(job_id, JobState.QUEUED, not_before=None)
         self.wake()
-        return job
+        return queued
 
     async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
         """`POST /v1/jobs/{id}/{action}`: retry | cancel | pause | resume."""
@@ -394,8 +389,8 @@ class Engine:
 
     async def _requeue_if_active(self, job_id: int) -> None:
         try:
-            job = await store_jobs.get_job(self.store, job_id)
-            if JobState(job["state"]) in ACTIVE_STATES:
+            job = await store_jobs.load_job(self.store, job_id)
+            if job.state in ACTIVE_STATES:
                 await self._set_state(job_id, JobState.QUEUED, error=None)
         except PoolDaemonError as err:
             log.warning("could not requeue job", job=job_id, error=str(err))
@@ -412,7 +407,7 @@ class Engine:
                 await asyncio.sleep(1.0)
                 continue
             timeout: float | None = None
-            next_due = await st.next_due(self.store)
+            next_due = await store_jobs.next_due(self.store)
             if next_due is not None:
                 timeout = max(0.05, next_due - self.clock())
             try:
@@ -427,7 +422,7 @@ class Engine:
         free = self.config.max_active_downloads - len(self._active)
         if free <= 0:
             return
-        for job_id in await st.due_jobs(self.store, self.clock(), free + len(self._active)):
+        for job_id in await store_jobs.due_jobs(self.store, self.clock(), free + len(self._active)):
             if free <= 0:
                 break
             if job_id not in self._active:
@@ -475,20 +470,20 @@ class Engine:
 
     async def _end_attempt(self, job_id: int, to: JobState, **fields: Any) -> None:
         """Leave an attempt in state `to`, unless someone already moved the job on."""
-        job = await store_jobs.get_job(self.store, job_id)
-        if JobState(job["state"]) in ACTIVE_STATES:
+        job = await store_jobs.load_job(self.store, job_id)
+        if job.state in ACTIVE_STATES:
             await self._set_state(job_id, to, **fields)
 
     async def _attempt_failed(self, job_id: int, err: PoolDaemonError) -> None:
-        job = await store_jobs.get_job(self.store, job_id)
-        if JobState(job["state"]) not in ACTIVE_STATES:
+        job = await store_jobs.load_job(self.store, job_id)
+        if job.state not in ACTIVE_STATES:
             return
-        attempts = job["attempts"] + 1
+        attempts = job.attempts + 1
         message = redact_text(err.message)
         if isinstance(err, AccountError) and err.blocked:
             # The pool stopped our downloads (Harvest 12/13/14/18): every job of that pool waits
             # with the pool's reason, shown in `poolctl status`, until the user resumes one.
-            await store_pools.set_blocked(self.store, job["pool"], message)
+            await store_pools.set_blocked(self.store, job.pool, message)
             await self._set_state(
                 job_id,
                 JobState.QUEUED,
@@ -496,7 +491,7 @@ class Engine:
                 error_code=err.code,
                 not_before=self.clock() + BLOCKED_RECHECK_S,
             )
-            log.warning("pool blocked downloads", pool=job["pool"], reason=message)
+            log.warning("pool blocked downloads", pool=job.pool, reason=message)
             return
         if isinstance(err, _PERMANENT) or attempts >= self.config.max_attempts:
             if attempts >= self.config.max_attempts and not isinstance(err, _PERMANENT):
@@ -524,21 +519,21 @@ class Engine:
     # -- one attempt --------------------------------------------------------------------------
 
     async def _attempt(self, job_id: int) -> None:
-        job = await store_jobs.get_job(self.store, job_id)
-        adapter = self.adapters.get(job["pool"])
+        job = await store_jobs.load_job(self.store, job_id)
+        adapter = self.adapters.get(job.pool)
         if self._blocked:
             self._blocked = await asyncio.to_thread(self._check_library)  # plugged in since?
         blocked = self._blocked
         if adapter is None:
-            blocked = f"pool {job['pool']!r} is not configured (or not enabled)"
-        pool_row = (await store_pools.pool_rows(self.store)).get(job["pool"], {})
+            blocked = f"pool {job.pool!r} is not configured (or not enabled)"
+        pool_row = (await store_pools.pool_rows(self.store)).get(job.pool, {})
         if not blocked and pool_row.get("blocked_reason"):
             # The pool refused our account or downloads: wait without asking it again; the
             # block lifts when a sync succeeds or the user retries/resumes a job.
             await self._set_state(
                 job_id,
                 JobState.QUEUED,
-                error=f"{job['pool']}: {pool_row['blocked_reason']}",
+                error=f"{job.pool}: {pool_row['blocked_reason']}",
                 error_code="blocked",
                 not_before=self.clock() + BLOCKED_RECHECK_S,
             )
@@ -555,7 +550,7 @@ class Engine:
                 job_id, JobState.DONE, error="the pool sent this download by e-mail"
             )
             return
-        if await self._adopt(job_id, plan, adapter):
+        if await self._adopt(job, plan, adapter):
             return
         await self._check_space(job_id, plan)
         keeper = PlanKeeper(plan, adapter.renew_plan, lambda p: self._save_plan(job_id, p))
@@ -589,7 +584,7 @@ class Engine:
             raise
         except IntegrityError:
             # The bytes are not what was promised: the next attempt fetches them again.
-            await st.reset_parts(self.store, job_id)
+            await store_parts.reset_parts(self.store, job_id)
             raise
         except OSError as err:
             if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -606,36 +601,34 @@ class Engine:
         ext = sanitize_ext(part.extension or plan.format or "")
         return not (ext and tags.expected_kinds(ext) & _TAGGABLE)
 
-    async def _plan(self, job: dict[str, Any], adapter: PoolAdapter) -> DownloadPlan:
+    async def _plan(self, job: Job, adapter: PoolAdapter) -> DownloadPlan:
         """The stored plan (its tokens are renewed on refusal), or a new one from the pool.
 
         Reusing the stored plan matters: asking some pools for one has side effects (seed 000
         queues the track again; RELIABILITY C6)."""
-        stored = await store_jobs.load_plan(self.store, job["id"])
+        stored = await store_jobs.load_plan(self.store, job.id)
         if stored:
-            return st.plan_from_dict(stored)
-        extra = await st.job_extra(self.store, job["id"])
-        item_id = extra.get("item_id")
+            return store_jobs.plan_from_dict(stored)
         known = None
-        if item_id is not None:
-            known = await st.queue_entry(self.store, job["pool"], job["kind"], item_id)
-        request = Request(job["pool"], item_id, job["kind"])
+        if job.item_id is not None:
+            known = await store_jobs.queue_entry(self.store, job.pool, job.kind, job.item_id)
+        request = Request(job.pool, job.item_id, job.kind)
         plan = await adapter.plan(request, known)
-        await self._save_plan(job["id"], plan)
+        await self._save_plan(job.id, plan)
         fields = {}
-        if not job["title"] and plan.meta.get("title"):
+        if not job.title and plan.meta.get("title"):
             fields["title"] = str(plan.meta["title"])
-        if not job["artist"] and plan.meta.get("artist"):
+        if not job.artist and plan.meta.get("artist"):
             fields["artist"] = str(plan.meta["artist"])
-        await st.update_job(self.store, job["id"], **fields)
+        await store_jobs.update_job(self.store, job.id, **fields)
         return plan
 
     async def _save_plan(self, job_id: int, plan: DownloadPlan) -> None:
-        await store_jobs.save_plan(self.store, job_id, st.plan_to_dict(plan))
+        await store_jobs.save_plan(self.store, job_id, store_jobs.plan_to_dict(plan))
 
     async def _check_space(self, job_id: int, plan: DownloadPlan) -> None:
         """Free space for what is still to be written, plus the margin (RELIABILITY D1)."""
-        parts = await st.load_parts(self.store, job_id)
+        parts = await store_parts.load_parts(self.store, job_id)
         need = 0
         for part in plan.parts:
             state = parts.get(part.key)
@@ -692,7 +685,7 @@ class Engine:
         fields = {**plan.meta, "pool": plan.pool, "id": plan.item_id}
         dest, adopted = await asyncio.to_thread(self._destination, fields, ext, sha, size)
         # The intent: after a crash, a file at `path` with this hash is ours (C4).
-        await st.update_job(self.store, job_id, path=str(dest), final_sha256=sha)
+        await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=sha)
         failpoint("after_verify_before_rename")
         if not adopted:
             await asyncio.to_thread(_place, source, dest)
@@ -738,7 +731,7 @@ class Engine:
         ]
         await asyncio.to_thread(ensure_dirs, self.download_dir, components)
         dest = unique_path(final_path(self.download_dir, components), split_ext=False)
-        await st.update_job(self.store, job_id, path=str(dest), final_sha256=combined)
+        await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=combined)
         room = await asyncio.to_thread(free_space, self.download_dir)
         limit = min(self.config.max_extract_size_bytes, room - self.config.min_free_space_bytes)
         if limit <= 0:
@@ -784,11 +777,11 @@ class Engine:
         if calls:
             self._outbox_wake.set()
 
-    async def _adopt(self, job_id: int, plan: DownloadPlan, adapter: PoolAdapter) -> bool:
+    async def _adopt(self, job: Job, plan: DownloadPlan, adapter: PoolAdapter) -> bool:
         """RELIABILITY C4: the final file (or folder) exists from a run that died before "done":
         verify and adopt it, never download over it."""
-        extra = await st.job_extra(self.store, job_id)
-        path, sha = extra.get("path"), extra.get("final_sha256")
+        job_id = job.id
+        path, sha = job.path, job.final_sha256
         if not path or not sha:
             return False
         dest = Path(path)
@@ -801,7 +794,7 @@ class Engine:
             if digest == sha:
                 adopted = (size, sha)
         if adopted is None:
-            await st.update_job(self.store, job_id, path=None, final_sha256=None)
+            await store_jobs.update_job(self.store, job_id, path=None, final_sha256=None)
             return False
         log.info("adopting a file finished before a crash", job=job_id, path=path)
         await self._set_state(job_id, JobState.VERIFYING)
@@ -830,7 +823,7 @@ class Engine:
                 log.warning("finished file lost; downloading again", job=entry["job_id"])
 
     async def _finished_job_ids(self) -> set[int]:
-        rows = await st.jobs_in(self.store, (JobState.DONE.value, JobState.CANCELLED.value))
+        rows = await store_jobs.jobs_in(self.store, (JobState.DONE.value, JobState.CANCELLED.value))
         return set(rows)
 
     def _clean_work_area(self, finished: set[int]) -> None:
@@ -900,9 +893,9 @@ class Engine:
         """Re-queue jobs paused for a full disk where there is now room, or for a library or
         pool that is back; returns their ids."""
         resumed = []
-        for job_id in await st.paused_for(self.store, DiskFull.code):
-            job = await store_jobs.get_job(self.store, job_id)
-            remaining = max(0, (job["bytes_total"] or 0) - (job["bytes_done"] or 0))
+        for job_id in await store_jobs.paused_for(self.store, DiskFull.code):
+            job = await store_jobs.load_job(self.store, job_id)
+            remaining = max(0, (job.bytes_total or 0) - (job.bytes_done or 0))
             factor = 2 if self.config.write_tags else 1
             need = remaining * factor + self.config.min_free_space_bytes
             if await asyncio.to_thread(free_space, self.work_root) >= need:
@@ -912,9 +905,9 @@ class Engine:
             self._blocked = await asyncio.to_thread(self._check_library)
         if not self._blocked:
             # Paused because the library drive or the pool was missing: both may be back.
-            for job_id in await st.paused_for(self.store, "config"):
-                job = await store_jobs.get_job(self.store, job_id)
-                if job["pool"] in self.adapters:
+            for job_id in await store_jobs.paused_for(self.store, "config"):
+                job = await store_jobs.load_job(self.store, job_id)
+                if job.pool in self.adapters:
                     await self._set_state(job_id, JobState.QUEUED, not_before=None)
                     resumed.append(job_id)
         if resumed:
