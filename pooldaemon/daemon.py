@@ -37,6 +37,7 @@ from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
 from pooldaemon.notify import Notifier
 from pooldaemon.offload import tune_gc
+from pooldaemon.outbox import Outbox
 from pooldaemon.pools import build_adapter
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.pools.http import PoolHttp
@@ -46,7 +47,7 @@ from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
-from pooldaemon.sync import SyncCoordinator
+from pooldaemon.sync import Submit, SyncCoordinator
 from pooldaemon.watch import DropWatcher, SubmitOutcome
 
 log = get_logger(__name__)
@@ -89,7 +90,13 @@ class EnginePort(Lifecycle, Protocol):
     """The download engine (issue: downloads)."""
 
     async def submit(
-        self, request: Request, origin: str, *, key: str | None = None
+        self,
+        request: Request,
+        origin: str,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download (or return the live job for the same item): (job, created)."""
         ...
@@ -113,7 +120,7 @@ class EnginePort(Lifecycle, Protocol):
 #: `GET /v1/catalog`: the offline search over the store's catalog mirror.
 SearchPort = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 #: What the drop-folder watcher (and anything else) calls to request a download.
-SubmitFn = Callable[[Request, str], Awaitable[dict[str, Any]]]
+SubmitFn = Submit
 
 
 @dataclass
@@ -121,6 +128,7 @@ class Components:
     """Everything `build_components` wired; a field left None is a feature not here yet."""
 
     adapters: dict[str, PoolAdapter] = field(default_factory=dict)
+    outbox: Lifecycle | None = None
     engine: EnginePort | None = None
     sync: SyncPort | None = None
     scheduler: Lifecycle | None = None
@@ -128,9 +136,11 @@ class Components:
     search: SearchPort | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the engine takes jobs before sync hands it any, the scheduler ticks
-        sync, the watcher submits last. Stopped in reverse."""
-        return [c for c in (self.engine, self.sync, self.scheduler, self.watcher) if c is not None]
+        """Start order: the outbox is ready before a download can owe a call, the engine takes
+        jobs before sync hands it any, the scheduler ticks sync, the watcher submits last.
+        Stopped in reverse."""
+        order = (self.outbox, self.engine, self.sync, self.scheduler, self.watcher)
+        return [c for c in order if c is not None]
 
 
 @dataclass(frozen=True)
@@ -162,8 +172,15 @@ async def build_components(wiring: Wiring) -> Components:
     for name, pool in cfg.enabled_pools().items():
         http = PoolHttp(wiring.session, name, timeout_s=cfg.daemon.request_timeout_s)
         components.adapters[name] = build_adapter(name, pool, http)
+    outbox = Outbox(wiring.store, components.adapters)
+    components.outbox = outbox
     components.engine = Engine(
-        wiring.store, wiring.session, components.adapters, cfg.daemon, wiring.events
+        wiring.store,
+        wiring.session,
+        components.adapters,
+        cfg.daemon,
+        wiring.events,
+        on_owed=outbox.wake,
     )
     sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
     components.sync = sync
@@ -442,12 +459,12 @@ class Daemon:
         if not self._pool(pool).enabled:
             raise Conflict(f"pool {pool!r} is disabled in the config (enabled = false)")
         if self.components.sync is None:
-            raise Unsupported("sync lands with the pool adapters and the sync coordinator")
+            raise Unsupported("sync is not available: the daemon is running without its pool sync")
         return await self.components.sync.sync_now(pool, full=full)
 
     async def search(self, params: dict[str, str]) -> dict[str, Any]:
         if self.components.search is None:
-            raise Unsupported("catalog search lands with the catalog sync")
+            raise Unsupported("catalog search is not available: the daemon is running without it")
         return await self.components.search(params)
 
     async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
@@ -467,7 +484,7 @@ class Daemon:
         self, refs: list[str], *, redownload: bool = False, reason: str | None = None
     ) -> dict[str, Any]:
         if self.components.engine is None:
-            raise Unsupported("downloads land with the download engine")
+            raise Unsupported("downloads are not available: the download engine is not running")
         kinds = self.pool_kinds()
         accepted: list[dict[str, Any]] = []
         rejected: list[dict[str, Any]] = []
@@ -485,14 +502,22 @@ class Daemon:
             accepted.append({"ref": request.ref, "job": job["id"]})
         return {"accepted": accepted, "rejected": rejected}
 
-    async def submit_request(self, request: Request, origin: str) -> dict[str, Any]:
-        """The one way a download is requested (socket, drop folder, auto-download)."""
+    async def submit_request(
+        self,
+        request: Request,
+        origin: str,
+        *,
+        title: str | None = None,
+        artist: str | None = None,
+    ) -> dict[str, Any]:
+        """The one way a download is requested (socket, drop folder, auto-download); `title`
+        and `artist` are what the requester already knows of the item."""
         engine = self.components.engine
         if engine is None:
-            raise Unsupported("downloads land with the download engine")
+            raise Unsupported("downloads are not available: the download engine is not running")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        job, _created = await engine.submit(request, origin)
+        job, _created = await engine.submit(request, origin, title=title, artist=artist)
         return job
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:
@@ -500,7 +525,7 @@ class Daemon:
         points at the jobs the first call made and creates none (RELIABILITY C5)."""
         engine = self.components.engine
         if engine is None:
-            raise Unsupported("downloads land with the download engine")
+            raise Unsupported("downloads are not available: the download engine is not running")
         kinds = self.pool_kinds()
         outcomes: list[SubmitOutcome] = []
         for index, request in enumerate(requests):
@@ -518,19 +543,19 @@ class Daemon:
     async def job_action(self, job_id: int, action: str) -> dict[str, Any]:
         await store_jobs.get_job(self._store(), job_id)  # NotFound first, whatever is wired
         if self.components.engine is None:
-            raise Unsupported(f"{action} lands with the download engine")
+            raise Unsupported(f"cannot {action} jobs: the download engine is not running")
         return self._live(await self.components.engine.job_action(job_id, action))
 
     async def pause_all(self) -> dict[str, Any]:
         if self.components.engine is None:
-            raise Unsupported("pause lands with the download engine")
+            raise Unsupported("cannot pause downloads: the download engine is not running")
         await self.components.engine.pause_all()
         self.events.publish("downloader.paused")
         return {"paused": True}
 
     async def resume_all(self) -> dict[str, Any]:
         if self.components.engine is None:
-            raise Unsupported("resume lands with the download engine")
+            raise Unsupported("cannot resume downloads: the download engine is not running")
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}

@@ -15,6 +15,17 @@ from pathlib import Path
 _UNSUPPORTED = frozenset(
     {errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS}
 )
+#: `link()` is not available here (FAT and exFAT sticks, some network shares, other devices).
+NO_HARD_LINKS = frozenset(
+    {
+        errno.EPERM,
+        errno.EXDEV,
+        errno.EMLINK,
+        errno.ENOSYS,
+        errno.EOPNOTSUPP,
+        getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
+    }
+)
 
 
 def full_fsync(fd: int) -> None:
@@ -132,3 +143,27 @@ def mount_point(path: Path) -> Path:
 def same_filesystem(a: Path, b: Path) -> bool:
     """Whether a rename from `a` to `b` can stay on one filesystem (RELIABILITY D2)."""
     return existing_ancestor(a).stat().st_dev == existing_ancestor(b).stat().st_dev
+
+
+def link_no_clobber(src: Path, dest: Path) -> bool:
+    """Give the entry `src` (a symlink itself, never its target) the name `dest`, never
+    replacing an entry there: FileExistsError when `dest` is taken.
+
+    True when hard-linked (`src` keeps its name too); False when the filesystem has no hard
+    links and `src` was renamed after a check that `dest` is free. Only the daemon writes
+    where this is used, so the gap between the check and the rename is not a real race.
+    """
+    try:
+        os.link(src, dest, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        raise
+    except NotImplementedError:
+        pass
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+    if os.path.lexists(dest):
+        raise FileExistsError(errno.EEXIST, "name taken", str(dest))
+    os.rename(src, dest)
+    return False

@@ -1,18 +1,18 @@
-"""Download jobs: scheduling, states, retries with back-off, pause/resume/cancel, finishing.
+"""Download jobs: scheduling, states, retries with back-off, pause/resume/cancel.
 
-The engine turns a queued job into a verified file in the library (issue 4). It owns its tasks
-(STYLE habit 8): a scheduler that starts at most `max_active_downloads` jobs, one task per active
-job, the outbox delivery loop and a free-space watcher; `stop()` ends them within a bound.
+The engine turns a queued job into a verified file in the library: it plans it with the pool,
+lets `fetch` bring the bytes and `finish` verify and place them. It owns its tasks: a scheduler
+that starts at most `max_active_downloads` jobs, one task per active job and a free-space
+watcher; `stop()` ends them within a bound. Calls a finished download owes its pool are the
+outbox's (`pooldaemon.outbox`), woken through `on_owed`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,23 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from pooldaemon.downloader import tags
-from pooldaemon.downloader.digest import Digests, file_digests
-from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
+from pooldaemon.downloader.finish import Finisher
 from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.paths import (
     PathEscape,
-    ensure_dirs,
-    final_path,
-    render_template,
-    sanitize_component,
-    sanitize_ext,
-    unique_path,
 )
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
-from pooldaemon.downloader.unzip import ArchiveDamaged, ArchiveRejected, extract_parts
-from pooldaemon.downloader.workfile import WORK_AREA, disk_full, work_dir_for
+from pooldaemon.downloader.unzip import ArchiveDamaged, ArchiveRejected
+from pooldaemon.downloader.workfile import WORK_AREA, disk_full, remove_tree, work_dir_for
 from pooldaemon.errors import (
     AccountError,
     BadRequest,
@@ -46,22 +38,20 @@ from pooldaemon.errors import (
     IntegrityError,
     NotFound,
     PoolDaemonError,
-    ProtocolError,
     TransientError,
     Unsupported,
 )
 from pooldaemon.events import EventBus
-from pooldaemon.fsutil import free_space, fsync_dir, full_fsync, same_filesystem
+from pooldaemon.fsutil import free_space, same_filesystem
 from pooldaemon.log import get_logger, redact_text
-from pooldaemon.models import ACTIVE_STATES, DownloadPlan, Job, JobState, PlanPart, Request
+from pooldaemon.models import ACTIVE_STATES, DownloadPlan, Job, JobState, Request
 from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.retry import backoff_s
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
-from pooldaemon.store import outbox as store_outbox
 from pooldaemon.store import parts as store_parts
 from pooldaemon.store import pools as store_pools
-from pooldaemon.store.db import Store, uncancelled
+from pooldaemon.store.db import Store
 
 if TYPE_CHECKING:  # only attributes are read: a light config object serves the crash driver
     from pooldaemon.config import DaemonConfig
@@ -75,9 +65,6 @@ _JOB_DIR = re.compile(r"^job-(\d+)$")
 #: How often a job of a blocked pool looks again whether the block was lifted (no network).
 BLOCKED_RECHECK_S = 300.0
 _PERMANENT = (NotFound, Unsupported, BadRequest, AccountError, PathEscape)
-#: What a sniffed kind is called on disk when the plan names no extension.
-_KIND_EXT = {"mp3": "mp3", "mp4": "mp4", "wav": "wav", "aiff": "aiff", "flac": "flac"}
-_TAGGABLE = frozenset({"mp3", "mp4", "wav", "aiff", "flac"})
 
 
 @dataclass
@@ -107,10 +94,8 @@ class Engine:
         server_cooldown_s: float = 2.0,
         retry_after_budget_s: float = 120.0,
         disk_check_interval_s: float = 30.0,
-        outbox_backoff_s: float = 30.0,
-        outbox_backoff_max_s: float = 6 * 3600.0,
-        outbox_max_attempts: int = 50,
         lost_window_s: float = 600.0,
+        on_owed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -134,17 +119,21 @@ class Engine:
         self.gates = HostGates()
         self.health = HealthBook(store, clock=clock, cooldown_s=server_cooldown_s)
         self._retry_backoff = (retry_backoff_s, retry_backoff_max_s)
-        self._outbox_backoff = (outbox_backoff_s, outbox_backoff_max_s)
-        self._outbox_max_attempts = outbox_max_attempts
         self._disk_check_interval_s = disk_check_interval_s
         self._lost_window_s = lost_window_s
         self._active: dict[int, _Active] = {}
         self._wake = asyncio.Event()
-        self._outbox_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._paused = False
         self._running = False
         self._blocked: str | None = None
+        self.finisher = Finisher(
+            store,
+            config,
+            set_state=self._set_state,
+            publish_state=self._publish_state,
+            owed=on_owed or (lambda: None),
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -161,7 +150,6 @@ class Engine:
         self._running = True
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="downloader-scheduler"),
-            asyncio.create_task(self._outbox_loop(), name="downloader-outbox"),
             asyncio.create_task(self._disk_loop(), name="downloader-disk"),
         ]
 
@@ -203,7 +191,13 @@ class Engine:
     # -- requests -----------------------------------------------------------------------------
 
     async def submit(
-        self, request: Request, origin: str, *, key: str | None = None
+        self,
+        request: Request,
+        origin: str,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download, or point at the job that already stands for it (CONTRACT §3).
 
@@ -228,7 +222,14 @@ class Engine:
                 await adapter.redownload(
                     [request.item_id], request.reason or "requested again by the user"
                 )
-        job, created = await store_jobs.create_job(self.store, request, origin=origin, key=key)
+        job, created = await store_jobs.create_job(
+            self.store,
+            request,
+            origin=origin,
+            key=key,
+            title=title,
+            artist=artist,
+        )
         if created:
             self._publish_state(job)
             self.wake()
@@ -263,7 +264,7 @@ class Engine:
         await self._interrupt(job_id, "cancel")
         cancelled = await self._set_state(job_id, JobState.CANCELLED, error=None)
         await store_parts.reset_parts(self.store, job_id)
-        await asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id))
+        await asyncio.to_thread(remove_tree, work_dir_for(self.download_dir, job_id))
         return cancelled
 
     async def pause(self, job_id: int) -> dict[str, Any]:
@@ -550,7 +551,7 @@ class Engine:
                 job_id, JobState.DONE, error="the pool sent this download by e-mail"
             )
             return
-        if await self._adopt(job, plan, adapter):
+        if await self.finisher.adopt(job, plan, adapter):
             return
         await self._check_space(job_id, plan)
         keeper = PlanKeeper(plan, adapter.renew_plan, lambda p: self._save_plan(job_id, p))
@@ -565,7 +566,7 @@ class Engine:
             gates=self.gates,
             health=self.health,
             on_progress=lambda n: self._publish_progress(job_id, transfer, n),
-            hash_parts=self._hash_while_downloading(plan),
+            hash_parts=self.finisher.hash_while_downloading(plan),
         )
         entry = self._active.get(job_id)
         if entry is not None:
@@ -576,10 +577,7 @@ class Engine:
         await self._set_state(job_id, JobState.VERIFYING, bytes_total=transfer.bytes_total())
         digests = transfer.digests()
         try:
-            if plan.archive:
-                await self._finish_archive(job_id, plan, paths, adapter, digests)
-            else:
-                await self._finish_file(job_id, plan, paths, adapter, digests)
+            await self.finisher.finish(job_id, plan, paths, adapter, digests)
         except ArchiveRejected:
             raise
         except IntegrityError:
@@ -590,16 +588,6 @@ class Engine:
             if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
                 raise disk_full(self.work_root) from err
             raise
-
-    def _hash_while_downloading(self, plan: DownloadPlan) -> bool:
-        """Whether the parts' hashes will be used: not when tags change the file after it."""
-        if plan.archive or not self.config.write_tags or len(plan.parts) != 1:
-            return True
-        part = plan.parts[0]
-        if part.sha256 or part.md5:
-            return True  # the pool's checksum is of the untagged bytes
-        ext = sanitize_ext(part.extension or plan.format or "")
-        return not (ext and tags.expected_kinds(ext) & _TAGGABLE)
 
     async def _plan(self, job: Job, adapter: PoolAdapter) -> DownloadPlan:
         """The stored plan (its tokens are renewed on refusal), or a new one from the pool.
@@ -646,162 +634,6 @@ class Engine:
 
     # -- finishing ----------------------------------------------------------------------------
 
-    async def _finish_file(
-        self,
-        job_id: int,
-        plan: DownloadPlan,
-        paths: dict[str, Path],
-        adapter: PoolAdapter,
-        digests: dict[str, Digests],
-    ) -> None:
-        """Verify, tag a copy, rename into place, fsync the folder, record (RELIABILITY C4)."""
-        if len(plan.parts) != 1:
-            raise ProtocolError(f"{plan.pool}: a download of {len(plan.parts)} parts is no archive")
-        part = plan.parts[0]
-        work = paths[part.key]
-        kind, ext, sha, size = await asyncio.to_thread(
-            _verify_media, work, part, plan.format, digests.get(part.key)
-        )
-        source = work
-        if self.config.write_tags and kind in _TAGGABLE:
-            tagged = work.with_name("tagged.tmp")
-            try:
-                await asyncio.to_thread(_copy_and_tag, work, tagged, plan.meta)
-            except OSError as err:
-                tagged.unlink(missing_ok=True)
-                if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-                    need = size + self.config.min_free_space_bytes
-                    raise disk_full(self.work_root, need) from err
-                raise
-            except tags.TagError as err:
-                log.warning("tags not written", job=job_id, error=str(err))
-                tagged.unlink(missing_ok=True)
-            else:
-                source = tagged
-                sha, size = await asyncio.to_thread(_hash_file, tagged)
-        if sha is None:
-            sha, size = await asyncio.to_thread(_hash_file, work)
-        assert sha is not None
-        fields = {**plan.meta, "pool": plan.pool, "id": plan.item_id}
-        dest, adopted = await asyncio.to_thread(self._destination, fields, ext, sha, size)
-        # The intent: after a crash, a file at `path` with this hash is ours (C4).
-        await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=sha)
-        failpoint("after_verify_before_rename")
-        if not adopted:
-            await asyncio.to_thread(_place, source, dest)
-        failpoint("after_rename_before_dirsync")
-        await asyncio.to_thread(fsync_dir, dest.parent)
-        failpoint("after_rename_before_done")
-        await self._record(job_id, plan, adapter, dest, size, sha)
-
-    def _destination(
-        self, fields: dict[str, Any], ext: str, sha: str, size: int
-    ) -> tuple[Path, bool]:
-        """CONTRACT §5: the template path, sanitized, inside download_dir, ` (2)` if taken by
-        another file; an identical file already there is adopted (returned with True)."""
-        components = render_template(self.config.file_template, fields, ext)
-        ensure_dirs(self.download_dir, components)
-        dest = final_path(self.download_dir, components)
-
-        def same(path: Path) -> bool:
-            return path.stat().st_size == size and _hash_file(path)[0] == sha
-
-        chosen = unique_path(dest, same_content=same)
-        return chosen, os.path.lexists(chosen)
-
-    async def _finish_archive(
-        self,
-        job_id: int,
-        plan: DownloadPlan,
-        paths: dict[str, Path],
-        adapter: PoolAdapter,
-        digests: dict[str, Digests],
-    ) -> None:
-        """Verify every ZIP part, extract into staging, rename to `<pool>/<name>/` (CONTRACT §5)."""
-        summary: list[str] = []
-        for part in plan.parts:
-            digest = await asyncio.to_thread(
-                _verify_zip_part, paths[part.key], part, digests.get(part.key)
-            )
-            summary.append(f"{part.key}:{digest}")
-        combined = hashlib.sha256("\n".join(summary).encode()).hexdigest()
-        components = [
-            sanitize_component(plan.pool),
-            sanitize_component(plan.name or plan.item_id or f"job {job_id}"),
-        ]
-        await asyncio.to_thread(ensure_dirs, self.download_dir, components)
-        dest = unique_path(final_path(self.download_dir, components), split_ext=False)
-        await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=combined)
-        room = await asyncio.to_thread(free_space, self.download_dir)
-        limit = min(self.config.max_extract_size_bytes, room - self.config.min_free_space_bytes)
-        if limit <= 0:
-            raise disk_full(self.download_dir, self.config.min_free_space_bytes)
-        staging = work_dir_for(self.download_dir, job_id) / "staging"
-        failpoint("mid_extract")
-        files = await asyncio.to_thread(
-            extract_parts,
-            [paths[p.key] for p in plan.parts],
-            dest,
-            staging,
-            max_total_bytes=limit,
-        )
-        if files:
-            dest = dest.parent / Path(files[0]).relative_to(dest.parent).parts[0]
-        size = sum(f.stat().st_size for f in files)
-        failpoint("after_rename_before_done")
-        await self._record(job_id, plan, adapter, dest, size, combined)
-
-    async def _record(
-        self,
-        job_id: int,
-        plan: DownloadPlan,
-        adapter: PoolAdapter,
-        dest: Path,
-        size: int,
-        sha: str,
-    ) -> None:
-        calls = adapter.after_download(plan)
-        # Once begun, "done" is committed even if a stop arrives meanwhile (milliseconds):
-        # readers on the shared connection may already have seen it inside the transaction.
-        job = await uncancelled(
-            store_library.record_download(
-                self.store, job_id, path=str(dest), size=size, sha256=sha, calls=calls
-            )
-        )
-        # The work area goes before anyone hears "done", and a stop arriving right after the
-        # commit still lets it go (it takes milliseconds); only a crash in between leaves a
-        # leftover, which start-up sweeps.
-        await uncancelled(asyncio.to_thread(_remove_tree, work_dir_for(self.download_dir, job_id)))
-        self._publish_state(job)
-        log.info("download finished", job=job_id, path=str(dest), size=size)
-        if calls:
-            self._outbox_wake.set()
-
-    async def _adopt(self, job: Job, plan: DownloadPlan, adapter: PoolAdapter) -> bool:
-        """RELIABILITY C4: the final file (or folder) exists from a run that died before "done":
-        verify and adopt it, never download over it."""
-        job_id = job.id
-        path, sha = job.path, job.final_sha256
-        if not path or not sha:
-            return False
-        dest = Path(path)
-        adopted: tuple[int, str] | None = None
-        if plan.archive and dest.is_dir() and not dest.is_symlink():
-            size = await asyncio.to_thread(_tree_size, dest)
-            adopted = (size, sha)
-        elif not plan.archive and dest.is_file() and not dest.is_symlink():
-            digest, size = await asyncio.to_thread(_hash_file, dest)
-            if digest == sha:
-                adopted = (size, sha)
-        if adopted is None:
-            await store_jobs.update_job(self.store, job_id, path=None, final_sha256=None)
-            return False
-        log.info("adopting a file finished before a crash", job=job_id, path=path)
-        await self._set_state(job_id, JobState.VERIFYING)
-        await asyncio.to_thread(fsync_dir, dest.parent)
-        await self._record(job_id, plan, adapter, dest, adopted[0], adopted[1])
-        return True
-
     # -- recovery helpers ---------------------------------------------------------------------
 
     async def _find_lost(self) -> None:
@@ -833,55 +665,9 @@ class Engine:
         for entry in self.work_root.iterdir():
             match = _JOB_DIR.match(entry.name)
             if match and int(match.group(1)) in finished and not entry.is_symlink():
-                _remove_tree(entry)
+                remove_tree(entry)
 
     # -- background loops ---------------------------------------------------------------------
-
-    async def _outbox_loop(self) -> None:
-        """Deliver calls owed to pools until acknowledged, with back-off (CONTRACT §6)."""
-        while self._running:
-            self._outbox_wake.clear()
-            try:
-                await self._deliver_due()
-                next_due = await store_outbox.next_due(self.store)
-            except PoolDaemonError as err:
-                log.warning("outbox pass failed", error=str(err))
-                next_due = self.clock() + 30
-            timeout = None if next_due is None else max(0.05, next_due - self.clock())
-            try:
-                await asyncio.wait_for(self._outbox_wake.wait(), timeout)
-            except TimeoutError:
-                pass
-
-    async def _deliver_due(self) -> None:
-        for entry in await store_outbox.pending(self.store, self.clock()):
-            adapter = self.adapters.get(entry.call.pool)
-            if adapter is None:
-                await store_outbox.defer(
-                    self.store, entry.id, "pool not configured", self.clock() + 3600
-                )
-                continue
-            try:
-                await adapter.deliver(entry.call)
-            except Unsupported as err:
-                await store_outbox.ack(self.store, entry.id, error=redact_text(str(err)))
-                continue
-            except (PoolDaemonError, aiohttp.ClientError, TimeoutError) as err:
-                attempts = entry.attempts + 1
-                message = redact_text(f"{type(err).__name__}: {err}")
-                if attempts >= self._outbox_max_attempts:
-                    await store_outbox.ack(
-                        self.store, entry.id, error=f"given up after {attempts} tries: {message}"
-                    )
-                    log.warning("outbox call given up", pool=entry.call.pool, error=message)
-                    continue
-                delay = backoff_s(attempts, *self._outbox_backoff)
-                if isinstance(err, TransientError) and err.retry_after_s:
-                    delay = max(delay, err.retry_after_s)
-                await store_outbox.defer(self.store, entry.id, message, self.clock() + delay)
-                continue
-            await store_outbox.ack(self.store, entry.id)
-            log.info("outbox call delivered", pool=entry.call.pool, action=entry.call.action)
 
     async def _disk_loop(self) -> None:
         """Jobs paused for lack of space resume on their own once there is room (D1)."""
@@ -932,110 +718,3 @@ def _planned_total(plan: DownloadPlan) -> int | None:
     if any(s is None for s in sizes):
         return None
     return sum(s for s in sizes if s is not None)
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 (hex) and size of a file."""
-    digests = file_digests(path)
-    return digests.sha256, digests.size
-
-
-def _check_checksum(path: Path, part: PlanPart, known: Digests | None, size: int) -> str | None:
-    """Compare with the pool's checksum when it gives one; returns the SHA-256 if known.
-
-    `known` holds the hashes taken while the part downloaded; the file is read again only
-    when they are missing or do not cover it."""
-    if known is None or known.size != size or (part.md5 and known.md5 is None):
-        if not part.sha256 and not part.md5:
-            return None
-        known = file_digests(path, md5=bool(part.md5))
-    if part.sha256 and part.sha256.lower() != known.sha256:
-        raise IntegrityError(f"part {part.key}: SHA-256 {known.sha256} does not match the pool's")
-    if part.md5 and part.md5.lower() != known.md5:
-        raise IntegrityError(f"part {part.key}: MD5 {known.md5} does not match the pool's")
-    return known.sha256
-
-
-def _verify_media(
-    path: Path, part: PlanPart, fmt: str, known: Digests | None = None
-) -> tuple[str | None, str, str | None, int]:
-    """Size, magic bytes against the extension (RELIABILITY H9), checksum. Returns (kind, ext,
-    sha256 when computed, size)."""
-    size = path.stat().st_size
-    if part.expected_size is not None and size != part.expected_size:
-        raise IntegrityError(f"part {part.key}: {size} bytes, the pool says {part.expected_size}")
-    with open(path, "rb") as fh:
-        kind = tags.sniff_media(fh.read(tags.SNIFF_BYTES))
-    ext = sanitize_ext(part.extension or fmt or "")
-    expected = tags.expected_kinds(ext) if ext else set()
-    if kind in (None, "html", "json") and (expected or kind is not None):
-        raise IntegrityError(
-            f"the downloaded bytes are {kind.upper() if kind else 'not recognizable media'}, "
-            f"not a .{ext or 'media'} file"
-        )
-    if expected and kind not in expected:
-        raise IntegrityError(f"the downloaded file is {kind}, not .{ext}")
-    if not ext:
-        ext = _KIND_EXT.get(kind or "", "bin")
-    sha = _check_checksum(path, part, known, size)
-    return kind, ext, sha, size
-
-
-def _verify_zip_part(path: Path, part: PlanPart, known: Digests | None = None) -> str:
-    """A part must be a ZIP (magic bytes) of the promised size, and match any checksum."""
-    size = path.stat().st_size
-    if part.expected_size is not None and size != part.expected_size:
-        raise IntegrityError(f"part {part.key}: {size} bytes, the pool says {part.expected_size}")
-    with open(path, "rb") as fh:
-        kind = tags.sniff_media(fh.read(tags.SNIFF_BYTES))
-    if kind != "zip":
-        raise IntegrityError(f"part {part.key} is {kind or 'not recognizable'}, not a ZIP")
-    sha = _check_checksum(path, part, known, size)
-    return sha if sha is not None else _hash_file(path)[0]
-
-
-def _copy_and_tag(src: Path, dst: Path, meta: Mapping[str, Any]) -> None:
-    """Tags go into a copy in the work area, merged (never clobbering), then fsynced."""
-    dst.unlink(missing_ok=True)
-    shutil.copyfile(src, dst)
-    tags.write_tags(dst, meta)
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        full_fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _place(src: Path, dest: Path) -> None:
-    """Move the verified file to its final name without ever replacing another file.
-
-    `link` fails if the name was taken meanwhile; filesystems without hard links (exFAT sticks)
-    get a rename after a last check.
-    """
-    try:
-        os.link(src, dest, follow_symlinks=False)
-    except FileExistsError:
-        raise
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
-            raise
-        if os.path.lexists(dest):
-            raise FileExistsError(errno.EEXIST, "final path taken", str(dest)) from err
-        os.rename(src, dest)
-        return
-    os.unlink(src)
-
-
-def _tree_size(root: Path) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            total += os.lstat(os.path.join(folder, name)).st_size
-    return total
-
-
-def _remove_tree(path: Path) -> None:
-    if path.is_symlink():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -50,6 +51,14 @@ def remove_part_files(work_dir: Path) -> None:
         for entry in work_dir.iterdir():
             if entry.name.startswith("part-") and entry.is_file():
                 entry.unlink()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a work folder (a symlink in its place is unlinked, never followed)."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def datasync(fd: int) -> None:
