@@ -24,9 +24,9 @@ class Fail(enum.StrEnum):
     """What a failed answer means for the next request."""
 
     SERVER = "server"  # move the chunk to another server; this one cools down
-    RATE = "rate"  # 429 / Retry-After: wait for the host (RELIABILITY H7)
-    TOKEN = "token"  # 401/403/410: renew the plan once (RELIABILITY T1, T3)
-    NO_RANGE = "no_range"  # Range ignored: never overlay a full body (RELIABILITY H2)
+    RATE = "rate"  # 429 / Retry-After: wait for the host (docs/reliability.md H7)
+    TOKEN = "token"  # 401/403/410: renew the plan once (docs/reliability.md T1, T3)
+    NO_RANGE = "no_range"  # Range ignored: never overlay a full body (docs/reliability.md H2)
     IDENTITY = "identity"  # size or ETag differ from what we are assembling (H3, H4, H11)
 
 
@@ -143,7 +143,7 @@ def check_head(
             raise FetchError(Fail.SERVER, server, f"HTTP 416 for bytes {start}-{end}")
         ident = Identity(total, etag, modified)
         if total != known_size:
-            # RELIABILITY H4 b: the remote file changed size.
+            # docs/reliability.md H4 b: the remote file changed size.
             raise FetchError(
                 Fail.IDENTITY, server, f"HTTP 416, file is now {total} bytes", identity=ident
             )
@@ -152,7 +152,7 @@ def check_head(
         raise FetchError(Fail.SERVER, server, f"HTTP {status}")
     encoding = h.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity"):
-        # RELIABILITY H8: offsets are never counted in decoded bytes.
+        # docs/reliability.md H8: offsets are never counted in decoded bytes.
         raise FetchError(Fail.SERVER, server, f"{encoding}-encoded body refused")
     ctype = h.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype in ("text/html", "application/xhtml+xml"):
@@ -193,7 +193,7 @@ def check_head(
 
 
 def check_media_head(head: bytes, server: str) -> None:
-    """RELIABILITY H9: an error page is never written into the file."""
+    """docs/reliability.md H9: an error page is never written into the file."""
     kind = sniff_media(head)
     if kind in ("html", "json"):
         raise FetchError(Fail.SERVER, server, f"an {kind.upper()} page instead of media")

@@ -5,14 +5,16 @@ lets `fetch` bring the bytes and `finish` verify and place them. It owns its tas
 that starts at most `max_active_downloads` jobs, one task per active job and a free-space
 watcher; `stop()` ends them within a bound. Calls a finished download owes its pool are the
 outbox's (`pooldaemon.outbox`), woken through `on_owed`.
+
+It is one concept, the job state machine (every transition in docs/interface.md §4 and the
+recovery of each at start-up), and stays one module although it is near 700 lines: splitting it
+would spread the legal transitions over modules that each see half of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +26,19 @@ import aiohttp
 from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
 from pooldaemon.downloader.finish import Finisher
 from pooldaemon.downloader.health import HealthBook
-from pooldaemon.downloader.paths import (
-    PathEscape,
-)
+from pooldaemon.downloader.paths import PathEscape
+from pooldaemon.downloader.pool import REDOWNLOAD, DownloadPool
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
 from pooldaemon.downloader.unzip import ArchiveDamaged, ArchiveRejected
-from pooldaemon.downloader.workfile import WORK_AREA, disk_full, remove_tree, work_dir_for
+from pooldaemon.downloader.workfile import (
+    WORK_AREA,
+    clean_work_area,
+    disk_full,
+    library_blocked,
+    no_space,
+    remove_tree,
+    work_dir_for,
+)
 from pooldaemon.errors import (
     AccountError,
     BadRequest,
@@ -42,10 +51,9 @@ from pooldaemon.errors import (
     Unsupported,
 )
 from pooldaemon.events import EventBus
-from pooldaemon.fsutil import free_space, same_filesystem
+from pooldaemon.fsutil import free_space
 from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import ACTIVE_STATES, DownloadPlan, Job, JobState, Request
-from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.retry import backoff_s
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
@@ -60,10 +68,9 @@ log = get_logger(__name__)
 
 Clock = Callable[[], float]
 
-_JOB_DIR = re.compile(r"^job-(\d+)$")
-#: Errors that no retry will fix: the job fails at once.
 #: How often a job of a blocked pool looks again whether the block was lifted (no network).
 BLOCKED_RECHECK_S = 300.0
+#: Errors that no retry will fix: the job fails at once.
 _PERMANENT = (NotFound, Unsupported, BadRequest, AccountError, PathEscape)
 
 
@@ -78,13 +85,13 @@ class _Active:
 
 
 class Engine:
-    """Jobs → verified files: the daemon's downloader (CONTRACT §4, §5; issue 4)."""
+    """Jobs → verified files: the daemon's downloader (docs/interface.md §4, §5)."""
 
     def __init__(
         self,
         store: Store,
         session: aiohttp.ClientSession,
-        adapters: Mapping[str, PoolAdapter],
+        adapters: Mapping[str, DownloadPool],
         config: DaemonConfig,
         events: EventBus,
         clock: Clock = time.time,
@@ -138,35 +145,20 @@ class Engine:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover from whatever the last run left, then start scheduling (RELIABILITY C1-C5)."""
-        self._blocked = self._check_library()
+        """Recover what the last run left, then start scheduling (docs/reliability.md C1-C5)."""
+        self._blocked = library_blocked(self.download_dir)
         if self._blocked:
             log.error("downloads blocked", reason=self._blocked)
         for job_id in await store_jobs.jobs_in(self.store, tuple(s.value for s in ACTIVE_STATES)):
             # Interrupted mid-flight: back to the queue with its chunk checkpoints.
             await self._set_state(job_id, JobState.QUEUED, error=None)
         await self._find_lost()
-        await asyncio.to_thread(self._clean_work_area, await self._finished_job_ids())
+        await asyncio.to_thread(clean_work_area, self.work_root, await self._finished_job_ids())
         self._running = True
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="downloader-scheduler"),
             asyncio.create_task(self._disk_loop(), name="downloader-disk"),
         ]
-
-    def _check_library(self) -> str | None:
-        """Make the library and its work area; a reason when downloads cannot go there."""
-        if not self.download_dir.is_dir():
-            if _on_removable_mount(self.download_dir):
-                # Creating it would fill the system disk under an unplugged drive's mount point.
-                return f"download_dir {self.download_dir} does not exist (is its drive mounted?)"
-            self.download_dir.mkdir(parents=True, exist_ok=True)
-        self.work_root.mkdir(exist_ok=True, mode=0o700)
-        if not same_filesystem(self.work_root, self.download_dir):
-            # RELIABILITY D2: never fall back to copying into the library.
-            return (
-                f"the work area {self.work_root} is on another filesystem than {self.download_dir}"
-            )
-        return None
 
     async def stop(self, timeout_s: float = 8.0) -> None:
         """Stop taking work, let transfers checkpoint what they have, then cancel (bounded)."""
@@ -199,11 +191,11 @@ class Engine:
         title: str | None = None,
         artist: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Queue a download, or point at the job that already stands for it (CONTRACT §3).
+        """Queue a download, or point at the job already standing for it (docs/interface.md §3).
 
-        A redownload asks the pool's redownload endpoint first (CONTRACT §6), unless a job for
-        the item is still on its way — then that job is the answer. With an idempotency `key`
-        (the drop folder's), a replay after a crash returns the job the first call made.
+        A redownload asks the pool's redownload endpoint first (docs/interface.md §6), unless a
+        job for the item is still on its way — then that job is the answer. With an idempotency
+        `key` (the drop folder's), a replay after a crash returns the job the first call made.
         """
         if key is not None:
             earlier = await store_jobs.job_for_key(self.store, key)
@@ -218,7 +210,7 @@ class Engine:
             live = await store_jobs.find_live_job(self.store, request)
             if live is not None and live["state"] != JobState.DONE:
                 return self._overlay(live), False
-            if adapter.supports(Capability.REDOWNLOAD) and request.item_id is not None:
+            if REDOWNLOAD in adapter.capabilities and request.item_id is not None:
                 await adapter.redownload(
                     [request.item_id], request.reason or "requested again by the user"
                 )
@@ -450,11 +442,11 @@ class Engine:
             # The canceller (pause, cancel, stop) sets the state once we are out.
             return
         except DiskFull as err:
-            # RELIABILITY D1: paused, not retried in a loop; resumes when there is room.
+            # docs/reliability.md D1: paused, not retried in a loop; resumes when there is room.
             await self._end_attempt(job_id, JobState.PAUSED, error=err.message, error_code=err.code)
             log.warning("job paused", job=job_id, reason=err.message)
         except ArchiveRejected as err:
-            # CONTRACT §5: the archive stays in the work area for inspection.
+            # docs/interface.md §5: the archive stays in the work area for inspection.
             await self._end_attempt(
                 job_id,
                 JobState.FAILED,
@@ -523,7 +515,9 @@ class Engine:
         job = await store_jobs.load_job(self.store, job_id)
         adapter = self.adapters.get(job.pool)
         if self._blocked:
-            self._blocked = await asyncio.to_thread(self._check_library)  # plugged in since?
+            self._blocked = await asyncio.to_thread(
+                library_blocked, self.download_dir
+            )  # plugged in since?
         blocked = self._blocked
         if adapter is None:
             blocked = f"pool {job.pool!r} is not configured (or not enabled)"
@@ -585,15 +579,15 @@ class Engine:
             await store_parts.reset_parts(self.store, job_id)
             raise
         except OSError as err:
-            if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            if no_space(err):
                 raise disk_full(self.work_root) from err
             raise
 
-    async def _plan(self, job: Job, adapter: PoolAdapter) -> DownloadPlan:
+    async def _plan(self, job: Job, adapter: DownloadPool) -> DownloadPlan:
         """The stored plan (its tokens are renewed on refusal), or a new one from the pool.
 
-        Reusing the stored plan matters: asking some pools for one has side effects (seed 000
-        queues the track again; RELIABILITY C6)."""
+        Reusing the stored plan matters: asking some pools for one has side effects (Promo Only
+        queues the track again: docs/pools/promoonly.md; docs/reliability.md C6)."""
         stored = await store_jobs.load_plan(self.store, job.id)
         if stored:
             return store_jobs.plan_from_dict(stored)
@@ -615,7 +609,7 @@ class Engine:
         await store_jobs.save_plan(self.store, job_id, store_jobs.plan_to_dict(plan))
 
     async def _check_space(self, job_id: int, plan: DownloadPlan) -> None:
-        """Free space for what is still to be written, plus the margin (RELIABILITY D1)."""
+        """Free space for what is still to be written, plus the margin (docs/reliability.md D1)."""
         parts = await store_parts.load_parts(self.store, job_id)
         need = 0
         for part in plan.parts:
@@ -637,7 +631,7 @@ class Engine:
     # -- recovery helpers ---------------------------------------------------------------------
 
     async def _find_lost(self) -> None:
-        """RELIABILITY C4: "done" but the file is gone (a lost directory fsync): re-queue.
+        """docs/reliability.md C4: "done" but the file is gone (a lost directory fsync): re-queue.
 
         Only recent entries are checked: older ones missing were removed by the user, which
         the library scan (not the downloader) records.
@@ -657,15 +651,6 @@ class Engine:
     async def _finished_job_ids(self) -> set[int]:
         rows = await store_jobs.jobs_in(self.store, (JobState.DONE.value, JobState.CANCELLED.value))
         return set(rows)
-
-    def _clean_work_area(self, finished: set[int]) -> None:
-        """Remove work folders of jobs that are done or cancelled (kept otherwise: C1, Z1)."""
-        if not self.work_root.is_dir():
-            return
-        for entry in self.work_root.iterdir():
-            match = _JOB_DIR.match(entry.name)
-            if match and int(match.group(1)) in finished and not entry.is_symlink():
-                remove_tree(entry)
 
     # -- background loops ---------------------------------------------------------------------
 
@@ -688,7 +673,7 @@ class Engine:
                 await self._set_state(job_id, JobState.QUEUED, not_before=None)
                 resumed.append(job_id)
         if self._blocked:
-            self._blocked = await asyncio.to_thread(self._check_library)
+            self._blocked = await asyncio.to_thread(library_blocked, self.download_dir)
         if not self._blocked:
             # Paused because the library drive or the pool was missing: both may be back.
             for job_id in await store_jobs.paused_for(self.store, "config"):
@@ -702,15 +687,6 @@ class Engine:
 
 
 # -- file helpers (run in threads) -------------------------------------------------------------
-
-
-_REMOVABLE_ROOTS = ("/Volumes", "/media", "/mnt", "/run/media")
-
-
-def _on_removable_mount(path: Path) -> bool:
-    """Whether `path` lives where external drives are mounted (macOS and Linux conventions)."""
-    text = os.path.abspath(path)
-    return any(text == root or text.startswith(root + os.sep) for root in _REMOVABLE_ROOTS)
 
 
 def _planned_total(plan: DownloadPlan) -> int | None:

@@ -97,7 +97,7 @@ class TransferFailed(TransientError):
 
 
 class SplitChanged(Exception):
-    """A renewed plan has other parts than the one being fetched (RELIABILITY T5)."""
+    """A renewed plan has other parts than the one being fetched (docs/reliability.md T5)."""
 
 
 class _Restart(Exception):
@@ -143,8 +143,8 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
 
 
 class PlanKeeper:
-    """The job's current plan; renewals are single-flight (RELIABILITY T3: one renewal for eight
-    workers that all saw an expired token)."""
+    """The job's current plan; renewals are single-flight (docs/reliability.md T3: one renewal
+    for eight workers that all saw an expired token)."""
 
     def __init__(
         self,
@@ -285,7 +285,7 @@ class JobTransfer:
             self._on_progress(self.bytes_done)
 
     async def run(self) -> dict[str, Path]:
-        """Fetch all parts (at once: Harvest tokens expire, issue 4); restart the set on T5."""
+        """Fetch all parts (at once: Harvest tokens expire); restart the set on T5."""
         await self.health.load(self.pool)
         for _ in range(self.settings.max_part_restarts + 1):
             plan = self.keeper.plan
@@ -432,7 +432,7 @@ class _PartRun:
         except OSError as err:
             if no_space(err):
                 raise disk_full(self.jt.work_dir) from err
-            # RELIABILITY D2: after an I/O error the partial is not trusted again.
+            # docs/reliability.md D2: after an I/O error the partial is not trusted again.
             await self._reset()
             raise TransferFailed(f"part {self.key}: cannot write the work file: {err}") from err
         finally:
@@ -447,7 +447,7 @@ class _PartRun:
             return
         part = self.plan_part()
         if part.expires_at is not None and time.time() >= part.expires_at - 5:
-            # The token expired before we started (RELIABILITY T5): ask for a fresh one first.
+            # The token expired before we started (docs/reliability.md T5): ask for a fresh one.
             await self.jt.keeper.renew(self.jt.keeper.generation, self.key)
         probe: asyncio.Task[None] | None = None
         if self.state is None:
@@ -473,7 +473,7 @@ class _PartRun:
         """Probe until the chunk table exists; the probe task if it still streams chunk 0.
 
         The other connections start once the probe's headers are checked, while it streams
-        chunk 0: four connections do not wait a whole chunk for one (issue 4, test 2).
+        chunk 0: four connections do not wait a whole chunk for one.
         """
         set_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.set_up = set_up  # a fresh one per probe: a restarted part probes again
@@ -784,7 +784,7 @@ class _PartRun:
     async def _progress(self, server: str, epoch: int) -> None:
         """A chunk arrived: a new round of failures starts, unless one came while it was asked.
 
-        RELIABILITY H7 (no worker hammers the host): an answer that began before the latest
+        docs/reliability.md H7 (no worker hammers the host): an answer that began before the latest
         failure says nothing about the server now; counting it would let the probe, still
         streaming chunk 0, reopen the round the other connections just exhausted.
         """
@@ -819,7 +819,7 @@ class _PartRun:
         if ranged:
             headers["Range"] = f"bytes={start}-{end}"
             if idx is not None and self.state is not None and strong_etag(self.state.etag):
-                # RELIABILITY H1: resume only if the file is still the one we started.
+                # docs/reliability.md H1: resume only if the file is still the one we started.
                 headers["If-Range"] = str(self.state.etag)
         async with self.jt.connections:
             self.inflight[server] += 1
@@ -839,7 +839,7 @@ class _PartRun:
 
     async def _open(self, source: Source, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """GET with redirects followed by hand: capped, no credentials to another host, no
-        https → http, no other schemes (RELIABILITY H12). TLS is always verified (H13)."""
+        https → http, no other schemes (docs/reliability.md H12). TLS is always verified (H13)."""
         url = source.url
         server = source.server
         own = {k.lower() for k in source.headers}
@@ -1054,7 +1054,7 @@ class _PartRun:
         await uncancelled(self._commit_done(idx))
 
     async def _commit_done(self, idx: int) -> None:
-        """Durable data first, then the checkpoint that claims it (RELIABILITY C2)."""
+        """Durable data first, then the checkpoint that claims it (docs/reliability.md C2)."""
         chunk = self.chunks[idx]
         await self.file.run(datasync)
         failpoint("after_chunk_fsync")

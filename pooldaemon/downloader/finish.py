@@ -8,7 +8,6 @@ finds the file and adopts it instead of downloading it again (docs/reliability.m
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 import shutil
@@ -27,13 +26,19 @@ from pooldaemon.downloader.paths import (
     sanitize_ext,
     unique_path,
 )
+from pooldaemon.downloader.pool import DownloadPool
 from pooldaemon.downloader.unzip import extract_parts
-from pooldaemon.downloader.workfile import WORK_AREA, disk_full, remove_tree, work_dir_for
+from pooldaemon.downloader.workfile import (
+    WORK_AREA,
+    disk_full,
+    no_space,
+    remove_tree,
+    work_dir_for,
+)
 from pooldaemon.errors import IntegrityError, ProtocolError
 from pooldaemon.fsutil import free_space, fsync_dir, full_fsync, link_no_clobber
 from pooldaemon.log import get_logger
 from pooldaemon.models import DownloadPlan, Job, JobState, PlanPart
-from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store.db import Store, uncancelled
@@ -74,7 +79,7 @@ class Finisher:
         job_id: int,
         plan: DownloadPlan,
         paths: dict[str, Path],
-        adapter: PoolAdapter,
+        adapter: DownloadPool,
         digests: dict[str, Digests],
     ) -> None:
         """Verify and place what the transfer fetched: one media file, or an archive's files."""
@@ -98,10 +103,10 @@ class Finisher:
         job_id: int,
         plan: DownloadPlan,
         paths: dict[str, Path],
-        adapter: PoolAdapter,
+        adapter: DownloadPool,
         digests: dict[str, Digests],
     ) -> None:
-        """Verify, tag a copy, rename into place, fsync the folder, record (RELIABILITY C4)."""
+        """Verify, tag a copy, place it, fsync the folder, record (docs/reliability.md C4)."""
         if len(plan.parts) != 1:
             raise ProtocolError(f"{plan.pool}: a download of {len(plan.parts)} parts is no archive")
         part = plan.parts[0]
@@ -116,7 +121,7 @@ class Finisher:
                 await asyncio.to_thread(_copy_and_tag, work, tagged, plan.meta)
             except OSError as err:
                 tagged.unlink(missing_ok=True)
-                if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                if no_space(err):
                     need = size + self.config.min_free_space_bytes
                     raise disk_full(self.work_root, need) from err
                 raise
@@ -144,8 +149,8 @@ class Finisher:
     def _destination(
         self, fields: dict[str, Any], ext: str, sha: str, size: int
     ) -> tuple[Path, bool]:
-        """CONTRACT §5: the template path, sanitized, inside download_dir, ` (2)` if taken by
-        another file; an identical file already there is adopted (returned with True)."""
+        """The template path, sanitized, inside download_dir, ` (2)` if taken by another file; an
+        identical file already there is adopted (returned with True). docs/interface.md §5."""
         components = render_template(self.config.file_template, fields, ext)
         ensure_dirs(self.download_dir, components)
         dest = final_path(self.download_dir, components)
@@ -161,10 +166,13 @@ class Finisher:
         job_id: int,
         plan: DownloadPlan,
         paths: dict[str, Path],
-        adapter: PoolAdapter,
+        adapter: DownloadPool,
         digests: dict[str, Digests],
     ) -> None:
-        """Verify every ZIP part, extract into staging, rename to `<pool>/<name>/` (CONTRACT §5)."""
+        """Verify every ZIP part, extract into staging, rename to `<pool>/<name>/`.
+
+        docs/interface.md §5.
+        """
         summary: list[str] = []
         for part in plan.parts:
             digest = await asyncio.to_thread(
@@ -202,7 +210,7 @@ class Finisher:
         self,
         job_id: int,
         plan: DownloadPlan,
-        adapter: PoolAdapter,
+        adapter: DownloadPool,
         dest: Path,
         size: int,
         sha: str,
@@ -224,9 +232,9 @@ class Finisher:
         if calls:
             self._owed()
 
-    async def adopt(self, job: Job, plan: DownloadPlan, adapter: PoolAdapter) -> bool:
-        """RELIABILITY C4: the final file (or folder) exists from a run that died before "done":
-        verify and adopt it, never download over it."""
+    async def adopt(self, job: Job, plan: DownloadPlan, adapter: DownloadPool) -> bool:
+        """The final file (or folder) exists from a run that died before "done": verify and
+        adopt it, never download over it (docs/reliability.md C4)."""
         job_id = job.id
         path, sha = job.path, job.final_sha256
         if not path or not sha:
@@ -278,8 +286,9 @@ def _check_checksum(path: Path, part: PlanPart, known: Digests | None, size: int
 def _verify_media(
     path: Path, part: PlanPart, fmt: str, known: Digests | None = None
 ) -> tuple[str | None, str, str | None, int]:
-    """Size, magic bytes against the extension (RELIABILITY H9), checksum. Returns (kind, ext,
-    sha256 when computed, size)."""
+    """Size, magic bytes against the extension (docs/reliability.md H9), checksum.
+
+    Returns (kind, ext, sha256 when computed, size)."""
     size = path.stat().st_size
     if part.expected_size is not None and size != part.expected_size:
         raise IntegrityError(f"part {part.key}: {size} bytes, the pool says {part.expected_size}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.errors import DiskFull
-from pooldaemon.fsutil import fsync_dir, full_fsync, mount_point, preallocate
+from pooldaemon.fsutil import fsync_dir, full_fsync, mount_point, preallocate, same_filesystem
 from pooldaemon.units import format_size
 
 #: Bytes gathered from the socket before one `pwritev` (fewer syscalls and thread hops per GiB).
@@ -43,6 +43,42 @@ def part_file_name(key: str) -> str:
     if safe != key or not safe:
         safe += "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"part-{safe}.part"
+
+
+#: Where external drives are mounted (macOS and Linux conventions).
+_REMOVABLE_ROOTS = ("/Volumes", "/media", "/mnt", "/run/media")
+_JOB_DIR = re.compile(r"^job-(\d+)$")
+
+
+def library_blocked(download_dir: Path) -> str | None:
+    """Make the library and its work area; a reason when downloads cannot go there."""
+    work_root = download_dir / WORK_AREA
+    if not download_dir.is_dir():
+        if _on_removable_mount(download_dir):
+            # Creating it would fill the system disk under an unplugged drive's mount point.
+            return f"download_dir {download_dir} does not exist (is its drive mounted?)"
+        download_dir.mkdir(parents=True, exist_ok=True)
+    work_root.mkdir(exist_ok=True, mode=0o700)
+    if not same_filesystem(work_root, download_dir):
+        # docs/reliability.md D2: never fall back to copying into the library.
+        return f"the work area {work_root} is on another filesystem than {download_dir}"
+    return None
+
+
+def _on_removable_mount(path: Path) -> bool:
+    """Whether `path` lives where external drives are mounted."""
+    text = os.path.abspath(path)
+    return any(text == root or text.startswith(root + os.sep) for root in _REMOVABLE_ROOTS)
+
+
+def clean_work_area(work_root: Path, finished: set[int]) -> None:
+    """Remove work folders of jobs that are done or cancelled (kept otherwise: C1, Z1)."""
+    if not work_root.is_dir():
+        return
+    for entry in work_root.iterdir():
+        match = _JOB_DIR.match(entry.name)
+        if match and int(match.group(1)) in finished and not entry.is_symlink():
+            remove_tree(entry)
 
 
 def remove_part_files(work_dir: Path) -> None:

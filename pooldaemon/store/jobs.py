@@ -38,7 +38,7 @@ JOB_COLUMNS = (
 
 
 async def find_live_job(store: Store, req: Request, fmt: str = "") -> dict[str, Any] | None:
-    """The job already standing for this item, if any (CONTRACT §3: never download twice)."""
+    """The job already standing for this item, if any (docs/interface.md §3: never twice)."""
     row = await store.fetchone(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE pool = ? AND kind = ? AND item_id IS ? "
         f"AND format = ? AND state IN ({','.join('?' * len(LIVE_STATES))}) "
@@ -60,8 +60,8 @@ async def create_job(
 ) -> tuple[dict[str, Any], bool]:
     """Queue a job, or return the live one for the same item. Returns (job, created).
 
-    A redownload always creates a new job (CONTRACT §3). An idempotency `key` is recorded in
-    the same transaction as the job, so a replay of the same request finds it and creates none.
+    A redownload always creates a new job (docs/interface.md §3). An idempotency `key` is
+    recorded in the same transaction as the job, so a replay of the request creates none.
     """
     now = time.time()
     async with store.transaction() as db:

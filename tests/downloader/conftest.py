@@ -246,7 +246,11 @@ class EngineHarness:
     events: EventBus = field(default_factory=EventBus)
 
     async def start(self, config: DaemonConfig | None = None, **engine_kw: Any) -> Engine:
-        """An engine and the outbox it hands owed pool calls to, wired as the daemon does."""
+        """An engine and the outbox it hands owed pool calls to, wired as the daemon does.
+
+        A new start stands for a new daemon: the previous daemon's outbox stops with it."""
+        for old in self.outboxes:
+            await old.stop()
         config = config or make_config(self.library)
         outbox = Outbox(self.store, {"testpool": self.pool}, backoff_s=0.05, backoff_max_s=0.2)
         kw: dict[str, Any] = {
