@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferFailed, TransferSettings
+from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
 from pooldaemon.downloader.health import HealthBook
+from pooldaemon.downloader.part import TransferFailed
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
 from pooldaemon.downloader.workfile import work_dir_for
 from pooldaemon.errors import AuthError
