@@ -38,6 +38,7 @@ from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
 from pooldaemon.notify import Notifier
 from pooldaemon.offload import tune_gc
+from pooldaemon.outbox import Outbox
 from pooldaemon.pools import build_adapter
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.pools.http import PoolHttp
@@ -47,7 +48,7 @@ from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
-from pooldaemon.sync import SyncCoordinator
+from pooldaemon.sync import Submit, SyncCoordinator
 
 log = get_logger(__name__)
 
@@ -89,7 +90,13 @@ class EnginePort(Lifecycle, Protocol):
     """The download engine (issue: downloads)."""
 
     async def submit(
-        self, request: Request, origin: str, *, key: str | None = None
+        self,
+        request: Request,
+        origin: str,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download (or return the live job for the same item): (job, created)."""
         ...
@@ -113,7 +120,7 @@ class EnginePort(Lifecycle, Protocol):
 #: `GET /v1/catalog`: the offline search over the store's catalog mirror.
 SearchPort = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 #: What the drop-folder watcher (and anything else) calls to request a download.
-SubmitFn = Callable[[Request, str], Awaitable[dict[str, Any]]]
+SubmitFn = Submit
 
 
 @dataclass
@@ -121,6 +128,7 @@ class Components:
     """Everything `build_components` wired; a field left None is a part this daemon runs without."""
 
     adapters: dict[str, PoolAdapter] = field(default_factory=dict)
+    outbox: Lifecycle | None = None
     engine: EnginePort | None = None
     sync: SyncPort | None = None
     scheduler: Lifecycle | None = None
@@ -128,9 +136,11 @@ class Components:
     search: SearchPort | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the engine takes jobs before sync hands it any, the scheduler ticks
-        sync, the watcher submits last. Stopped in reverse."""
-        return [c for c in (self.engine, self.sync, self.scheduler, self.watcher) if c is not None]
+        """Start order: the outbox is ready before a download can owe a call, the engine takes
+        jobs before sync hands it any, the scheduler ticks sync, the watcher submits last.
+        Stopped in reverse."""
+        order = (self.outbox, self.engine, self.sync, self.scheduler, self.watcher)
+        return [c for c in order if c is not None]
 
 
 @dataclass(frozen=True)
@@ -162,8 +172,15 @@ async def build_components(wiring: Wiring) -> Components:
     for name, pool in cfg.enabled_pools().items():
         http = PoolHttp(wiring.session, name, timeout_s=cfg.daemon.request_timeout_s)
         components.adapters[name] = build_adapter(name, pool, http)
+    outbox = Outbox(wiring.store, components.adapters)
+    components.outbox = outbox
     components.engine = Engine(
-        wiring.store, wiring.session, components.adapters, cfg.daemon, wiring.events
+        wiring.store,
+        wiring.session,
+        components.adapters,
+        cfg.daemon,
+        wiring.events,
+        on_owed=outbox.wake,
     )
     sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
     components.sync = sync
@@ -491,14 +508,22 @@ class Daemon:
             accepted.append({"ref": request.ref, "job": job["id"]})
         return {"accepted": accepted, "rejected": rejected}
 
-    async def submit_request(self, request: Request, origin: str) -> dict[str, Any]:
-        """The one way a download is requested (socket, drop folder, auto-download)."""
+    async def submit_request(
+        self,
+        request: Request,
+        origin: str,
+        *,
+        title: str | None = None,
+        artist: str | None = None,
+    ) -> dict[str, Any]:
+        """The one way a download is requested (socket, drop folder, auto-download); `title`
+        and `artist` are what the requester already knows of the item."""
         engine = self.components.engine
         if engine is None:
             raise _not_running("the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        job, _created = await engine.submit(request, origin)
+        job, _created = await engine.submit(request, origin, title=title, artist=artist)
         return job
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:

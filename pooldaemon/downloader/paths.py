@@ -1,4 +1,7 @@
-"""Where a finished file goes: template rendering, name sanitizing and safe joins (CONTRACT §5)."""
+"""Where a finished file goes: template rendering, name sanitizing and safe joins.
+
+docs/interface.md §5.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pooldaemon.fsutil import fsync_dir
 
 MAX_COMPONENT_BYTES = 200
 
-# RELIABILITY N2: U+202E and friends make "3pm.exe" display as "exe.mp3".
+# docs/reliability.md N2: U+202E and friends make "3pm.exe" display as "exe.mp3".
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # `/` and `\` split paths; `<>:"|?*` are illegal on the FAT/exFAT/NTFS sticks DJs sync their
 # libraries to (curl CVE-2016-0754), so a name that is fine here still has to copy there.
@@ -33,14 +36,14 @@ _BRACKETS = {"(": ")", "[": "]", "{": "}"}
 
 
 class PathEscape(PoolDaemonError):
-    """A path would leave the library root or pass through a symlink (RELIABILITY N1, N3)."""
+    """A path would leave the library or pass through a symlink (docs/reliability.md N1, N3)."""
 
     code = "path_escape"
     http_status = 400
 
 
 def sanitize_component(text: str, *, fallback: str = "Unknown", max_bytes: int = 200) -> str:
-    """Turn any text into one safe path component (CONTRACT §5, RELIABILITY N1/N2).
+    """Turn any text into one safe path component (docs/interface.md §5, docs/reliability.md N1/N2).
 
     NFC-normalized; control characters become spaces and whitespace runs collapse (log
     injection); bidi overrides are removed; `/ \\ < > : " | ? *` become `_`; leading spaces and
@@ -194,7 +197,7 @@ def _unknown(field: str) -> str:
 
 
 def final_path(root: Path, components: list[str]) -> Path:
-    """Join sanitized components under `root`, refusing escapes and symlinks (RELIABILITY N1, N3).
+    """Join sanitized components under `root`, refusing escapes and symlinks (N1, N3).
 
     Every component that already exists is checked with `lstat` and must not be a symlink (this
     includes the file name itself); the joined path's realpath must lie inside realpath(root).
@@ -259,10 +262,10 @@ def unique_path(
     same_content: Callable[[Path], bool] | None = None,
     split_ext: bool = True,
 ) -> Path:
-    """A free name for `path`: itself, or `name (2).ext`, `name (3).ext`, … (CONTRACT §5).
+    """A free name for `path`: itself, or `name (2).ext`, `name (3).ext`, … (docs/interface.md §5).
 
     Names are compared case-insensitively and NFC-normalized, since libraries end up on
-    case-insensitive filesystems (RELIABILITY N2). An existing regular file for which
+    case-insensitive filesystems (docs/reliability.md N2). An existing regular file for which
     `same_content` is true is returned as is: it is our own earlier result, adopted (C4).
     `split_ext=False` numbers the whole name (for folders).
     """

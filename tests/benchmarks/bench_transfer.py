@@ -51,7 +51,7 @@ from pooldaemon.log import configure_logging
 from pooldaemon.models import DownloadPlan, PlanPart, QueueItem, Request, Source
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.pools.http import PoolHttp
-from pooldaemon.store import transfer as store_transfer
+from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store
 from pooldaemon.units import format_size, parse_size
 
@@ -271,7 +271,7 @@ async def _drive(spec: dict[str, Any]) -> int:
             finished, cpu_done, threads_done = time.monotonic(), _cpu_self(), _thread_cpu()
             if durable_at is None:
                 durable_at = (finished, cpu_done, threads_done)
-            paths = [(await store_transfer.job_extra(store, j)).get("path") for j in job_ids]
+            paths = [(await store_jobs.load_job(store, j)).path for j in job_ids]
             _emit(
                 "done",
                 cpu_s=cpu_done,
