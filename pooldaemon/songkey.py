@@ -53,7 +53,7 @@ class Version:
 
     @property
     def label(self) -> str:
-        """Mix, advisory and quality in that order, e.g. "intro dirty qhd"; "" for the plain song."""
+        """Mix, advisory, then quality: "intro dirty qhd"; "" for the plain song."""
         parts = [part for part in (self.mix, self.advisory) if part]
         if self.quality:
             parts.append(self.quality)
@@ -83,7 +83,7 @@ class Parsed:
 
 # Letters NFKD does not decompose into a base letter plus marks.
 _LETTERS = str.maketrans(
-    {"ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i", "ŋ": "n"}
+    {"ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe", "ı": "i"}
 )
 # "$" in a word is an S (Ke$ha, A$AP, Ty Dolla $ign); "!" between letters an I (P!nk).
 _DOLLAR = re.compile(r"\$(?=[^\W\d_])")
@@ -118,9 +118,7 @@ _FEATURING = re.compile(
     r"\s*[(\[]?\s*\b(?:ft|feat|featuring)\b\.?|\s(?:f/|w/)|\swith\s", re.IGNORECASE
 )
 # Separators between main artists: "A & B", "A x B", "A vs. B", "A n B", "A, B", "A y B", …
-_ARTIST_SPLIT = re.compile(
-    r"\s*(?:,|&|\+|×|\s/\s|\s(?:and|n|x|vs|y)\.?(?=\s))\s*", re.IGNORECASE
-)
+_ARTIST_SPLIT = re.compile(r"\s*(?:,|&|\+|×|\s/\s|\s(?:and|n|x|vs|y)\.?(?=\s))\s*", re.IGNORECASE)
 _LEADING_THE = re.compile(r"^the\s+(?=\S)")
 
 _artist_cache: dict[str, str] = {}
@@ -131,10 +129,11 @@ def _artists_key(artist: str) -> str:
     cached = _artist_cache.get(artist)
     if cached is not None:
         return cached
-    main = _FEATURING.split(artist, maxsplit=1)[0]
+    # Folded first, so "Ń" and "N" split alike.
+    main = _FEATURING.split(fold(artist), maxsplit=1)[0]
     names = set()
     for name in _ARTIST_SPLIT.split(main):
-        folded = _LEADING_THE.sub("", fold(name).strip())
+        folded = _LEADING_THE.sub("", name.strip())
         squashed = _squash(folded)
         if squashed:
             names.add(squashed)
@@ -282,8 +281,23 @@ _VOCAB: Final = _vocabulary()
 _LONGEST: Final = max(len(phrase) for phrase in _VOCAB)
 # Words that make a named annotation a different song: "(Dillon Francis Remix)", "(X Bootleg)".
 _IDENTITY_WORDS: Final = frozenset(
-    "remix rmx mix rework bootleg flip refix remake vip cover live acoustic unplugged "
-    "version reprise".split()
+    [
+        "remix",
+        "rmx",
+        "mix",
+        "rework",
+        "bootleg",
+        "flip",
+        "refix",
+        "remake",
+        "vip",
+        "cover",
+        "live",
+        "acoustic",
+        "unplugged",
+        "version",
+        "reprise",
+    ]
 )
 
 # "[124-101]", "(Transition 124 to 101)": two BPMs joined by a dash, "to" or ">".
@@ -325,115 +339,125 @@ def _read(text: str, *, field: bool = False) -> _Reading:
     return reading
 
 
-def _read_uncached(text: str, field: bool) -> _Reading:
-    if not field and _GROUP_FEAT.match(text):
-        return _Reading(_FEAT)
+def _tokens(text: str) -> list[str]:
+    """Folded words of an annotation; a BPM transition ("124-101") is one "124-101" token."""
     folded = _ASPECT.sub(r"\1x\2", fold(text))
     tokens: list[str] = []
-    transitions: list[str] = []
     for match in _TOKEN.finditer(folded):
         low, high = match.group(1), match.group(2)
         if low and 40 <= int(low) <= 250 and 40 <= int(high) <= 250:
-            tokens.append("\x00")  # a placeholder the scan below reads as a transition
-            transitions.append(f"{int(low)}-{int(high)}")
+            tokens.append(f"{int(low)}-{int(high)}")
         elif low:
             tokens.extend((low, high))
         else:
             tokens.append(match.group(0))
-    mix: list[str] = []
-    advisory = quality = qnum = None
-    video = has_remix = has_mixword = has_edit = has_trans = False
-    real_version = False  # anything but filler: the annotation names a version
-    others: list[str] = []
-    kept: list[str] = []  # identity words in order (others plus remix/mix words)
-    has_remaster = "remaster" in folded
+    return tokens
+
+
+def _read_uncached(text: str, field: bool) -> _Reading:
+    if not field and _GROUP_FEAT.match(text):
+        return _Reading(_FEAT)
+    tokens = _tokens(text)
+    has_remaster = any(token.startswith("remaster") for token in tokens)
+    # First pass: each word or phrase with its meaning (None: a name's or a song's word).
+    items: list[tuple[str, tuple[int, str] | None]] = []
     i, n = 0, len(tokens)
     while i < n:
         word = tokens[i]
-        if word == "\x00":
-            transition = transitions.pop(0)
-            has_trans = True
-            mix.append(f"transition {transition}")
-            real_version = True
+        if "-" in word:
+            items.append((word, (_TRANS, word)))
             i += 1
             continue
         for size in range(min(_LONGEST, n - i), 0, -1):
             meaning = _VOCAB.get(tuple(tokens[i : i + size]))
             if meaning is not None:
+                items.append((" ".join(tokens[i : i + size]), meaning))
+                i += size
                 break
         else:
-            meaning = None
-            size = 1
-        if meaning is None:
             if (word.isdigit() and 40 <= int(word) <= 250) or _CAMELOT.fullmatch(word):
-                pass  # a BPM or a Camelot key: neither song nor version
+                meaning = (_NEUTRAL, "")  # a BPM or a Camelot key: neither song nor version
             elif has_remaster and _YEAR.fullmatch(word):
-                pass
-            else:
-                others.append(word)
-                kept.append(word)
+                meaning = (_NEUTRAL, "")
+            items.append((word, meaning))
             i += 1
+    others = [word for word, meaning in items if meaning is None]
+    identity_word = bool(others) and any(
+        word in _IDENTITY_WORDS if meaning is None else meaning[0] in (_REMIX, _MIXWORD)
+        for word, meaning in items
+    )
+    real_version = any(
+        meaning is not None and meaning[0] not in (_NEUTRAL, _MAIN, _MIXWORD)
+        for _, meaning in items
+    )
+    ends_in_name = not field and bool(items) and items[-1][1] is None  # "(Dirty Money)"
+    if others and (identity_word or not real_version or ends_in_name):
+        if field and not identity_word:
+            # A mix field's own words ("From The Battle Of Mexico City") name a version.
+            return _version([(" ".join(others), (_MIX, " ".join(others))), *items], "")
+        if not identity_word:
+            return _Reading(_IDENT)  # a song's own words: "(Cap.1: Augurio)", "(Dirty Money)"
+        # A named remix is identity; version words after its name still name the version:
+        # "(Dillon Francis Extended Remix)", but "(Club Killers Remix)" is all name.
+        last_name = max(index for index, (_, meaning) in enumerate(items) if meaning is None)
+        name = [word for word, _ in items[: last_name + 1]]
+        tail = [item for item in items[last_name + 1 :] if item[1] and item[1][0] != _NEUTRAL]
+        versions = [item for item in tail if item[1] and item[1][0] not in (_REMIX, _MIXWORD)]
+        if not versions:
+            return _Reading(_IDENT)
+        name += [word for word, meaning in tail if meaning and meaning[0] in (_REMIX, _MIXWORD)]
+        reading = _version(versions, "")
+        return _Reading(
+            _IDENT,
+            reading.mix,
+            reading.advisory,
+            reading.quality,
+            reading.video,
+            "",
+            " ".join(name),
+        )
+    return _version(items, " ".join(others))
+
+
+def _version(items: list[tuple[str, tuple[int, str] | None]], editor: str) -> _Reading:
+    """The version the classified words name; `editor` credits a pool editor's cut."""
+    mix: list[str] = []
+    advisory = quality = qnum = None
+    video = has_edit = has_remix = has_trans = False
+    for _, meaning in items:
+        if meaning is None:
             continue
         kind, value = meaning
         if kind == _ADV:
             advisory = advisory or value
-            real_version = True
-        elif kind == _MIX:
-            if value not in mix:
-                mix.append(value)
-            real_version = True
+        elif kind == _MIX and value not in mix:
+            mix.append(value)
         elif kind == _QUAL:
             quality = quality or value
-            real_version = True
         elif kind == _QNUM:
             qnum = qnum or value
-            real_version = True
         elif kind == _VIDEO:
             video = True
-            real_version = True
         elif kind == _EDIT:
             has_edit = True
-            real_version = True
         elif kind == _REMIX:
             has_remix = True
-            kept.append(" ".join(tokens[i : i + size]))
-            real_version = True
-        elif kind == _MIXWORD:
-            has_mixword = True
-            kept.append("mix")
         elif kind == _TRANS:
             has_trans = True
-            real_version = True
-        i += size
+            if value != "transition":
+                mix.append(f"transition {value}")
     if has_trans and not any(part.startswith("transition") for part in mix):
         mix.append("transition")
-    quality = qnum or quality
-    identity_word = bool(others) and (
-        has_remix or has_mixword or any(word in _IDENTITY_WORDS for word in others)
-    )
-    if others and (identity_word or not real_version or not field and tokens[-1] in others):
-        if not field or identity_word:
-            # A song's own words ("(Cap.1: Augurio)") or a named remix: identity. Version words
-            # inside it ("Dillon Francis Extended Remix") still count as the version.
-            extracted = bool(mix or advisory or quality or video)
-            identity = " ".join(kept) if extracted else ""
-            return _Reading(
-                _IDENT, tuple(_ordered(mix)), advisory, quality, video or bool(quality), "", identity
-            )
-        # A mix field's own words ("From The Battle Of Mexico City") name a version.
-        mix.insert(0, " ".join(others))
-        return _Reading(_PURE, tuple(mix), advisory, quality, video or bool(quality))
     if has_remix and "remix" not in mix:
         mix.append("remix")
-    if has_edit and (others or not (mix or advisory)):
+    if has_edit and (editor or not (mix or advisory)):
         mix.append("edit")  # "(DMS Edit)", "(Edit)"; in "(Clean Edit)" it only says "version"
+    quality = qnum or quality
     parts = _ordered(mix)
-    if others:
-        editor = " ".join(others)
-        return _Reading(
-            _EDITOR, (editor, *parts), advisory, quality, video or bool(quality), editor
-        )
-    return _Reading(_PURE, tuple(parts), advisory, quality, video or bool(quality))
+    if editor:
+        parts.insert(0, editor)
+    kind = _EDITOR if editor else _PURE
+    return _Reading(kind, tuple(parts), advisory, quality, video or bool(quality), editor)
 
 
 def _ordered(mix: list[str]) -> list[str]:
@@ -686,7 +710,7 @@ def version_in_name(name: str, mix: str) -> bool:
     have = _merge(_split(name).readings, None)
     have_mix = set((have.mix or "").split())
     if not (wanted.mix or wanted.advisory or wanted.quality):
-        return False  # "Single", "Main": nothing a name would show
+        return True  # "Single", "Main", "Original Mix": the plain song, nothing to add
     return (
         all(set(part.split()) <= have_mix for part in wanted.mix)
         and (wanted.advisory is None or wanted.advisory == have.advisory)
