@@ -119,6 +119,7 @@ _FEATURING = re.compile(
 )
 # Separators between main artists: "A & B", "A x B", "A vs. B", "A n B", "A, B", "A y B", …
 _ARTIST_SPLIT = re.compile(r"\s*(?:,|&|\+|×|\s/\s|\s(?:and|n|x|vs|y)\.?(?=\s))\s*", re.IGNORECASE)
+_ARTIST_ANY = re.compile(f"{_FEATURING.pattern}|{_ARTIST_SPLIT.pattern}", re.IGNORECASE)
 _LEADING_THE = re.compile(r"^the\s+(?=\S)")
 
 _artist_cache: dict[str, str] = {}
@@ -130,11 +131,23 @@ def _artists_key(artist: str) -> str:
     if cached is not None:
         return cached
     # Folded first, so "Ń" and "N" split alike.
-    main = _FEATURING.split(fold(artist), maxsplit=1)[0]
+    folded = fold(artist)
+    if _ARTIST_ANY.search(folded) is None:  # one artist, nobody featured: most tracks
+        name = folded.strip()
+        if name.startswith("the "):
+            name = _LEADING_THE.sub("", name)
+        key = _squash(name) or name
+        if len(_artist_cache) >= 65_536:
+            _artist_cache.clear()
+        _artist_cache[artist] = key
+        return key
+    main = _FEATURING.split(folded, maxsplit=1)[0]
     names = set()
     for name in _ARTIST_SPLIT.split(main):
-        folded = _LEADING_THE.sub("", name.strip())
-        squashed = _squash(folded)
+        name = name.strip()
+        if name.startswith("the "):
+            name = _LEADING_THE.sub("", name)
+        squashed = _squash(name)
         if squashed:
             names.add(squashed)
     if not names:  # an artist made only of punctuation keeps what it has
@@ -470,10 +483,12 @@ def _ordered(mix: list[str]) -> list[str]:
 _GROUP = re.compile(r"\[([^\[\]]*)\]|\(([^()]*)\)|\{([^{}]*)\}|<([^<>]*)>")
 _DASH = re.compile(r"\s+[-–—]+\s+|\s+[-–—]+$|\s+\|\s+")
 _TITLE_FEAT = re.compile(r"\s(?:ft|feat|featuring)\b\.?\s|\s(?:f/|w/)\s?", re.IGNORECASE)
+_DASH_OR_FEAT = re.compile(f"{_DASH.pattern}|{_TITLE_FEAT.pattern}", re.IGNORECASE)
 _SPACES = re.compile(r"\s{2,}")
 _EMPTY_GROUP = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}|<\s*>")
 _LOOSE_DASH = re.compile(r"^\s*[-–—|]+\s*|\s*[-–—|]+\s*$")
 _AMPERSAND = re.compile(r"\s*&\s*")
+_DASHES = frozenset("-–—|")
 
 # Piece roles: kept in the song and the key, kept in the song only, dropped from both.
 _BASE, _FEATURED, _DROPPED = range(3)
@@ -483,7 +498,11 @@ _BASE, _FEATURED, _DROPPED = range(3)
 class _Split:
     song: str  # for people
     key_text: str  # song without featured artists, before folding
+    title_key: str  # key_text folded: the title's part of the song key
     readings: tuple[_Reading, ...]
+
+    def _with(self, more: list[_Reading]) -> _Split:
+        return _Split(self.song, self.key_text, self.title_key, (*self.readings, *more))
 
 
 _split_cache: dict[str, _Split] = {}
@@ -501,6 +520,22 @@ def _split(title: str) -> _Split:
 
 
 def _split_uncached(title: str) -> _Split:
+    # The common shapes first: "Song [Xtendz] - qHD - Clean" loses its version segments from
+    # the end, and what is left is usually plain text and bracket groups.
+    rest, peeled = title, []
+    while True:
+        head, dash, segment = rest.rpartition(" - ")
+        if not dash or not head.strip() or any(ch in segment for ch in "()[]{}<>"):
+            break
+        reading = _read(segment)
+        if reading.kind not in (_PURE, _EDITOR):
+            break
+        peeled.append(reading)
+        rest = head
+    if _DASH_OR_FEAT.search(rest) is None:
+        return _split_groups(rest, title, peeled[::-1])
+    if peeled:
+        return _split_uncached(rest)._with(peeled[::-1])
     # Pieces of the title in order, each with a role; dash separators are pieces too.
     pieces: list[tuple[str, int]] = []
     readings: list[_Reading] = []
@@ -508,15 +543,10 @@ def _split_uncached(title: str) -> _Split:
     segment_texts: list[list[int]] = [[]]  # per dash segment: indices of its plain-text pieces
     for match in _GROUP.finditer(title):
         _add_text(title[position : match.start()], pieces, segment_texts)
-        content = next(group for group in match.groups() if group is not None)
+        content = match.group(match.lastindex or 0)
         reading = _read(content)
         if reading.kind == _IDENT:
-            if reading.identity:
-                opener = match.group(0)[0]
-                closer = match.group(0)[-1]
-                pieces.append((f" {opener}{_identity_case(content, reading)}{closer}", _BASE))
-            else:
-                pieces.append((match.group(0), _BASE))
+            pieces.append((_identity_text(match, content, reading), _BASE))
             if reading.mix or reading.advisory or reading.quality or reading.video:
                 readings.append(reading)
         elif reading.kind == _FEAT:
@@ -531,16 +561,63 @@ def _split_uncached(title: str) -> _Split:
         text = " ".join(pieces[index][0] for index in indices if pieces[index][1] == _BASE)
         if not text.strip() or _DASH.fullmatch(text):
             continue
-        reading = _read(text.replace("-", " "))
+        reading = _read(text)
         if reading.kind in (_PURE, _EDITOR):
             readings.append(reading)
             for index in indices:
                 pieces[index] = (pieces[index][0], _DROPPED)
     song = _tidy("".join(text for text, role in pieces if role != _DROPPED))
-    key_text = _tidy("".join(text for text, role in pieces if role == _BASE))
+    if any(role == _FEATURED for _, role in pieces):
+        key_text = _tidy("".join(text for text, role in pieces if role == _BASE))
+    else:
+        key_text = song
     if not song:  # a title made only of version words ("Intro") is its own song
         song = key_text = _tidy(title)
-    return _Split(song, key_text, tuple(readings))
+    return _Split(song, key_text, _title_key(key_text), tuple(readings))
+
+
+def _split_groups(title: str, whole: str, peeled: list[_Reading]) -> _Split:
+    """_split_uncached for the common title: bracket groups only, no dashes, no "feat".
+
+    `whole` is the title before `peeled` (the readings of its dash segments) were taken off."""
+    song: list[str] = []
+    key: list[str] = []
+    readings: list[_Reading] = []
+    featured = False
+    position = 0
+    for match in _GROUP.finditer(title):
+        text = title[position : match.start()]
+        song.append(text)
+        key.append(text)
+        content = match.group(match.lastindex or 0)
+        reading = _read(content)
+        if reading.kind == _IDENT:
+            text = _identity_text(match, content, reading)
+            song.append(text)
+            key.append(text)
+            if reading.mix or reading.advisory or reading.quality or reading.video:
+                readings.append(reading)
+        elif reading.kind == _FEAT:
+            song.append(match.group(0))
+            featured = True
+        else:
+            readings.append(reading)
+        position = match.end()
+    song.append(title[position:])
+    key.append(title[position:])
+    song_text = _tidy("".join(song))
+    key_text = _tidy("".join(key)) if featured else song_text
+    if not song_text:
+        song_text = key_text = _tidy(whole)
+    return _Split(song_text, key_text, _title_key(key_text), (*readings, *peeled))
+
+
+def _identity_text(match: re.Match[str], content: str, reading: _Reading) -> str:
+    """An identity group as the song shows it: as written, less any version words in it."""
+    if not reading.identity:
+        return match.group(0)
+    whole = match.group(0)
+    return f" {whole[0]}{_identity_case(content, reading)}{whole[-1]}"
 
 
 def _add_text(text: str, pieces: list[tuple[str, int]], segments: list[list[int]]) -> None:
@@ -579,19 +656,28 @@ def _identity_case(content: str, reading: _Reading) -> str:
 
 
 def _tidy(text: str) -> str:
-    text = _EMPTY_GROUP.sub("", text)
-    text = _SPACES.sub(" ", text).strip()
-    return _LOOSE_DASH.sub("", text).strip()
+    if "()" in text or "[]" in text or "( " in text or "[ " in text or "{" in text or "<" in text:
+        text = _EMPTY_GROUP.sub("", text)
+    text = " ".join(text.split())
+    if text[:1] in _DASHES or text[-1:] in _DASHES:
+        text = _LOOSE_DASH.sub("", text).strip()
+    return text
 
 
 # -- public API -------------------------------------------------------------------------------
 
 
-def _merge(readings: tuple[_Reading, ...], field: _Reading | None) -> Version:
+def _merge(
+    readings: tuple[_Reading, ...],
+    field: _Reading | None,
+    advisory_field: str | None = None,
+    quality_field: _Reading | None = None,
+) -> Version:
     """One Version from the title's annotations, then the pool's mix field.
 
     The title is the more specific source (it is what the editor wrote on this file), so its
-    mix, advisory and quality win; the mix field fills in what the title does not say."""
+    mix, advisory and quality win; the mix field fills in what the title does not say, then
+    the advisory and quality fields."""
     mix: list[str] = []
     advisory = quality = None
     video = False
@@ -608,6 +694,12 @@ def _merge(readings: tuple[_Reading, ...], field: _Reading | None) -> Version:
         advisory = advisory or field.advisory
         quality = quality or field.quality
         video = video or field.video
+    advisory = advisory or advisory_field
+    if quality_field is not None:
+        quality = quality or quality_field.quality
+        video = video or quality_field.video
+    if not mix:
+        return Version(None, advisory, quality, video or quality is not None)
     editor = [part for part in mix if part not in _MIX_RANK and not part.startswith("transition")]
     plain = _ordered([part for part in mix if part not in editor])
     if "edit" in plain and (len(plain) > 1 or (advisory and not editor)):
@@ -628,7 +720,10 @@ def display_song(title: str) -> str:
 
 
 def _title_key(text: str) -> str:
-    return _squash(_AMPERSAND.sub(" and ", fold(text)))
+    folded = fold(text)
+    if "&" in folded:
+        folded = _AMPERSAND.sub(" and ", folded)
+    return _squash(folded)
 
 
 def song_key(artist: str, title: str) -> str:
@@ -637,14 +732,23 @@ def song_key(artist: str, title: str) -> str:
     "Beyoncé ft JAY-Z" / "Crazy In Love [Clean Intro]" → ``beyonce/crazyinlove``. Letters and
     digits of every script are kept, case- and accent-folded; punctuation and spaces vanish;
     "&" in a title reads "and"; a leading "The" of an artist is dropped."""
-    return f"{_artists_key(artist)}/{_title_key(_split(title).key_text)}"
+    return f"{_artists_key(artist)}/{_split(title).title_key}"
+
+
+_quality_cache: dict[tuple[str | None, str | None], _Reading | None] = {}
 
 
 def _quality_reading(quality: str | None, media: str | None) -> _Reading | None:
     if not quality and media != "video":
         return None
-    reading = _read(quality or "", field=True) if quality else _Reading(_PURE)
-    return _Reading(_PURE, (), None, reading.quality, media == "video" or bool(reading.quality))
+    cached = _quality_cache.get((quality, media))
+    if cached is None:
+        reading = _read(quality, field=True) if quality else _Reading(_PURE)
+        video = media == "video" or bool(reading.quality)
+        cached = _Reading(_PURE, (), None, reading.quality, video)
+        if len(_quality_cache) < 4096:  # a pool has a handful of these
+            _quality_cache[(quality, media)] = cached
+    return cached
 
 
 def _advisory_value(advisory: str | None) -> str | None:
@@ -668,23 +772,18 @@ def parse(
     `advisory` "Clean"/"Dirty"/"Explicit", `media` "audio"/"video", `quality` the pool's video
     quality ("qHD 540", "HD 1080", "720 mp4"). What the title says wins over the fields."""
     split = _split(title)
-    song, key_text = split.song, split.key_text
+    song, title_key = split.song, split.title_key
     field = _read(mix, field=True) if mix and mix.strip() else None
     if field is not None and field.kind == _IDENT:
         named = _tidy(mix or "")
-        if _squash(fold(named)) not in _squash(fold(key_text)):
+        named_key = _title_key(named)
+        if named_key not in title_key:
             song = f"{song} ({named})"
-            key_text = f"{key_text} {named}"
-    version = _merge(split.readings, field)
-    extra = _quality_reading(quality, media)
-    if extra is not None or advisory:
-        version = Version(
-            version.mix,
-            version.advisory or _advisory_value(advisory),
-            version.quality or (extra.quality if extra else None),
-            version.video or (extra is not None and extra.video),
-        )
-    return Parsed(song, f"{_artists_key(artist)}/{_title_key(key_text)}", version)
+            title_key = f"{title_key}{named_key}"
+    version = _merge(
+        split.readings, field, _advisory_value(advisory), _quality_reading(quality, media)
+    )
+    return Parsed(song, f"{_artists_key(artist)}/{title_key}", version)
 
 
 def parse_version(label: str) -> Version:
