@@ -111,6 +111,11 @@ def _squash(folded: str) -> str:
     return _NOT_ALNUM.sub("", folded)
 
 
+def _unspaced(folded: str) -> str:
+    """A name made only of punctuation ("!!!") keeps it, without spaces."""
+    return "".join(folded.split())
+
+
 # -- artists ----------------------------------------------------------------------------------
 
 # Everything after the first of these is a featured artist (dropped from the key).
@@ -136,7 +141,7 @@ def _artists_key(artist: str) -> str:
         name = folded.strip()
         if name.startswith("the "):
             name = _LEADING_THE.sub("", name)
-        key = _squash(name) or name
+        key = _squash(name) or _unspaced(name)
         if len(_artist_cache) >= 65_536:
             _artist_cache.clear()
         _artist_cache[artist] = key
@@ -151,7 +156,7 @@ def _artists_key(artist: str) -> str:
         if squashed:
             names.add(squashed)
     if not names:  # an artist made only of punctuation keeps what it has
-        names.add(_squash(fold(artist)) or fold(artist).strip())
+        names.add(_squash(folded) or _unspaced(folded))
     key = "&".join(sorted(names))
     if len(_artist_cache) >= 65_536:
         _artist_cache.clear()
@@ -723,7 +728,7 @@ def _title_key(text: str) -> str:
     folded = fold(text)
     if "&" in folded:
         folded = _AMPERSAND.sub(" and ", folded)
-    return _squash(folded)
+    return _squash(folded) or _unspaced(folded)
 
 
 def song_key(artist: str, title: str) -> str:
@@ -787,7 +792,10 @@ def parse(
 
 
 def parse_version(label: str) -> Version:
-    """A Version from a label or a pool's mix text ("intro dirty qhd", "Intro - Clean")."""
+    """A Version from a label or a pool's mix text ("intro dirty qhd", "Intro - Clean").
+
+    Labels read back to their Version, except when an editor's name ends in the first word of
+    a version phrase ("super" before "clean", "hype" before "intro"): then the phrase wins."""
     if not label.strip():
         return Version()
     return _merge((), _read(label, field=True))

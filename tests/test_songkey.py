@@ -667,3 +667,14 @@ def test_every_simulated_version_is_recognised() -> None:
     assert all(len(keys) == 1 for keys in keys_by_group.values())
     # Different songs keep different keys (the generator's names rarely collide).
     assert len({next(iter(keys)) for keys in keys_by_group.values()}) > 0.9 * len(keys_by_group)
+
+
+@settings(max_examples=500, deadline=None)
+@given(artist=st.text(max_size=40), title=st.text(max_size=60), mix=st.text(max_size=20))
+def test_any_text_parses(artist: str, title: str, mix: str) -> None:
+    # Pools send anything: no input raises, and a key is always one word.
+    parsed = parse(artist, title, mix=mix, advisory=mix, quality=mix)
+    assert not any(ch.isspace() for ch in parsed.key)
+    assert parsed.key.count("/") >= 1
+    assert isinstance(parse_version(parsed.version.label), Version)
+    assert isinstance(version_in_name(title, mix), bool)
