@@ -297,25 +297,10 @@ def _vocabulary() -> dict[tuple[str, ...], tuple[int, str]]:
 
 _VOCAB: Final = _vocabulary()
 _LONGEST: Final = max(len(phrase) for phrase in _VOCAB)
-# Words that make a named annotation a different song: "(Dillon Francis Remix)", "(X Bootleg)".
+# Words that, beside a name, make an annotation a different song: "(Kaskade Bootleg)". Remix and
+# mix are in the vocabulary (a bare "(Remix)" is a version) and count the same way.
 _IDENTITY_WORDS: Final = frozenset(
-    [
-        "remix",
-        "rmx",
-        "mix",
-        "rework",
-        "bootleg",
-        "flip",
-        "refix",
-        "remake",
-        "vip",
-        "cover",
-        "live",
-        "acoustic",
-        "unplugged",
-        "version",
-        "reprise",
-    ]
+    "rework bootleg flip refix remake vip cover live acoustic unplugged reprise".split()  # noqa: SIM905
 )
 
 # "[124-101]", "(Transition 124 to 101)": two BPMs joined by a dash, "to" or ">".
@@ -489,7 +474,6 @@ _GROUP = re.compile(r"\[([^\[\]]*)\]|\(([^()]*)\)|\{([^{}]*)\}|<([^<>]*)>")
 _DASH = re.compile(r"\s+[-–—]+\s+|\s+[-–—]+$|\s+\|\s+")
 _TITLE_FEAT = re.compile(r"\s(?:ft|feat|featuring)\b\.?\s|\s(?:f/|w/)\s?", re.IGNORECASE)
 _DASH_OR_FEAT = re.compile(f"{_DASH.pattern}|{_TITLE_FEAT.pattern}", re.IGNORECASE)
-_SPACES = re.compile(r"\s{2,}")
 _EMPTY_GROUP = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}|<\s*>")
 _LOOSE_DASH = re.compile(r"^\s*[-–—|]+\s*|\s*[-–—|]+\s*$")
 _AMPERSAND = re.compile(r"\s*&\s*")
