@@ -189,6 +189,8 @@ _MIX_ORDER: Final = (
     "remix",
     "mashup",
     "loop",
+    "underscore",
+    "sting",
     "edit",
 )
 _MIX_RANK = {name: rank for rank, name in enumerate(_MIX_ORDER)}
@@ -241,6 +243,11 @@ def _vocabulary() -> dict[tuple[str, ...], tuple[int, str]]:
         "redrum": (_MIX, "redrum"),
         "re drum": (_MIX, "redrum"),
         "loop": (_MIX, "loop"),
+        # Production libraries (Harvest): the bed without the lead, the short ending.
+        "underscore": (_MIX, "underscore"),
+        "bed": (_MIX, "underscore"),
+        "sting": (_MIX, "sting"),
+        "stinger": (_MIX, "sting"),
         "mashup": (_MIX, "mashup"),
         "mash up": (_MIX, "mashup"),
         "transition": (_TRANS, "transition"),
@@ -304,7 +311,13 @@ _IDENTITY_WORDS: Final = frozenset(
 )
 
 # "[124-101]", "(Transition 124 to 101)": two BPMs joined by a dash, "to" or ">".
-_TOKEN = re.compile(r"(?<!\d)(\d{2,3})\s*(?:-|–|—|>|to)\s*(\d{2,3})(?!\d)|[^\W_]+")
+# "30 sec", "15 seconds": a library's cutdown, one "30sec" token.
+_TOKEN = re.compile(
+    r"(?<!\d)(\d{2,3})\s*(?:-|–|—|>|to)\s*(\d{2,3})(?!\d)"
+    r"|(?<!\w)(\d{1,3})\s*(?:sec|secs|second|seconds)\b"
+    r"|[^\W_]+"
+)
+_CUTDOWN = re.compile(r"\d{1,3}sec")
 _CAMELOT = re.compile(r"(?:1[0-2]|[1-9])[ab]")
 _ASPECT = re.compile(r"\b(16|4)\s*[:x×]\s*(9|3)\b")
 _YEAR = re.compile(r"(?:19|20)\d\d")
@@ -347,8 +360,10 @@ def _tokens(text: str) -> list[str]:
     folded = _ASPECT.sub(r"\1x\2", fold(text))
     tokens: list[str] = []
     for match in _TOKEN.finditer(folded):
-        low, high = match.group(1), match.group(2)
-        if low and 40 <= int(low) <= 250 and 40 <= int(high) <= 250:
+        low, high, seconds = match.group(1), match.group(2), match.group(3)
+        if seconds:
+            tokens.append(f"{int(seconds)}sec")
+        elif low and 40 <= int(low) <= 250 and 40 <= int(high) <= 250:
             tokens.append(f"{int(low)}-{int(high)}")
         elif low:
             tokens.extend((low, high))
@@ -378,7 +393,9 @@ def _read_uncached(text: str, field: bool) -> _Reading:
                 i += size
                 break
         else:
-            if (word.isdigit() and 40 <= int(word) <= 250) or _CAMELOT.fullmatch(word):
+            if _CUTDOWN.fullmatch(word):
+                meaning = (_MIX, f"{word[:-3]} sec")
+            elif (word.isdigit() and 40 <= int(word) <= 250) or _CAMELOT.fullmatch(word):
                 meaning = (_NEUTRAL, "")  # a BPM or a Camelot key: neither song nor version
             elif has_remaster and _YEAR.fullmatch(word):
                 meaning = (_NEUTRAL, "")
@@ -464,8 +481,13 @@ def _version(items: list[tuple[str, tuple[int, str] | None]], editor: str) -> _R
 
 
 def _ordered(mix: list[str]) -> list[str]:
-    # Transitions (the only mix words outside the table) go last: "intro transition 124-101".
+    # Transitions and cutdowns (mix words outside the table) go last: "intro transition 124-101".
     return sorted(mix, key=lambda part: _MIX_RANK.get(part, len(_MIX_ORDER)))
+
+
+def _is_mix_word(part: str) -> bool:
+    """A mix part from the vocabulary (not an editor's or a mix field's own words)."""
+    return part in _MIX_RANK or part.startswith("transition") or part.endswith(" sec")
 
 
 # -- titles -----------------------------------------------------------------------------------
@@ -689,7 +711,7 @@ def _merge(
         video = video or quality_field.video
     if not mix:
         return Version(None, advisory, quality, video or quality is not None)
-    editor = [part for part in mix if part not in _MIX_RANK and not part.startswith("transition")]
+    editor = [part for part in mix if not _is_mix_word(part)]
     plain = _ordered([part for part in mix if part not in editor])
     if "edit" in plain and (len(plain) > 1 or (advisory and not editor)):
         plain.remove("edit")

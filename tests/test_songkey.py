@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooldaemon.sim.catalog import Catalog
+from pooldaemon.sim.harvest import HarvestSim
+from pooldaemon.sim.promoonly import PromoOnlySim
 from pooldaemon.songkey import (
     Version,
     display_song,
@@ -678,3 +680,54 @@ def test_any_text_parses(artist: str, title: str, mix: str) -> None:
     assert parsed.key.count("/") >= 1
     assert isinstance(parse_version(parsed.version.label), Version)
     assert isinstance(version_in_name(title, mix), bool)
+
+
+def test_promo_only_versions_come_from_the_mix_field() -> None:
+    sim = PromoOnlySim(tracks=36)
+    expected_mix = {
+        "Clean": None,
+        "Dirty": None,
+        "Extended Mix": "extended",
+        "Intro - Clean": "intro",
+        "Quick Hit": "quick hit",
+        "Original Mix": None,
+        "From The Battle Of Mexico City": "from the battle of mexico city",
+    }
+    keys: dict[tuple[str, str], set[str]] = {}
+    for track in sim.tracks.values():
+        parsed = parse(
+            track.artist,
+            track.title,
+            mix=track.mix,
+            advisory="Explicit" if track.explicit else "Clean",
+            media="video" if track.kind == "mp4" else "audio",
+            quality=track.file_type,
+        )
+        assert parsed.song == track.title
+        assert parsed.version.mix == expected_mix[track.mix], track
+        # The mix field's advisory beats the explicit flag; the flag fills in otherwise.
+        if track.mix in ("Clean", "Intro - Clean"):
+            assert parsed.version.advisory == "clean"
+        elif track.mix == "Dirty":
+            assert parsed.version.advisory == "dirty"
+        else:
+            assert parsed.version.advisory == ("dirty" if track.explicit else "clean")
+        # "720 mp4" is HD video; "mp3 320" names no quality.
+        assert parsed.version.quality == ("hd" if track.kind == "mp4" else None)
+        keys.setdefault((track.artist, track.title), set()).add(parsed.key)
+    assert all(len(found) == 1 for found in keys.values())
+    assert len({key for found in keys.values() for key in found}) == len(keys)
+
+
+def test_harvest_versions() -> None:
+    sim = HarvestSim(albums=6, tracks_per_album=6)
+    expected = {"Main": "", "Instrumental": "instrumental", "30 sec": "30 sec"}
+    expected["Underscore"] = "underscore"
+    seen = set()
+    for album in sim.albums:
+        for track in album.tracks:
+            parsed = parse(track.artist, track.title, mix=track.version)
+            assert parsed.version.label == expected[track.version]
+            assert parsed.song == track.title
+            seen.add(track.version)
+    assert seen == set(expected)
