@@ -420,6 +420,25 @@ Florence + The Machine | Dog Days Are Over |
 -> Dog Days Are Over | florence&machine/dogdaysareover |
 Florence and the Machine | Dog Days Are Over (Clean) |
 -> Dog Days Are Over | florence&machine/dogdaysareover | clean
+# -- streaming-style dash annotations and production libraries
+Queen | Don't Stop Me Now - 2011 Remaster |
+-> Don't Stop Me Now | queen/dontstopmenow |
+Queen | Don't Stop Me Now - Live At Wembley |
+-> Don't Stop Me Now - Live At Wembley | queen/dontstopmenowliveatwembley |
+Billie Eilish | What Was I Made For? - From "Barbie" |
+-> What Was I Made For? - From "Barbie" | billieeilish/whatwasimadeforfrombarbie |
+Cher | Believe (90s Remix) |
+-> Believe (90s Remix) | cher/believe90sremix |
+Cher | Believe (80s Version) (Clean) |
+-> Believe (80s Version) | cher/believe80sversion | clean
+Solenne | Golden Pulse 2 | 30 sec
+-> Golden Pulse 2 | solenne/goldenpulse2 | 30 sec
+Solenne | Golden Pulse 2 | Underscore
+-> Golden Pulse 2 | solenne/goldenpulse2 | underscore
+The Tideline | Golden Pulse 2 | Main
+-> Golden Pulse 2 | tideline/goldenpulse2 |
+!!! | Heart Of Hearts |
+-> Heart Of Hearts | !!!/heartofhearts |
 # -- "&" and "and" in titles
 Dr. Dre | Nuthin' But A G Thang & More |
 -> Nuthin' But A G Thang & More | drdre/nuthinbutagthangandmore |
