@@ -19,6 +19,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -46,6 +47,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pooldaemon.informed_config import (
+    SECTIONS as INFORMED_SECTIONS,
+)
+from pooldaemon.informed_config import (
+    GigConfig,
+    HooksConfig,
+    NotifyConfig,
+    ScheduleWindow,
+)
 from pooldaemon.units import format_duration, format_size, parse_duration, parse_size
 
 APP_NAME = "pooldaemon"
@@ -660,6 +670,11 @@ class Config(BaseSettings):
 
     daemon: DaemonConfig
     pools: dict[str, PoolConfig]
+    # docs/interface.md §10 (pooldaemon/informed_config.py)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    schedule: tuple[ScheduleWindow, ...] = ()
+    gig: GigConfig = Field(default_factory=GigConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @classmethod
@@ -710,6 +725,7 @@ class Config(BaseSettings):
                 # CONTRACT §6: the Bearer value is Base64(userid:token); redact it too.
                 pair = f"{pool.user_id}:{pool.token.get_secret_value()}"
                 found.add(base64.b64encode(pair.encode()).decode())
+        found.update(self.notify.url_values())
         return sorted(found, key=lambda s: (-len(s), s))
 
 
@@ -841,6 +857,12 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         return list(Config.model_fields)
     if table == ["daemon"]:
         return toml_keys(DaemonConfig)
+    if (
+        table
+        and str(table[0]) in INFORMED_SECTIONS
+        and len(table) == (2 if table[0] == "schedule" else 1)
+    ):
+        return toml_keys(INFORMED_SECTIONS[str(table[0])])
     if len(table) == 2 and table[0] == "pools":
         pool = data.get("pools", {}).get(table[1], {})
         model = POOL_TYPES.get(str(pool.get("type"))) if isinstance(pool, dict) else None
@@ -940,6 +962,8 @@ def _display_items(model: BaseModel) -> Iterator[tuple[str, str, Any]]:
         key = field.validation_alias if isinstance(field.validation_alias, str) else name
         if isinstance(value, SecretStr):
             value = SECRET_MASK
+        elif isinstance(value, tuple) and any(isinstance(item, SecretStr) for item in value):
+            value = tuple(SECRET_MASK for _ in value)
         yield name, key, value
 
 
@@ -954,6 +978,8 @@ def _toml_value(name: str, value: Any) -> str:
         return _toml_str(_exact_size(value) + ("/s" if value else ""))
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, time):
+        return _toml_str(f"{value:%H:%M}")
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_str(str(item)) for item in value) + "]"
     return _toml_str(str(value))
@@ -975,6 +1001,8 @@ def render_effective(cfg: Config) -> str:
     """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
+    sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
+    sections += [("[schedule]", window) for window in cfg.schedule]
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
@@ -993,6 +1021,8 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         for name, _key_name, value in _display_items(model):
             if isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, time):
+                value = f"{value:%H:%M}"
             elif isinstance(value, tuple):
                 value = list(value)
             result[name] = value
@@ -1002,6 +1032,10 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "path": str(cfg.path) if cfg.path else None,
         "daemon": section(cfg.daemon),
         "pools": {name: section(pool) for name, pool in cfg.pools.items()},
+        "notify": section(cfg.notify),
+        "hooks": section(cfg.hooks),
+        "schedule": [section(window) for window in cfg.schedule],
+        "gig": section(cfg.gig),
     }
 
 
