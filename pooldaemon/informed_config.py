@@ -111,6 +111,8 @@ class NotifyConfig(BaseModel):
 def _executable(value: object) -> Path | None:
     if value is None:
         return None
+    if isinstance(value, Path):
+        value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be the absolute path of an executable (got {_got(value)})")
     path = Path(value)
