@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -39,9 +38,9 @@ class Throttle:
     reason: str | None  # "schedule mon 01:00-07:00", "gig: rekordbox", None: the daemon's limit
 
 
-def local_zone() -> tzinfo:
+def local_zone(env: Mapping[str, str]) -> tzinfo:
     """The machine's zone with its DST rules ($TZ, else /etc/localtime), else a fixed offset."""
-    name = os.environ.get("TZ", "").lstrip(":")
+    name = env.get("TZ", "").lstrip(":")
     try:
         if name:
             return ZoneInfo(name)
@@ -53,10 +52,9 @@ def local_zone() -> tzinfo:
         return zone
 
 
-def system_clock(zone: tzinfo | None = None) -> LocalClock:
-    """Aware local time now, in `zone` (the machine's by default)."""
-    resolved = zone or local_zone()
-    return lambda: datetime.now(resolved)
+def system_clock(zone: tzinfo) -> LocalClock:
+    """Aware local time now, in `zone` (the daemon passes `local_zone(os.environ)`)."""
+    return lambda: datetime.now(zone)
 
 
 class Governor:
@@ -68,7 +66,7 @@ class Governor:
         bandwidth_limit_bps: int,
         schedule: Sequence[ScheduleWindow],
         gig: GigConfig,
-        clock: LocalClock | None = None,
+        clock: LocalClock,
         scan: AppScanner = running_app,
         tick_s: float = 1.0,
         gig_interval_s: float = 2.0,
@@ -76,7 +74,7 @@ class Governor:
         self._default_bps = bandwidth_limit_bps
         self._windows = tuple(schedule)
         self._gig = gig
-        self._clock = clock or system_clock()
+        self._clock = clock
         self._scan = scan
         self._tick_s = tick_s
         self._gig_interval_s = gig_interval_s

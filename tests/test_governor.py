@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from pooldaemon.governor import Governor, Throttle
+from pooldaemon.governor import Governor, Throttle, local_zone, system_clock
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -183,7 +184,8 @@ async def test_a_failing_subscriber_does_not_stop_the_others() -> None:
 async def test_a_real_dj_app_pauses_within_five_seconds(tmp_path: Path) -> None:
     program = tmp_path / "rekordbox"
     shutil.copy("/bin/sleep", program)
-    gov = Governor(bandwidth_limit_bps=0, schedule=[], gig=GigConfig())  # the real defaults
+    clock = system_clock(local_zone(os.environ))
+    gov = Governor(bandwidth_limit_bps=0, schedule=[], gig=GigConfig(), clock=clock)
     gov.start()
     try:
         process = await asyncio.create_subprocess_exec(str(program), "300")
@@ -197,3 +199,11 @@ async def test_a_real_dj_app_pauses_within_five_seconds(tmp_path: Path) -> None:
         await gov.stop()
     assert gov.throttle == Throttle(False, None, None)
     print(f"gig on after {took_on:.2f}s, off after {took_off:.2f}s")
+
+
+def test_local_zone_follows_tz_with_its_dst_rules() -> None:
+    zone = local_zone({"TZ": "Europe/Berlin"})
+    assert datetime(2026, 7, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=2)
+    assert datetime(2026, 1, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=1)
+    assert local_zone({"TZ": ":Europe/Berlin"}) == zone
+    assert local_zone({"TZ": "Nowhere/Atlantis"}) is not None  # falls back, never fails
