@@ -54,7 +54,7 @@ from pooldaemon.informed_config import (
     GigConfig,
     HooksConfig,
     NotifyConfig,
-    ScheduleWindow,
+    Schedule,
 )
 from pooldaemon.units import format_duration, format_size, parse_duration, parse_size
 
@@ -673,7 +673,7 @@ class Config(BaseSettings):
     # docs/interface.md §10 (pooldaemon/informed_config.py)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     hooks: HooksConfig = Field(default_factory=HooksConfig)
-    schedule: tuple[ScheduleWindow, ...] = ()
+    schedule: Schedule = ()
     gig: GigConfig = Field(default_factory=GigConfig)
     _path: Path | None = PrivateAttr(default=None)
 
@@ -1046,6 +1046,9 @@ def _file_holds_secret(path: Path) -> bool:
         return False
     pools = data.get("pools")
     secrets = _secret_names()
+    notify = data.get("notify")
+    if isinstance(notify, dict) and notify.get("urls"):
+        return True  # Apprise URLs hold tokens
     return isinstance(pools, dict) and any(
         isinstance(pool, dict) and secrets & set(pool) for pool in pools.values()
     )

@@ -11,7 +11,7 @@ import json
 import os
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -70,6 +70,23 @@ def _no_duplicates(items: tuple[str, ...]) -> tuple[str, ...]:
     return items
 
 
+def _list_from_text(value: object) -> object:
+    """An env override gives text: a JSON list, or comma-separated items (config.py's rule)."""
+    from pooldaemon.config import _list_from_text as convert  # config.py imports this module
+
+    return convert(value)
+
+
+def _urls_from_text(value: object) -> object:
+    """An env override gives text: a JSON list, or URLs separated by spaces or newlines.
+
+    Not commas: Apprise URLs carry comma-separated parameters ("?to=a,b").
+    """
+    if isinstance(value, str) and not value.strip().startswith("["):
+        return value.split()
+    return _list_from_text(value)
+
+
 Rate = Annotated[int, BeforeValidator(_to_rate)]
 
 
@@ -95,9 +112,34 @@ class NotifyConfig(BaseModel):
 
     model_config = _FROZEN
 
-    urls: tuple[Annotated[SecretStr, AfterValidator(_apprise_url)], ...] = ()
-    on: Annotated[tuple[NotifyEvent, ...], AfterValidator(_no_duplicates)] = NOTIFY_EVENTS
+    # The URLs carry tokens and passwords: like every secret, they may come from a file
+    # (`urls_file`, one URL a line) and are masked wherever the config is shown.
+    SECRETS: ClassVar[tuple[str, ...]] = ("urls",)
+
+    urls: Annotated[
+        tuple[Annotated[SecretStr, AfterValidator(_apprise_url)], ...],
+        BeforeValidator(_urls_from_text),
+    ] = ()
+    on: Annotated[
+        tuple[NotifyEvent, ...], BeforeValidator(_list_from_text), AfterValidator(_no_duplicates)
+    ] = NOTIFY_EVENTS
     desktop: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _urls_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "urls_file" not in data:
+            return data
+        from pooldaemon.config import _context, _Problem, _read_secret_file
+
+        data = dict(data)
+        if "urls" in data:
+            raise _Problem("urls_file", 'give either "urls" or "urls_file", not both')
+        env, base_dir = _context()
+        text = _read_secret_file("urls", data.pop("urls_file"), env, base_dir)
+        lines = (line.strip() for line in text.splitlines())
+        data["urls"] = [line for line in lines if line and not line.startswith("#")]
+        return data
 
     def url_values(self) -> list[str]:
         """The Apprise URLs as plain text (for delivery and the log redactor only)."""
@@ -215,7 +257,9 @@ class GigConfig(BaseModel):
     model_config = _FROZEN
 
     apps: Annotated[
-        tuple[Annotated[str, AfterValidator(_app_name)], ...], AfterValidator(_no_duplicates)
+        tuple[Annotated[str, AfterValidator(_app_name)], ...],
+        BeforeValidator(_list_from_text),
+        AfterValidator(_no_duplicates),
     ] = DEFAULT_GIG_APPS
     action: Literal["pause", "limit"] = "pause"
     bandwidth_limit_bps: Rate = Field(256 * 1024, validation_alias="bandwidth_limit")
@@ -233,6 +277,9 @@ class GigConfig(BaseModel):
         """The gig limit for display: "256.0 KiB/s"."""
         return f"{format_size(self.bandwidth_limit_bps)}/s"
 
+
+# [[schedule]] from the environment: a JSON list of tables.
+Schedule = Annotated[tuple[ScheduleWindow, ...], BeforeValidator(_list_from_text)]
 
 #: The tables this module adds to the config, by TOML name (for config.py's key hints).
 SECTIONS: dict[str, type[BaseModel]] = {

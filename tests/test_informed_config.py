@@ -13,6 +13,7 @@ import pytest
 from pooldaemon.config import (
     Config,
     ConfigError,
+    config_warnings,
     effective_dict,
     load_config,
     render_effective,
@@ -119,8 +120,8 @@ BAD = [
         id="url-with-space",
     ),
     pytest.param(
-        '[notify]\nurls = "ntfy://x"',
-        'notify.urls: must be a list (got "ntfy://x")',
+        "[notify]\nurls = 5",
+        "notify.urls: must be a list (got 5)",
         id="urls-not-a-list",
     ),
     pytest.param(
@@ -305,3 +306,42 @@ def test_example_config_documents_every_key(env: dict[str, str]) -> None:
     for model in (NotifyConfig, HooksConfig, ScheduleWindow, GigConfig):
         for key in toml_keys(model):
             assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), (model.__name__, key)
+
+
+def test_environment_overrides(tmp_path: Path, env: dict[str, str]) -> None:
+    cfg = load_config(
+        env={
+            **env,
+            "POOLDAEMON_NOTIFY__URLS": "json://h/a?to=x,y ntfy://topic",
+            "POOLDAEMON_NOTIFY__ON": "failed, disk",
+            "POOLDAEMON_GIG__APPS": '["Serato DJ Pro", "rekordbox"]',
+            "POOLDAEMON_GIG__ACTION": "limit",
+            "POOLDAEMON_SCHEDULE": '[{"from": "01:00", "to": "07:00", "downloads": false}]',
+        }
+    )
+    assert cfg.notify.url_values() == ["json://h/a?to=x,y", "ntfy://topic"]
+    assert cfg.notify.on == ("failed", "disk")
+    assert cfg.gig.apps == ("Serato DJ Pro", "rekordbox")
+    assert cfg.gig.action == "limit"
+    assert cfg.schedule[0].downloads is False
+
+
+def test_urls_from_a_file(tmp_path: Path, env: dict[str, str]) -> None:
+    secrets = tmp_path / "urls"
+    secrets.write_text("# mine\nntfy://topic-one\n\njson://h/p?token=t0k3n\n")
+    cfg = load(tmp_path, env, f'[notify]\nurls_file = "{secrets}"\n')
+    assert cfg.notify.url_values() == ["ntfy://topic-one", "json://h/p?token=t0k3n"]
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, env, f'[notify]\nurls = []\nurls_file = "{secrets}"\n')
+    assert str(caught.value) == 'notify.urls_file: give either "urls" or "urls_file", not both'
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, env, f'[notify]\nurls_file = "{tmp_path}/none"\n')
+    assert str(caught.value).startswith(f'notify.urls_file: cannot read "{tmp_path}/none"')
+
+
+def test_a_config_with_urls_must_be_private(tmp_path: Path, env: dict[str, str]) -> None:
+    cfg = load(tmp_path, env, '[notify]\nurls = ["ntfy://topic"]\n')
+    assert cfg.path is not None
+    cfg.path.chmod(0o644)
+    (warning,) = config_warnings(cfg)
+    assert "readable by other users" in warning
