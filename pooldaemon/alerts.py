@@ -60,6 +60,9 @@ class Timing:
     retry_s: float = 30.0  # between tries of a failing message
     send_timeout_s: float = 30.0  # one try
     backlog: int = 50  # messages a channel holds while its service is down
+    # The same account or disk problem is told again only after this: the caller may report a
+    # state every time it sees it, the DJ hears of it once an evening.
+    repeat_s: float = 6 * 3600.0
 
 
 @dataclass
@@ -172,14 +175,17 @@ class Alerts:
         timing: Timing | None = None,
         senders: Sequence[tuple[str, Sender]] | None = None,
         queue_size: int = 256,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._on = set(config.on)
+        self._clock = clock
+        self._told: dict[tuple[str, ...], float] = {}
         self.timing = timing or Timing()
         self._queue: asyncio.Queue[_Message] = asyncio.Queue(queue_size)
         self._executor: ThreadPoolExecutor | None = None
         if senders is None:
             senders = self._apprise_senders(config, env)
-        self.channels = [Channel(name, send, self.timing) for name, send in senders]
+        self.channels = [Channel(name, send, self.timing, clock) for name, send in senders]
         self._done: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._overflowing = 0
@@ -197,7 +203,8 @@ class Alerts:
 
     def account(self, pool: str, problem: str) -> None:
         """A pool account needs the DJ: login rejected, blocked, failing for hours."""
-        self._put(_Message("account", f"pooldaemon: {pool} needs attention", problem))
+        if self._first_in_a_while(("account", pool, problem)):
+            self._put(_Message("account", f"pooldaemon: {pool} needs attention", problem))
 
     def disk(self, path: str, free_bytes: int, needed_bytes: int) -> None:
         """Downloads wait for disk space."""
@@ -205,7 +212,8 @@ class Alerts:
             f"Downloads are waiting: {format_size(free_bytes)} free on {path}, "
             f"{format_size(needed_bytes)} needed"
         )
-        self._put(_Message("disk", "pooldaemon: disk almost full", body))
+        if self._first_in_a_while(("disk", path)):
+            self._put(_Message("disk", "pooldaemon: disk almost full", body))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -236,6 +244,14 @@ class Alerts:
         return self._queue.empty() and not self._done and all(ch.idle() for ch in self.channels)
 
     # -- inside --------------------------------------------------------------------------------
+
+    def _first_in_a_while(self, key: tuple[str, ...]) -> bool:
+        now = self._clock()
+        last = self._told.get(key)
+        if last is not None and now - last < self.timing.repeat_s:
+            return False
+        self._told[key] = now
+        return True
 
     def _put(self, message: _Message) -> None:
         if message.kind not in self._on or not self.channels:

@@ -250,3 +250,29 @@ def test_desktop_without_support_is_silently_off(logs: list[dict[str, Any]]) -> 
     if importlib.util.find_spec("dbus") is None:
         assert alerts.channels == []
         assert logs == []
+
+
+async def test_the_same_problem_is_told_once_a_while(receiver: Receiver) -> None:
+    now = [1000.0]
+    config = NotifyConfig.model_validate({"urls": [receiver.url()], "desktop": False})
+    alerts = Alerts(config, env={}, timing=Timing(**vars(FAST)), clock=lambda: now[0])
+    alerts.timing.repeat_s = 3600
+    alerts.start()
+    try:
+        for _ in range(3):
+            alerts.account("crateq", "Login rejected: check api_key")
+            alerts.disk("/music", 0, 1024)
+        alerts.account("harvest", "Login rejected (code 13)")
+        await eventually(lambda: len(receiver.received) == 3)
+        now[0] += 3600
+        alerts.account("crateq", "Login rejected: check api_key")
+        await eventually(lambda: len(receiver.received) == 4)
+        await eventually(alerts.idle)
+    finally:
+        await alerts.stop()
+    assert [title for title, _ in receiver.messages()] == [
+        "pooldaemon: crateq needs attention",
+        "pooldaemon: disk almost full",
+        "pooldaemon: harvest needs attention",
+        "pooldaemon: crateq needs attention",
+    ]
