@@ -24,6 +24,7 @@ log = get_logger(__name__)
 
 HookKind = Literal["done", "failed"]
 _ENV_PREFIX = "POOLDAEMON_"
+_REAP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -156,19 +157,29 @@ class HookRunner:
                     output += chunk[: max(0, self.output_limit_bytes - len(output))]
                 code = await process.wait()
         except TimeoutError:
-            _kill_group(process.pid)
-            await process.wait()
+            await _reap(process)
             log.warning("hook.killed", **fields, timeout_s=self.timeout_s, output=_text(output))
             return
-        finally:
-            if process.returncode is None:  # cancelled (shutdown): do not leave it behind
-                _kill_group(process.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+        except asyncio.CancelledError:  # shutdown: do not leave it behind
+            await _reap(process)
+            raise
         if code == 0:
             log.info("hook.finished", **fields, output=_text(output))
         else:
             log.warning("hook.failed", **fields, exit_code=code, output=_text(output))
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Kill the hook's process group, then collect it and the rest of its output."""
+    _kill_group(process.pid)
+    # With the group gone the pipe reaches EOF at once; a child that left the group (setsid)
+    # and keeps it open is not waited for.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.communicate(), _REAP_S)
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
 
 
 def _kill_group(pid: int) -> None:
