@@ -27,7 +27,6 @@ import apprise
 
 from pooldaemon.informed_config import NotifyConfig
 from pooldaemon.log import get_logger
-from pooldaemon.units import format_size
 
 log = get_logger(__name__)
 
@@ -206,14 +205,10 @@ class Alerts:
         if self._first_in_a_while(("account", pool, problem)):
             self._put(_Message("account", f"pooldaemon: {pool} needs attention", problem))
 
-    def disk(self, path: str, free_bytes: int, needed_bytes: int) -> None:
-        """Downloads wait for disk space."""
-        body = (
-            f"Downloads are waiting: {format_size(free_bytes)} free on {path}, "
-            f"{format_size(needed_bytes)} needed"
-        )
-        if self._first_in_a_while(("disk", path)):
-            self._put(_Message("disk", "pooldaemon: disk almost full", body))
+    def disk(self, detail: str) -> None:
+        """Downloads wait for disk space; `detail` says where and how much."""
+        if self._first_in_a_while(("disk",)):
+            self._put(_Message("disk", "pooldaemon: disk almost full", detail))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
