@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import json
 import os
 import re
 import sys
@@ -68,6 +67,18 @@ from pooldaemon.config_values import (
     template_validator,
     toml_key,
 )
+from pooldaemon.config_values import Problem as _Problem
+from pooldaemon.config_values import list_from_text as _list_from_text
+from pooldaemon.config_values import read_secret_file as _read_secret_file
+from pooldaemon.informed_config import (
+    SECTIONS as INFORMED_SECTIONS,
+)
+from pooldaemon.informed_config import (
+    GigConfig,
+    HooksConfig,
+    NotifyConfig,
+    Schedule,
+)
 from pooldaemon.units import format_duration, format_size
 
 APP_NAME = "pooldaemon"
@@ -94,7 +105,6 @@ _POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # seed 003: "<format>19b8f5935503adde</format>", "an encrypted format identifier".
 _HARVEST_FORMAT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 _HARVEST_PLAYLIST_ID = re.compile(r"[A-Za-z0-9_-]+")
-_SECRET_FILE_MAX_BYTES = 64 * 1024
 _KIB = 1024
 _MIB = 1024**2
 _GIB = 1024**3
@@ -106,15 +116,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(dict.fromkeys(problems))
         super().__init__("\n".join(self.problems))
-
-
-class _Problem(ValueError):
-    """A validator's complaint about `key` of the model being validated (None: the model itself)."""
-
-    def __init__(self, key: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.key = key
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,30 +260,6 @@ class DaemonConfig(BaseModel):
 # [pools.<name>]
 
 
-def _read_secret_file(key: str, value: object, env: Mapping[str, str], base_dir: Path) -> str:
-    """CONTRACT §2: `<key>_file = "path"` holds the secret; a trailing newline is not part of it."""
-    file_key = f"{key}_file"
-    try:
-        path = expand_path(value, env, base_dir)
-    except ValueError as err:
-        raise _Problem(file_key, str(err)) from None
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_SECRET_FILE_MAX_BYTES + 1)
-    except OSError as err:
-        raise _Problem(file_key, f'cannot read "{path}": {err.strerror or err}') from None
-    if len(raw) > _SECRET_FILE_MAX_BYTES:
-        raise _Problem(file_key, f'"{path}" is over 64 KiB; it should hold only the {key}')
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Problem(file_key, f'"{path}" is not UTF-8 text') from None
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
-        raise _Problem(file_key, f'"{path}" is empty')
-    return text
-
-
 class _PoolBase(BaseModel):
     """Keys every pool accepts (CONTRACT §2), secret `_file` indirection and the polling floors."""
 
@@ -413,19 +390,6 @@ def _queue_source(item: str) -> str:
     )
 
 
-def _list_from_text(value: object) -> object:
-    """An env override gives text: accept a JSON list or comma-separated items."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                raise ValueError(f'"{text}" is not a JSON list of strings') from None
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
-
-
 def _harvest_format(value: str) -> str:
     lowered = value.strip().lower()
     if lowered in ("mp3", "wav", "aiff"):
@@ -513,6 +477,11 @@ class Config(BaseSettings):
 
     daemon: DaemonConfig
     pools: dict[str, PoolConfig]
+    # docs/interface.md §10 (pooldaemon/informed_config.py)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    schedule: Schedule = ()
+    gig: GigConfig = Field(default_factory=GigConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @classmethod
@@ -563,6 +532,7 @@ class Config(BaseSettings):
                 # CONTRACT §6: the Bearer value is Base64(userid:token); redact it too.
                 pair = f"{pool.user_id}:{pool.token.get_secret_value()}"
                 found.add(base64.b64encode(pair.encode()).decode())
+        found.update(self.notify.url_values())
         return sorted(found, key=lambda s: (-len(s), s))
 
 
@@ -694,6 +664,12 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         return list(Config.model_fields)
     if table == ["daemon"]:
         return toml_keys(DaemonConfig)
+    if (
+        table
+        and str(table[0]) in INFORMED_SECTIONS
+        and len(table) == (2 if table[0] == "schedule" else 1)
+    ):
+        return toml_keys(INFORMED_SECTIONS[str(table[0])])
     if len(table) == 2 and table[0] == "pools":
         pool = data.get("pools", {}).get(table[1], {})
         model = POOL_TYPES.get(str(pool.get("type"))) if isinstance(pool, dict) else None

@@ -10,6 +10,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Iterator
+from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ def _display_items(model: BaseModel) -> Iterator[tuple[str, str, Any]]:
         key = field.validation_alias if isinstance(field.validation_alias, str) else name
         if isinstance(value, SecretStr):
             value = SECRET_MASK
+        elif isinstance(value, tuple) and any(isinstance(item, SecretStr) for item in value):
+            value = tuple(SECRET_MASK for _ in value)
         yield name, key, value
 
 
@@ -55,6 +58,8 @@ def _toml_value(name: str, value: Any) -> str:
         return _toml_str(_exact_size(value) + ("/s" if value else ""))
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, time):
+        return _toml_str(f"{value:%H:%M}")
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_str(str(item)) for item in value) + "]"
     return _toml_str(str(value))
@@ -76,6 +81,8 @@ def render_effective(cfg: Config) -> str:
     """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
+    sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
+    sections += [("[schedule]", window) for window in cfg.schedule]
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
@@ -94,6 +101,8 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         for name, _key_name, value in _display_items(model):
             if isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, time):
+                value = f"{value:%H:%M}"
             elif isinstance(value, tuple):
                 value = list(value)
             result[name] = value
@@ -103,6 +112,10 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "path": str(cfg.path) if cfg.path else None,
         "daemon": section(cfg.daemon),
         "pools": {name: section(pool) for name, pool in cfg.pools.items()},
+        "notify": section(cfg.notify),
+        "hooks": section(cfg.hooks),
+        "schedule": [section(window) for window in cfg.schedule],
+        "gig": section(cfg.gig),
     }
 
 
@@ -112,6 +125,9 @@ def _file_holds_secret(path: Path, secrets: set[str]) -> bool:
     except (OSError, ValueError):
         return False
     pools = data.get("pools")
+    notify = data.get("notify")
+    if isinstance(notify, dict) and notify.get("urls"):
+        return True  # Apprise URLs hold tokens
     return isinstance(pools, dict) and any(
         isinstance(pool, dict) and secrets & set(pool) for pool in pools.values()
     )
