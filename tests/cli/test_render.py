@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 from rich.cells import cell_len
 from rich.console import Console, RenderableType
@@ -23,6 +24,7 @@ from pooldaemon.cli.poolctl import main as poolctl
 from pooldaemon.config import load_config
 from pooldaemon.control.client import ControlClient
 from pooldaemon.daemon import Daemon
+from pooldaemon.log import configure_logging
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.harvest import HarvestSim
 
@@ -281,6 +283,10 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         config_path.chmod(0o600)
         (tmp_path / "library").mkdir()
         config = load_config(config_path, env={})
+        # poolctl runs in this process: the daemon's log must not land in its output.
+        saved = structlog.get_config()
+        log_file = (tmp_path / "pooldaemon.log").open("w", encoding="utf-8")
+        configure_logging("json", stream=log_file)
         daemon = Daemon(config, env={})
         await daemon.start()
         try:
@@ -290,6 +296,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
                 yield Running(client, config.daemon.socket_path, harvest)
         finally:
             await daemon.stop()
+            structlog.configure(**saved)
+            log_file.close()
             shutil.rmtree(sock_dir, ignore_errors=True)
 
 
