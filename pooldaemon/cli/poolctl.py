@@ -41,6 +41,7 @@ class Ctl:
     socket_option: Path | None
     config_option: Path | None
     as_json: bool
+    wide: bool = False
     _socket: Path | None = None
 
     @property
@@ -57,7 +58,10 @@ class Ctl:
         if self.as_json:
             click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         else:
-            Console(soft_wrap=False).print(view(data))
+            shown, console = view(data), Console(soft_wrap=False)
+            if self.wide:  # every value whole, one line per row, however long the line
+                console = Console(soft_wrap=False, width=render.wide_width(shown, console))
+            console.print(shown)
 
 
 def resolve_socket(socket_option: Path | None, config_option: Path | None) -> Path:
@@ -110,6 +114,21 @@ def call(ctl: Ctl, work: Callable[[ControlClient], Awaitable[T]], *, interrupted
 pass_ctl = click.make_pass_decorator(Ctl)
 
 
+def _wide(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Ctl).wide = True  # type: ignore[union-attr]  # the group made it
+
+
+#: `poolctl search --wide` as well as `poolctl --wide search`.
+wide_option = click.option(
+    "--wide",
+    is_flag=True,
+    expose_value=False,
+    callback=_wide,
+    help="Show every value whole (tables fit the terminal otherwise).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--socket",
@@ -126,16 +145,24 @@ pass_ctl = click.make_pass_decorator(Ctl)
     help="Config file, read only to find the socket.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+@click.option(
+    "--wide", is_flag=True, help="Tables show every value whole instead of fitting the terminal."
+)
 @click.version_option(__version__, prog_name="poolctl")
 @click.pass_context
 def main(
-    ctx: click.Context, socket_path: Path | None, config_path: Path | None, as_json: bool
+    ctx: click.Context,
+    socket_path: Path | None,
+    config_path: Path | None,
+    as_json: bool,
+    wide: bool,
 ) -> None:
     """Control a running pooldaemon."""
-    ctx.obj = Ctl(socket_path, config_path, as_json)
+    ctx.obj = Ctl(socket_path, config_path, as_json, wide)
 
 
 @main.command()
+@wide_option
 @pass_ctl
 def status(ctl: Ctl) -> None:
     """Version, uptime, pools with their last syncs and errors, job counts, bytes/s."""
@@ -143,6 +170,7 @@ def status(ctl: Ctl) -> None:
 
 
 @main.command()
+@wide_option
 @pass_ctl
 def pools(ctl: Ctl) -> None:
     """Configured pools: type, enabled, schedules."""
@@ -152,6 +180,7 @@ def pools(ctl: Ctl) -> None:
 @main.command()
 @click.argument("pool_names", metavar="[POOL]...", nargs=-1)
 @click.option("--full", is_flag=True, help="Read the whole catalog, not only what changed.")
+@wide_option
 @pass_ctl
 def sync(ctl: Ctl, pool_names: tuple[str, ...], full: bool) -> None:
     """Sync catalogs and queues now (all enabled pools when none named) and wait."""
@@ -200,6 +229,7 @@ def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.option("--audio", "media", flag_value="audio", help="Only tracks with audio.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
+@wide_option
 @pass_ctl
 def search(
     ctl: Ctl,
@@ -267,6 +297,7 @@ def redownload(ctl: Ctl, refs: tuple[str, ...], reason: str) -> None:
     ),
 )
 @click.option("--pool", help="Only this pool's jobs.")
+@wide_option
 @pass_ctl
 def jobs(ctl: Ctl, state: str | None, pool: str | None) -> None:
     """List download jobs, newest first."""
@@ -349,6 +380,7 @@ def resume(ctl: Ctl, job_ids: tuple[int, ...]) -> None:
 @click.argument("pool")
 @click.argument("action", required=False, type=click.Choice(["add", "remove"]))
 @click.argument("item_id", metavar="[ID]", required=False)
+@wide_option
 @pass_ctl
 def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
     """View the pool's remote download queue, or add/remove one item."""
