@@ -30,6 +30,8 @@ from pooldaemon.web.stream import SseHub, TooManyStreams, hello, sse
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+#: Views that show what exists: the page asks for these only when the API has them.
+OPTIONAL_ENDPOINTS = ("rules", "library", "library/duplicates", "library/audit")
 _WILDCARD = frozenset({"0.0.0.0", "::"})
 
 
@@ -65,6 +67,7 @@ class WebServer:
         self._tls = config.tls_cert is not None
         self.guard = Guard(self.sessions, tls=self._tls, allow_remote=config.allow_remote)
         self._shell = page("index.html")
+        self._features = ""
         self.app = self._build_app(api)
         self._sock: socket.socket | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -163,13 +166,15 @@ class WebServer:
         control.add_routes(api.router, "/v1", events=False)
         api.router.add_get("/v1/events", self._events)
         api.router.add_get("/v1/settings", self._settings_view)
+        paths = {resource.canonical for resource in api.router.resources()}
+        self._features = " ".join(e for e in OPTIONAL_ENDPOINTS if f"/v1/{e}" in paths)
         app.add_subapp("/api", api)
         return app
 
     async def _index(self, request: web.Request) -> web.Response:
         csrf = html.escape(request[SESSION_KEY].csrf, quote=True)
         return web.Response(
-            text=self._shell.replace("{{csrf}}", csrf),
+            text=self._shell.replace("{{csrf}}", csrf).replace("{{features}}", self._features),
             content_type="text/html",
             headers={"Cache-Control": "no-store"},
         )

@@ -4,6 +4,8 @@
 // only ever set with textContent (the h() helper), never parsed as HTML.
 
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+// Endpoints this daemon has beyond the core API ("rules", "library", …).
+const FEATURES = new Set(document.querySelector('meta[name="api-features"]').content.split(" "));
 const main = document.getElementById("main");
 const live = document.getElementById("live");
 const toastBox = document.getElementById("toast");
@@ -119,14 +121,9 @@ async function request(url, body) {
 
 const api = (path, body) => request("/api/v1" + path, body);
 
-// A feature the daemon may not have yet: null when the endpoint does not exist.
+// A feature the daemon may not have: null when it does not (asked only when it does).
 async function optional(path) {
-  try {
-    return await api(path);
-  } catch (err) {
-    if (err.status === 404) return null;
-    throw err;
-  }
+  return FEATURES.has(path.slice(1)) ? api(path) : null;
 }
 
 // -- routing ------------------------------------------------------------------------------------
@@ -141,18 +138,24 @@ async function route() {
     if (link.getAttribute("href") === "#" + name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  current = { name, refresh: null, onEvent: null };
+  const view = { name, refresh: null, onEvent: null };
+  current = view;
   document.title = name[0].toUpperCase() + name.slice(1) + " · pooldaemon";
   try {
-    await views[name]();
+    await views[name](view);
   } catch (err) {
-    main.replaceChildren(h("h1", {}, document.title), h("p", { class: "error", role: "alert" }, err.message));
+    mount(view, h("h1", {}, document.title), h("p", { class: "error", role: "alert" }, err.message));
   }
+}
+
+// Show a view's content, unless the user has moved on to another view since it started loading.
+function mount(view, ...nodes) {
+  if (view === current) main.replaceChildren(...nodes);
 }
 
 // -- overview -----------------------------------------------------------------------------------
 
-async function overview() {
+async function overview(view) {
   const render = async () => {
     const status = await api("/status");
     const counts = status.jobs || {};
@@ -180,11 +183,11 @@ async function overview() {
     for (const key of ["schedule", "schedules", "gig"]) {
       if (key in status) parts.push(h("h2", {}, key[0].toUpperCase() + key.slice(1)), show(status[key]));
     }
-    main.replaceChildren(...parts);
+    mount(view, ...parts);
   };
-  current.refresh = debounce(render);
-  current.onEvent = (event) => {
-    if (/^(job\.state|sync|pool\.|downloader\.)/.test(event.type)) current.refresh();
+  view.refresh = debounce(render);
+  view.onEvent = (event) => {
+    if (/^(job\.state|sync|pool\.|downloader\.)/.test(event.type)) view.refresh();
   };
   await render();
 }
@@ -230,7 +233,7 @@ function debounce(fn, ms = 300) {
 
 // -- jobs ---------------------------------------------------------------------------------------
 
-async function jobs() {
+async function jobs(view) {
   const body = h("tbody", {});
   const rows = new Map();
   const upsert = (job) => {
@@ -249,7 +252,7 @@ async function jobs() {
     for (const job of data.items.slice(0, MAX_ROWS).reverse()) upsert(job);
     empty.hidden = rows.size > 0;
   };
-  main.replaceChildren(
+  mount(view,
     h("h1", {}, "Jobs"),
     h("p", { class: "actions" },
       button("Pause all", () => post("/pause", "Downloads paused"), { class: "quiet" }),
@@ -258,8 +261,8 @@ async function jobs() {
     h("table", { id: "jobs" },
       h("thead", {}, h("tr", {}, ["Track", "Pool", "State", "Progress", ""].map((n) => h("th", { scope: "col" }, n)))),
       body));
-  current.refresh = load;
-  current.onEvent = (event) => {
+  view.refresh = load;
+  view.onEvent = (event) => {
     if (event.type === "job.state" && event.job) upsert(event.job);
     else if (event.type === "job.progress") progress(rows.get(event.job), event);
   };
@@ -316,7 +319,7 @@ async function jobAction(id, action) {
 
 // -- search -------------------------------------------------------------------------------------
 
-async function search() {
+async function search(view) {
   const pools = await api("/pools");
   const field = (label, name, props = {}) => h("label", {}, label, h("input", { name, ...props }));
   const choice = (label, name, options) => h("label", {}, label,
@@ -352,7 +355,7 @@ async function search() {
       results.replaceChildren(h("p", { class: "error", role: "alert" }, err.message));
     }
   }
-  main.replaceChildren(h("h1", {}, "Search"), form, results);
+  mount(view, h("h1", {}, "Search"), form, results);
   form.elements.q.focus();
 }
 
@@ -388,14 +391,14 @@ async function download(track, btn) {
 
 // -- rules, library, settings -------------------------------------------------------------------
 
-async function rules() {
+async function rules(view) {
   const data = await optional("/rules");
   const items = data && (Array.isArray(data) ? data : data.items || data.rules);
-  main.replaceChildren(h("h1", {}, "Rules"),
+  mount(view, h("h1", {}, "Rules"),
     !items || items.length === 0 ? note("No rules configured.") : show(items));
 }
 
-async function library() {
+async function library(view) {
   const data = await optional("/library");
   const parts = [h("h1", {}, "Library")];
   if (!data) {
@@ -407,10 +410,10 @@ async function library() {
       if (extra) parts.push(h("h2", {}, title), show(extra));
     }
   }
-  main.replaceChildren(...parts);
+  mount(view, ...parts);
 }
 
-async function settings() {
+async function settings(view) {
   const data = await api("/settings");
   const parts = [h("h1", {}, "Settings"),
     h("p", { class: "muted" }, "Read only, secrets masked. From " + (data.path || "the defaults (no config file)") +
@@ -420,7 +423,7 @@ async function settings() {
   for (const [key, section] of Object.entries(data)) {
     if (!["path", "daemon", "pools"].includes(key)) parts.push(h("h2", {}, key[0].toUpperCase() + key.slice(1)), show(section));
   }
-  main.replaceChildren(...parts);
+  mount(view, ...parts);
 }
 
 // -- the event stream and the session -------------------------------------------------------------
