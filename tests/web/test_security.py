@@ -13,7 +13,8 @@ import pytest
 from pooldaemon.config import ConfigError, effective_dict, load_config
 from pooldaemon.web.app import WebServer
 from pooldaemon.web.security import is_loopback
-from tests.web.conftest import Dashboard, Session, request
+
+from .conftest import Dashboard, Session, request
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
