@@ -150,7 +150,9 @@ async function route() {
 
 // Show a view's content, unless the user has moved on to another view since it started loading.
 function mount(view, ...nodes) {
-  if (view === current) main.replaceChildren(...nodes);
+  if (view !== current) return;
+  main.replaceChildren(...nodes);
+  performance.mark("view:" + view.name); // when the view had its data (tests/benchmarks/bench_web.py)
 }
 
 // -- overview -----------------------------------------------------------------------------------
