@@ -292,7 +292,6 @@ async def bench(args: argparse.Namespace) -> int:
             )
             share = {}
             for label, runs in rows.items():
-                walls = [w for w, _, _ in runs]
                 shares = [100 * c / w for w, c, _ in runs]
                 speeds = [b / w / MIB for w, _, b in runs]
                 share[label] = statistics.mean(shares)

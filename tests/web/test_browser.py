@@ -25,6 +25,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
@@ -80,6 +81,15 @@ class Browser:
 
     def find(self, css: str, timeout_s: float = 30.0) -> WebElement:
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), timeout_s)
+
+    def click(self, css: str, timeout_s: float = 30.0) -> None:
+        """Click what `css` finds, again if the page redrew it in between (a live list does)."""
+
+        def clicked(driver: Any) -> bool:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return True
+
+        self.wait(clicked, timeout_s)
 
     def show(self, view: str) -> None:
         self.driver.execute_script("window.scrollTo(0, 0)")
@@ -214,13 +224,11 @@ async def test_pause_and_resume_a_download_from_the_jobs_page(
     job_id = answer["accepted"][0]["job"]
     await run(browser.show, "jobs")
     row = f'tr[data-job="{job_id}"]'
-    pause = await run(browser.find, row + '[data-state="downloading"] button[data-action="pause"]')
-    await run(pause.click)
+    await run(browser.click, row + '[data-state="downloading"] button[data-action="pause"]')
     await run(browser.find, row + '[data-state="paused"]')
     assert await dashboard.job_state(job_id) == "paused"
     dashboard.crateq.faults.throttle_bps = None  # the rest comes at full speed
-    resume = await run(browser.find, row + ' button[data-action="resume"]')
-    await run(resume.click)
+    await run(browser.click, row + ' button[data-action="resume"]')
     await run(browser.find, row + '[data-state="done"]', 60.0)
     assert await dashboard.job_state(job_id) == "done"
     assert await run(browser.console_errors) == []
@@ -246,6 +254,19 @@ async def test_every_view_fits_a_phone_and_a_wide_screen_in_light_and_dark(
             scheme = "dark" if dark else "light"
             await run(browser.driver.save_screenshot, str(screens / f"search-{width}-{scheme}.png"))
             assert await run(browser.overflow_px) <= 0, ("search results", width)
+    # The keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    await run(browser.driver.get, dashboard.origin + "/#jobs")
+    await run(browser.driver.refresh)  # a fresh page: nothing has focus yet
+    await run(browser.find, "table#jobs")
+    await run(ActionChains(browser.driver).send_keys(Keys.TAB).perform)
+    active = "return [document.activeElement.tagName, document.activeElement.className]"
+    assert await run(browser.driver.execute_script, active) == ["A", "skip"]
+    await run(browser.driver.switch_to.active_element.send_keys, Keys.ENTER)
+    await run(
+        browser.wait, lambda d: d.execute_script("return document.activeElement.id") == "main"
+    )
+    await run(browser.driver.refresh)  # #main in the address bar still opens a view
+    await run(browser.find, "main h1")
     # The features still in progress elsewhere say so instead of failing.
     await run(browser.show, "rules")
     assert "No rules configured." in await run(

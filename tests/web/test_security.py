@@ -161,6 +161,28 @@ async def test_state_changes_need_a_same_origin_origin_and_the_csrf_token(
     assert await dashboard.job_state(job) == "cancelled"
 
 
+async def test_signing_out_ends_the_session_and_needs_the_token_too(
+    dashboard: Dashboard,
+) -> None:
+    session = await dashboard.login()
+    status, _, _ = await request(
+        dashboard, "POST", "/logout", session=session, headers={"Origin": "http://evil.example"}
+    )
+    assert status == 403
+    status, _, _ = await request(dashboard, "GET", "/api/v1/status", session=session)
+    assert status == 200  # a forged sign-out changed nothing
+    status, headers, _ = await request(
+        dashboard,
+        "POST",
+        "/logout",
+        session=session,
+        headers=state_changing_headers(dashboard, session),
+    )
+    assert status == 204 and "pd_session=" in headers["Set-Cookie"]
+    status, _, _ = await request(dashboard, "GET", "/api/v1/status", session=session)
+    assert status == 401
+
+
 async def test_a_login_link_works_once(dashboard: Dashboard) -> None:
     link = await dashboard.login_link()
     async with dashboard.http.get(link, allow_redirects=False) as resp:

@@ -132,8 +132,10 @@ const views = { overview, jobs, search, rules, library, settings };
 let current = { name: "", refresh: null, onEvent: null };
 
 async function route() {
-  const name = location.hash.slice(1) || "overview";
-  if (!views[name]) return; // e.g. the skip link's #main
+  const hash = location.hash.slice(1);
+  // Another anchor (the skip link's #main) keeps the view shown; on a fresh page, the overview.
+  const name = views[hash] ? hash : current.name ? null : "overview";
+  if (!name) return;
   for (const link of document.querySelectorAll("nav a")) {
     if (link.getAttribute("href") === "#" + name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -241,8 +243,14 @@ async function jobs(view) {
   const upsert = (job) => {
     const row = jobRow(job);
     const old = rows.get(job.id);
-    if (old) old.replaceWith(row);
-    else body.prepend(row);
+    if (old) {
+      const focused = old.contains(document.activeElement) && document.activeElement.dataset.action;
+      old.replaceWith(row);
+      // Keep the keyboard where it was: on the same action, else on the row's first button.
+      if (focused) (row.querySelector(`[data-action="${focused}"]`) || row.querySelector("button") || main).focus();
+    } else {
+      body.prepend(row);
+    }
     rows.set(job.id, row);
     empty.hidden = rows.size > 0;
   };
