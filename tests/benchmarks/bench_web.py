@@ -251,9 +251,7 @@ async def bench(args: argparse.Namespace) -> int:
                 ):
                     values = paint[key]
                     if values:
-                        print(
-                            f"  {label:30s} {statistics.median(values):6.1f}  {max(values):6.1f}"
-                        )
+                        print(f"  {label:30s} {statistics.median(values):6.1f}  {max(values):6.1f}")
 
             sim.faults.throttle_bps = args.pace_mib * MIB
             await bench.download(f"crateq:{ids[-1]}")  # warm-up: sign-in, first plan
