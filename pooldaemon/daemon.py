@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from pooldaemon import __version__
-from pooldaemon.config import Config, effective_dict
+from pooldaemon.config import Config
 from pooldaemon.control.server import ControlServer
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
@@ -48,7 +48,7 @@ from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import SyncCoordinator
 from pooldaemon.watch import DropWatcher, SubmitOutcome
-from pooldaemon.web.app import WebServer, WebSetupError
+from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
 
 log = get_logger(__name__)
 
@@ -324,7 +324,7 @@ class Daemon:
         if not self.config.web.enabled:
             return
         web = WebServer(
-            self.config.web, api, self.events, functools.partial(effective_dict, self.config)
+            self.config.web, api, self.events, functools.partial(settings_answer, self.config)
         )
         try:
             web.bind()

@@ -3,7 +3,7 @@
 `/api/v1/…` is the control socket's own API (the same handlers, mounted by
 `ControlServer.add_routes`) behind the session cookie instead of peer credentials;
 `/api/v1/events` is the event stream as Server-Sent Events for `EventSource`;
-`/api/v1/settings` is `pooldaemon check-config --json`, secrets masked.
+`/api/v1/settings` is `pooldaemon check-config` (`--json`, plus the TOML text), secrets masked.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pooldaemon.config import WebConfig
+from pooldaemon.config import Config, WebConfig, effective_dict, render_effective
 from pooldaemon.control.server import ControlServer, error_response, json_response
 from pooldaemon.errors import PoolDaemonError
 from pooldaemon.events import EventBus
@@ -33,6 +33,12 @@ MAX_BODY_BYTES = 64 * 1024
 #: Views that show what exists: the page asks for these only when the API has them.
 OPTIONAL_ENDPOINTS = ("rules", "library", "library/duplicates", "library/audit")
 _WILDCARD = frozenset({"0.0.0.0", "::"})
+
+
+def settings_answer(config: Config) -> dict[str, Any]:
+    """`/api/v1/settings`: what `pooldaemon check-config` shows, as JSON and as its TOML text,
+    secrets masked in both."""
+    return {**effective_dict(config), "toml": render_effective(config)}
 
 
 class WebSetupError(PoolDaemonError):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pooldaemon.config import ConfigError, effective_dict, load_config
-from pooldaemon.web.app import WebServer
+from pooldaemon.config import ConfigError, load_config
+from pooldaemon.web.app import WebServer, settings_answer
 from pooldaemon.web.security import is_loopback
 
 from .conftest import Dashboard, Session, request
@@ -212,7 +212,7 @@ async def test_links_and_sessions_expire(dashboard: Dashboard) -> None:
         dashboard.config.web,
         dashboard.daemon.server,
         dashboard.daemon.events,
-        lambda: effective_dict(dashboard.config),
+        lambda: settings_answer(dashboard.config),
         clock=clock,
         link_ttl_s=60,
         session_idle_s=3600,

@@ -425,15 +425,11 @@ async function library(view) {
 
 async function settings(view) {
   const data = await api("/settings");
-  const parts = [h("h1", {}, "Settings"),
-    h("p", { class: "muted" }, "Read only, secrets masked. From " + (data.path || "the defaults (no config file)") +
-      "; edit that file and restart pooldaemon to change them.")];
-  parts.push(h("h2", {}, "Daemon"), show(data.daemon));
-  for (const [name, pool] of Object.entries(data.pools || {})) parts.push(h("h2", {}, "Pool " + name), show(pool));
-  for (const [key, section] of Object.entries(data)) {
-    if (!["path", "daemon", "pools"].includes(key)) parts.push(h("h2", {}, key[0].toUpperCase() + key.slice(1)), show(section));
-  }
-  mount(view, ...parts);
+  mount(view, h("h1", {}, "Settings"),
+    h("p", { class: "muted" }, "Read only, secrets masked, as ", h("code", {}, "pooldaemon check-config"),
+      " shows them. From " + (data.path || "the defaults (no config file)") +
+      "; edit that file and restart pooldaemon to change them."),
+    h("pre", { tabindex: "0", "aria-label": "Effective settings" }, h("code", {}, data.toml)));
 }
 
 // -- the event stream and the session -------------------------------------------------------------
