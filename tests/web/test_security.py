@@ -159,6 +159,14 @@ async def test_state_changes_need_a_same_origin_origin_and_the_csrf_token(
     assert status == 200, body
     assert json.loads(body)["state"] == "cancelled"
     assert await dashboard.job_state(job) == "cancelled"
+    status, _, body = await request(
+        dashboard,
+        "POST",
+        f"/api/v1/jobs/{job}/retry",
+        session=session,
+        headers=state_changing_headers(dashboard, session),
+    )
+    assert status == 200 and json.loads(body)["state"] == "queued", body
 
 
 async def test_signing_out_ends_the_session_and_needs_the_token_too(
