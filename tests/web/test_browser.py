@@ -278,15 +278,17 @@ async def test_every_view_fits_a_phone_and_a_wide_screen_in_light_and_dark(
     assert await run(browser.console_errors) == []
 
 
-async def test_a_used_link_in_the_browser_shows_how_to_sign_in(
+async def test_signing_out_and_a_used_link_show_how_to_sign_in(
     dashboard: Dashboard, browser: Browser
 ) -> None:
     link = (await dashboard.client.post("/v1/ui/login-link"))["url"]
     await run(browser.driver.get, link)
     await run(browser.find, ".live.on")
-    await run(browser.driver.delete_all_cookies)
-    await run(browser.driver.get, link)  # used already
+    await run(browser.click, "#logout")
+    await run(browser.wait, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Signed out")
+    assert "poolctl ui" in await run(lambda: browser.driver.find_element(By.ID, "main").text)
+    await run(browser.driver.refresh)  # the cookie is worth nothing now
+    await run(browser.find, "main.signin")
+    await run(browser.driver.get, link)  # and the link was used already
     body = await run(browser.find, "main.signin")
     assert "poolctl ui" in await run(lambda: body.text)
-    await run(browser.driver.get, dashboard.origin + "/#jobs")
-    await run(browser.find, "main.signin")

@@ -448,9 +448,11 @@ function connect() {
   source.onerror = () => {
     setLive(false);
     if (source.readyState === EventSource.CLOSED) {
-      // Refused outright (a 401, or too many tabs): find out which, then try again later.
+      // Refused outright (a 401, or too many tabs): a 401 signs the page out, else retry.
       source = null;
-      api("/status").then(() => setTimeout(connect, 5000), () => {});
+      api("/status").then(
+        () => setTimeout(connect, 5000),
+        (err) => { if (err.status !== 401) setTimeout(connect, 5000); });
     }
   };
   source.onmessage = (message) => {
