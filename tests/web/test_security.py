@@ -312,6 +312,10 @@ def test_web_config_is_loopback_only_unless_remote_with_tls(tmp_path: Path) -> N
 
     load('listen = "[::1]:9000"')
     load('listen = "localhost:0"')
+    path = tmp_path / "env.toml"
+    path.write_text("")
+    cfg = load_config(path, env={"HOME": str(tmp_path), "POOLDAEMON_WEB__ENABLED": "false"})
+    assert cfg.web.enabled is False and cfg.web.listen == "127.0.0.1:8577"
     cases = {
         'listen = "0.0.0.0:8577"': "web.listen: 0.0.0.0 is not a loopback address",
         'listen = "8577"': 'web.listen: must be "host:port"',
