@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import ipaddress
 import os
 import re
 import sys
@@ -460,6 +461,80 @@ PoolConfig = Annotated[CrateQConfig | PromoOnlyConfig | HarvestConfig, Field(dis
 
 
 # ---------------------------------------------------------------------------------------------
+# [web]
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """`"127.0.0.1:8577"` or `"[::1]:8577"` → (host, port); raises ValueError."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f'must be "host:port", like "127.0.0.1:8577" or "[::1]:8577" (got {describe(text)})'
+        )
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"the host must be an IP address or localhost, not {describe(host)}"
+            ) from None
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value.strip()
+
+
+class WebConfig(BaseModel):
+    """[web]: the dashboard (docs/interface.md §11); loopback only unless allow_remote with TLS."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8577"  # port 0: any free port
+    allow_remote: bool = False
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def loopback(self) -> bool:
+        """Whether `listen` names a loopback address (only this machine can connect)."""
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+
+    @model_validator(mode="after")
+    def _remote_needs_tls(self) -> WebConfig:
+        """docs/reliability.md W1: session cookies never cross a network in the clear."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _Problem(missing, "tls_cert and tls_key go together; give both or neither")
+        if self.loopback:
+            return self
+        if not self.allow_remote:
+            raise _Problem(
+                "listen",
+                f"{self.host} is not a loopback address; other machines could reach the "
+                "dashboard: set allow_remote = true with tls_cert and tls_key, or listen on "
+                "127.0.0.1",
+            )
+        if self.tls_cert is None:
+            raise _Problem(
+                "tls_cert", "allow_remote = true needs tls_cert and tls_key (HTTPS only)"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole config
 
 
@@ -482,6 +557,7 @@ class Config(BaseSettings):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     schedule: Schedule = ()
     gig: GigConfig = Field(default_factory=GigConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @classmethod
@@ -670,6 +746,8 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         and len(table) == (2 if table[0] == "schedule" else 1)
     ):
         return toml_keys(INFORMED_SECTIONS[str(table[0])])
+    if table == ["web"]:
+        return toml_keys(WebConfig)
     if len(table) == 2 and table[0] == "pools":
         pool = data.get("pools", {}).get(table[1], {})
         model = POOL_TYPES.get(str(pool.get("type"))) if isinstance(pool, dict) else None

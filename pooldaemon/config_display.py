@@ -83,6 +83,7 @@ def render_effective(cfg: Config) -> str:
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
     sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
     sections += [("[schedule]", window) for window in cfg.schedule]
+    sections.append(("web", cfg.web))
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
@@ -116,6 +117,7 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "hooks": section(cfg.hooks),
         "schedule": [section(window) for window in cfg.schedule],
         "gig": section(cfg.gig),
+        "web": section(cfg.web),
     }
 
 

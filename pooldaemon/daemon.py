@@ -49,6 +49,7 @@ from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import Submit, SyncCoordinator
+from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
 
 log = get_logger(__name__)
 
@@ -232,6 +233,8 @@ class Daemon:
         self.store: Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.server: ControlServer | None = None
+        self.web: WebServer | None = None
+        self._web_problem = "the dashboard is off ([web] enabled = false)"
         self._lock = InstanceLock(config.daemon.state_dir)
         self._started: list[Lifecycle] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -250,6 +253,7 @@ class Daemon:
             # daemon on the path stops us here, not after downloads resumed.
             self.server = ControlServer(self, daemon_cfg.socket_path)
             self.server.bind()
+            self._bind_web(self.server)
             self.store = await Store.open(daemon_cfg.state_dir / "state.db")
             await store_pools.ensure_pools(
                 self.store, {name: pool.type for name, pool in self.config.pools.items()}
@@ -275,6 +279,8 @@ class Daemon:
                 await component.start()
                 self._started.append(component)
             await self.server.start()
+            if self.web is not None:
+                await self.web.start()
         except BaseException:
             await self._teardown()
             raise
@@ -310,6 +316,9 @@ class Daemon:
 
     async def _teardown(self) -> None:
         deadline = time.monotonic() + STOP_BUDGET_S
+        if self.web is not None:
+            web, self.web = self.web, None
+            await web.stop()
         if self.server is not None:
             server, self.server = self.server, None
             await server.stop()  # no new requests; event streams end with a "shutdown" line
@@ -331,6 +340,22 @@ class Daemon:
             await store.close()
         self.notifier.close()
         self._lock.release()
+
+    def _bind_web(self, api: ControlServer) -> None:
+        """The dashboard, when enabled; one that cannot listen is logged, not fatal: downloads
+        matter more than the page, and `poolctl ui` repeats the reason."""
+        if not self.config.web.enabled:
+            return
+        web = WebServer(
+            self.config.web, api, self.events, functools.partial(settings_answer, self.config)
+        )
+        try:
+            web.bind()
+        except WebSetupError as err:
+            log.error(err.message, code=err.code)
+            self._web_problem = err.message
+            return
+        self.web = web
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -565,6 +590,11 @@ class Daemon:
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}
+
+    async def login_link(self) -> dict[str, Any]:
+        if self.web is None:
+            raise Conflict(self._web_problem)
+        return {"url": self.web.login_link()}
 
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)

@@ -397,6 +397,24 @@ def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
 
 @main.command()
 @pass_ctl
+def ui(ctl: Ctl) -> None:
+    """Open the dashboard in the browser ($BROWSER when set) through a one-time login link."""
+    data = call(ctl, lambda c: c.post("/v1/ui/login-link"))
+    if ctl.as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    import webbrowser  # reads $BROWSER itself
+
+    url = str(data["url"])
+    # The link opens a session once, within a minute: print it only when no browser took it.
+    if not webbrowser.open(url):
+        click.echo(f"Open this link in your browser within a minute (it works once):\n{url}")
+        return
+    click.echo("Opened the dashboard in your browser.")
+
+
+@main.command()
+@pass_ctl
 def watch(ctl: Ctl) -> None:
     """Live progress of active jobs until Ctrl-C (with --json: the events, one per line)."""
 

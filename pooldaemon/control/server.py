@@ -14,6 +14,7 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     POST /pause · /resume            (pooldaemon extension) the whole downloader
     GET  /pools/{pool}/queue · POST  {"add": ID} | {"remove": ID} → the remote queue
     GET  /events                     NDJSON stream; a heartbeat line every `heartbeat_s`
+    POST /ui/login-link              (socket only) a one-time dashboard login link → {"url"}
 """
 
 from __future__ import annotations
@@ -262,27 +263,39 @@ class ControlServer:
 
     def _build_app(self, max_body_bytes: int) -> web.Application:
         app = web.Application(
-            client_max_size=max_body_bytes, middlewares=[self._errors, self._peer_check]
+            client_max_size=max_body_bytes,
+            middlewares=[self.errors_middleware, self._peer_check],
         )
-        r = app.router
-        r.add_get("/v1/status", self._status)
-        r.add_get("/v1/pools", self._pools)
-        r.add_post("/v1/pools/{pool}/sync", self._sync)
-        r.add_get("/v1/pools/{pool}/queue", self._queue)
-        r.add_post("/v1/pools/{pool}/queue", self._queue_edit)
-        r.add_get("/v1/catalog", self._catalog)
-        r.add_get("/v1/jobs", self._jobs)
-        r.add_post("/v1/jobs", self._submit)
-        r.add_get("/v1/jobs/{id}", self._job)
-        r.add_post("/v1/jobs/{id}/{action}", self._job_action)
-        r.add_post("/v1/redownload", self._redownload)
-        r.add_post("/v1/pause", self._pause_all)
-        r.add_post("/v1/resume", self._resume_all)
-        r.add_get("/v1/events", self._events)
+        self.add_routes(app.router)
+        # Socket only: whoever may use the socket may open the dashboard (docs/interface.md §11).
+        app.router.add_post("/v1/ui/login-link", self._login_link)
         return app
 
+    def add_routes(
+        self, router: web.UrlDispatcher, prefix: str = "/v1", *, events: bool = True
+    ) -> None:
+        """Mount the API's routes under `prefix` on `router`: the socket's app and the
+        dashboard's `/api/v1` share these handlers (the dashboard streams events itself)."""
+        r = router
+        r.add_get(f"{prefix}/status", self._status)
+        r.add_get(f"{prefix}/pools", self._pools)
+        r.add_post(f"{prefix}/pools/{{pool}}/sync", self._sync)
+        r.add_get(f"{prefix}/pools/{{pool}}/queue", self._queue)
+        r.add_post(f"{prefix}/pools/{{pool}}/queue", self._queue_edit)
+        r.add_get(f"{prefix}/catalog", self._catalog)
+        r.add_get(f"{prefix}/jobs", self._jobs)
+        r.add_post(f"{prefix}/jobs", self._submit)
+        r.add_get(f"{prefix}/jobs/{{id}}", self._job)
+        r.add_post(f"{prefix}/jobs/{{id}}/{{action}}", self._job_action)
+        r.add_post(f"{prefix}/redownload", self._redownload)
+        r.add_post(f"{prefix}/pause", self._pause_all)
+        r.add_post(f"{prefix}/resume", self._resume_all)
+        if events:
+            r.add_get(f"{prefix}/events", self._events)
+
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Errors as `{"error": {"code", "message"}}` (shared with the dashboard's API)."""
         try:
             return await handler(request)
         except PoolDaemonError as err:
@@ -399,6 +412,10 @@ class ControlServer:
         await self._body(request, {})
         return json_response(await self.services.resume_all())
 
+    async def _login_link(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.login_link())
+
     async def _queue(self, request: web.Request) -> web.Response:
         return json_response(await self.services.queue(request.match_info["pool"]))
 
@@ -511,6 +528,11 @@ def _forbidden(message: str) -> web.Response:
     resp = error_response(403, "forbidden", message)
     resp.force_close()  # S1: answer and hang up
     return resp
+
+
+def json_line(data: Any) -> bytes:
+    """One JSON document and a newline, free-text fields redacted: what every answer holds."""
+    return _line(data)
 
 
 def _line(data: Any) -> bytes:

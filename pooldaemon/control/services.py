@@ -72,3 +72,7 @@ class Services(Protocol):
     async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
         """Add one item to or remove one from the remote queue; returns the queue after."""
         ...
+
+    async def login_link(self) -> dict[str, Any]:
+        """A one-time dashboard login link: `{"url"}` (Conflict when the dashboard is off)."""
+        ...
