@@ -128,9 +128,10 @@ class Components:
     search: SearchPort | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the engine takes jobs before sync hands it any, the scheduler ticks
-        sync, the watcher submits last. Stopped in reverse."""
-        return [c for c in (self.engine, self.sync, self.scheduler, self.watcher) if c is not None]
+        """Start order: sync gives the adapters back their saved state (no network) before the
+        engine resumes jobs that use them; the engine takes jobs before the scheduler's ticks
+        hand it any; the watcher submits last. Stopped in reverse."""
+        return [c for c in (self.sync, self.engine, self.scheduler, self.watcher) if c is not None]
 
 
 @dataclass(frozen=True)
@@ -419,12 +420,20 @@ class Daemon:
                     "last_error": rows.get(name, {}).get("last_error"),
                     "last_error_at": rows.get(name, {}).get("last_error_at"),
                     "blocked_reason": rows.get(name, {}).get("blocked_reason"),
+                    # What the pool lacks (an assumed endpoint): said here, not as an error.
+                    "notice": self._notice(name),
                 }
                 for name, pool in self.config.pools.items()
             ],
             "jobs": await store_jobs.job_counts(self._store()),
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
         }
+
+    def _notice(self, pool: str) -> str | None:
+        adapter = self.components.adapters.get(pool)
+        if adapter is None:
+            return None
+        return "; ".join(adapter.notices()) or None
 
     async def pools(self) -> list[dict[str, Any]]:
         result = []
