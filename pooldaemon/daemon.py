@@ -44,7 +44,7 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
-from pooldaemon.store import Store
+from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import SyncCoordinator
@@ -465,9 +465,13 @@ class Daemon:
             raise _not_running("catalog search")
         return await self.components.search(params)
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)
-        return [self._live(job) for job in jobs]
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        total, jobs = await job_pages.page_jobs(
+            self._store(), state=state, pool=pool, limit=limit, offset=offset
+        )
+        return {"total": total, "items": [self._live(job) for job in jobs]}
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return self._live(await store_jobs.get_job(self._store(), job_id))
