@@ -162,9 +162,17 @@ class PageResult:
 _SPELLING = "INSERT OR IGNORE INTO spellings (kind, folded, value) VALUES (?, ?, ?)"
 
 
-def spelling_rows(tracks: Iterable[Track]) -> list[tuple[str, str, str]]:
-    """A page's genre and mix values under their Unicode case fold (schema migration 11)."""
-    seen = {("g", t.genre) for t in tracks if t.genre} | {("m", t.mix) for t in tracks if t.mix}
+_GENRE_AT, _MIX_AT = ROW_FIELDS.index("genre"), ROW_FIELDS.index("mix")
+
+
+def spelling_rows(rows: TrackRows) -> list[tuple[str, str, str]]:
+    """A page's genre and mix values under their Unicode case fold (schema migration 11).
+
+    Read off the flat rows by slicing: indexing a TrackRows builds a Track per row."""
+    values = rows.values
+    seen = {("g", v) for v in values[_GENRE_AT::WIDTH] if v} | {
+        ("m", v) for v in values[_MIX_AT::WIDTH] if v
+    }
     return [(kind, value.casefold(), value) for kind, value in sorted(seen)]
 
 
@@ -190,7 +198,7 @@ async def apply_page(
     if not tracks:
         return PageResult()
     rows = TrackRows.of(pool, tracks)
-    spellings = spelling_rows(tracks)
+    spellings = spelling_rows(rows)
     if bulk:
         return await _bulk_page(store, pool, rows, seen_at, spellings)
     values = rows.values
