@@ -140,7 +140,7 @@ async def test_a_queue_get_whose_answer_was_lost_is_not_sent_again_unless_the_us
             with pytest.raises(Conflict) as refused:
                 await reborn.plan(Request("promoonly", track))
             assert "was lost" in refused.value.message
-            assert f"--add {track}" in refused.value.message
+            assert f"poolctl queue promoonly add {track}" in refused.value.message
             assert sim.queue_calls[int(track)] == 1, lost.value
             # The user's own word asks again; the job's retry then uses that answer.
             await reborn.queue_add(track)

@@ -386,7 +386,7 @@ class PromoOnlyAdapter(PoolAdapter):
         docs/reliability.md C6: the answer is written to the state database before it is used,
         so a crash after it costs nothing; a GET whose answer never came back is not sent again
         (the queue cannot be read to see whether it was applied) unless the user asks
-        (`poolctl queue POOL --add ID`, `force`). Answers are forgotten once the pool
+        (`poolctl queue POOL add ID`, `force`). Answers are forgotten once the pool
         acknowledges the download.
         """
         held = self._answers.get(track_id)
@@ -397,7 +397,7 @@ class PromoOnlyAdapter(PoolAdapter):
                 f"{self.name}: the answer to queuing track {track_id} was lost, and the website's "
                 "download queue cannot be read to see whether the pool queued it; queuing it "
                 "again may use up a download: check the website's queue, then "
-                f"`poolctl queue {self.name} --add {track_id}` and `poolctl retry` the job"
+                f"`poolctl queue {self.name} add {track_id}` and `poolctl retry` the job"
             )
         self._asked[track_id] = self.clock()
         await self.save_state()
