@@ -80,7 +80,7 @@ from pooldaemon.informed_config import (
     NotifyConfig,
     Schedule,
 )
-from pooldaemon.units import format_duration, format_size
+from pooldaemon.units import format_duration
 
 APP_NAME = "pooldaemon"
 ENV_PREFIX = "POOLDAEMON_"
@@ -158,10 +158,13 @@ class DaemonConfig(BaseModel):
     write_tags: bool = True
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # CONTRACT §5: ZIP extraction limit (also capped at run time by free space less a margin).
+    # ZIP extraction limits (docs/interface.md §5): the output (also capped at run time by free
+    # space less a margin), the entries of an archive set, and each entry's compression ratio.
     max_extract_size_bytes: Annotated[Size, AfterValidator(at_least(_MIB, "size"))] = toml_key(
         "max_extract_size", "8 GiB"
     )
+    max_extract_entries: int = Field(10_000, ge=1, le=1_000_000)
+    max_extract_ratio: float = Field(100.0, ge=2.0, le=100_000.0, allow_inf_nan=False)
     # Drop folder (CONTRACT §3): poll instead of OS events (network shares, some containers), and
     # rescan this often anyway in case an event was missed.
     force_polling: bool = False
@@ -241,21 +244,6 @@ class DaemonConfig(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _bandwidth_leaves_speed_floor(self) -> DaemonConfig:
-        """A shared bandwidth limit below speed_floor per job would make every job look too slow."""
-        if self.bandwidth_limit_bps and self.speed_floor_bps:
-            needed = self.speed_floor_bps * self.max_active_downloads
-            if self.bandwidth_limit_bps < needed:
-                raise _Problem(
-                    "bandwidth_limit",
-                    f"{format_size(self.bandwidth_limit_bps)}/s shared by max_active_downloads = "
-                    f"{self.max_active_downloads} leaves each job less than speed_floor "
-                    f"({format_size(self.speed_floor_bps)}/s); raise it to at least "
-                    f"{format_size(needed)}/s, or lower speed_floor or max_active_downloads",
-                )
-        return self
-
 
 # ---------------------------------------------------------------------------------------------
 # [pools.<name>]
@@ -268,6 +256,9 @@ class _PoolBase(BaseModel):
 
     # Field names (attributes) of the secrets of this pool type; each also accepts `<key>_file`.
     SECRETS: ClassVar[tuple[str, ...]] = ()
+    # Whether the pool type has a catalog to mirror (its adapter's CATALOG capability): without
+    # one, `catalog_interval` does nothing and check-config says so.
+    HAS_CATALOG: ClassVar[bool] = True
     # CONTRACT §6, "All pools": each pool has a floor on its polling intervals. Faster polling
     # buys nothing (catalogs change a few times a day) and risks 429s and bans.
     INTERVAL_FLOORS_S: ClassVar[dict[str, float]] = {
@@ -353,6 +344,7 @@ class CrateQConfig(_PoolBase):
 class PromoOnlyConfig(_PoolBase):
     """[pools.<name>] type = "promoonly": Promo Only POOL (seeds 000–002, CONTRACT §6)."""
 
+    HAS_CATALOG: ClassVar[bool] = False  # no catalog listing is documented
     SECRETS: ClassVar[tuple[str, ...]] = ("password", "token")
 
     type: Literal["promoonly"]

@@ -45,7 +45,7 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
-from pooldaemon.store import Store
+from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import Submit, SyncCoordinator
@@ -137,10 +137,11 @@ class Components:
     search: SearchPort | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the outbox is ready before a download can owe a call, the engine takes
-        jobs before sync hands it any, the scheduler ticks sync, the watcher submits last.
-        Stopped in reverse."""
-        order = (self.outbox, self.engine, self.sync, self.scheduler, self.watcher)
+        """Start order: the outbox is ready before a download can owe a call; sync gives the
+        adapters back their saved state (no network) before the engine resumes jobs that use
+        them; the engine takes jobs before the scheduler's ticks hand it any; the watcher submits
+        last. Stopped in reverse."""
+        order = (self.outbox, self.sync, self.engine, self.scheduler, self.watcher)
         return [c for c in order if c is not None]
 
 
@@ -461,12 +462,20 @@ class Daemon:
                     "last_error": rows.get(name, {}).get("last_error"),
                     "last_error_at": rows.get(name, {}).get("last_error_at"),
                     "blocked_reason": rows.get(name, {}).get("blocked_reason"),
+                    # What the pool lacks (an assumed endpoint): said here, not as an error.
+                    "notice": self._notice(name),
                 }
                 for name, pool in self.config.pools.items()
             ],
             "jobs": await store_jobs.job_counts(self._store()),
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
         }
+
+    def _notice(self, pool: str) -> str | None:
+        adapter = self.components.adapters.get(pool)
+        if adapter is None:
+            return None
+        return "; ".join(adapter.notices()) or None
 
     async def pools(self) -> list[dict[str, Any]]:
         result = []
@@ -498,9 +507,13 @@ class Daemon:
             raise _not_running("catalog search")
         return await self.components.search(params)
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)
-        return [self._live(job) for job in jobs]
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        total, jobs = await job_pages.page_jobs(
+            self._store(), state=state, pool=pool, limit=limit, offset=offset
+        )
+        return {"total": total, "items": [self._live(job) for job in jobs]}
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return self._live(await store_jobs.get_job(self._store(), job_id))

@@ -218,13 +218,18 @@ def status_view(data: dict[str, Any]) -> RenderableType:
     for pool in data.get("pools", []):
         error = pool.get("blocked_reason") or pool.get("last_error")
         name = Text(pool["name"]) if pool.get("enabled", True) else Text(pool["name"], "dim")
+        notice = pool.get("notice")
         rows.append(
             [
                 name,
                 pool.get("type", "?"),
                 fmt_ago(pool.get("last_catalog_sync")),
                 fmt_ago(pool.get("last_queue_sync")),
-                Text(error, style="red") if error else Text("-"),
+                Text(error, style="red")
+                if error
+                else Text(notice, style="yellow")
+                if notice
+                else Text("-"),
             ]
         )
     if not rows:

@@ -5,8 +5,9 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     GET  /status                     Services.status()
     GET  /pools                      a JSON list of the pools
     POST /pools/{pool}/sync          {"full": bool}            → sync result
-    GET  /catalog                    q, pool, genre, bpm, year, mix, advisory, media, limit, offset
-    GET  /jobs                       state, pool                → {"items": [job…]}
+    GET  /catalog                    q, pool, genre, bpm, year, mix, advisory, media, removed,
+                                     limit, offset
+    GET  /jobs                       state, pool, limit, offset → {"total", "items": [job…]}
     POST /jobs                       {"refs": [str…]}           → {"accepted", "rejected"}
     GET  /jobs/{id}                                             → a job
     POST /jobs/{id}/{retry|cancel|pause|resume}                 → the job
@@ -35,7 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pooldaemon import jsonstrict
+from pooldaemon import jsonstrict, search
 from pooldaemon.control.peercred import PeerCredUnavailable, peer_credentials
 from pooldaemon.control.services import JOB_ACTIONS, Services
 from pooldaemon.errors import BadRequest, PoolDaemonError
@@ -46,10 +47,9 @@ log = get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REFS = 1000
-#: Query keys `GET /v1/catalog` accepts (CONTRACT §4).
-CATALOG_PARAMS = frozenset(
-    {"q", "pool", "genre", "bpm", "year", "mix", "advisory", "media", "limit", "offset"}
-)
+#: Query keys `GET /v1/catalog` accepts: the search's own list, `removed` included.
+CATALOG_PARAMS = search.PARAMS
+JOBS_PARAMS = frozenset({"state", "pool", "limit", "offset"})
 #: Keys whose text may come from a pool's answer: redacted before it leaves the daemon (S3).
 _FREE_TEXT_KEYS = frozenset({"error", "last_error", "message", "reason", "blocked_reason"})
 
@@ -365,16 +365,18 @@ class ControlServer:
         return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     async def _jobs(self, request: web.Request) -> web.Response:
-        unknown = set(request.query) - {"state", "pool"}
+        unknown = set(request.query) - JOBS_PARAMS
         if unknown:
             raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        # docs/interface.md §12: paged like the catalog; without `limit`, the largest page.
+        limit, offset = search.parse_page(request.query, default_limit=search.MAX_LIMIT)
         state = request.query.get("state") or None
         if state is not None and state not in {s.value for s in JobState}:
             raise BadRequest(
                 f"unknown job state {state!r} (states: {', '.join(s.value for s in JobState)})"
             )
         pool = request.query.get("pool") or None
-        return json_response({"items": await self.services.list_jobs(state, pool)})
+        return json_response(await self.services.list_jobs(state, pool, limit, offset))
 
     async def _submit(self, request: web.Request) -> web.Response:
         body = await self._body(request, {"refs": list, "redownload": bool, "reason": str})

@@ -39,8 +39,10 @@ class Services(Protocol):
         """Offline catalog search (`GET /v1/catalog` query): `{"total", "items": [track…]}`."""
         ...
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        """Jobs, newest first, optionally filtered."""
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """One page of jobs, newest first, optionally filtered: `{"total", "items"}`."""
         ...
 
     async def get_job(self, job_id: int) -> dict[str, Any]:

@@ -199,6 +199,8 @@ class Finisher:
             dest,
             staging,
             max_total_bytes=limit,
+            max_entries=self.config.max_extract_entries,
+            max_ratio=self.config.max_extract_ratio,
         )
         if files:
             dest = dest.parent / Path(files[0]).relative_to(dest.parent).parts[0]
