@@ -126,10 +126,10 @@ _NAME_FIELDS = frozenset({"title", "song"})
 # An empty field is rendered as this mark first, then removed with its debris.
 _EMPTY = "\x00"
 _SEPARATOR = r"(?:\s*[-–—_|,;·~]+\s*|\s+)"
-# "(…)" holding only empty fields and spaces, with the space before it.
-_EMPTY_BRACKETS = re.compile(r"\s*[(\[{<]\s*(?:\x00\s*)+[)\]}>]")
+# "(…)" holding only empty fields and separators, with the space before it.
+_EMPTY_BRACKETS = re.compile(r"\s*[(\[{<][-–—_|,;·~\s]*\x00[-–—_|,;·~\s\x00]*[)\]}>]")
 # An empty field and the separator before it, when real text comes before that separator.
-_EMPTY_AFTER_TEXT = re.compile(rf"(?<=[^\s(\[{{<\x00]){_SEPARATOR}\x00")
+_EMPTY_AFTER_TEXT = re.compile(rf"(?<=[^-–—_|,;·~\s(\[{{<\x00]){_SEPARATOR}\x00")
 # An empty field at the start (of the level or of a bracket) and the separator after it.
 _EMPTY_LEADING = re.compile(rf"\x00{_SEPARATOR}?")
 
@@ -232,7 +232,11 @@ def _remove_empty(pieces: list[_Piece]) -> str:
 def _strip_marks(text: str) -> str:
     """Remove empty-field marks with the brackets or separator that belonged to them."""
     text = _EMPTY_BRACKETS.sub("", text)
-    text = _EMPTY_AFTER_TEXT.sub("", text)
+    while True:  # "T - {year} - {rule}": each pass takes one " - " and the mark after it
+        shorter = _EMPTY_AFTER_TEXT.sub("", text)
+        if shorter == text:
+            break
+        text = shorter
     text = _EMPTY_LEADING.sub("", text)
     return _WHITESPACE.sub(" ", text).strip()
 
