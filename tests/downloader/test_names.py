@@ -8,6 +8,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pooldaemon.config import FILE_TEMPLATE_FIELDS, DaemonConfig
 from pooldaemon.downloader.paths import render_template, sanitize_component, template_fields
@@ -185,3 +187,43 @@ def test_a_name_field_missing_still_reads_unknown() -> None:
         "Unknown Genre",
         "Unknown Artist - T.mp3",
     ]
+
+
+_OPTIONAL = ["mix", "version", "advisory", "key", "bpm", "year", "rule", "source"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([" - ", " ", "_", ", ", " (", ") ", " [", "] "]),
+            st.sampled_from(_OPTIONAL),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    st.sets(st.sampled_from(_OPTIONAL)),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_mix_of_empty_optional_fields_leaves_no_debris(
+    tail: list[tuple[str, str]], filled: set[str]
+) -> None:
+    template = "{artist} - {title}"
+    opened: list[str] = []
+    for separator, field in tail:
+        if separator.strip() in ("(", "[") and not opened:
+            opened.append(")" if "(" in separator else "]")
+            template += f"{separator}{{{field}}}"
+        elif separator.strip() in (")", "]"):
+            template += f", {{{field}}}"
+        else:
+            template += f"{separator}{{{field}}}"
+    template += "".join(opened)
+    values = {field: f"V{field}" for field in filled}
+    got = render_template(template, {"artist": "A", "title": "T", **values}, "mp3")[0]
+    stem = got.removesuffix(".mp3")
+    assert stem.startswith("A - T")
+    assert not re.search(r"\(\s*\)|\[\s*\]", stem), (template, filled, got)
+    assert not re.search(r"[-_,]\s*$|\(\s*[-_,]|[-_,]\s*[)\]]", stem), (template, filled, got)
+    assert not re.search(r"\s[-_,]\s*[-_,]\s", stem), (template, filled, got)
+    for field in filled & {field for _, field in tail}:
+        assert f"V{field}" in stem
