@@ -18,7 +18,7 @@ from typing import Any
 
 from pooldaemon.errors import PoolDaemonError
 from pooldaemon.fsutil import fsync_dir
-from pooldaemon.songkey import Version, parse, version_in_name
+from pooldaemon.songkey import Version, parse, parse_version, split_title, version_in_name
 
 MAX_COMPONENT_BYTES = 200
 
@@ -212,6 +212,24 @@ def _drop_carried_versions(pieces: list[_Piece]) -> None:
         name = _strip_marks("".join(shown))
         if name and version_in_name(name, piece.value):
             piece.value = None
+        elif name and piece.field == "version":
+            piece.value = _version_left(name, piece.value)
+
+
+def _version_left(name: str, shown: str) -> str | None:
+    """The part of a `{version}` the name does not say yet: `Song [Clean]` + `Extended Clean`
+    → `Extended`."""
+    _, have = split_title(name)
+    want = parse_version(shown)
+    have_mix = set((have.mix or "").split())
+    mix = " ".join(word for word in (want.mix or "").split() if word not in have_mix)
+    left = Version(
+        mix or None,
+        None if want.advisory == have.advisory else want.advisory,
+        None if want.quality == have.quality else want.quality,
+        want.video and not have.video and want.quality is None,
+    )
+    return _version_shown(left) or None
 
 
 def _remove_empty(pieces: list[_Piece]) -> str:

@@ -63,6 +63,9 @@ def test_crateq_titles_carry_their_mix_so_nothing_is_appended() -> None:
         got = name(crateq_meta(record), ext)
         expected = sanitize_component(f"{record['artist']} - {record['title']}.{ext}")
         assert got == expected, (record["title"], record["tool"])
+        # The title says the whole version too: advisory, and the quality of a video.
+        with_version = name(crateq_meta(record), ext, "{artist} - {title} ({version})")
+        assert with_version == expected, (record["title"], record["tool"], record["quality"])
 
 
 @pytest.mark.parametrize(
@@ -84,6 +87,15 @@ def test_a_version_in_the_title_is_not_repeated(
 ) -> None:
     got = name({"artist": "A", "title": title, "mix": mix}, ext)
     assert got == f"A - {title}{appended}.{ext}"
+
+
+def test_a_version_shows_only_what_the_name_does_not_say() -> None:
+    meta = {"artist": "A", "title": "Song [Clean]", "mix": "Extended"}
+    assert name(meta, "mp3", "{artist} - {title} ({version})") == "A - Song [Clean] (Extended).mp3"
+    got = name(meta, "mp3", "{artist} - {title} ({mix}) [{version}]")
+    assert got == "A - Song [Clean] (Extended).mp3"
+    song = name(meta, "mp3", "{artist} - {song} ({version})")
+    assert song == "A - Song (Extended Clean).mp3"
 
 
 def test_an_artist_named_like_a_mix_does_not_hide_the_mix() -> None:
