@@ -143,7 +143,8 @@ def render_template(template: str, fields: Mapping[str, object], ext: str) -> li
     separator before it (`{title} - {version}` → `Title`); any other empty field renders as
     `Unknown <Field>`. A version field (`VERSION_FIELDS`) whose value the level's `{title}` or
     `{song}` already carries renders empty, so a name never repeats its version
-    (`Sexy Lady [Xtendz] - qHD - Clean ({mix})` with mix `Xtendz` → no `(Xtendz)`).
+    (`Sexy Lady [Xtendz] - qHD - Clean ({mix})` with mix `Xtendz` → no `(Xtendz)`), and
+    `{version}` shows only what the name does not say yet (`Song [Clean] (Extended)`).
     """
     levels = [level for level in template.split("/") if level.strip()]
     if not levels:
