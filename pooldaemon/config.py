@@ -89,17 +89,21 @@ CONFIG_PATH_VAR = "POOLDAEMON_CONFIG"
 NON_SETTING_ENV_VARS = frozenset({CONFIG_PATH_VAR})
 FILE_TEMPLATE_FIELDS = (
     "pool",
+    "source",
     "genre",
     "artist",
     "title",
+    "song",
+    "version",
     "mix",
-    "year",
-    "bpm",
-    "editor",
-    "id",
     "advisory",
+    "bpm",
+    "key",
+    "year",
+    "rule",
+    "editor",
     "quality",
-    "source",
+    "id",
 )
 # Pool names appear in refs ("crateq:570291", CONTRACT §3), so they cannot hold ":" or spaces.
 _POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
@@ -224,10 +228,13 @@ class DaemonConfig(BaseModel):
             raise ValueError("must be relative to download_dir (remove the leading / or ~)")
         if any(part.strip() in ("", ".", "..") for part in parts):
             raise ValueError('folder levels must not be empty, "." or ".."')
-        if not re.search(r"\{(title|id)\}", parts[-1]):
+        name = parts[-1]
+        if not re.search(r"\{(title|id)\}", name) and not (
+            "{song}" in name and "{version}" in name
+        ):
             raise ValueError(
-                "the file name part (after the last /) must contain {title} or {id}, "
-                "or every track would get the same name"
+                "the file name part (after the last /) must contain {title} or {id} (or {song} "
+                "with {version}), or every track would get the same name"
             )
         return value
 

@@ -222,8 +222,9 @@ BAD_CONFIGS = [
     pytest.param(
         '[daemon]\nfile_template = "{pool}/{genr}/{title}"',
         {},
-        "daemon.file_template: unknown placeholder {genr} (allowed: {pool}, {genre}, {artist}, "
-        "{title}, {mix}, {year}, {bpm}, {editor}, {id}, {advisory}, {quality}, {source})",
+        "daemon.file_template: unknown placeholder {genr} (allowed: {pool}, {source}, {genre}, "
+        "{artist}, {title}, {song}, {version}, {mix}, {advisory}, {bpm}, {key}, {year}, {rule}, "
+        "{editor}, {quality}, {id})",
         id="bad-template-field",
     ),
     pytest.param(
