@@ -147,3 +147,30 @@ async def test_a_hold_and_the_users_pause_do_not_undo_each_other(
         assert (await store_jobs.get_job(harness.store, second))["state"] == "queued"
     await engine.resume_all()
     assert (await harness.wait(second, "done", "failed"))["state"] == "done"
+
+
+async def test_a_hold_that_lands_as_chunks_complete_resumes_with_ranges(
+    harness: EngineHarness, servers: ServerFactory, media: MediaStore, library: Path
+) -> None:
+    # Lifting the limit and holding at once lets every connection read to the end of its chunk
+    # as it is stopped: the checkpoint then holds whole chunks, which must not be asked for
+    # again with a Range starting past their end (a server answers that with 200).
+    media.add_generated("mid", "mp3", "mid", 8 * MIB)
+    srv = await servers()
+    harness.pool.add("1", [PartSpec("main", "mid", [("s", srv)])])
+    config = make_config(library, chunk_size_bytes=256 * 1024, bandwidth_limit_bps=2 * MIB)
+    engine = await harness.start(config)
+    job_id = await harness.get("1", engine)
+    await until_bytes(harness, job_id, MIB)
+    engine.set_rate(0)
+    await engine.hold("gig: rekordbox")
+    assert (await store_jobs.get_job(harness.store, job_id))["state"] == "queued"
+    engine.set_rate(2 * MIB)
+    engine.release()
+    job = await harness.wait(job_id, "done", "failed", timeout=60)
+    assert job["state"] == "done", job["error"]
+    assert job["attempts"] == 0, job["error"]
+    assert (
+        hashlib.sha256(Path(job["path"]).read_bytes()).hexdigest()
+        == hashlib.sha256(media.get("mid")).hexdigest()
+    )
