@@ -180,7 +180,7 @@ class GovernedDownloads:
 
     def _on_change(self, throttle: Throttle) -> None:
         # The rate at once, without waiting for a transfer: in-flight reads slow down now.
-        self._engine.set_rate(throttle.limit_bps or 0)
+        self._set_rate(throttle)
         self._latest = throttle
         self._changed.set()
 
@@ -195,8 +195,14 @@ class GovernedDownloads:
             except PoolDaemonError as err:  # the next change tries again
                 log.error("throttle not applied", error=err.message)
 
+    def _set_rate(self, throttle: Throttle) -> None:
+        # A pause has no limit of its own: the last one stays while transfers stop, rather
+        # than "unlimited" letting them burst on their way out.
+        if not throttle.paused:
+            self._engine.set_rate(throttle.limit_bps or 0)
+
     async def _apply(self, throttle: Throttle) -> None:
-        self._engine.set_rate(throttle.limit_bps or 0)
+        self._set_rate(throttle)
         if throttle.paused:
             await self._engine.hold(throttle.reason or "schedule")
         else:
