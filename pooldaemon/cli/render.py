@@ -527,6 +527,9 @@ class WatchView:
             return f"sync {pool}: {counts or 'done'}"
         if kind == "dropped":
             return f"(missed {event.get('count')} events: the view may lag)"
+        if kind == "downloader.throttle":
+            line = throttle_line({"schedule": event})
+            return str(line) if line is not None else "downloads at full speed"
         return None
 
     def __rich__(self) -> RenderableType:
