@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from pooldaemon.alerts import Timing
 from pooldaemon.config import Config, load_config
-from pooldaemon.control.client import ControlClient
+from pooldaemon.control.client import ControlClient, DaemonRefused
 from pooldaemon.daemon import Daemon
 from pooldaemon.sim.crateq import CrateQSim
 
@@ -387,3 +388,30 @@ async def test_a_hanging_notification_service_and_hook_do_not_slow_downloads(
             assert receiver.messages == []
         assert [j["state"] for j in jobs] == ["done"] * 4
         assert all(j["attempts"] <= 1 for j in jobs)
+
+
+async def test_a_refused_account_is_told_once(tmp_path: Path) -> None:
+    async with Receiver() as receiver, CrateQSim(records=20, seed="account") as sim:
+        extra = f'[notify]\nurls = ["{receiver.url}"]\ndesktop = false\n[gig]\napps = []\n'
+        timing = Timing(retry_s=0.2, send_timeout_s=10)
+        async with running(tmp_path, sim, extra, timing=timing) as d:
+            sim.account_status = "suspended"
+            sim.account_msg = "Payment declined."
+            for _ in range(2):  # the same refusal twice: one message
+                with pytest.raises(DaemonRefused):
+                    await d.client.post("/v1/pools/crateq/sync", {"full": False})
+
+            async def told() -> bool:
+                return len(receiver.messages) >= 1
+
+            await until(told, 20, "the account notification")
+            status = await d.client.get("/v1/status")
+        assert status["pools"][0]["blocked_reason"] == (
+            "crateq: account is suspended: Payment declined."
+        )
+        assert [(m["title"], m["message"]) for m in receiver.messages] == [
+            (
+                "pooldaemon: crateq needs attention",
+                "crateq: account is suspended: Payment declined.",
+            )
+        ]
