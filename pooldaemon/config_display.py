@@ -76,12 +76,15 @@ def render_effective(cfg: Config) -> str:
     """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
+    sections.append(("exports", cfg.exports))
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
         for name, key, value in _display_items(model):
             if value is not None:
                 out.append(f"{key} = {_toml_value(name, value)}")
+            elif header == "exports":
+                out.append(f'{key} = ""')  # docs/interface.md §2: "" switches an export off
         out.append("")
     return "\n".join(out)
 
@@ -103,6 +106,7 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "path": str(cfg.path) if cfg.path else None,
         "daemon": section(cfg.daemon),
         "pools": {name: section(pool) for name, pool in cfg.pools.items()},
+        "exports": section(cfg.exports),  # null: that export is off
     }
 
 

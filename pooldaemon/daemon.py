@@ -33,6 +33,7 @@ from pooldaemon.downloader.engine import Engine
 from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
+from pooldaemon.exporter import Exporter
 from pooldaemon.lock import InstanceLock
 from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
@@ -126,11 +127,14 @@ class Components:
     scheduler: Lifecycle | None = None
     watcher: Lifecycle | None = None
     search: SearchPort | None = None
+    exporter: Exporter | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the engine takes jobs before sync hands it any, the scheduler ticks
-        sync, the watcher submits last. Stopped in reverse."""
-        return [c for c in (self.engine, self.sync, self.scheduler, self.watcher) if c is not None]
+        """Start order: the exporter hears every download finish, the engine takes jobs before
+        sync hands it any, the scheduler ticks sync, the watcher submits last. Stopped in
+        reverse."""
+        parts = (self.exporter, self.engine, self.sync, self.scheduler, self.watcher)
+        return [c for c in parts if c is not None]
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,9 @@ async def build_components(wiring: Wiring) -> Components:
             queue_interval_s=pool.queue_interval_s,
         )
     components.scheduler = scheduler
+    components.exporter = Exporter(
+        wiring.store, cfg.exports, cfg.daemon.download_dir, wiring.events
+    )
     components.watcher = DropWatcher(
         cfg.daemon.drop_dir,
         wiring.store,
@@ -540,6 +547,12 @@ class Daemon:
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}
+
+    async def export(self) -> dict[str, Any]:
+        if self.components.exporter is None:
+            raise _not_running("exports")
+        written = await self.components.exporter.export_now()
+        return {"written": [{"format": w.format, "path": str(w.path)} for w in written]}
 
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)

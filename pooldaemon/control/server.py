@@ -278,6 +278,7 @@ class ControlServer:
         r.add_post("/v1/redownload", self._redownload)
         r.add_post("/v1/pause", self._pause_all)
         r.add_post("/v1/resume", self._resume_all)
+        r.add_post("/v1/export", self._export)
         r.add_get("/v1/events", self._events)
         return app
 
@@ -398,6 +399,10 @@ class ControlServer:
     async def _resume_all(self, request: web.Request) -> web.Response:
         await self._body(request, {})
         return json_response(await self.services.resume_all())
+
+    async def _export(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.export())
 
     async def _queue(self, request: web.Request) -> web.Response:
         return json_response(await self.services.queue(request.match_info["pool"]))

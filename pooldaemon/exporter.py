@@ -1,0 +1,427 @@
+"""Keeping the exports current: the library's playlists and collections for DJ software.
+
+docs/interface.md §9: the files of `[exports]` are rewritten within 10 s of a batch of
+downloads finishing, and on `poolctl export`. A job reaching `done` schedules an export
+`DEBOUNCE_S` later; every download finishing meanwhile joins it. Exports run one at a time,
+in a worker thread (`exports.export_all`); a file the user edited is never replaced (ours goes
+beside it, logged once), and what was written last to each file is kept in the state database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pooldaemon.config import ExportsConfig
+from pooldaemon.errors import DiskFull, ExportError, PoolDaemonError
+from pooldaemon.events import EventBus
+from pooldaemon.exports import ExportTargets, ExportTrack, Playlist, PlaylistKind, export_all
+from pooldaemon.exports.serato import SUBCRATES_DIR
+from pooldaemon.exports.writefile import Written, file_digest
+from pooldaemon.log import get_logger
+from pooldaemon.store import Store
+from pooldaemon.store import exports as store_exports
+from pooldaemon.store.exports import ExportRecord
+
+log = get_logger(__name__)
+
+#: How long after the first download of a batch finishes the export starts. Downloads that
+#: finish meanwhile join it; the export itself takes well under 5 s (docs/formats.md), so a
+#: batch is in the files within 10 s of its last download.
+DEBOUNCE_S = 5.0
+#: "New this week": files added to the library in the last 7 days.
+RECENT_S = 7 * 24 * 3600.0
+RECENT_NAME = "New this week"
+#: Events after which the library may hold other files. `dropped`: this subscriber missed
+#: events, possibly a finished download.
+_LIBRARY_EVENTS = frozenset({"library.changed", "dropped"})
+#: Files of an extracted set (a Harvest album) that DJ software plays.
+_MEDIA_SUFFIXES = frozenset(
+    {".mp3", ".m4a", ".mp4", ".aac", ".wav", ".aif", ".aiff", ".flac", ".mov", ".m4v"}
+)
+#: Formats written as one file per playlist, whose files go when their playlist goes.
+_PER_PLAYLIST = ("m3u8", "serato")
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryView:
+    """The library as the exports list it."""
+
+    tracks: list[ExportTrack]
+    playlists: list[Playlist]
+
+
+class Exporter:
+    """The one component that writes `[exports]`; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ExportsConfig,
+        download_dir: Path,
+        events: EventBus,
+        *,
+        delay_s: float = DEBOUNCE_S,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.download_dir = download_dir
+        self.events = events
+        self.delay_s = delay_s
+        self._wake = asyncio.Event()
+        self._due: float | None = None  # loop time of the scheduled export
+        self._waiters: list[asyncio.Future[list[Written]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._current: asyncio.Task[list[Written]] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.config.enabled:
+            return
+        self._tasks = [
+            asyncio.create_task(self._run(), name="exports"),
+            asyncio.create_task(self._follow(), name="exports-events"),
+        ]
+        # Files that finished while the daemon was down, or an export switched on since:
+        # bring the files up to date once, unless there is nothing to list.
+        if await store_exports.library_has_files(self.store):
+            self.request_soon()
+
+    async def stop(self) -> None:
+        """Stop scheduling; an export being written is finished (its record kept) first."""
+        current = self._current
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(ExportError("pooldaemon is stopping; nothing was exported"))
+        self._waiters = []
+        if current is not None:
+            # Without its record, the next run would take our own file for the user's.
+            with contextlib.suppress(Exception):
+                await current
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def request_soon(self) -> None:
+        """Export `delay_s` from now, unless one is already scheduled (then this joins it)."""
+        if self._due is None:
+            self._due = asyncio.get_running_loop().time() + self.delay_s
+            self._wake.set()
+
+    async def export_now(self) -> list[Written]:
+        """Export now and return what was written (`poolctl export`).
+
+        An export already running read the library before this was asked: this waits for the
+        next one, which starts as soon as that one is done.
+        """
+        if not self.config.enabled:
+            return []
+        if not self._tasks:
+            raise ExportError("exports are not running (pooldaemon is starting or stopping)")
+        waiter: asyncio.Future[list[Written]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        return await waiter
+
+    # -- background ----------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        async with self.events.subscribe() as stream:
+            async for event in stream:
+                kind = event.get("type")
+                if kind == "job.state":
+                    job = event.get("job")
+                    if isinstance(job, dict) and job.get("state") == "done":
+                        self.request_soon()
+                elif kind in _LIBRARY_EVENTS:
+                    self.request_soon()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._waiters and self._due is not None:
+                delay = self._due - loop.time()
+                if delay > 0:
+                    # `export_now` cuts the wait short; more downloads finishing do not.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    self._wake.clear()
+            if not self._waiters and self._due is None:
+                continue
+            waiters, self._waiters = self._waiters, []
+            self._due = None
+            # Shielded: a stop lets the files and their record finish together (see `stop`).
+            self._current = asyncio.create_task(self._export_once())
+            try:
+                written = await asyncio.shield(self._current)
+            except asyncio.CancelledError:
+                for waiter in waiters:
+                    waiter.cancel()
+                raise
+            except Exception as err:
+                message = err.message if isinstance(err, PoolDaemonError) else repr(err)
+                if not waiters:
+                    log.error("export failed", error=message)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(err)
+                continue
+            finally:
+                self._current = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(written)
+
+    async def _export_once(self) -> list[Written]:
+        started = time.monotonic()
+        rows = await store_exports.library_rows(self.store)
+        records = await store_exports.export_records(self.store)
+        targets = self._targets(records)
+        try:
+            view, written, forget = await asyncio.to_thread(
+                _export_in_thread, rows, targets, self.download_dir, self.config, records
+            )
+        except OSError as err:
+            raise _export_error(err) from None
+        await store_exports.save_export_records(
+            self.store,
+            [ExportRecord(str(w.target), w.format, str(w.path), w.digest) for w in written],
+            forget,
+        )
+        for w in written:
+            _log_beside(w, records.get(str(w.target)))
+        log.info(
+            "exports written",
+            files=len(written),
+            tracks=len(view.tracks),
+            playlists=len(view.playlists),
+            seconds=round(time.monotonic() - started, 2),
+        )
+        self.events.publish(
+            "exports.written", written=[{"format": w.format, "path": str(w.path)} for w in written]
+        )
+        return written
+
+    def _targets(self, records: dict[str, ExportRecord]) -> ExportTargets:
+        cfg = self.config
+        return ExportTargets(
+            m3u8_dir=cfg.m3u8_dir,
+            m3u8_root=self.download_dir,
+            rekordbox_xml=cfg.rekordbox_xml,
+            traktor_nml=cfg.traktor_nml,
+            serato_dir=cfg.serato_dir,
+            last_digests={Path(target): r.digest for target, r in records.items()},
+        )
+
+
+# -- in the worker thread ----------------------------------------------------------------------
+
+
+def _export_in_thread(
+    rows: Sequence[Any],
+    targets: ExportTargets,
+    download_dir: Path,
+    config: ExportsConfig,
+    records: dict[str, ExportRecord],
+) -> tuple[LibraryView, list[Written], list[str]]:
+    """Build the library view, write every enabled format, remove playlists that went away."""
+    view = library_view(rows, set(config.playlists), now=time.time())
+    written = export_all(view.tracks, view.playlists, targets)
+    forget = _remove_stale(written, targets, records)
+    return view, written, forget
+
+
+def library_view(rows: Iterable[Any], kinds: set[str], *, now: float) -> LibraryView:
+    """Tracks (oldest first) and playlists (each newest first) from `store_exports` rows."""
+    tracks: list[ExportTrack] = []
+    seen: set[str] = set()
+    by_pool: dict[str, list[Path]] = {}
+    by_rule: dict[str, list[Path]] = {}
+    recent: list[Path] = []
+    for row in rows:
+        origin = row["origin"] or ""
+        rule = origin[len("rule:") :] if origin.startswith("rule:") else None
+        for track in _row_tracks(row):
+            key = str(track.path)
+            if key in seen:
+                continue
+            seen.add(key)
+            tracks.append(track)
+            by_pool.setdefault(track.pool, []).append(track.path)
+            if rule:
+                by_rule.setdefault(rule, []).append(track.path)
+            if track.added.timestamp() >= now - RECENT_S:
+                recent.append(track.path)
+    playlists: list[Playlist] = []
+    if "pool" in kinds:
+        playlists += _family(by_pool, PlaylistKind.POOL)
+    if "rule" in kinds:
+        playlists += _family(by_rule, PlaylistKind.RULE)
+    if "recent" in kinds:
+        # Always there, even empty: the DJ's "New this week" must empty out, not go stale.
+        playlists.append(Playlist(RECENT_NAME, PlaylistKind.RECENT, tuple(reversed(recent))))
+    return LibraryView(tracks, playlists)
+
+
+def _family(members: dict[str, list[Path]], kind: PlaylistKind) -> list[Playlist]:
+    return [
+        Playlist(name, kind, tuple(reversed(members[name])))
+        for name in sorted(members, key=lambda n: (n.casefold(), n))
+    ]
+
+
+def _row_tracks(row: Any) -> list[ExportTrack]:
+    """The library entry's file, or the playable files of an extracted set (a folder)."""
+    path = Path(row["path"])
+    if not path.is_absolute():
+        return []
+    pool = row["pool"]
+    added = datetime.fromtimestamp(row["created"]).astimezone()
+    common: dict[str, Any] = {
+        "artist": _first(row["artist"], row["meta_artist"], row["job_artist"]),
+        "genre": _first(row["genre"], row["meta_genre"]),
+        "bpm": _number(_first_value(row["bpm"], row["meta_bpm"])),
+        "key": _first(row["meta_key"]) or None,
+        "year": _whole(_first_value(row["year"], row["meta_year"])),
+        "label": _first(row["meta_label"]),
+        "mix": _first(row["mix"], row["meta_mix"]),
+        # The tag writer's default comment, so the DJ app shows the same text either way.
+        "comment": _first(row["meta_comment"]) or f"{pool} via pooldaemon",
+        "pool": pool,
+        "ref": row["ref"] or f"{pool}:{row['item_id']}",
+        "added": added,
+    }
+    if not row["archive"]:
+        title = _first(row["title"], row["meta_title"], row["job_title"]) or path.stem
+        duration = _number(_first_value(row["length_s"], row["meta_length_s"]))
+        album = _first(row["meta_album"])
+        return [
+            ExportTrack(
+                path=path,
+                title=title,
+                album=album,
+                size_bytes=int(row["size"] or 0),
+                duration_s=duration,
+                **common,
+            )
+        ]
+    # A set extracted into a folder: each playable file is a track of the album.
+    album = _first(row["meta_album"], row["archive_name"], row["job_title"]) or path.name
+    return [
+        ExportTrack(path=file, title=file.stem, album=album, size_bytes=size, **common)
+        for file, size in _media_files(path)
+    ]
+
+
+def _media_files(folder: Path) -> list[tuple[Path, int]]:
+    """Playable regular files under `folder`, in name order, with their sizes; links are not
+    followed (an archive's entries are regular files)."""
+    found: list[tuple[Path, int]] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for top, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(files):
+                if os.path.splitext(name)[1].lower() not in _MEDIA_SUFFIXES:
+                    continue
+                file = Path(top) / name
+                with contextlib.suppress(OSError):
+                    info = file.lstat()
+                    if not os.path.islink(file):
+                        found.append((file, info.st_size))
+    return found
+
+
+def _remove_stale(
+    written: list[Written], targets: ExportTargets, records: dict[str, ExportRecord]
+) -> list[str]:
+    """Playlist files of playlists that are gone: removed when still as we wrote them.
+
+    Only in the folders written to this time; a file changed since is the user's and stays.
+    Returns the targets to forget.
+    """
+    folders = {}
+    if targets.m3u8_dir is not None:
+        folders["m3u8"] = targets.m3u8_dir
+    if targets.serato_dir is not None:
+        folders["serato"] = targets.serato_dir / SUBCRATES_DIR
+    current = {str(w.target) for w in written}
+    forget = []
+    for target, record in records.items():
+        folder = folders.get(record.format)
+        if record.format not in _PER_PLAYLIST or target in current or folder is None:
+            continue
+        if Path(target).parent != folder:
+            continue
+        forget.append(target)
+        path = Path(record.path)
+        if file_digest(path) == record.digest:
+            path.unlink(missing_ok=True)
+            log.info("removed a playlist file no longer exported", path=str(path))
+    return forget
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _log_beside(written: Written, before: ExportRecord | None) -> None:
+    """Once per change, not on every export: the user's file stays, ours is beside it."""
+    if written.beside and (before is None or not before.beside):
+        log.warning(
+            "export file changed by someone else: left as it is, pooldaemon's is beside it",
+            format=written.format,
+            file=str(written.target),
+            written_to=str(written.path),
+        )
+    elif not written.beside and before is not None and before.beside:
+        log.info(
+            "export file written in place again",
+            format=written.format,
+            file=str(written.target),
+        )
+
+
+def _export_error(err: OSError) -> ExportError | DiskFull:
+    where = err.filename or "an export file"
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        return DiskFull(f"exports: no space left to write {where}")
+    return ExportError(f"exports: cannot write {where}: {reason} (check [exports] in the config)")
+
+
+def _first_value(*values: Any) -> Any:
+    return next((v for v in values if v is not None and v != ""), None)
+
+
+def _first(*values: Any) -> str:
+    value = _first_value(*values)
+    return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None  # 0, NaN: unknown
+
+
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
