@@ -365,6 +365,13 @@ def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
 
 @main.command()
 @pass_ctl
+def export(ctl: Ctl) -> None:
+    """Write the playlists and collections of [exports] now; lists the files once on disk."""
+    ctl.show(call(ctl, lambda c: c.post("/v1/export")), render.export_view)
+
+
+@main.command()
+@pass_ctl
 def watch(ctl: Ctl) -> None:
     """Live progress of active jobs until Ctrl-C (with --json: the events, one per line)."""
 
