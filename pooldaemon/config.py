@@ -569,13 +569,6 @@ class ExportsConfig(BaseModel):
         AfterValidator(_no_duplicates),
     ] = EXPORT_PLAYLISTS
 
-    @model_validator(mode="after")
-    def _distinct_files(self) -> ExportsConfig:
-        """Two formats written to one file would overwrite each other on every export."""
-        if self.rekordbox_xml is not None and self.rekordbox_xml == self.traktor_nml:
-            raise _Problem("traktor_nml", "must not be the same file as rekordbox_xml")
-        return self
-
     @property
     def enabled(self) -> bool:
         """Whether any export is on."""
