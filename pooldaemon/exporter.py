@@ -308,25 +308,25 @@ def _row_tracks(row: Any) -> list[ExportTrack]:
         "ref": row["ref"] or f"{pool}:{row['item_id']}",
         "added": added,
     }
-    if not row["archive"]:
-        title = _first(row["title"], row["meta_title"], row["job_title"]) or path.stem
+    files = [(path, int(row["size"] or 0))]
+    if row["archive"]:
+        files = _media_files(path)
+    if not row["archive"] or (row["kind"] == "track" and len(files) == 1):
+        # One track (a Harvest track comes as a folder holding its one file): the pool's words.
+        title = _first(row["title"], row["meta_title"], row["job_title"]) or files[0][0].stem
         duration = _number(_first_value(row["length_s"], row["meta_length_s"]))
         album = _first(row["meta_album"])
         return [
             ExportTrack(
-                path=path,
-                title=title,
-                album=album,
-                size_bytes=int(row["size"] or 0),
-                duration_s=duration,
-                **common,
+                path=file, title=title, album=album, size_bytes=size, duration_s=duration, **common
             )
+            for file, size in files
         ]
     # A set extracted into a folder: each playable file is a track of the album.
     album = _first(row["meta_album"], row["archive_name"], row["job_title"]) or path.name
     return [
         ExportTrack(path=file, title=file.stem, album=album, size_bytes=size, **common)
-        for file, size in _media_files(path)
+        for file, size in files
     ]
 
 
