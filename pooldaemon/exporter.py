@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,8 +49,13 @@ _LIBRARY_EVENTS = frozenset({"library.changed", "dropped"})
 _MEDIA_SUFFIXES = frozenset(
     {".mp3", ".m4a", ".mp4", ".aac", ".wav", ".aif", ".aiff", ".flac", ".mov", ".m4v"}
 )
-#: Formats written as one file per playlist, whose files go when their playlist goes.
-_PER_PLAYLIST = ("m3u8", "serato")
+#: Each format and the `ExportTargets` field that switches it on.
+_FORMAT_KEYS = (
+    ("m3u8", "m3u8_dir"),
+    ("rekordbox", "rekordbox_xml"),
+    ("traktor", "traktor_nml"),
+    ("serato", "serato_dir"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +200,11 @@ class Exporter:
         rows = await store_exports.library_rows(self.store)
         records = await store_exports.export_records(self.store)
         targets = self._targets(records)
-        try:
-            view, written, forget = await asyncio.to_thread(
-                _export_in_thread, rows, targets, self.download_dir, self.config, records
-            )
-        except OSError as err:
-            raise _export_error(err) from None
+        view, written, forget, errors = await asyncio.to_thread(
+            _export_in_thread, rows, targets, self.config, records
+        )
+        # What was written is recorded even when another format failed: otherwise the next
+        # export would take those files, ours, for the user's.
         await store_exports.save_export_records(
             self.store,
             [ExportRecord(str(w.target), w.format, str(w.path), w.digest) for w in written],
@@ -217,6 +222,8 @@ class Exporter:
         self.events.publish(
             "exports.written", written=[{"format": w.format, "path": str(w.path)} for w in written]
         )
+        if errors:
+            raise _export_error(errors[0])
         return written
 
     def _targets(self, records: dict[str, ExportRecord]) -> ExportTargets:
@@ -237,15 +244,34 @@ class Exporter:
 def _export_in_thread(
     rows: Sequence[Any],
     targets: ExportTargets,
-    download_dir: Path,
     config: ExportsConfig,
     records: dict[str, ExportRecord],
-) -> tuple[LibraryView, list[Written], list[str]]:
-    """Build the library view, write every enabled format, remove playlists that went away."""
+) -> tuple[LibraryView, list[Written], list[str], list[OSError]]:
+    """Build the library view, write every enabled format, remove playlists that went away.
+
+    One format failing (a folder that cannot be written) does not keep the others from being
+    written; the errors are returned for the caller to report.
+    """
     view = library_view(rows, set(config.playlists), now=time.time())
-    written = export_all(view.tracks, view.playlists, targets)
-    forget = _remove_stale(written, targets, records)
-    return view, written, forget
+    written: list[Written] = []
+    errors: list[OSError] = []
+    failed: set[str] = set()
+    for fmt, only in _each_format(targets):
+        try:
+            written += export_all(view.tracks, view.playlists, only)
+        except OSError as err:
+            errors.append(err)
+            failed.add(fmt)
+    forget = _remove_stale(written, targets, records, failed)
+    return view, written, forget, errors
+
+
+def _each_format(targets: ExportTargets) -> Iterator[tuple[str, ExportTargets]]:
+    """`targets` split into one per enabled format."""
+    off = {key: None for _, key in _FORMAT_KEYS}
+    for fmt, key in _FORMAT_KEYS:
+        if getattr(targets, key) is not None:
+            yield fmt, dataclasses.replace(targets, **{**off, key: getattr(targets, key)})
 
 
 def library_view(rows: Iterable[Any], kinds: set[str], *, now: float) -> LibraryView:
@@ -349,12 +375,15 @@ def _media_files(folder: Path) -> list[tuple[Path, int]]:
 
 
 def _remove_stale(
-    written: list[Written], targets: ExportTargets, records: dict[str, ExportRecord]
+    written: list[Written],
+    targets: ExportTargets,
+    records: dict[str, ExportRecord],
+    failed: set[str],
 ) -> list[str]:
     """Playlist files of playlists that are gone: removed when still as we wrote them.
 
-    Only in the folders written to this time; a file changed since is the user's and stays.
-    Returns the targets to forget.
+    Only in the folders written to this time (not of a format that failed); a file changed
+    since is the user's and stays. Returns the targets to forget.
     """
     folders = {}
     if targets.m3u8_dir is not None:
@@ -365,15 +394,22 @@ def _remove_stale(
     forget = []
     for target, record in records.items():
         folder = folders.get(record.format)
-        if record.format not in _PER_PLAYLIST or target in current or folder is None:
+        if record.format in failed or target in current or folder is None:
             continue
         if Path(target).parent != folder:
             continue
         forget.append(target)
         path = Path(record.path)
-        if file_digest(path) == record.digest:
-            path.unlink(missing_ok=True)
-            log.info("removed a playlist file no longer exported", path=str(path))
+        try:
+            if file_digest(path) == record.digest:
+                path.unlink(missing_ok=True)
+                log.info("removed a playlist file no longer exported", path=str(path))
+        except OSError as err:
+            log.warning(
+                "cannot remove a playlist file no longer exported",
+                path=str(path),
+                error=err.strerror or str(err),
+            )
     return forget
 
 
