@@ -212,3 +212,29 @@ async def test_nothing_switched_on_writes_nothing(library: Library) -> None:
     finally:
         await exporter.stop()
     assert not (library.root / "Playlists").exists()
+
+
+def test_poolctl_export_lines_mark_a_file_written_beside_the_users() -> None:
+    from rich.console import Console
+
+    from pooldaemon.cli.render import export_view
+
+    console = Console(width=120, record=True)
+    console.print(
+        export_view(
+            {
+                "written": [
+                    {"format": "rekordbox", "path": "/m/rekordbox (pooldaemon).xml"},
+                    {"format": "m3u8", "path": "/m/Playlists/Pools - crateq.m3u8"},
+                ]
+            }
+        )
+    )
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert lines == [
+        "rekordbox /m/rekordbox (pooldaemon).xml (yours was edited: ours is beside it)",
+        "m3u8 /m/Playlists/Pools - crateq.m3u8",
+    ]
+    console = Console(width=200, record=True)
+    console.print(export_view({"written": []}))
+    assert "no export is switched on" in console.export_text()
