@@ -122,8 +122,9 @@ class Exporter:
         self._waiters = []
         if current is not None:
             # Without its record, the next run would take our own file for the user's.
+            # Shielded: if the daemon's stop budget runs out first, the export still finishes.
             with contextlib.suppress(Exception):
-                await current
+                await asyncio.shield(current)
 
     # -- requests ------------------------------------------------------------------------------
 
