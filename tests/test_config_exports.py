@@ -111,3 +111,18 @@ def test_effective_config_shows_exports_with_off_as_empty(
         "serato_dir": None,
         "playlists": ["pool", "rule", "recent"],
     }
+
+
+def test_the_example_config_documents_every_exports_key(env: dict[str, str]) -> None:
+    import re
+
+    from pooldaemon.config import ExportsConfig, toml_keys
+
+    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    text = example.read_text(encoding="utf-8")
+    section = text[text.index("[exports]") :]
+    for key in toml_keys(ExportsConfig):
+        assert re.search(rf"^{key} = ", section, re.MULTILINE), key
+    exports = load_config(example, env=env).exports
+    assert exports.m3u8_dir == Path(env["HOME"]) / "Music/RecordPools/Playlists"
+    assert exports.rekordbox_xml is None and exports.serato_dir is None
