@@ -39,16 +39,18 @@ from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
 from pooldaemon.notify import Notifier
 from pooldaemon.offload import tune_gc
+from pooldaemon.outbox import Outbox
 from pooldaemon.pools import build_adapter
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
-from pooldaemon.store import Store
+from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
-from pooldaemon.sync import SyncCoordinator
+from pooldaemon.sync import Submit, SyncCoordinator
+from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
 
 log = get_logger(__name__)
 
@@ -90,7 +92,13 @@ class EnginePort(Lifecycle, Protocol):
     """The download engine (issue: downloads)."""
 
     async def submit(
-        self, request: Request, origin: str, *, key: str | None = None
+        self,
+        request: Request,
+        origin: str,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download (or return the live job for the same item): (job, created)."""
         ...
@@ -114,7 +122,7 @@ class EnginePort(Lifecycle, Protocol):
 #: `GET /v1/catalog`: the offline search over the store's catalog mirror.
 SearchPort = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 #: What the drop-folder watcher (and anything else) calls to request a download.
-SubmitFn = Callable[[Request, str], Awaitable[dict[str, Any]]]
+SubmitFn = Submit
 
 
 @dataclass
@@ -122,6 +130,7 @@ class Components:
     """Everything `build_components` wired; a field left None is a part this daemon runs without."""
 
     adapters: dict[str, PoolAdapter] = field(default_factory=dict)
+    outbox: Lifecycle | None = None
     engine: EnginePort | None = None
     sync: SyncPort | None = None
     scheduler: Lifecycle | None = None
@@ -130,11 +139,12 @@ class Components:
     exporter: Exporter | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the exporter hears every download finish, the engine takes jobs before
-        sync hands it any, the scheduler ticks sync, the watcher submits last. Stopped in
-        reverse."""
-        parts = (self.exporter, self.engine, self.sync, self.scheduler, self.watcher)
-        return [c for c in parts if c is not None]
+        """Start order: the exporter hears every download finish; the outbox is ready before a
+        download can owe a call; sync gives the adapters back their saved state (no network)
+        before the engine resumes jobs that use them; the engine takes jobs before the
+        scheduler's ticks hand it any; the watcher submits last. Stopped in reverse."""
+        order = (self.exporter, self.outbox, self.sync, self.engine, self.scheduler, self.watcher)
+        return [c for c in order if c is not None]
 
 
 @dataclass(frozen=True)
@@ -166,8 +176,15 @@ async def build_components(wiring: Wiring) -> Components:
     for name, pool in cfg.enabled_pools().items():
         http = PoolHttp(wiring.session, name, timeout_s=cfg.daemon.request_timeout_s)
         components.adapters[name] = build_adapter(name, pool, http)
+    outbox = Outbox(wiring.store, components.adapters)
+    components.outbox = outbox
     components.engine = Engine(
-        wiring.store, wiring.session, components.adapters, cfg.daemon, wiring.events
+        wiring.store,
+        wiring.session,
+        components.adapters,
+        cfg.daemon,
+        wiring.events,
+        on_owed=outbox.wake,
     )
     sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
     components.sync = sync
@@ -222,6 +239,8 @@ class Daemon:
         self.store: Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.server: ControlServer | None = None
+        self.web: WebServer | None = None
+        self._web_problem = "the dashboard is off ([web] enabled = false)"
         self._lock = InstanceLock(config.daemon.state_dir)
         self._started: list[Lifecycle] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -240,6 +259,7 @@ class Daemon:
             # daemon on the path stops us here, not after downloads resumed.
             self.server = ControlServer(self, daemon_cfg.socket_path)
             self.server.bind()
+            self._bind_web(self.server)
             self.store = await Store.open(daemon_cfg.state_dir / "state.db")
             await store_pools.ensure_pools(
                 self.store, {name: pool.type for name, pool in self.config.pools.items()}
@@ -265,6 +285,8 @@ class Daemon:
                 await component.start()
                 self._started.append(component)
             await self.server.start()
+            if self.web is not None:
+                await self.web.start()
         except BaseException:
             await self._teardown()
             raise
@@ -300,6 +322,9 @@ class Daemon:
 
     async def _teardown(self) -> None:
         deadline = time.monotonic() + STOP_BUDGET_S
+        if self.web is not None:
+            web, self.web = self.web, None
+            await web.stop()
         if self.server is not None:
             server, self.server = self.server, None
             await server.stop()  # no new requests; event streams end with a "shutdown" line
@@ -321,6 +346,22 @@ class Daemon:
             await store.close()
         self.notifier.close()
         self._lock.release()
+
+    def _bind_web(self, api: ControlServer) -> None:
+        """The dashboard, when enabled; one that cannot listen is logged, not fatal: downloads
+        matter more than the page, and `poolctl ui` repeats the reason."""
+        if not self.config.web.enabled:
+            return
+        web = WebServer(
+            self.config.web, api, self.events, functools.partial(settings_answer, self.config)
+        )
+        try:
+            web.bind()
+        except WebSetupError as err:
+            log.error(err.message, code=err.code)
+            self._web_problem = err.message
+            return
+        self.web = web
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -426,12 +467,20 @@ class Daemon:
                     "last_error": rows.get(name, {}).get("last_error"),
                     "last_error_at": rows.get(name, {}).get("last_error_at"),
                     "blocked_reason": rows.get(name, {}).get("blocked_reason"),
+                    # What the pool lacks (an assumed endpoint): said here, not as an error.
+                    "notice": self._notice(name),
                 }
                 for name, pool in self.config.pools.items()
             ],
             "jobs": await store_jobs.job_counts(self._store()),
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
         }
+
+    def _notice(self, pool: str) -> str | None:
+        adapter = self.components.adapters.get(pool)
+        if adapter is None:
+            return None
+        return "; ".join(adapter.notices()) or None
 
     async def pools(self) -> list[dict[str, Any]]:
         result = []
@@ -463,9 +512,13 @@ class Daemon:
             raise _not_running("catalog search")
         return await self.components.search(params)
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)
-        return [self._live(job) for job in jobs]
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        total, jobs = await job_pages.page_jobs(
+            self._store(), state=state, pool=pool, limit=limit, offset=offset
+        )
+        return {"total": total, "items": [self._live(job) for job in jobs]}
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return self._live(await store_jobs.get_job(self._store(), job_id))
@@ -498,14 +551,22 @@ class Daemon:
             accepted.append({"ref": request.ref, "job": job["id"]})
         return {"accepted": accepted, "rejected": rejected}
 
-    async def submit_request(self, request: Request, origin: str) -> dict[str, Any]:
-        """The one way a download is requested (socket, drop folder, auto-download)."""
+    async def submit_request(
+        self,
+        request: Request,
+        origin: str,
+        *,
+        title: str | None = None,
+        artist: str | None = None,
+    ) -> dict[str, Any]:
+        """The one way a download is requested (socket, drop folder, auto-download); `title`
+        and `artist` are what the requester already knows of the item."""
         engine = self.components.engine
         if engine is None:
             raise _not_running("the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        job, _created = await engine.submit(request, origin)
+        job, _created = await engine.submit(request, origin, title=title, artist=artist)
         return job
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:
@@ -553,6 +614,11 @@ class Daemon:
             raise _not_running("exports")
         written = await self.components.exporter.export_now()
         return {"written": [{"format": w.format, "path": str(w.path)} for w in written]}
+
+    async def login_link(self) -> dict[str, Any]:
+        if self.web is None:
+            raise Conflict(self._web_problem)
+        return {"url": self.web.login_link()}
 
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)

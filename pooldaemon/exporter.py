@@ -388,9 +388,11 @@ def _row_tracks(row: Any, tz: tzinfo | None, comments: dict[str, str]) -> list[E
         "added": datetime.fromtimestamp(row[_CREATED], tz),  # local time
     }
     files = [(path, int(row[_SIZE] or 0))]
-    if row[_ARCHIVE]:
+    # A ZIP download is a folder, unless it was one track placed as a file (Harvest).
+    folder = bool(row[_ARCHIVE]) and os.path.isdir(path)
+    if folder:
         files = _media_files(path)
-    if not row[_ARCHIVE] or (row[_KIND] == "track" and len(files) == 1):
+    if not folder or (row[_KIND] == "track" and len(files) == 1):
         # One track (a Harvest track comes as a folder holding its one file): the pool's words.
         title = (row[_TITLE] or files[0][0].stem) if files else ""
         duration = _number(row[_LENGTH_S])

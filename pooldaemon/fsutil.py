@@ -11,14 +11,25 @@ import sys
 from pathlib import Path
 
 # Filesystems that cannot fsync a directory or preallocate say so with these; that is not a
-# failure of the data (unlike EIO, which RELIABILITY D2 says must never be retried and ignored).
+# failure of the data (unlike EIO, which docs/reliability.md D2 says is never retried and ignored).
 _UNSUPPORTED = frozenset(
     {errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS}
+)
+#: `link()` is not available here (FAT and exFAT sticks, some network shares, other devices).
+NO_HARD_LINKS = frozenset(
+    {
+        errno.EPERM,
+        errno.EXDEV,
+        errno.EMLINK,
+        errno.ENOSYS,
+        errno.EOPNOTSUPP,
+        getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
+    }
 )
 
 
 def full_fsync(fd: int) -> None:
-    """Flush a file's data to stable storage: `F_FULLFSYNC` on macOS (RELIABILITY §3 item 17)."""
+    """Flush a file's data to stable storage: `F_FULLFSYNC` on macOS (docs/reliability.md)."""
     if sys.platform == "darwin":
         import fcntl
 
@@ -56,7 +67,7 @@ def _fsync_dir_fd(fd: int) -> None:
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` so a crash leaves the old or the new file, never a mix.
 
-    The temporary file lives in the same directory (RELIABILITY D2: a rename never crosses a
+    The temporary file lives in the same directory (docs/reliability.md D2: a rename never crosses a
     filesystem), gets exactly `mode` whatever the umask (curl CVE-2022-32207: a rewrite must not
     widen permissions), is fsynced before the rename, and the directory after it.
     """
@@ -80,7 +91,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def preallocate(fd: int, size: int) -> None:
-    """Reserve `size` bytes for an open file so ENOSPC comes now, not mid-chunk (RELIABILITY D1).
+    """Reserve `size` bytes for a file: ENOSPC now, not mid-chunk (docs/reliability.md D1).
 
     The file's length becomes `size`: progress must be read from the store, not from the length.
     Raises OSError(ENOSPC) without touching the disk when the space is plainly not there;
@@ -130,5 +141,29 @@ def mount_point(path: Path) -> Path:
 
 
 def same_filesystem(a: Path, b: Path) -> bool:
-    """Whether a rename from `a` to `b` can stay on one filesystem (RELIABILITY D2)."""
+    """Whether a rename from `a` to `b` can stay on one filesystem (docs/reliability.md D2)."""
     return existing_ancestor(a).stat().st_dev == existing_ancestor(b).stat().st_dev
+
+
+def link_no_clobber(src: Path, dest: Path) -> bool:
+    """Give the entry `src` (a symlink itself, never its target) the name `dest`, never
+    replacing an entry there: FileExistsError when `dest` is taken.
+
+    True when hard-linked (`src` keeps its name too); False when the filesystem has no hard
+    links and `src` was renamed after a check that `dest` is free. Only the daemon writes
+    where this is used, so the gap between the check and the rename is not a real race.
+    """
+    try:
+        os.link(src, dest, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        raise
+    except NotImplementedError:
+        pass
+    except OSError as err:
+        if err.errno not in NO_HARD_LINKS:
+            raise
+    if os.path.lexists(dest):
+        raise FileExistsError(errno.EEXIST, "name taken", str(dest))
+    os.rename(src, dest)
+    return False

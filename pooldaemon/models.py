@@ -57,6 +57,58 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 ACTIVE_STATES = frozenset({JobState.RESOLVING, JobState.DOWNLOADING, JobState.VERIFYING})
 
+#: The one maximum `limit` of every paged socket answer (catalog, jobs), for the socket and for
+#: poolctl alike; poolctl's `--all` pages past it (docs/interface.md §12).
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Job:
+    """One download job as the store holds it (table jobs, without its stored plan)."""
+
+    id: int
+    pool: str
+    kind: str
+    item_id: str | None
+    format: str
+    ref: str
+    origin: str
+    title: str | None
+    artist: str | None
+    state: JobState
+    attempts: int
+    error: str | None
+    error_code: str | None
+    bytes_done: int
+    bytes_total: int | None
+    path: str | None
+    final_sha256: str | None
+    not_before: float | None
+    created: float
+    updated: float
+
+    def to_api(self) -> dict[str, Any]:
+        """The job as the socket API shows it (docs/interface.md §4), plus a few extra keys."""
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "pool": self.pool,
+            "kind": self.kind,
+            "title": self.title,
+            "artist": self.artist,
+            "state": self.state.value,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "rate_bps": 0,
+            "attempts": self.attempts,
+            "error": self.error,
+            "error_code": self.error_code,
+            "path": self.path,
+            "origin": self.origin,
+            "created": self.created,
+            "updated": self.updated,
+        }
+
 
 class LibraryState(enum.StrEnum):
     """What became of a finished download (issue 2: the library's four states)."""

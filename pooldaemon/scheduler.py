@@ -20,6 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from pooldaemon.log import get_logger
 from pooldaemon.pools.base import Capability
+from pooldaemon.retry import backoff_s
 from pooldaemon.sync import PoolSync
 
 log = get_logger(__name__)
@@ -177,7 +178,7 @@ class PoolScheduler:
             failures = self._renew_failures.get(name, 0) + 1
             self._renew_failures[name] = failures
             # Back off in minutes, never in a loop (RELIABILITY T4).
-            delay = min(60.0 * 2 ** (failures - 1), 1800.0)
+            delay = backoff_s(failures, 60.0, 1800.0, jitter=False)
             log.debug("token renewal failed", pool=name, error=str(err), retry_in_s=delay)
             self._renewal_at(name, self.clock() + delay)
             return

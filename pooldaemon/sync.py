@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pooldaemon.errors import AccountError, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
@@ -25,13 +25,25 @@ from pooldaemon.store import catalog
 from pooldaemon.store import pools as pool_rows
 from pooldaemon.store import queue as remote_queue
 from pooldaemon.store.db import Store
-from pooldaemon.store.jobs import create_job
 
 log = get_logger(__name__)
 
 NewItems = Callable[[list[QueueItem]], Awaitable[None]]
-#: The daemon's way to request a download (daemon.SubmitFn): (request, origin) → job.
-Submit = Callable[[Request, str], Awaitable[dict[str, Any]]]
+
+
+class Submit(Protocol):
+    """The daemon's way to request a download (daemon.SubmitFn): (request, origin) → job."""
+
+    def __call__(
+        self,
+        request: Request,
+        origin: str,
+        *,
+        title: str | None = None,
+        artist: str | None = None,
+    ) -> Awaitable[dict[str, Any]]: ...
+
+
 T = TypeVar("T")
 
 #: RELIABILITY M2: removing more than this share of a pool's tracks needs two consistent reads.
@@ -47,21 +59,21 @@ class SyncResult:
     removed: int = 0
 
 
-def auto_download_jobs(store: Store) -> NewItems:
-    """The default hand-off: each new queue item becomes a download job (origin "auto")."""
+def auto_download_jobs(submit: Submit) -> NewItems:
+    """The hand-off: each new queue item is submitted as a download (origin "auto"); the engine
+    de-duplicates (docs/interface.md §3), and what the queue says of the track is its title."""
 
-    async def create(items: list[QueueItem]) -> None:
+    async def hand_over(items: list[QueueItem]) -> None:
         for item in items:
             track = item.track
-            await create_job(
-                store,
+            await submit(
                 Request(item.pool, item.item_id, item.kind),
-                origin="auto",
+                "auto",
                 title=track.title if track else None,
                 artist=track.artist if track else None,
             )
 
-    return create
+    return hand_over
 
 
 def queue_item_dict(item: QueueItem) -> dict[str, Any]:
@@ -131,6 +143,8 @@ class PoolSync:
         self._saved_state = state
         if state:
             self.adapter.restore_state(state)
+        # An answer to a call with a side effect is written before the adapter goes on.
+        self.adapter.persist = self._save_state
         self._ready = True
 
     async def renew_token(self) -> None:
@@ -369,7 +383,14 @@ class PoolSync:
         items = self._live_queue
         if items is None:
             items = await remote_queue.queue_items(self.store, self.name)
-        return {"pool": self.name, "items": [queue_item_dict(item) for item in items]}
+        answer: dict[str, Any] = {
+            "pool": self.name,
+            "items": [queue_item_dict(item) for item in items],
+        }
+        notices = self.adapter.notices()
+        if notices:
+            answer["notice"] = "; ".join(notices)
+        return answer
 
     async def _lookups(self) -> int:
         tables = await self.adapter.lookups()
@@ -428,11 +449,11 @@ class SyncCoordinator:
         adapters: Mapping[str, PoolAdapter],
         store: Store,
         events: EventBus,
-        submit: Submit | None = None,
+        submit: Submit,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        hand_over = submit_new_items(submit) if submit is not None else auto_download_jobs(store)
+        hand_over = auto_download_jobs(submit)
         self.pools: dict[str, PoolSync] = {
             name: PoolSync(name, adapter, store, events, hand_over, clock=clock)
             for name, adapter in adapters.items()
@@ -464,13 +485,3 @@ class SyncCoordinator:
     async def queue_edit(self, pool: str, *, add: str | None, remove: str | None) -> dict[str, Any]:
         """`POST /v1/pools/{pool}/queue`: `{"pool", "items", "message"}`."""
         return await self.get(pool).queue_edit(add, remove)
-
-
-def submit_new_items(submit: Submit) -> NewItems:
-    """Hand new queue items to the daemon's submit (the engine de-duplicates, CONTRACT §3)."""
-
-    async def hand_over(items: list[QueueItem]) -> None:
-        for item in items:
-            await submit(Request(item.pool, item.item_id, item.kind), "auto")
-
-    return hand_over

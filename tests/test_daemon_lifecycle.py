@@ -339,7 +339,13 @@ class FakeEngine:
             await asyncio.Event().wait()
 
     async def submit(
-        self, request: Request, origin: str, *, key: str | None = None
+        self,
+        request: Request,
+        origin: str,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        artist: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         self.submitted.append(request)
         return {"id": len(self.submitted), "ref": request.ref}, True

@@ -1,4 +1,4 @@
-"""Durable-filesystem helpers (RELIABILITY D1, D2, §3 items 12 and 17)."""
+"""Durable-filesystem helpers (docs/reliability.md D1, D2)."""
 
 from __future__ import annotations
 
@@ -143,3 +143,63 @@ def test_same_filesystem(tmp_path: Path) -> None:
     assert fsutil.same_filesystem(tmp_path / "a", tmp_path / "b" / "c")
     if Path("/proc").is_dir():
         assert not fsutil.same_filesystem(tmp_path, Path("/proc/self"))
+
+
+# -- linking without replacing ----------------------------------------------------------------
+
+
+def test_link_no_clobber_gives_a_second_name(tmp_path: Path) -> None:
+    src, dest = tmp_path / "work.part", tmp_path / "Artist - Title.mp3"
+    src.write_bytes(b"verified")
+    assert fsutil.link_no_clobber(src, dest) is True
+    assert dest.read_bytes() == b"verified"
+    assert os.path.samefile(src, dest)
+
+
+def test_link_no_clobber_never_replaces_an_entry(tmp_path: Path) -> None:
+    src, dest = tmp_path / "work.part", tmp_path / "taken.mp3"
+    src.write_bytes(b"new")
+    dest.write_bytes(b"the user's file")
+    with pytest.raises(FileExistsError):
+        fsutil.link_no_clobber(src, dest)
+    assert dest.read_bytes() == b"the user's file"
+    # A dangling symlink is an entry too: it is not replaced either.
+    dangling = tmp_path / "dangling.mp3"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):
+        fsutil.link_no_clobber(src, dangling)
+    assert dangling.is_symlink()
+
+
+def test_link_no_clobber_links_a_symlink_itself(tmp_path: Path) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("not to be followed")
+    link, dest = tmp_path / "link", tmp_path / "moved"
+    link.symlink_to(target)
+    fsutil.link_no_clobber(link, dest)
+    assert dest.is_symlink() and os.readlink(dest) == str(target)
+
+
+@pytest.mark.parametrize("code", sorted(fsutil.NO_HARD_LINKS))
+def test_without_hard_links_a_free_name_is_taken_by_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # FAT and exFAT sticks and some network shares refuse link() with one of these.
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    src, dest, taken = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    src.write_bytes(b"data")
+    taken.write_bytes(b"keep")
+    monkeypatch.setattr(os, "link", no_link)
+    with pytest.raises(FileExistsError):
+        fsutil.link_no_clobber(src, taken)
+    assert taken.read_bytes() == b"keep" and src.exists()
+    assert fsutil.link_no_clobber(src, dest) is False
+    assert dest.read_bytes() == b"data" and not src.exists()
+
+
+def test_other_link_errors_are_raised(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        fsutil.link_no_clobber(tmp_path / "missing", tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()

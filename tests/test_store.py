@@ -159,3 +159,32 @@ async def test_the_database_file_is_private(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "state" / "state.db")
     await store.close()
     assert (tmp_path / "state" / "state.db").stat().st_mode & 0o077 == 0
+
+
+async def test_a_job_is_read_typed_and_shown_to_the_api_in_its_documented_shape(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        made, _ = await store_jobs.create_job(
+            store, Request("crateq", "7"), origin="auto", title="Song", artist="Band"
+        )
+        await store_jobs.update_job(store, made["id"], path="/lib/x.mp3", final_sha256="ab")
+        job = await store_jobs.load_job(store, made["id"])
+        assert (job.pool, job.kind, job.item_id, job.format) == ("crateq", "track", "7", "")
+        assert job.state is JobState.QUEUED
+        assert (job.path, job.final_sha256, job.not_before) == ("/lib/x.mp3", "ab", None)
+        api = await store_jobs.get_job(store, made["id"])
+        assert api == job.to_api()
+        # docs/interface.md §4: the job object's keys; the plan's tokens and hashes stay inside.
+        assert set(api) == {
+            "id", "ref", "pool", "kind", "title", "artist", "state", "bytes_done",
+            "bytes_total", "rate_bps", "attempts", "error", "error_code", "path", "origin",
+            "created", "updated",
+        }  # fmt: skip
+        assert (api["ref"], api["state"], api["rate_bps"]) == ("crateq:7", "queued", 0)
+        assert type(api["state"]) is str
+        with pytest.raises(Exception, match="no job 999"):
+            await store_jobs.load_job(store, 999)
+    finally:
+        await store.close()

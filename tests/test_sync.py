@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 import structlog
 
-from pooldaemon.config import CrateQConfig
+from pooldaemon.config import CrateQConfig, DaemonConfig
+from pooldaemon.downloader.engine import Engine
 from pooldaemon.errors import AccountError, IncompleteAnswer, NotFound, ProtocolError
 from pooldaemon.events import EventBus
 from pooldaemon.models import CatalogPage, QueueItem, Request
@@ -346,9 +347,22 @@ async def test_without_auto_download_nothing_is_handed_over(
 
 
 async def test_the_default_hand_over_creates_auto_jobs_without_duplicates(
-    sim: CrateQSim, session: aiohttp.ClientSession, store: Store, bus: RecordingBus
+    sim: CrateQSim,
+    session: aiohttp.ClientSession,
+    store: Store,
+    bus: RecordingBus,
+    tmp_path: Path,
 ) -> None:
-    sync = PoolSync("crateq", make_adapter(sim, session), store, bus, auto_download_jobs(store))
+    adapter = make_adapter(sim, session)
+    # Every job goes through the engine (not started: only its submit is used here).
+    config = DaemonConfig.model_validate({"download_dir": str(tmp_path / "library")})
+    engine = Engine(store, session, {"crateq": adapter}, config, bus)
+
+    async def submit(request: Request, origin: str, **known: str | None) -> dict[str, Any]:
+        job, _created = await engine.submit(request, origin, **known)
+        return job
+
+    sync = PoolSync("crateq", adapter, store, bus, auto_download_jobs(submit))
     ids = sim.catalog.ids()[:2]
     sim.add_to_queue(ids)
     await sync.sync_queue()
@@ -470,7 +484,7 @@ async def test_coordinator_serves_the_daemons_sync_port(
 ) -> None:
     submitted: list[tuple[str, str]] = []
 
-    async def submit(request: Request, origin: str) -> dict[str, Any]:
+    async def submit(request: Request, origin: str, **known: str | None) -> dict[str, Any]:
         submitted.append((request.ref, origin))
         return {"id": len(submitted)}
 

@@ -204,7 +204,8 @@ def _entries(fmt: str, path: Path) -> str:
 
 async def _watch_downloads(client: ControlClient, console: Console) -> bool:
     """Live progress from the event stream until no job is unfinished; False on timeout."""
-    view = WatchView((await client.get("/v1/jobs"))["items"])
+    # Every job stays in view: when the downloads end, the view is what happened.
+    view = WatchView((await client.get("/v1/jobs"))["items"], keep_finished=50)
     deadline = time.monotonic() + _DOWNLOAD_BUDGET_S
 
     async def follow() -> None:
@@ -216,6 +217,7 @@ async def _watch_downloads(client: ControlClient, console: Console) -> bool:
     async def until_done() -> None:
         while time.monotonic() < deadline:
             jobs = (await client.get("/v1/jobs"))["items"]
+            view.reconcile(jobs)
             if jobs and not any(job["state"] in _UNFINISHED for job in jobs):
                 return
             await asyncio.sleep(0.25)

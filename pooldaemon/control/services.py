@@ -39,8 +39,10 @@ class Services(Protocol):
         """Offline catalog search (`GET /v1/catalog` query): `{"total", "items": [track…]}`."""
         ...
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        """Jobs, newest first, optionally filtered."""
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """One page of jobs, newest first, optionally filtered: `{"total", "items"}`."""
         ...
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
@@ -75,4 +77,8 @@ class Services(Protocol):
 
     async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
         """Add one item to or remove one from the remote queue; returns the queue after."""
+        ...
+
+    async def login_link(self) -> dict[str, Any]:
+        """A one-time dashboard login link: `{"url"}` (Conflict when the dashboard is off)."""
         ...

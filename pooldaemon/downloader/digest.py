@@ -4,7 +4,7 @@ Chunks finish out of order, but SHA-256 can only be fed in order: the hasher fol
 durable prefix (the bytes already fsynced and checkpointed) and hashes each new stretch of it in
 a thread, reading back from the page cache. By the time the last chunk lands, all but that chunk
 is hashed, so verifying a finished file no longer costs a whole pass over it after the last
-byte (issue 4, benchmark 1: about 1 CPU-second per GiB of SHA-256 on the machines we measure).
+byte (about 1 CPU-second per GiB of SHA-256 on the machines we measure).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Named crash points for the crash tests: `DAEMON_FAILPOINT=name[:N]` SIGKILLs on the Nth hit.
 
-RELIABILITY §2 "Failpoint": the process kills itself at a named point, like SQLite's crash tests.
+docs/reliability.md (failpoints): the process kills itself at a named point, like SQLite's
+crash tests.
 Read once per process from the environment (the crash driver sets it before starting the daemon);
 without the variable every call is a dictionary-free no-op.
 """

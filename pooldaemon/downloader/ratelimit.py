@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
@@ -132,15 +131,3 @@ class HostGates:
         """Sleep until `host` is open (re-checking: another worker may extend the block)."""
         while (left := self.remaining(host)) > 0:
             await asyncio.sleep(left)
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float, *, jitter: bool = True) -> float:
-    """Exponential back-off for the `attempt`th failure (1-based), with full jitter above half.
-
-    Jitter keeps many workers from retrying in step; the lower half is kept so a back-off is
-    never close to zero (no tight loops, RELIABILITY oracle 7).
-    """
-    delay = float(min(max_s, base_s * 2 ** max(0, attempt - 1)))
-    if jitter:
-        delay = delay / 2 + random.uniform(0, delay / 2)
-    return delay

@@ -87,8 +87,8 @@ _EXPECTED: dict[str, frozenset[str]] = {
 
 
 def sniff_media(head: bytes) -> str | None:
-    """Name the content from its first bytes (RELIABILITY H9): mp3, wav, aiff, flac, mp4, zip,
-    html (any markup, so an error page) or json; None when nothing matches."""
+    """Name the content from its first bytes (docs/reliability.md H9): mp3, wav, aiff, flac,
+    mp4, zip, html (any markup, so an error page) or json; None when nothing matches."""
     if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
         return "wav"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):

@@ -1,4 +1,6 @@
-"""Safe extraction of Harvest's ZIP parts into a staging folder renamed into place (CONTRACT §5).
+"""Safe extraction of Harvest's ZIP parts into a staging folder renamed into place.
+
+docs/interface.md §5.
 
 Everything that can be judged from the archive's directory is judged before a byte is written
 (names, links, methods, encryption, overlaps, declared sizes); then every entry is read once to
@@ -68,7 +70,7 @@ _DECODE_ERRORS = (
 
 
 class ArchiveRejected(IntegrityError):
-    """The archive is refused; `entries` lists the offending entry names (RELIABILITY Z1–Z3)."""
+    """The archive is refused; `entries` names the offending entries (docs/reliability.md Z1–Z3)."""
 
     code = "rejected_archive"
 
@@ -84,7 +86,7 @@ class ArchiveRejected(IntegrityError):
 
 
 class ArchiveDamaged(ArchiveRejected):
-    """The archive's bytes are bad (CRC, truncation): worth downloading again (RELIABILITY Z3)."""
+    """The archive's bytes are bad (CRC, truncation): fetch it again (docs/reliability.md Z3)."""
 
     code = "damaged_archive"
 
@@ -105,7 +107,7 @@ class _Entry:
 
 
 class _Budget:
-    """Counts bytes as they come out of the archive, across all its parts (RELIABILITY Z2)."""
+    """Counts bytes coming out of the archive, across all its parts (docs/reliability.md Z2)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -118,6 +120,35 @@ class _Budget:
             raise ArchiveRejected(
                 f"{label}: expands beyond the limit of {self.limit} bytes", [name]
             )
+
+
+def lone_entry(parts: list[Path]) -> str | None:
+    """The name of the only file in a set of ZIP parts (folders and Finder or Explorer
+    droppings aside), or None when there are several, none, or a part cannot be read.
+
+    A one-file archive of a single track is placed as a track, not as a folder
+    (docs/interface.md §9); extraction still judges it like any other archive."""
+    names: list[str] = []
+    for path in parts:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = zf.infolist()
+        except (OSError, *_DECODE_ERRORS):
+            return None
+        for info in infos:
+            raw = info.filename
+            clean = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".")]
+            if raw.endswith(("/", "\\")) or (clean and _is_junk(clean)):
+                continue
+            names.append(raw)
+            if len(names) > 1:
+                return None
+    return names[0] if names else None
+
+
+def _is_junk(clean: list[str]) -> bool:
+    """Finder and Explorer droppings (`__MACOSX/`, `.DS_Store`, `._x`, `Thumbs.db`)."""
+    return clean[0] == "__MACOSX" or clean[-1] in _JUNK_NAMES or clean[-1].startswith("._")
 
 
 def extract_zip(
@@ -165,7 +196,7 @@ def extract_parts(
             errno.ENOENT, "destination's parent folder is missing", str(dest_root.parent)
         )
     if not same_filesystem(staging.parent, dest_root.parent):
-        # RELIABILITY D2: a rename must never turn into a copy into the library.
+        # docs/reliability.md D2: a rename must never turn into a copy into the library.
         raise OSError(errno.EXDEV, f"staging {staging} is not on the filesystem of {dest_root}")
     labels = [p.name if len(parts) == 1 else f"part {i} ({p.name})" for i, p in enumerate(parts, 1)]
     with contextlib.ExitStack() as stack:
@@ -227,7 +258,7 @@ def _plan(zf: zipfile.ZipFile, path: Path, label: str, max_ratio: float) -> list
         pieces = raw.replace("\\", "/").split("/")
         clean = [p for p in pieces if p not in ("", ".")]
         is_dir = raw.endswith(("/", "\\"))  # Windows tools write "folder\\"
-        # RELIABILITY Z1: "../../x", "/abs/x", "C:/x", "..\\x"; "a/../b" is refused too:
+        # docs/reliability.md Z1: "../../x", "/abs/x", "C:/x", "..\\x"; "a/../b" is refused too:
         # no honest archive needs it.
         if (
             raw.startswith(("/", "\\"))
@@ -240,7 +271,7 @@ def _plan(zf: zipfile.ZipFile, path: Path, label: str, max_ratio: float) -> list
         if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG, stat.S_IFDIR):
             links.append(raw)
             continue
-        junk = clean[0] == "__MACOSX" or clean[-1] in _JUNK_NAMES or clean[-1].startswith("._")
+        junk = _is_junk(clean)
         entry = _Entry(info, tuple(sanitize_component(p) for p in clean), is_dir, junk)
         entries.append(entry)
         if junk or is_dir:
@@ -307,7 +338,7 @@ def _check_names(entries: list[_Entry], label: str) -> None:
 
 
 def _overlapping(zf: zipfile.ZipFile, path: Path, label: str) -> list[str]:
-    """Entries whose bytes overlap another's or the central directory (RELIABILITY §3 item 14).
+    """Entries whose bytes overlap another's or the central directory (docs/reliability.md).
 
     Python 3.11.7 lacks the cpython#109858 fix, so each entry's span (local header, name, extra
     field, compressed data) is computed from its local header and checked here.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pooldaemon.drop.parse import MAX_FILE_BYTES, cap_text, is_request_name
-from pooldaemon.fsutil import fsync_dir, full_fsync
+from pooldaemon.fsutil import fsync_dir, full_fsync, link_no_clobber
 from pooldaemon.store import drops
 
 PROCESSED = "processed"
@@ -28,18 +28,6 @@ ERRORS_SUFFIX = ".errors.txt"
 #: Temporary files of ours (result files before they are linked into place).
 _TMP_PREFIX = ".pooldaemon-"
 _NAME_MAX = 255
-# link() is not available here: fall back to rename after an existence check.
-_NO_HARD_LINKS = frozenset(
-    {
-        errno.EPERM,
-        errno.EXDEV,
-        errno.EMLINK,
-        errno.ENOSYS,
-        errno.EOPNOTSUPP,
-        getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
-    }
-)
-
 #: What identifies a directory entry's state: a change in any of these restarts the wait.
 Sig = tuple[int, int, int, int, int, int, int]
 
@@ -300,21 +288,12 @@ def _install(tmp: Path, path: Path, data: bytes) -> bool:
     """
     try:
         try:
-            os.link(tmp, path)
+            link_no_clobber(tmp, path)
             return True
         except FileExistsError:
             if _has_content(path, data):
                 return False
             raise NameTaken(str(path)) from None
-        except OSError as err:
-            if err.errno not in _NO_HARD_LINKS:
-                raise
-        if os.path.lexists(path):
-            if _has_content(path, data):
-                return False
-            raise NameTaken(str(path))
-        os.rename(tmp, path)
-        return True
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -335,24 +314,12 @@ def _write_new(path: Path, data: bytes) -> bool:
 def _link_entry(src: Path, dest: Path) -> None:
     """Give the entry at `src` (a symlink itself, never its target) a second name `dest`."""
     try:
-        os.link(src, dest, follow_symlinks=False)
-        return
+        # Only the daemon writes into processed/ and rejected/: no race with the rename fallback.
+        link_no_clobber(src, dest)
     except FileExistsError:
         if _same_entry(src, dest):
             return
         raise NameTaken(str(dest)) from None
-    except NotImplementedError:
-        pass
-    except OSError as err:
-        if err.errno not in _NO_HARD_LINKS:
-            raise
-    # No hard links here (FAT, some network shares): rename, having checked the name is free.
-    # Only the daemon writes into processed/ and rejected/, so the gap is not a real race.
-    if os.path.lexists(dest):
-        if _same_entry(src, dest):
-            return
-        raise NameTaken(str(dest))
-    os.rename(src, dest)
 
 
 def _sidecar_path(drop_dir: Path, placement: drops.Placement) -> Path:

@@ -7,9 +7,7 @@ wrong into the error vocabulary of `pooldaemon.errors` (STYLE habits 2 and 3).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +31,7 @@ from pooldaemon.errors import (
     TransientError,
 )
 from pooldaemon.log import redact_text
+from pooldaemon.retry import backoff_s, parse_retry_after
 
 Decode = Literal["json", "xml", "text", "bytes", "none"]
 
@@ -264,8 +263,8 @@ class PoolHttp:
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
             return min(retry_after_s, self.max_wait_s)
-        # Exponential back-off with full jitter: many clients never retry in step.
-        return random.uniform(0, min(self.max_wait_s, self.backoff_s * 2 ** (attempt - 1)))
+        # Exponential back-off with jitter: many clients never retry in step.
+        return backoff_s(attempt, self.backoff_s, self.max_wait_s)
 
     async def _wait_for_host(self, url: str) -> None:
         until = self.not_before.get(urlsplit(url).netloc)
@@ -366,19 +365,3 @@ def parse_xml(text: str, where: str) -> Any:
         ) from err
     except SafeET.ParseError as err:
         raise ProtocolError(f"{where}: malformed XML: {err}") from err
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds or as an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -1,13 +1,24 @@
-"""Download jobs: creation with de-duplication, legal state changes, and reads for the API."""
+"""Download jobs' SQL: creation with de-duplication, legal state changes, scheduling reads,
+non-state updates, and the stored plan."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from pooldaemon.errors import Conflict, NotFound
-from pooldaemon.models import JOB_TRANSITIONS, JobState, Request
+from pooldaemon.models import (
+    JOB_TRANSITIONS,
+    DownloadPlan,
+    Job,
+    JobState,
+    PlanPart,
+    QueueItem,
+    Request,
+    Source,
+)
 from pooldaemon.store.db import Store
 
 #: States in which a job still stands for "this item will be / has been downloaded".
@@ -22,12 +33,12 @@ LIVE_STATES = (
 
 JOB_COLUMNS = (
     "id, pool, kind, item_id, format, ref, origin, title, artist, state, attempts, error, "
-    "error_code, bytes_done, bytes_total, path, not_before, created, updated"
+    "error_code, bytes_done, bytes_total, path, final_sha256, not_before, created, updated"
 )
 
 
 async def find_live_job(store: Store, req: Request, fmt: str = "") -> dict[str, Any] | None:
-    """The job already standing for this item, if any (CONTRACT §3: never download twice)."""
+    """The job already standing for this item, if any (docs/interface.md §3: never twice)."""
     row = await store.fetchone(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE pool = ? AND kind = ? AND item_id IS ? "
         f"AND format = ? AND state IN ({','.join('?' * len(LIVE_STATES))}) "
@@ -49,8 +60,8 @@ async def create_job(
 ) -> tuple[dict[str, Any], bool]:
     """Queue a job, or return the live one for the same item. Returns (job, created).
 
-    A redownload always creates a new job (CONTRACT §3). An idempotency `key` is recorded in
-    the same transaction as the job, so a replay of the same request finds it and creates none.
+    A redownload always creates a new job (docs/interface.md §3). An idempotency `key` is
+    recorded in the same transaction as the job, so a replay of the request creates none.
     """
     now = time.time()
     async with store.transaction() as db:
@@ -75,6 +86,17 @@ async def create_job(
                 if key is not None:
                     await _remember_key(db, key, row["id"])
                 return job_dict(row), False
+        if (title is None or artist is None) and req.kind == "track" and req.item_id:
+            # A request names only the item (`poolctl get`, the drop folder, a pool's queue
+            # handed over): the job shows what the mirror knows of it from the start, not only
+            # if the pool's download answer happens to carry it (Harvest's does not).
+            async with db.execute(
+                "SELECT title, artist FROM tracks WHERE pool = ? AND id = ?",
+                (req.pool, req.item_id),
+            ) as cur:
+                known = await cur.fetchone()
+            if known is not None:
+                title, artist = title or known[0], artist or known[1]
         cur = await db.execute(
             "INSERT INTO jobs (pool, kind, item_id, format, ref, origin, title, artist, state, "
             "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,11 +138,17 @@ async def job_for_key(store: Store, key: str) -> dict[str, Any] | None:
     return job_dict(row) if row else None
 
 
-async def get_job(store: Store, job_id: int) -> dict[str, Any]:
+async def load_job(store: Store, job_id: int) -> Job:
+    """One job, typed; NotFound when there is none."""
     row = await store.fetchone(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
     if row is None:
         raise NotFound(f"no job {job_id}")
-    return job_dict(row)
+    return job_from_row(row)
+
+
+async def get_job(store: Store, job_id: int) -> dict[str, Any]:
+    """One job as the socket API shows it."""
+    return (await load_job(store, job_id)).to_api()
 
 
 async def list_jobs(
@@ -192,24 +220,135 @@ async def load_plan(store: Store, job_id: int) -> dict[str, Any] | None:
     return json.loads(row[0]) if row and row[0] else None
 
 
+def job_from_row(row: Any) -> Job:
+    """A row of `SELECT {JOB_COLUMNS}` as a `Job`."""
+    return Job(
+        id=row["id"],
+        pool=row["pool"],
+        kind=row["kind"],
+        item_id=row["item_id"],
+        format=row["format"],
+        ref=row["ref"],
+        origin=row["origin"],
+        title=row["title"],
+        artist=row["artist"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        error=row["error"],
+        error_code=row["error_code"],
+        bytes_done=row["bytes_done"],
+        bytes_total=row["bytes_total"],
+        path=row["path"],
+        final_sha256=row["final_sha256"],
+        not_before=row["not_before"],
+        created=row["created"],
+        updated=row["updated"],
+    )
+
+
 def job_dict(row: Any) -> dict[str, Any]:
-    """A job as the socket API shows it (CONTRACT §4), plus a few extra keys."""
-    return {
-        "id": row["id"],
-        "ref": row["ref"],
-        "pool": row["pool"],
-        "kind": row["kind"],
-        "title": row["title"],
-        "artist": row["artist"],
-        "state": row["state"],
-        "bytes_done": row["bytes_done"],
-        "bytes_total": row["bytes_total"],
-        "rate_bps": 0,
-        "attempts": row["attempts"],
-        "error": row["error"],
-        "error_code": row["error_code"],
-        "path": row["path"],
-        "origin": row["origin"],
-        "created": row["created"],
-        "updated": row["updated"],
-    }
+    """A job as the socket API shows it (docs/interface.md §4), plus a few extra keys."""
+    return job_from_row(row).to_api()
+
+
+# -- jobs: scheduling reads and non-state updates ----------------------------------------------
+
+
+async def due_jobs(store: Store, now: float, limit: int) -> list[int]:
+    """Queued jobs whose back-off has passed, oldest first."""
+    rows = await store.fetchall(
+        "SELECT id FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?) "
+        "ORDER BY id LIMIT ?",
+        (now, limit),
+    )
+    return [r[0] for r in rows]
+
+
+async def next_due(store: Store) -> float | None:
+    """The earliest back-off end among queued jobs (None: none is waiting on one)."""
+    row = await store.fetchone(
+        "SELECT MIN(not_before) FROM jobs WHERE state = 'queued' AND not_before IS NOT NULL"
+    )
+    return row[0] if row else None
+
+
+async def jobs_in(store: Store, states: tuple[str, ...]) -> list[int]:
+    rows = await store.fetchall(
+        f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY id",
+        states,
+    )
+    return [r[0] for r in rows]
+
+
+async def paused_for(store: Store, error_code: str) -> list[int]:
+    rows = await store.fetchall(
+        "SELECT id FROM jobs WHERE state = 'paused' AND error_code = ? ORDER BY id",
+        (error_code,),
+    )
+    return [r[0] for r in rows]
+
+
+async def update_job(store: Store, job_id: int, **fields: Any) -> None:
+    """Change columns of a job without changing its state."""
+    if not fields:
+        return
+    fields["updated"] = time.time()
+    assignments = ", ".join(f"{col} = ?" for col in fields)
+    await store.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
+
+
+async def queue_entry(store: Store, pool: str, kind: str, item_id: str) -> QueueItem | None:
+    """The remote-queue entry we hold for an item (its per-track token, when the pool has one)."""
+    row = await store.fetchone(
+        "SELECT pool, item_id, kind, queue_id, queued_at, extra FROM remote_queue "
+        "WHERE pool = ? AND item_id = ? AND kind = ?",
+        (pool, item_id, kind),
+    )
+    if row is None:
+        return None
+    try:
+        extra = json.loads(row["extra"] or "{}")
+    except ValueError:
+        extra = {}
+    return QueueItem(
+        pool=row["pool"],
+        item_id=row["item_id"],
+        kind=row["kind"],
+        queue_id=row["queue_id"],
+        queued_at=row["queued_at"],
+        extra=extra if isinstance(extra, dict) else {},
+    )
+
+
+# -- plans as stored JSON (tokens inside: the database is mode 0600) ----------------------------
+
+
+def plan_to_dict(plan: DownloadPlan) -> dict[str, Any]:
+    return asdict(plan)
+
+
+def plan_from_dict(data: dict[str, Any]) -> DownloadPlan:
+    parts = [
+        PlanPart(
+            key=str(p["key"]),
+            sources=[Source(**s) for s in p.get("sources", [])],
+            expected_size=p.get("expected_size"),
+            extension=p.get("extension"),
+            expires_at=p.get("expires_at"),
+            sha256=p.get("sha256"),
+            md5=p.get("md5"),
+        )
+        for p in data.get("parts", [])
+    ]
+    return DownloadPlan(
+        pool=data["pool"],
+        item_id=data["item_id"],
+        kind=data.get("kind", "track"),
+        format=data.get("format", ""),
+        parts=parts,
+        meta=dict(data.get("meta") or {}),
+        archive=bool(data.get("archive", False)),
+        name=data.get("name"),
+        context=dict(data.get("context") or {}),
+        sent_by_email=bool(data.get("sent_by_email", False)),
+    )

@@ -29,6 +29,7 @@ from pooldaemon.models import (
     Request,
     Source,
 )
+from pooldaemon.outbox import Outbox
 from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.faults import DownloadServer, json_error
@@ -241,23 +242,31 @@ class EngineHarness:
     pool: LocalPool
     library: Path
     engines: list[Engine] = field(default_factory=list)
+    outboxes: list[Outbox] = field(default_factory=list)
     events: EventBus = field(default_factory=EventBus)
 
     async def start(self, config: DaemonConfig | None = None, **engine_kw: Any) -> Engine:
+        """An engine and the outbox it hands owed pool calls to, wired as the daemon does.
+
+        A new start stands for a new daemon: the previous daemon's outbox stops with it."""
+        for old in self.outboxes:
+            await old.stop()
         config = config or make_config(self.library)
+        outbox = Outbox(self.store, {"testpool": self.pool}, backoff_s=0.05, backoff_max_s=0.2)
         kw: dict[str, Any] = {
             "retry_backoff_s": 0.05,
             "retry_backoff_max_s": 0.2,
             "server_cooldown_s": 0.05,
-            "outbox_backoff_s": 0.05,
-            "outbox_backoff_max_s": 0.2,
+            "on_owed": outbox.wake,
         }
         kw.update(engine_kw)
         engine = Engine(
             self.store, self.session, {"testpool": self.pool}, config, self.events, **kw
         )
+        await outbox.start()
         await engine.start()
         self.engines.append(engine)
+        self.outboxes.append(outbox)
         return engine
 
     async def get(self, ref_id: str, engine: Engine, origin: str = "request") -> int:
@@ -285,6 +294,8 @@ async def harness(
     yield h
     for engine in h.engines:
         await engine.stop(5.0)
+    for outbox in h.outboxes:
+        await outbox.stop()
 
 
 def sha256_of(data: bytes) -> str:

@@ -18,7 +18,7 @@ from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store import outbox as store_outbox
-from pooldaemon.store import transfer as st
+from pooldaemon.store import parts as store_parts
 
 from .conftest import (
     CHUNK,
@@ -240,7 +240,7 @@ async def test_cancel_forgets_the_partial_and_retry_starts_over(
     cancelled = await engine.cancel(job_id)
     assert cancelled["state"] == "cancelled"
     assert not (library / ".pooldaemon" / f"job-{job_id}").exists()
-    assert await st.load_parts(harness.store, job_id) == {}
+    assert await store_parts.load_parts(harness.store, job_id) == {}
     assert library_files(library) == []
     with pytest.raises(Conflict):
         await engine.resume(job_id)

@@ -22,8 +22,8 @@ import pytest
 from pooldaemon.models import DownloadPlan
 from pooldaemon.sim.faults import DownloadServer
 from pooldaemon.sim.media import MediaStore, mp3_bytes, zip_bytes
+from pooldaemon.store import health as store_health
 from pooldaemon.store import jobs as store_jobs
-from pooldaemon.store import transfer as st
 
 from .conftest import (
     CHUNK,
@@ -105,7 +105,7 @@ async def test_h2_a_full_body_is_never_overlaid_and_the_chunk_goes_elsewhere(
     assert job["attempts"] == 0  # no retries spent on it
     assert the_file(library) == media.get("a")
     assert norange.log.calls["download"] >= 1
-    health = await st.load_health(harness.store, "testpool")
+    health = await store_health.load_health(harness.store, "testpool")
     assert health["norange"].no_range
 
 
@@ -166,10 +166,10 @@ async def test_h4a_a_complete_partial_is_finished_without_downloading_again(
     await engine.pause_all()
     job_id = await harness.get("1", engine)
     # A previous run fetched every chunk and died before verifying.
-    from .test_transfer import make_transfer
+    from .test_fetch import make_transfer
 
     plan = harness.pool.items["1"](0)
-    await store_jobs.save_plan(harness.store, job_id, st.plan_to_dict(plan))
+    await store_jobs.save_plan(harness.store, job_id, store_jobs.plan_to_dict(plan))
     jt = await make_transfer(harness.store, harness.session, library, plan, job_id=job_id)
     await jt.run()
     srv.log.clear()
@@ -212,7 +212,7 @@ async def test_h5_a_stalled_chunk_moves_to_another_server(
     assert job["state"] == "done", job["error"]
     assert the_file(library) == media.get("a")
     assert healthy.log.calls["download"] >= 6
-    health = await st.load_health(harness.store, "testpool")
+    health = await store_health.load_health(harness.store, "testpool")
     assert "stall" in (health["stalled"].last_error or "")
     # The stalled sockets were closed (the server sees no connection left) and no client task
     # is left waiting on them.
@@ -244,7 +244,7 @@ async def test_h6_a_trickling_server_is_left_for_a_fast_one(
     job = await run_one(harness, speed_floor_bps=512 * KIB, speed_grace_s=0.3)
     assert job["state"] == "done", job["error"]
     assert the_file(library) == media.get("a")
-    health = await st.load_health(harness.store, "testpool")
+    health = await store_health.load_health(harness.store, "testpool")
     assert "too slow" in (health["slow"].last_error or "")
 
 
@@ -668,14 +668,18 @@ async def test_n3_a_planted_symlink_is_never_followed(
 
 
 async def _archive_job(
-    harness: EngineHarness, servers: ServerFactory, media: MediaStore, data: bytes
+    harness: EngineHarness,
+    servers: ServerFactory,
+    media: MediaStore,
+    data: bytes,
+    **config: object,
 ) -> dict[str, object]:
     media.add_bytes("z", data, content_type="application/zip")
     srv = await servers()
     harness.pool.add(
         "1", [PartSpec("main", "z", [("s", srv)], extension="zip")], archive=True, name="Pack"
     )
-    return await run_one(harness)
+    return await run_one(harness, **config)
 
 
 async def test_multi_part_archives_are_extracted_into_the_library(
@@ -727,6 +731,29 @@ async def test_z2_a_zip_bomb_is_rejected(
     assert job["state"] == "failed"
     assert "rejected archive" in job["error"] and "ratio" in job["error"]
     assert not (library / "testpool" / "Pack").exists()
+
+
+@pytest.mark.parametrize(("limit", "state"), [(2, "failed"), (3, "done")])
+async def test_z2_the_entry_limit_is_the_configured_one(
+    harness: EngineHarness,
+    servers: ServerFactory,
+    media: MediaStore,
+    library: Path,
+    limit: int,
+    state: str,
+) -> None:
+    data = zip_bytes({f"{n}.mp3": mp3_bytes(str(n), 20 * KIB) for n in range(3)})
+    job = await _archive_job(harness, servers, media, data, max_extract_entries=limit)
+    assert job["state"] == state, job["error"]
+    if state == "failed":
+        assert job["error"] == "rejected archive: too many entries: 3 (limit 2)"
+        assert not (library / "testpool" / "Pack").exists()
+    else:
+        assert sorted(p.name for p in (library / "testpool" / "Pack").iterdir()) == [
+            "0.mp3",
+            "1.mp3",
+            "2.mp3",
+        ]
 
 
 async def test_z3_a_damaged_archive_is_kept_and_a_retry_fetches_it_again(

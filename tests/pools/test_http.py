@@ -25,7 +25,6 @@ from pooldaemon.pools.http import (
     PoolHttp,
     TokenKeeper,
     loads_strict,
-    parse_retry_after,
     repair_thousands,
 )
 
@@ -299,15 +298,6 @@ def test_repair_thousands_fixes_only_records_and_pages() -> None:
     # Anything else with a comma in it stays broken: the repair is narrow (RELIABILITY M1).
     assert '"bpm":1,234' in fixed
     assert repair_thousands('{"records":100,"pages":1}') == ('{"records":100,"pages":1}', False)
-
-
-def test_parse_retry_after_forms() -> None:
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    now = time.time()
-    date = email.utils.formatdate(now + 60, usegmt=True)
-    assert 55 <= (parse_retry_after(date, now=now) or 0) <= 61
 
 
 class AuthOrigin:

@@ -25,6 +25,7 @@ from pooldaemon.errors import (
 )
 from pooldaemon.events import EventBus
 from pooldaemon.models import OutboxCall, Request
+from pooldaemon.outbox import Outbox
 from pooldaemon.pools import ADAPTERS, build_adapter
 from pooldaemon.pools.base import Capability
 from pooldaemon.pools.http import PoolHttp
@@ -724,20 +725,22 @@ class Daemon:
         store = await Store.open(self.root / "state.db")
         http = PoolHttp(self.session, "promoonly", sleep=_no_sleep)
         adapter = PromoOnlyAdapter("promoonly", make_config(self.sim), http, clock=self.sim.clock)
+        outbox = Outbox(store, {"promoonly": adapter}, backoff_s=0.05, backoff_max_s=0.1)
         engine = Engine(
             store,
             self.session,
             {"promoonly": adapter},
             self.config,
             self.events,
-            outbox_backoff_s=0.05,
-            outbox_backoff_max_s=0.1,
+            on_owed=outbox.wake,
         )
+        await outbox.start()
         await engine.start()
         try:
             yield engine
         finally:
             await engine.stop()
+            await outbox.stop()
             await store.close()
 
     async def download(self, engine: Engine, request: Request) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The byte path: probing, ranged chunks, checkpoints, redirects, tokens, bandwidth sharing."""
+"""The byte path: probing, ranged chunks, checkpoints, redirects, tokens, failover."""
 
 from __future__ import annotations
 
@@ -15,28 +15,21 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
-from pooldaemon.downloader.transfer import (
-    FetchError,
-    HealthBook,
-    JobTransfer,
-    PlanKeeper,
-    TransferFailed,
-    TransferSettings,
-    parse_content_range,
-    parse_unsatisfied,
-    part_file_name,
-    work_dir_for,
-)
+from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
+from pooldaemon.downloader.health import HealthBook
+from pooldaemon.downloader.part import TransferFailed
+from pooldaemon.downloader.ratelimit import FairBucket, HostGates
+from pooldaemon.downloader.workfile import work_dir_for
 from pooldaemon.errors import AuthError
 from pooldaemon.models import DownloadPlan, PlanPart, Request, Source
 from pooldaemon.sim.faults import DownloadServer, start_app
 from pooldaemon.sim.media import MediaStore
+from pooldaemon.store import health as store_health
 from pooldaemon.store import jobs as store_jobs
-from pooldaemon.store import transfer as st
+from pooldaemon.store import parts as store_parts
 from pooldaemon.store.db import Store
 
-from .conftest import CHUNK, KIB, MIB, ServerFactory, TokenCheck, bytes_requested, requested_ranges
+from .conftest import CHUNK, MIB, ServerFactory, TokenCheck, bytes_requested, requested_ranges
 
 SETTINGS = TransferSettings(
     chunk_size=CHUNK, connections=4, stall_timeout_s=2.0, speed_floor_bps=0, cooldown_s=0.05
@@ -107,89 +100,6 @@ def url(server: DownloadServer, key: str, query: str = "") -> str:
     return f"{server.base_url}/download/{key}{query}"
 
 
-# -- parsers -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("bytes 0-99/1000", (0, 99, 1000)),
-        ("bytes 900-999/1000", (900, 999, 1000)),
-        ("BYTES 1-1/2", (1, 1, 2)),
-        ("items 0-99/1000", None),
-        ("bytes 0-99/*", None),
-        ("bytes */1000", None),
-        ("bytes 100-99/1000", None),
-        ("bytes 0-1000/1000", None),
-        ("bytes 0-99", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_content_range_is_parsed_strictly(
-    value: str | None, expected: tuple[int, int, int] | None
-) -> None:
-    assert parse_content_range(value) == expected
-
-
-def test_unsatisfied_range_names_the_size() -> None:
-    assert parse_unsatisfied("bytes */4096") == 4096
-    assert parse_unsatisfied("bytes 0-1/4096") is None
-    assert parse_unsatisfied(None) is None
-
-
-def test_part_file_names_are_safe_and_distinct() -> None:
-    assert part_file_name("main") == "part-main.part"
-    odd = part_file_name("../x")
-    assert "/" not in odd and odd != part_file_name("__x")
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    assert backoff_s(1, 1.0, 60.0, jitter=False) == 1.0
-    assert backoff_s(4, 1.0, 60.0, jitter=False) == 8.0
-    assert backoff_s(20, 1.0, 60.0, jitter=False) == 60.0
-    assert 30.0 <= backoff_s(20, 1.0, 60.0) <= 60.0
-
-
-# -- bandwidth sharing and host gates --------------------------------------------------------------
-
-
-async def test_bucket_serves_waiting_jobs_round_robin() -> None:
-    # 64 KiB per grant at 8 MiB/s: each waits a few ms; only the order is asserted.
-    bucket = FairBucket(8 * MIB, burst_s=0.0)
-    await bucket.take("warmup", 64 * KIB)  # empty the bucket so everyone queues
-    order: list[str] = []
-
-    async def take(key: str, label: str) -> None:
-        await bucket.take(key, 64 * KIB)
-        order.append(label)
-
-    tasks = [asyncio.create_task(take("A", f"a{i}")) for i in range(4)]
-    tasks.append(asyncio.create_task(take("B", "b0")))
-    await asyncio.gather(*tasks)
-    # Job B with one connection is not starved by job A's four.
-    assert order.index("b0") <= 1
-    assert [x for x in order if x.startswith("a")] == ["a0", "a1", "a2", "a3"]
-
-
-async def test_unlimited_bucket_never_waits() -> None:
-    bucket = FairBucket(0)
-    for _ in range(1000):
-        await bucket.take("A", MIB)
-
-
-def test_host_gates_hold_a_host_until_its_time() -> None:
-    now = [100.0]
-    gates = HostGates(clock=lambda: now[0])
-    gates.block("h:1", 5)
-    assert gates.remaining("h:1") == 5
-    gates.block("h:1", 1)  # never shortened
-    assert gates.remaining("h:1") == 5
-    assert gates.remaining("other:1") == 0
-    now[0] = 106.0
-    assert gates.remaining("h:1") == 0
-
-
 # -- ranged chunks and checkpoints ---------------------------------------------------------------
 
 
@@ -213,7 +123,7 @@ async def test_parallel_ranged_chunks_assemble_the_file(
     assert set(ranges) == expected and len(ranges) == 6
     for entry in srv.log.for_endpoint("download"):
         assert entry.headers["Accept-Encoding"] == "identity"
-    chunks = await st.load_chunks(store, jt.job_id, "main")
+    chunks = await store_parts.load_chunks(store, jt.job_id, "main")
     assert all(c.done and c.filled == c.size for c in chunks)
     assert (await store_jobs.get_job(store, jt.job_id))["bytes_done"] == size
 
@@ -238,7 +148,7 @@ async def test_the_last_round_is_fetched_in_quarter_chunks(
     # finish together instead of one fetching a whole chunk alone at the end.
     starts = [0, chunk, 2 * chunk, 3 * chunk, *range(4 * chunk, size, chunk // 4)]
     spans = [(a, b - 1) for a, b in zip(starts, [*starts[1:], size], strict=True)]
-    chunks = await st.load_chunks(store, jt.job_id, "main")
+    chunks = await store_parts.load_chunks(store, jt.job_id, "main")
     assert [(c.start, c.end) for c in chunks] == spans
     assert all(c.done and c.filled == c.size for c in chunks)
     assert sorted(requested_ranges(srv)) == sorted(f"bytes={a}-{b}" for a, b in spans)
@@ -295,7 +205,7 @@ async def test_the_other_connections_start_while_the_probe_streams_chunk_0(
         await runner.cleanup()
     assert paths["main"].read_bytes() == data
     assert not probe_waited_out
-    chunks = await st.load_chunks(store, jt.job_id, "main")
+    chunks = await store_parts.load_chunks(store, jt.job_id, "main")
     assert len(chunks) == 4 and all(c.done for c in chunks)
 
 
@@ -311,7 +221,7 @@ async def test_probe_learns_the_size_when_the_pool_gives_none(
     jt = await make_transfer(store, session, library, plan_for([("s", url(srv, "a"))], None))
     paths = await jt.run()
     assert paths["main"].read_bytes() == media.get("a")
-    parts = await st.load_parts(store, jt.job_id)
+    parts = await store_parts.load_parts(store, jt.job_id)
     assert parts["main"].expected_size == 2 * CHUNK + 7 and parts["main"].range_ok
 
 
@@ -346,7 +256,7 @@ async def test_no_range_support_means_one_stream(
     assert paths["main"].read_bytes() == media.get("a")
     # The probe's full 200 body is the single stream: nothing fetched twice.
     assert len(requested_ranges(srv)) == 1
-    parts = await st.load_parts(store, jt.job_id)
+    parts = await store_parts.load_parts(store, jt.job_id)
     assert parts["main"].range_ok is False
 
 
@@ -370,7 +280,7 @@ async def test_an_interrupted_transfer_resumes_from_its_checkpoints(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    chunks = await st.load_chunks(store, first.job_id, "main")
+    chunks = await store_parts.load_chunks(store, first.job_id, "main")
     durable = sum(c.filled for c in chunks)
     assert durable >= 2 * CHUNK  # finished chunks, plus the checkpointed parts in flight
     srv.faults.throttle_bps = None
@@ -403,7 +313,7 @@ async def test_parts_are_hashed_while_they_download(
     digests = first.digests()["main"]
     assert (digests.sha256, digests.size) == (want, size)
     # Recorded with the part, so a run after a crash past this point need not hash again.
-    assert (await st.load_parts(store, first.job_id))["main"].sha256 == want
+    assert (await store_parts.load_parts(store, first.job_id))["main"].sha256 == want
     again = await make_transfer(store, session, library, plan, job_id=first.job_id)
     srv.log.clear()
     await again.run()
@@ -425,7 +335,7 @@ async def test_hashing_while_downloading_can_be_left_to_the_finisher(
     paths = await jt.run()
     assert paths["main"].read_bytes() == media.get("a")
     assert jt.digests() == {}
-    assert (await st.load_parts(store, jt.job_id))["main"].sha256 is None
+    assert (await store_parts.load_parts(store, jt.job_id))["main"].sha256 is None
 
 
 async def test_a_missing_work_file_restarts_the_part(
@@ -442,7 +352,7 @@ async def test_a_missing_work_file_restarts_the_part(
     first = await make_transfer(store, session, library, plan)
     paths = await first.run()
     paths["main"].unlink()
-    await st.reset_parts(store, first.job_id)  # as if the part had never finished …
+    await store_parts.reset_parts(store, first.job_id)  # as if the part had never finished …
     srv.log.clear()
     second = await make_transfer(store, session, library, plan, job_id=first.job_id)
     assert (await second.run())["main"].read_bytes() == media.get("a")
@@ -585,7 +495,7 @@ async def test_h13_an_untrusted_certificate_fails_over_without_an_insecure_retry
         await runner.cleanup()
     assert paths["main"].read_bytes() == media.get("a")
     assert hits == []  # no request ever got past the handshake
-    health = await st.load_health(store, "testpool")
+    health = await store_health.load_health(store, "testpool")
     assert "TLS certificate refused" in (health["selfsigned"].last_error or "")
 
 
@@ -642,7 +552,7 @@ async def test_many_workers_refused_at_once_renew_exactly_once(
 
     async def expire_after_probe() -> None:
         # The probe succeeds with t0; then the token expires for every worker at once.
-        while not (await st.load_parts(store, jt.job_id)):
+        while not (await store_parts.load_parts(store, jt.job_id)):
             await asyncio.sleep(0.005)
         check.valid = {"t1"}
         while check.refused < 4:
@@ -680,10 +590,3 @@ async def test_a_token_refused_after_renewal_is_an_auth_error(
         await jt.run()
     assert calls == 1
     assert check.refused == 2  # one try with the old token, one with the new
-
-
-def test_fetch_errors_name_the_server() -> None:
-    from pooldaemon.downloader.transfer import Fail
-
-    err = FetchError(Fail.SERVER, "dc03", "HTTP 503")
-    assert str(err) == "dc03: HTTP 503"

@@ -1,17 +1,14 @@
-"""The downloader's SQL: parts and chunk checkpoints, server health, scheduling reads, plans.
+"""Resume state of downloads: each job's parts and their chunk checkpoints.
 
 Resume state is keyed by the job (one pool item and format) and the part key, and is valid only
-for the part's expected size — never by URL, since URLs carry tokens that expire (issue 4).
+for the part's expected size — never by URL, since URLs carry tokens that expire.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from pooldaemon.models import DownloadPlan, PlanPart, QueueItem, Source
 from pooldaemon.store.db import Store
 
 
@@ -180,161 +177,3 @@ async def reset_parts(store: Store, job_id: int, part_keys: list[str] | None = N
                     "DELETE FROM job_parts WHERE job_id = ? AND part_key = ?", (job_id, key)
                 )
         await _sum_progress(db, job_id)
-
-
-# -- jobs: scheduling reads and non-state updates ----------------------------------------------
-
-
-async def due_jobs(store: Store, now: float, limit: int) -> list[int]:
-    """Queued jobs whose back-off has passed, oldest first."""
-    rows = await store.fetchall(
-        "SELECT id FROM jobs WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?) "
-        "ORDER BY id LIMIT ?",
-        (now, limit),
-    )
-    return [r[0] for r in rows]
-
-
-async def next_due(store: Store) -> float | None:
-    """The earliest back-off end among queued jobs (None: none is waiting on one)."""
-    row = await store.fetchone(
-        "SELECT MIN(not_before) FROM jobs WHERE state = 'queued' AND not_before IS NOT NULL"
-    )
-    return row[0] if row else None
-
-
-async def jobs_in(store: Store, states: tuple[str, ...]) -> list[int]:
-    rows = await store.fetchall(
-        f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY id",
-        states,
-    )
-    return [r[0] for r in rows]
-
-
-async def paused_for(store: Store, error_code: str) -> list[int]:
-    rows = await store.fetchall(
-        "SELECT id FROM jobs WHERE state = 'paused' AND error_code = ? ORDER BY id",
-        (error_code,),
-    )
-    return [r[0] for r in rows]
-
-
-async def update_job(store: Store, job_id: int, **fields: Any) -> None:
-    """Change columns of a job without changing its state."""
-    if not fields:
-        return
-    fields["updated"] = time.time()
-    assignments = ", ".join(f"{col} = ?" for col in fields)
-    await store.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
-
-
-async def job_extra(store: Store, job_id: int) -> dict[str, Any]:
-    """Columns the API's job dict leaves out: the request's format, reason-free origin, intent."""
-    row = await store.fetchone(
-        "SELECT format, origin, final_sha256, path, item_id, kind, pool FROM jobs WHERE id = ?",
-        (job_id,),
-    )
-    return dict(row) if row else {}
-
-
-async def queue_entry(store: Store, pool: str, kind: str, item_id: str) -> QueueItem | None:
-    """The remote-queue entry we hold for an item (its per-track token, when the pool has one)."""
-    row = await store.fetchone(
-        "SELECT pool, item_id, kind, queue_id, queued_at, extra FROM remote_queue "
-        "WHERE pool = ? AND item_id = ? AND kind = ?",
-        (pool, item_id, kind),
-    )
-    if row is None:
-        return None
-    try:
-        extra = json.loads(row["extra"] or "{}")
-    except ValueError:
-        extra = {}
-    return QueueItem(
-        pool=row["pool"],
-        item_id=row["item_id"],
-        kind=row["kind"],
-        queue_id=row["queue_id"],
-        queued_at=row["queued_at"],
-        extra=extra if isinstance(extra, dict) else {},
-    )
-
-
-# -- server health -----------------------------------------------------------------------------
-
-
-@dataclass
-class ServerHealth:
-    """How a download server has behaved lately (table server_health)."""
-
-    failures: int = 0
-    cooldown_until: float | None = None
-    no_range: bool = False
-    last_error: str | None = None
-
-
-async def load_health(store: Store, pool: str) -> dict[str, ServerHealth]:
-    rows = await store.fetchall(
-        "SELECT server, failures, cooldown_until, no_range, last_error FROM server_health "
-        "WHERE pool = ?",
-        (pool,),
-    )
-    return {
-        r["server"]: ServerHealth(
-            r["failures"], r["cooldown_until"], bool(r["no_range"]), r["last_error"]
-        )
-        for r in rows
-    }
-
-
-async def save_health(store: Store, pool: str, server: str, health: ServerHealth) -> None:
-    await store.execute(
-        "INSERT INTO server_health (pool, server, failures, cooldown_until, no_range, last_error, "
-        "updated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pool, server) DO UPDATE SET "
-        "failures = excluded.failures, cooldown_until = excluded.cooldown_until, "
-        "no_range = excluded.no_range, last_error = excluded.last_error, "
-        "updated = excluded.updated",
-        (
-            pool,
-            server,
-            health.failures,
-            health.cooldown_until,
-            int(health.no_range),
-            health.last_error,
-            time.time(),
-        ),
-    )
-
-
-# -- plans as stored JSON (tokens inside: the database is mode 0600) ---------------------------
-
-
-def plan_to_dict(plan: DownloadPlan) -> dict[str, Any]:
-    return asdict(plan)
-
-
-def plan_from_dict(data: dict[str, Any]) -> DownloadPlan:
-    parts = [
-        PlanPart(
-            key=str(p["key"]),
-            sources=[Source(**s) for s in p.get("sources", [])],
-            expected_size=p.get("expected_size"),
-            extension=p.get("extension"),
-            expires_at=p.get("expires_at"),
-            sha256=p.get("sha256"),
-            md5=p.get("md5"),
-        )
-        for p in data.get("parts", [])
-    ]
-    return DownloadPlan(
-        pool=data["pool"],
-        item_id=data["item_id"],
-        kind=data.get("kind", "track"),
-        format=data.get("format", ""),
-        parts=parts,
-        meta=dict(data.get("meta") or {}),
-        archive=bool(data.get("archive", False)),
-        name=data.get("name"),
-        context=dict(data.get("context") or {}),
-        sent_by_email=bool(data.get("sent_by_email", False)),
-    )

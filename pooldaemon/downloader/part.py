@@ -1,101 +1,77 @@
-"""The bytes of one job: probe, chunks fetched in parallel with Range, validation, failover.
+"""One part of a download: probe, chunk table, workers, failover, restarts — a state machine.
 
-Every answer is checked before a byte of it is written (STYLE habit 6: 200, 206 and 416 are three
-different answers). A chunk counts as done only after its data is fsynced *and then* its
-checkpoint is committed (RELIABILITY C2), so a crash loses at most the unsynced tail of the chunks
-in flight. Writes, fsyncs and preallocation run in threads; reads go through aiohttp's buffer and
-are written in ~1 MiB blocks with `pwritev`, which keeps the CPU cost per GiB low.
+The first request is a ranged GET for chunk 0 (a 206 says both size and Range support); the
+other connections start once its head is checked. Each answer is judged by `answer` before a
+byte is written and streamed by `workfile`'s writer; a failed answer steers the next request
+(another server, a wait for the host, a renewed plan, a quarantine, a restart of the part).
+A chunk counts as done only after its data is fsynced *and then* its checkpoint is committed
+(docs/reliability.md C2), so a crash loses at most the unsynced tail of the chunks in flight.
+
+It is one concept and stays one module although it is long: every transition reads and writes
+the same part state (chunks, failures this round, identities, quarantines), and cutting it would
+pass that state through another module's API.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import errno
-import hashlib
 import os
-import re
-import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from pooldaemon.downloader.answer import (
+    Fail,
+    FetchError,
+    Identity,
+    check_head,
+    check_media_head,
+    strong_etag,
+)
 from pooldaemon.downloader.digest import Digests, PrefixHasher
 from pooldaemon.downloader.failpoints import failpoint
-from pooldaemon.downloader.paths import sanitize_component
-from pooldaemon.downloader.ratelimit import FairBucket, HostGates, backoff_s
-from pooldaemon.downloader.tags import sniff_media
-from pooldaemon.errors import AuthError, DiskFull, PoolDaemonError, TransientError
-from pooldaemon.fsutil import (
-    free_space,
-    fsync_dir,
-    full_fsync,
-    mount_point,
-    preallocate,
+from pooldaemon.downloader.workfile import (
+    WRITE_BLOCK,
+    ChunkWriter,
+    SharedFd,
+    allocate,
+    datasync,
+    disk_full,
+    no_space,
+    part_file_name,
 )
-from pooldaemon.log import get_logger, redact_text
-from pooldaemon.models import DownloadPlan, PlanPart, Source
-from pooldaemon.pools.http import parse_retry_after
-from pooldaemon.store import transfer as st
-from pooldaemon.store.db import Store, uncancelled
-from pooldaemon.units import format_size
+from pooldaemon.errors import AuthError, PoolDaemonError, TransientError
+from pooldaemon.fsutil import free_space
+from pooldaemon.log import get_logger
+from pooldaemon.models import PlanPart, Source
+from pooldaemon.retry import backoff_s
+from pooldaemon.store import parts as store_parts
+from pooldaemon.store.db import uncancelled
+
+if TYPE_CHECKING:
+    from pooldaemon.downloader.fetch import JobTransfer, TransferSettings
 
 log = get_logger(__name__)
 
-#: Bytes gathered from the socket before one `pwritev` (fewer syscalls and thread hops per GiB).
-WRITE_BLOCK = 1 << 20
 #: aiohttp's per-response buffer: large, so the transport pauses less often.
 READ_BUFSIZE = 1 << 20
-#: Stay well below IOV_MAX (1024) when tiny reads pile up.
-MAX_IOV = 256
 #: The smallest of the quarter chunks the last round is split into.
 TAIL_CHUNK_MIN = 256 * 1024
 #: A failed answer that still delivered this much kept data counts as progress, not a failure.
 PROGRESS_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_TOKEN_STATUSES = frozenset({401, 403, 410})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
-_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
-_SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
-
-
-# -- settings and small helpers ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """How hard and how patiently bytes are fetched (from `[daemon]`, plus internal knobs)."""
-
-    chunk_size: int = 8 << 20
-    connections: int = 4
-    stall_timeout_s: float = 30.0
-    speed_floor_bps: int = 16 << 10  # per job; each connection is held to its share
-    speed_grace_s: float = 20.0
-    min_free_space_bytes: int = 0
-    connect_timeout_s: float = 30.0
-    max_redirects: int = 5
-    cooldown_s: float = 2.0
-    cooldown_max_s: float = 300.0
-    #: A Retry-After up to this long is waited out; a longer one counts as a failure (H7).
-    retry_after_budget_s: float = 120.0
-    max_part_restarts: int = 3
 
 
 class TransferFailed(TransientError):
     """Every source of a part failed, after renewing the plan: the job backs off and retries."""
 
     code = "transfer"
-
-
-class SplitChanged(Exception):
-    """A renewed plan has other parts than the one being fetched (RELIABILITY T5)."""
 
 
 class _Restart(Exception):
@@ -106,95 +82,6 @@ class _Restart(Exception):
         self.reason = reason
 
 
-class Fail(enum.StrEnum):
-    """What a failed answer means for the next request."""
-
-    SERVER = "server"  # move the chunk to another server; this one cools down
-    RATE = "rate"  # 429 / Retry-After: wait for the host (RELIABILITY H7)
-    TOKEN = "token"  # 401/403/410: renew the plan once (RELIABILITY T1, T3)
-    NO_RANGE = "no_range"  # Range ignored: never overlay a full body (RELIABILITY H2)
-    IDENTITY = "identity"  # size or ETag differ from what we are assembling (H3, H4, H11)
-
-
-class FetchError(Exception):
-    """One request failed; `what` names the error class for messages ("HTTP 503", "stall")."""
-
-    def __init__(
-        self,
-        kind: Fail,
-        server: str,
-        what: str,
-        *,
-        retry_after: float | None = None,
-        keep: bool = False,
-        identity: Identity | None = None,
-    ) -> None:
-        super().__init__(f"{server}: {what}")
-        self.kind = kind
-        self.server = server
-        self.what = what
-        self.retry_after = retry_after
-        self.keep = keep  # bytes already received were valid and may be kept
-        self.identity = identity
-        self.progressed = False  # set when the kept bytes count as progress
-
-
-@dataclass(frozen=True)
-class Identity:
-    """What a server says the file is: its size, and ETag / Last-Modified when given."""
-
-    size: int
-    etag: str | None = None
-    last_modified: str | None = None
-
-    def differs(self, ref: Identity, *, same_server: bool) -> str | None:
-        """Why this is not the file `ref` describes, or None."""
-        if self.size != ref.size:
-            return f"{self.size} bytes, not {ref.size}"
-        if _strong(self.etag) and _strong(ref.etag) and self.etag != ref.etag:
-            return f"ETag {self.etag}, not {ref.etag}"
-        # Mirrors may stamp their copies differently; one server changing its date is a change.
-        if (
-            same_server
-            and self.last_modified
-            and ref.last_modified
-            and self.last_modified != ref.last_modified
-        ):
-            return f"Last-Modified {self.last_modified}, not {ref.last_modified}"
-        return None
-
-
-def _strong(etag: str | None) -> bool:
-    return bool(etag) and not str(etag).startswith("W/")
-
-
-def parse_content_range(value: str | None) -> tuple[int, int, int] | None:
-    """`bytes FIRST-LAST/TOTAL` → (first, last, total); None for anything else (H3)."""
-    if not value:
-        return None
-    match = _CONTENT_RANGE.match(value)
-    if not match:
-        return None
-    first, last, total = (int(g) for g in match.groups())
-    if last < first or last >= total:
-        return None
-    return first, last, total
-
-
-def parse_unsatisfied(value: str | None) -> int | None:
-    """`bytes */TOTAL` of a 416 → TOTAL."""
-    match = _UNSATISFIED.match(value or "")
-    return int(match.group(1)) if match else None
-
-
-def part_file_name(key: str) -> str:
-    """The work file of a part: the key made safe, with a hash when it had to change."""
-    safe = _SAFE_KEY.sub("_", key)[:40]
-    if safe != key or not safe:
-        safe += "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
-    return f"part-{safe}.part"
-
-
 def _host(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
@@ -202,102 +89,6 @@ def _host(url: str) -> str:
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
-
-
-def _datasync(fd: int) -> None:
-    """Make the file's data durable; size and blocks were fixed (and synced) at creation."""
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:
-        full_fsync(fd)
-
-
-class SharedFd:
-    """A file descriptor used by writer threads; closed only once no thread is using it.
-
-    An asyncio task cancelled while its write runs in a thread does not stop the thread; closing
-    the descriptor then could let the write land in whatever file reuses the number.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._users = 0
-        self._closing = False
-        self._lock = threading.Lock()
-
-    def enter(self) -> int:
-        with self._lock:
-            if self._closing:
-                raise OSError(errno.EBADF, "work file already closed")
-            self._users += 1
-            return self._fd
-
-    def exit(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._closing and self._users == 0 and self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-
-    def close(self) -> None:
-        with self._lock:
-            self._closing = True
-            if self._users == 0 and self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-
-    def run(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """Run `func(fd, *args)` in a thread, holding the descriptor open meanwhile."""
-        fd = self.enter()
-
-        def call() -> Any:
-            try:
-                return func(fd, *args)
-            finally:
-                self.exit()
-
-        return asyncio.get_running_loop().run_in_executor(None, call)
-
-
-def _write_blocks(fd: int, blocks: list[bytes], offset: int, mid_chunk: bool) -> None:
-    """Write `blocks` at `offset`, whole (a short write is continued, not lost)."""
-    if hasattr(os, "pwritev"):
-        views: list[Any] = list(blocks)
-        while views:
-            n = os.pwritev(fd, views, offset)
-            if n <= 0:
-                raise OSError(errno.EIO, "pwritev wrote nothing")
-            offset += n
-            while views and n >= len(views[0]):
-                n -= len(views[0])
-                views.pop(0)
-            if n:
-                views[0] = memoryview(views[0])[n:]
-    else:
-        view = memoryview(b"".join(blocks))
-        while view:
-            n = os.pwrite(fd, view, offset)
-            if n <= 0:
-                raise OSError(errno.EIO, "pwrite wrote nothing")
-            offset += n
-            view = view[n:]
-    if mid_chunk:
-        failpoint("mid_chunk_write")
-
-
-def disk_full(path: Path, need: int | None = None) -> DiskFull:
-    """CONTRACT/issue 4 wording: "disk full: need X on <mount>"."""
-    mount = mount_point(path)
-    if need is None:
-        return DiskFull(f"disk full: no space left on {mount}")
-    return DiskFull(
-        f"disk full: need {format_size(need)} on {mount}",
-        detail={"need": need, "mount": str(mount)},
-    )
-
-
-def _no_space(err: OSError) -> bool:
-    return err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
@@ -322,303 +113,14 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
     return [t.result() for t in tasks]
 
 
-# -- job-wide helpers: plan renewal, server health, rate -----------------------------------------
-
-
-class PlanKeeper:
-    """The job's current plan; renewals are single-flight (RELIABILITY T3: one renewal for eight
-    workers that all saw an expired token)."""
-
-    def __init__(
-        self,
-        plan: DownloadPlan,
-        renew: Callable[[DownloadPlan, str | None], Awaitable[DownloadPlan]],
-        saved: Callable[[DownloadPlan], Awaitable[None]] | None = None,
-    ) -> None:
-        self.plan = plan
-        self.generation = 0
-        self.renewals = 0
-        self._renew = renew
-        self._saved = saved
-        self._lock = asyncio.Lock()
-
-    def part(self, key: str) -> PlanPart:
-        for part in self.plan.parts:
-            if part.key == key:
-                return part
-        raise SplitChanged(f"part {key} is no longer in the plan")
-
-    async def renew(self, seen_generation: int, part_key: str | None) -> None:
-        """Renew unless someone already did since `seen_generation` was read."""
-        async with self._lock:
-            if self.generation != seen_generation:
-                return
-            old = self.plan
-            new = await self._renew(old, part_key)
-            self.plan = new
-            self.generation += 1
-            self.renewals += 1
-            if self._saved is not None:
-                await self._saved(new)
-            log.info("plan renewed", pool=new.pool, item=new.item_id, part=part_key)
-            if sorted(p.key for p in new.parts) != sorted(p.key for p in old.parts):
-                raise SplitChanged(
-                    f"the pool now splits the download into {len(new.parts)} parts, "
-                    f"not {len(old.parts)}"
-                )
-
-
-class HealthBook:
-    """Server health shared by all jobs of the engine, written through to the store."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Callable[[], float] = time.time,
-        cooldown_s: float = 2.0,
-        cooldown_max_s: float = 300.0,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._cooldown_s = cooldown_s
-        self._cooldown_max_s = cooldown_max_s
-        self._pools: dict[str, dict[str, st.ServerHealth]] = {}
-
-    async def load(self, pool: str) -> None:
-        if pool not in self._pools:
-            self._pools[pool] = await st.load_health(self._store, pool)
-
-    def get(self, pool: str, server: str) -> st.ServerHealth:
-        return self._pools.setdefault(pool, {}).setdefault(server, st.ServerHealth())
-
-    def cooling_s(self, pool: str, server: str) -> float:
-        until = self.get(pool, server).cooldown_until
-        return 0.0 if until is None else max(0.0, until - self._clock())
-
-    async def failure(
-        self, pool: str, server: str, error: str, cooldown_s: float | None = None
-    ) -> None:
-        health = self.get(pool, server)
-        health.failures += 1
-        if cooldown_s is None:
-            cooldown_s = backoff_s(health.failures, self._cooldown_s, self._cooldown_max_s)
-        health.cooldown_until = self._clock() + cooldown_s
-        health.last_error = redact_text(error)
-        await st.save_health(self._store, pool, server, health)
-
-    async def success(self, pool: str, server: str) -> None:
-        health = self.get(pool, server)
-        if health.failures or health.cooldown_until:
-            health.failures = 0
-            health.cooldown_until = None
-            await st.save_health(self._store, pool, server, health)
-
-    async def set_no_range(self, pool: str, server: str, flag: bool) -> None:
-        health = self.get(pool, server)
-        if health.no_range != flag:
-            health.no_range = flag
-            await st.save_health(self._store, pool, server, health)
-
-    def forgive(self, pool: str, servers: Iterable[str]) -> None:
-        """A renewed plan gets a fresh try at its servers (in memory only)."""
-        for server in servers:
-            self.get(pool, server).cooldown_until = None
-
-
-class RateMeter:
-    """Bytes per second over the last couple of seconds."""
-
-    def __init__(self, window_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.total = 0
-        self._window_s = window_s
-        self._clock = clock
-        self._samples: deque[tuple[float, int]] = deque([(clock(), 0)])
-
-    def add(self, n: int) -> None:
-        self.total += n
-
-    def rate(self) -> int:
-        now = self._clock()
-        if now - self._samples[-1][0] >= 0.2:
-            self._samples.append((now, self.total))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= self._window_s:
-            self._samples.popleft()
-        t0, b0 = self._samples[0]
-        if now - t0 < 0.05:
-            return 0
-        return int((self.total - b0) / (now - t0))
-
-
-# -- one job's transfer ------------------------------------------------------------------------
-
-
-class JobTransfer:
-    """Fetches every part of one job into work files; returns them complete and size-checked."""
-
-    def __init__(
-        self,
-        *,
-        store: Store,
-        session: aiohttp.ClientSession,
-        job_id: int,
-        keeper: PlanKeeper,
-        work_dir: Path,
-        settings: TransferSettings,
-        bucket: FairBucket,
-        gates: HostGates,
-        health: HealthBook,
-        on_progress: Callable[[int], None] | None = None,
-        hash_parts: bool = True,
-    ) -> None:
-        self.store = store
-        self.session = session
-        self.job_id = job_id
-        self.keeper = keeper
-        self.work_dir = work_dir
-        self.settings = settings
-        self.bucket = bucket
-        self.gates = gates
-        self.health = health
-        self.meter = RateMeter()
-        self.bytes_done = 0
-        self.requests = 0
-        self._on_progress = on_progress
-        self._last_emit = 0.0
-        self.connections = asyncio.Semaphore(settings.connections)
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.stall_timeout_s
-        )
-        self.rate_strikes: Counter[str] = Counter()
-        #: Hash each part while it downloads (off when the file is re-hashed after tagging).
-        self.hash_parts = hash_parts
-        self._runs: list[_PartRun] = []
-
-    @property
-    def pool(self) -> str:
-        return self.keeper.plan.pool
-
-    def bytes_total(self) -> int | None:
-        """The job's size as far as known (probed sizes, else the plan's)."""
-        total = 0
-        for part in self.keeper.plan.parts:
-            size = part.expected_size
-            for run in self._runs:
-                if run.key == part.key and run.state is not None:
-                    size = run.state.expected_size
-            if size is None:
-                return None
-            total += size
-        return total
-
-    def digests(self) -> dict[str, Digests]:
-        """The checksums of the parts hashed while they downloaded (after `run`)."""
-        return {run.key: run.digests for run in self._runs if run.digests is not None}
-
-    def count(self, n: int) -> None:
-        """Bytes received (or given up when negative); emits progress at most 4×/s."""
-        self.bytes_done += n
-        if n > 0:
-            self.meter.add(n)
-        now = time.monotonic()
-        if self._on_progress is not None and now - self._last_emit >= 0.25:
-            self._last_emit = now
-            self._on_progress(self.bytes_done)
-
-    async def run(self) -> dict[str, Path]:
-        """Fetch all parts (at once: Harvest tokens expire, issue 4); restart the set on T5."""
-        await self.health.load(self.pool)
-        for _ in range(self.settings.max_part_restarts + 1):
-            plan = self.keeper.plan
-            try:
-                return await self._run_parts(plan)
-            except SplitChanged as err:
-                log.warning("download split changed; restarting the set", job=self.job_id)
-                await st.reset_parts(self.store, self.job_id)
-                _remove_part_files(self.work_dir)
-                last = err
-        raise TransferFailed(f"the pool keeps changing the download's parts ({last})")
-
-    async def _run_parts(self, plan: DownloadPlan) -> dict[str, Path]:
-        states = await st.load_parts(self.store, self.job_id)
-        stale = [key for key in states if key not in {p.key for p in plan.parts}]
-        if stale:
-            await st.reset_parts(self.store, self.job_id, stale)
-        runs = [_PartRun(self, part.key, states.get(part.key)) for part in plan.parts]
-        self._runs = runs
-        for run in runs:
-            await run.load()
-        self.bytes_done = sum(run.durable_bytes for run in runs)
-        paths = await run_all(run.run() for run in runs)
-        return {run.key: path for run, path in zip(runs, paths, strict=True)}
-
-
-def _remove_part_files(work_dir: Path) -> None:
-    if work_dir.is_dir():
-        for entry in work_dir.iterdir():
-            if entry.name.startswith("part-") and entry.is_file():
-                entry.unlink()
-
-
-class _ChunkWriter:
-    """Buffers one answer's bytes and writes them at their offset, one block in flight."""
-
-    def __init__(self, fd: SharedFd, offset: int, block: int = WRITE_BLOCK) -> None:
-        self.fd = fd
-        self.block = block
-        self.offset = offset  # file offset of the next byte to write
-        self.received = 0
-        self._bufs: list[bytes] = []
-        self._buffered = 0
-        self._pending: Awaitable[None] | None = None
-
-    def add(self, data: bytes) -> bool:
-        """Buffer `data`; True when a block is ready to write."""
-        self._bufs.append(data)
-        self._buffered += len(data)
-        self.received += len(data)
-        return self._buffered >= self.block or len(self._bufs) >= MAX_IOV
-
-    def peek(self, n: int) -> bytes:
-        return b"".join(self._bufs)[:n]
-
-    async def flush(self, *, mid_chunk: bool) -> None:
-        """Hand the buffered block to a thread; at most one write is in flight."""
-        if self._pending is not None:
-            await self._pending
-            self._pending = None
-        if not self._bufs:
-            return
-        bufs, offset = self._bufs, self.offset
-        self._bufs, self.offset, self._buffered = [], offset + self._buffered, 0
-        self._pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
-
-    async def drain(self) -> None:
-        """Write everything buffered and wait for it."""
-        await self.flush(mid_chunk=False)
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
-
-    async def abandon(self) -> None:
-        """Drop what is buffered; let a write in flight finish (its bytes stay unclaimed)."""
-        self._bufs, self._buffered = [], 0
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            except OSError:
-                pass
-
-
-class _PartRun:
+class PartRun:
     """One part: probe, chunk table, workers, failover, and the part's own restarts."""
 
-    def __init__(self, jt: JobTransfer, key: str, state: st.PartState | None) -> None:
+    def __init__(self, jt: JobTransfer, key: str, state: store_parts.PartState | None) -> None:
         self.jt = jt
         self.key = key
         self.state = state
-        self.chunks: list[st.ChunkState] = []
+        self.chunks: list[store_parts.ChunkState] = []
         self.path = jt.work_dir / part_file_name(key)
         self.fd: SharedFd | None = None
         self.quarantined: dict[str, str] = {}
@@ -663,7 +165,7 @@ class _PartRun:
             log.info("starting part afresh", job=self.jt.job_id, part=self.key, reason=reason)
             await self._reset()
             return
-        self.chunks = await st.load_chunks(self.jt.store, self.jt.job_id, self.key)
+        self.chunks = await store_parts.load_chunks(self.jt.store, self.jt.job_id, self.key)
         if not self.chunks:
             await self._reset()
 
@@ -692,7 +194,7 @@ class _PartRun:
             await self.hasher.reset()
         self._unhashed_idx = 0
         self.digests = None
-        await st.reset_parts(self.jt.store, self.jt.job_id, [self.key])
+        await store_parts.reset_parts(self.jt.store, self.jt.job_id, [self.key])
         self.jt.count(-self.durable_bytes)
         self.state = None
         self.chunks = []
@@ -729,9 +231,9 @@ class _PartRun:
                     await self._reset()
             raise AssertionError("unreachable")
         except OSError as err:
-            if _no_space(err):
+            if no_space(err):
                 raise disk_full(self.jt.work_dir) from err
-            # RELIABILITY D2: after an I/O error the partial is not trusted again.
+            # docs/reliability.md D2: after an I/O error the partial is not trusted again.
             await self._reset()
             raise TransferFailed(f"part {self.key}: cannot write the work file: {err}") from err
         finally:
@@ -746,7 +248,7 @@ class _PartRun:
             return
         part = self.plan_part()
         if part.expires_at is not None and time.time() >= part.expires_at - 5:
-            # The token expired before we started (RELIABILITY T5): ask for a fresh one first.
+            # The token expired before we started (docs/reliability.md T5): ask for a fresh one.
             await self.jt.keeper.renew(self.jt.keeper.generation, self.key)
         probe: asyncio.Task[None] | None = None
         if self.state is None:
@@ -772,7 +274,7 @@ class _PartRun:
         """Probe until the chunk table exists; the probe task if it still streams chunk 0.
 
         The other connections start once the probe's headers are checked, while it streams
-        chunk 0: four connections do not wait a whole chunk for one (issue 4, test 2).
+        chunk 0: four connections do not wait a whole chunk for one.
         """
         set_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.set_up = set_up  # a fresh one per probe: a restarted part probes again
@@ -814,7 +316,7 @@ class _PartRun:
         if self.hasher is not None:
             self.digests = await self.hasher.finish(size)
             sha = self.digests.sha256
-        await st.mark_part_done(self.jt.store, self.jt.job_id, self.key, sha)
+        await store_parts.mark_part_done(self.jt.store, self.jt.job_id, self.key, sha)
         self.state.done = True
 
     def _advance_hash(self) -> None:
@@ -851,9 +353,9 @@ class _PartRun:
             os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         )
         try:
-            await self.fd.run(self._allocate, total)
+            await self.fd.run(allocate, total, self.path.parent)
         except OSError as err:
-            if _no_space(err):
+            if no_space(err):
                 raise disk_full(self.path.parent, need) from err
             raise
         size = self.settings.chunk_size if range_ok else total
@@ -867,10 +369,10 @@ class _PartRun:
             starts = starts[:-conns] + list(range(tail, total, step))
         ends = [*starts[1:], total]
         self.chunks = [
-            st.ChunkState(i, start, end - 1, False, 0)
+            store_parts.ChunkState(i, start, end - 1, False, 0)
             for i, (start, end) in enumerate(zip(starts, ends, strict=True))
         ]
-        state = st.PartState(
+        state = store_parts.PartState(
             job_id=self.jt.job_id,
             part_key=self.key,
             expected_size=total,
@@ -883,21 +385,13 @@ class _PartRun:
             sha256=None,
             identity_server=server,
         )
-        await st.init_part(self.jt.store, state, self.chunks)
+        await store_parts.init_part(self.jt.store, state, self.chunks)
         self.state = state
         self.identities[server] = ident
         if range_ok:
             await self.jt.health.set_no_range(self.jt.pool, server, False)
         if self.set_up is not None and not self.set_up.done():
             self.set_up.set_result(None)
-
-    def _allocate(self, fd: int, total: int) -> None:
-        preallocate(fd, total)
-        if os.fstat(fd).st_size != total:
-            os.ftruncate(fd, total)
-        # The file and its size must be durable before any chunk checkpoint names it (C2).
-        full_fsync(fd)
-        fsync_dir(self.path.parent)
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -1091,7 +585,7 @@ class _PartRun:
     async def _progress(self, server: str, epoch: int) -> None:
         """A chunk arrived: a new round of failures starts, unless one came while it was asked.
 
-        RELIABILITY H7 (no worker hammers the host): an answer that began before the latest
+        docs/reliability.md H7 (no worker hammers the host): an answer that began before the latest
         failure says nothing about the server now; counting it would let the probe, still
         streaming chunk 0, reopen the round the other connections just exhausted.
         """
@@ -1125,8 +619,8 @@ class _PartRun:
         headers["Accept-Encoding"] = "identity"
         if ranged:
             headers["Range"] = f"bytes={start}-{end}"
-            if idx is not None and self.state is not None and _strong(self.state.etag):
-                # RELIABILITY H1: resume only if the file is still the one we started.
+            if idx is not None and self.state is not None and strong_etag(self.state.etag):
+                # docs/reliability.md H1: resume only if the file is still the one we started.
                 headers["If-Range"] = str(self.state.etag)
         async with self.jt.connections:
             self.inflight[server] += 1
@@ -1146,7 +640,7 @@ class _PartRun:
 
     async def _open(self, source: Source, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """GET with redirects followed by hand: capped, no credentials to another host, no
-        https → http, no other schemes (RELIABILITY H12). TLS is always verified (H13)."""
+        https → http, no other schemes (docs/reliability.md H12). TLS is always verified (H13)."""
         url = source.url
         server = source.server
         own = {k.lower() for k in source.headers}
@@ -1208,7 +702,19 @@ class _PartRun:
     ) -> None:
         """Validate the answer's head, then stream its body into the work file."""
         server = source.server
-        total, range_ok, ident = self._check_head(resp, server, ranged, start, end, idx is None)
+        head = check_head(
+            resp.status,
+            resp.headers,
+            resp.content_length,
+            server=server,
+            ranged=ranged,
+            start=start,
+            end=end,
+            probe=idx is None,
+            known_size=None if self.state is None else self.state.expected_size,
+            planned_size=self.plan_part().expected_size,
+        )
+        total, range_ok, ident = head.total, head.range_ok, head.identity
         if idx is None:
             planned = self.plan_part().expected_size
             if planned is not None and total != planned:
@@ -1238,81 +744,6 @@ class _PartRun:
         assert self.state is not None
         await self._stream(resp, idx, start, length, server, keep_ok=bool(self.state.range_ok))
 
-    def _check_head(
-        self,
-        resp: aiohttp.ClientResponse,
-        server: str,
-        ranged: bool,
-        start: int,
-        end: int,
-        probe: bool,
-    ) -> tuple[int, bool, Identity]:
-        """Status and headers → (total size, ranges honoured, identity); raises FetchError."""
-        status = resp.status
-        h = resp.headers
-        etag, modified = h.get("ETag"), h.get("Last-Modified")
-        if status in _TOKEN_STATUSES:
-            raise FetchError(Fail.TOKEN, server, f"HTTP {status}")
-        if status == 429 or (status == 503 and "Retry-After" in h):
-            retry_after = parse_retry_after(h.get("Retry-After"))
-            raise FetchError(Fail.RATE, server, f"HTTP {status}", retry_after=retry_after)
-        if status == 416:
-            total = parse_unsatisfied(h.get("Content-Range"))
-            if total is None or probe:
-                raise FetchError(Fail.SERVER, server, f"HTTP 416 for bytes {start}-{end}")
-            ident = Identity(total, etag, modified)
-            assert self.state is not None
-            if total != self.state.expected_size:
-                # RELIABILITY H4 b: the remote file changed size.
-                raise FetchError(
-                    Fail.IDENTITY, server, f"HTTP 416, file is now {total} bytes", identity=ident
-                )
-            raise FetchError(Fail.SERVER, server, f"HTTP 416 for bytes {start}-{end} of {total}")
-        if status not in (200, 206):
-            raise FetchError(Fail.SERVER, server, f"HTTP {status}")
-        encoding = h.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            # RELIABILITY H8: offsets are never counted in decoded bytes.
-            raise FetchError(Fail.SERVER, server, f"{encoding}-encoded body refused")
-        ctype = h.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype in ("text/html", "application/xhtml+xml"):
-            raise FetchError(Fail.SERVER, server, f"an HTML page (HTTP {status}) instead of media")
-        length = resp.content_length
-        if status == 206:
-            if not ranged:
-                raise FetchError(Fail.SERVER, server, "206 to a request without Range")
-            value = h.get("Content-Range")
-            parsed = parse_content_range(value)
-            if parsed is None:
-                raise FetchError(Fail.SERVER, server, f"206 with Content-Range {value!r}")
-            first, last, total = parsed
-            ident = Identity(total, etag, modified)
-            want_last = min(end, total - 1) if probe else end
-            if first != start or last != want_last:
-                if not probe and self.state is not None and total != self.state.expected_size:
-                    raise FetchError(
-                        Fail.IDENTITY, server, f"file is now {total} bytes", identity=ident
-                    )
-                raise FetchError(
-                    Fail.SERVER, server, f"Content-Range {value} for bytes {start}-{end}"
-                )
-            if length is not None and length != last - first + 1:
-                raise FetchError(
-                    Fail.SERVER, server, f"Content-Length {length} for Content-Range {value}"
-                )
-            return total, True, ident
-        # 200: the whole file.
-        if length == 0:
-            raise FetchError(Fail.SERVER, server, "an empty 200 answer")
-        total = length
-        if total is None:
-            total = self.plan_part().expected_size
-        if total is None and self.state is not None:
-            total = self.state.expected_size
-        if not total:
-            raise FetchError(Fail.SERVER, server, "200 without Content-Length")
-        return total, False, Identity(total, etag, modified)
-
     async def _stream(
         self,
         resp: aiohttp.ClientResponse,
@@ -1328,7 +759,7 @@ class _PartRun:
         settings = self.settings
         # Blocks of a quarter chunk (at most 1 MiB): small chunks are written in pieces too.
         block = min(WRITE_BLOCK, max(64 * 1024, settings.chunk_size // 4))
-        writer = _ChunkWriter(self.file, start, block)
+        writer = ChunkWriter(self.file, start, block)
         head_checked = start != 0
         floor = settings.speed_floor_bps / settings.connections if settings.speed_floor_bps else 0
         grace = settings.speed_grace_s
@@ -1355,7 +786,7 @@ class _PartRun:
                         throttled += time.monotonic() - t
                     if writer.add(data):
                         if not head_checked:
-                            self._check_media_head(writer.peek(4096), server)
+                            check_media_head(writer.peek(4096), server)
                             head_checked = True
                         await writer.flush(mid_chunk=writer.received < length)
                     window_bytes += n
@@ -1396,7 +827,7 @@ class _PartRun:
                     keep=True,
                 )
             if not head_checked:
-                self._check_media_head(writer.peek(4096), server)
+                check_media_head(writer.peek(4096), server)
             await writer.drain()
         except FetchError as err:
             kept = err.keep and keep_ok and writer.received >= 1 and head_checked
@@ -1424,36 +855,25 @@ class _PartRun:
         await uncancelled(self._commit_done(idx))
 
     async def _commit_done(self, idx: int) -> None:
-        """Durable data first, then the checkpoint that claims it (RELIABILITY C2)."""
+        """Durable data first, then the checkpoint that claims it (docs/reliability.md C2)."""
         chunk = self.chunks[idx]
-        await self.file.run(_datasync)
+        await self.file.run(datasync)
         failpoint("after_chunk_fsync")
         chunk.filled = chunk.size
         chunk.done = True
         failpoint("before_chunk_commit")
-        await st.commit_chunk(self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, True)
+        await store_parts.commit_chunk(
+            self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, True
+        )
         self._advance_hash()
 
-    async def _checkpoint(self, idx: int, writer: _ChunkWriter, start: int) -> None:
+    async def _checkpoint(self, idx: int, writer: ChunkWriter, start: int) -> None:
         """Make a chunk's received prefix durable and record how far it goes."""
         await writer.drain()
-        await self.file.run(_datasync)
+        await self.file.run(datasync)
         chunk = self.chunks[idx]
         chunk.filled = start + writer.received - chunk.start
-        await st.commit_chunk(self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, False)
+        await store_parts.commit_chunk(
+            self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, False
+        )
         self._advance_hash()
-
-    def _check_media_head(self, head: bytes, server: str) -> None:
-        """RELIABILITY H9: an error page is never written into the file."""
-        kind = sniff_media(head)
-        if kind in ("html", "json"):
-            raise FetchError(Fail.SERVER, server, f"an {kind.upper()} page instead of media")
-
-
-def work_dir_for(download_dir: Path, job_id: int) -> Path:
-    """A job's partial files: inside the library, so renames stay atomic (CONTRACT §5)."""
-    return download_dir / ".pooldaemon" / f"job-{job_id}"
-
-
-def safe_component(text: str) -> str:
-    return sanitize_component(text)

@@ -1,0 +1,255 @@
+"""Work files: where a job's partial bytes live, and how they are written and made durable.
+
+A part's bytes go to a preallocated file in the job's work folder inside the library (so the
+final rename stays on one filesystem). Writes run in threads with `pwritev` in ~1 MiB blocks; a
+chunk's data is fsynced before its checkpoint claims it (docs/reliability.md C2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import re
+import shutil
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pooldaemon.downloader.failpoints import failpoint
+from pooldaemon.errors import DiskFull
+from pooldaemon.fsutil import fsync_dir, full_fsync, mount_point, preallocate, same_filesystem
+from pooldaemon.units import format_size
+
+#: Bytes gathered from the socket before one `pwritev` (fewer syscalls and thread hops per GiB).
+WRITE_BLOCK = 1 << 20
+#: Stay well below IOV_MAX (1024) when tiny reads pile up.
+MAX_IOV = 256
+#: The folder of the library that holds every job's work folder.
+WORK_AREA = ".pooldaemon"
+_SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def work_dir_for(download_dir: Path, job_id: int) -> Path:
+    """A job's partial files: inside the library, so renames stay atomic (docs/interface.md §5)."""
+    return download_dir / WORK_AREA / f"job-{job_id}"
+
+
+def part_file_name(key: str) -> str:
+    """The work file of a part: the key made safe, with a hash when it had to change."""
+    safe = _SAFE_KEY.sub("_", key)[:40]
+    if safe != key or not safe:
+        safe += "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"part-{safe}.part"
+
+
+#: Where external drives are mounted (macOS and Linux conventions).
+_REMOVABLE_ROOTS = ("/Volumes", "/media", "/mnt", "/run/media")
+_JOB_DIR = re.compile(r"^job-(\d+)$")
+
+
+def library_blocked(download_dir: Path) -> str | None:
+    """Make the library and its work area; a reason when downloads cannot go there."""
+    work_root = download_dir / WORK_AREA
+    if not download_dir.is_dir():
+        if _on_removable_mount(download_dir):
+            # Creating it would fill the system disk under an unplugged drive's mount point.
+            return f"download_dir {download_dir} does not exist (is its drive mounted?)"
+        download_dir.mkdir(parents=True, exist_ok=True)
+    work_root.mkdir(exist_ok=True, mode=0o700)
+    if not same_filesystem(work_root, download_dir):
+        # docs/reliability.md D2: never fall back to copying into the library.
+        return f"the work area {work_root} is on another filesystem than {download_dir}"
+    return None
+
+
+def _on_removable_mount(path: Path) -> bool:
+    """Whether `path` lives where external drives are mounted."""
+    text = os.path.abspath(path)
+    return any(text == root or text.startswith(root + os.sep) for root in _REMOVABLE_ROOTS)
+
+
+def clean_work_area(work_root: Path, finished: set[int]) -> None:
+    """Remove work folders of jobs that are done or cancelled (kept otherwise: C1, Z1)."""
+    if not work_root.is_dir():
+        return
+    for entry in work_root.iterdir():
+        match = _JOB_DIR.match(entry.name)
+        if match and int(match.group(1)) in finished and not entry.is_symlink():
+            remove_tree(entry)
+
+
+def remove_part_files(work_dir: Path) -> None:
+    """Remove the part files of a job's work folder (its other files stay)."""
+    if work_dir.is_dir():
+        for entry in work_dir.iterdir():
+            if entry.name.startswith("part-") and entry.is_file():
+                entry.unlink()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a work folder (a symlink in its place is unlinked, never followed)."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def datasync(fd: int) -> None:
+    """Make the file's data durable; size and blocks were fixed (and synced) at creation."""
+    if hasattr(os, "fdatasync"):
+        os.fdatasync(fd)
+    else:
+        full_fsync(fd)
+
+
+def allocate(fd: int, total: int, folder: Path) -> None:
+    """Give a fresh work file its full size, durably, with the folder entry naming it."""
+    preallocate(fd, total)
+    if os.fstat(fd).st_size != total:
+        os.ftruncate(fd, total)
+    # The file and its size must be durable before any chunk checkpoint names it (C2).
+    full_fsync(fd)
+    fsync_dir(folder)
+
+
+def disk_full(path: Path, need: int | None = None) -> DiskFull:
+    """The error a full disk gives the user: "disk full: need X on <mount>"."""
+    mount = mount_point(path)
+    if need is None:
+        return DiskFull(f"disk full: no space left on {mount}")
+    return DiskFull(
+        f"disk full: need {format_size(need)} on {mount}",
+        detail={"need": need, "mount": str(mount)},
+    )
+
+
+def no_space(err: OSError) -> bool:
+    """Whether a write failed for lack of space (or quota)."""
+    return err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+class SharedFd:
+    """A file descriptor used by writer threads; closed only once no thread is using it.
+
+    An asyncio task cancelled while its write runs in a thread does not stop the thread; closing
+    the descriptor then could let the write land in whatever file reuses the number.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._users = 0
+        self._closing = False
+        self._lock = threading.Lock()
+
+    def enter(self) -> int:
+        with self._lock:
+            if self._closing:
+                raise OSError(errno.EBADF, "work file already closed")
+            self._users += 1
+            return self._fd
+
+    def exit(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._closing and self._users == 0 and self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            if self._users == 0 and self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def run(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Run `func(fd, *args)` in a thread, holding the descriptor open meanwhile."""
+        fd = self.enter()
+
+        def call() -> Any:
+            try:
+                return func(fd, *args)
+            finally:
+                self.exit()
+
+        return asyncio.get_running_loop().run_in_executor(None, call)
+
+
+def _write_blocks(fd: int, blocks: list[bytes], offset: int, mid_chunk: bool) -> None:
+    """Write `blocks` at `offset`, whole (a short write is continued, not lost)."""
+    if hasattr(os, "pwritev"):
+        views: list[Any] = list(blocks)
+        while views:
+            n = os.pwritev(fd, views, offset)
+            if n <= 0:
+                raise OSError(errno.EIO, "pwritev wrote nothing")
+            offset += n
+            while views and n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            if n:
+                views[0] = memoryview(views[0])[n:]
+    else:
+        view = memoryview(b"".join(blocks))
+        while view:
+            n = os.pwrite(fd, view, offset)
+            if n <= 0:
+                raise OSError(errno.EIO, "pwrite wrote nothing")
+            offset += n
+            view = view[n:]
+    if mid_chunk:
+        failpoint("mid_chunk_write")
+
+
+class ChunkWriter:
+    """Buffers one answer's bytes and writes them at their offset, one block in flight."""
+
+    def __init__(self, fd: SharedFd, offset: int, block: int = WRITE_BLOCK) -> None:
+        self.fd = fd
+        self.block = block
+        self.offset = offset  # file offset of the next byte to write
+        self.received = 0
+        self._bufs: list[bytes] = []
+        self._buffered = 0
+        self._pending: Awaitable[None] | None = None
+
+    def add(self, data: bytes) -> bool:
+        """Buffer `data`; True when a block is ready to write."""
+        self._bufs.append(data)
+        self._buffered += len(data)
+        self.received += len(data)
+        return self._buffered >= self.block or len(self._bufs) >= MAX_IOV
+
+    def peek(self, n: int) -> bytes:
+        return b"".join(self._bufs)[:n]
+
+    async def flush(self, *, mid_chunk: bool) -> None:
+        """Hand the buffered block to a thread; at most one write is in flight."""
+        if self._pending is not None:
+            await self._pending
+            self._pending = None
+        if not self._bufs:
+            return
+        bufs, offset = self._bufs, self.offset
+        self._bufs, self.offset, self._buffered = [], offset + self._buffered, 0
+        self._pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
+
+    async def drain(self) -> None:
+        """Write everything buffered and wait for it."""
+        await self.flush(mid_chunk=False)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def abandon(self) -> None:
+        """Drop what is buffered; let a write in flight finish (its bytes stay unclaimed)."""
+        self._bufs, self._buffered = [], 0
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                await pending
+            except OSError:
+                pass
