@@ -34,6 +34,7 @@ from pooldaemon.downloader.engine import Engine
 from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
+from pooldaemon.exporter import Exporter
 from pooldaemon.governor import Governor, Throttle, local_zone, system_clock
 from pooldaemon.hooks import HookRunner
 from pooldaemon.informed import Informer
@@ -250,15 +251,17 @@ class Components:
     scheduler: Lifecycle | None = None
     watcher: Lifecycle | None = None
     search: SearchPort | None = None
+    exporter: Exporter | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: hooks and notifications listen before anything happens; the outbox is
-        ready before a download can owe a call; the throttle in force is set before the engine
-        starts a job; sync gives the adapters back their saved state (no network) before the
-        engine resumes jobs that use them; the engine takes jobs before the scheduler's ticks
-        hand it any; the watcher submits last. Stopped in reverse."""
+        """Start order: hooks, notifications and the exporter listen before anything happens;
+        the outbox is ready before a download can owe a call; the throttle in force is set before
+        the engine starts a job; sync gives the adapters back their saved state (no network)
+        before the engine resumes jobs that use them; the engine takes jobs before the
+        scheduler's ticks hand it any; the watcher submits last. Stopped in reverse."""
         order = (
             self.informing,
+            self.exporter,
             self.outbox,
             self.governed,
             self.sync,
@@ -339,6 +342,9 @@ async def build_components(wiring: Wiring) -> Components:
             queue_interval_s=pool.queue_interval_s,
         )
     components.scheduler = scheduler
+    components.exporter = Exporter(
+        wiring.store, cfg.exports, cfg.daemon.download_dir, wiring.events
+    )
     components.watcher = DropWatcher(
         cfg.daemon.drop_dir,
         wiring.store,
@@ -759,6 +765,12 @@ class Daemon:
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}
+
+    async def export(self) -> dict[str, Any]:
+        if self.components.exporter is None:
+            raise _not_running("exports")
+        written = await self.components.exporter.export_now()
+        return {"written": [{"format": w.format, "path": str(w.path)} for w in written]}
 
     async def login_link(self) -> dict[str, Any]:
         if self.web is None:

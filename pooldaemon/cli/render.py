@@ -446,6 +446,25 @@ def queue_table(data: dict[str, Any]) -> RenderableType:
     return FitTable(columns, rows, title=f"{data.get('pool', '')} queue")
 
 
+def export_view(data: dict[str, Any]) -> RenderableType:
+    """`poolctl export`: one line per file written."""
+    written = data.get("written", [])
+    if not written:
+        return Text(
+            "no export is switched on: set m3u8_dir, rekordbox_xml, traktor_nml or serato_dir "
+            "in [exports] of the config"
+        )
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("format", style="bold")
+    table.add_column("path", overflow="fold")
+    for item in written:
+        path = str(item.get("path", ""))
+        # docs/interface.md §9: ours lands beside a file the user edited, as "NAME (pooldaemon)".
+        note = " (yours was edited: ours is beside it)" if " (pooldaemon)." in path else ""
+        table.add_row(_text(item.get("format")), path + note)
+    return table
+
+
 def _title(job: dict[str, Any]) -> str:
     """ "Artist - Title"; a job the pool told us nothing about shows its file's name."""
     artist, title = job.get("artist"), job.get("title")

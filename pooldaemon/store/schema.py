@@ -499,4 +499,20 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 12: what pooldaemon wrote last to each export file (docs/interface.md §9): a file whose
+    # content is anything else was edited by the user, and ours goes beside it.
+    [
+        """
+        CREATE TABLE export_files (
+            target   TEXT PRIMARY KEY,             -- the file the config (or a playlist) names
+            format   TEXT NOT NULL,                -- m3u8 | rekordbox | traktor | serato
+            path     TEXT NOT NULL,                -- where it went: target, or beside it
+            digest   TEXT NOT NULL,                -- SHA-256 of the bytes written to path
+            written  REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
