@@ -33,6 +33,7 @@ from pooldaemon.downloader.answer import (
     check_media_head,
     strong_etag,
 )
+from pooldaemon.downloader.checkpoint import Stream
 from pooldaemon.downloader.digest import Digests, PrefixHasher
 from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.downloader.workfile import (
@@ -255,7 +256,7 @@ class PartRun:
             probe = await self._start_probe()
         else:
             await self._open_existing()
-            self._advance_hash()
+            self.advance_hash()
         assert self.state is not None
         busy = {0} if probe is not None else set()
         self.todo = deque(c.idx for c in self.chunks if not c.done and c.idx not in busy)
@@ -319,7 +320,7 @@ class PartRun:
         await store_parts.mark_part_done(self.jt.store, self.jt.job_id, self.key, sha)
         self.state.done = True
 
-    def _advance_hash(self) -> None:
+    def advance_hash(self) -> None:
         """Hand the hasher the durable prefix: done chunks, then the next one's filled bytes."""
         if self.hasher is None or not self.chunks:
             return
@@ -761,6 +762,11 @@ class PartRun:
         block = min(WRITE_BLOCK, max(64 * 1024, settings.chunk_size // 4))
         writer = ChunkWriter(self.file, start, block)
         head_checked = start != 0
+        # docs/reliability.md C7: the timer checkpoints what arrives once it is known to be
+        # the file's bytes (the range was checked; the media head too, for the first chunk).
+        stream = Stream(self, idx, writer)
+        if head_checked and keep_ok:
+            jt.checkpointer.register(stream)
         floor = settings.speed_floor_bps / settings.connections if settings.speed_floor_bps else 0
         grace = settings.speed_grace_s
         bucket = jt.bucket
@@ -788,6 +794,8 @@ class PartRun:
                         if not head_checked:
                             check_media_head(writer.peek(4096), server)
                             head_checked = True
+                            if keep_ok:
+                                jt.checkpointer.register(stream)
                         await writer.flush(mid_chunk=writer.received < length)
                     window_bytes += n
                     if floor and grace:
@@ -830,6 +838,7 @@ class PartRun:
                 check_media_head(writer.peek(4096), server)
             await writer.drain()
         except FetchError as err:
+            jt.checkpointer.unregister(stream)
             kept = err.keep and keep_ok and writer.received >= 1 and head_checked
             if kept:
                 await self._checkpoint(idx, writer, start)
@@ -839,6 +848,7 @@ class PartRun:
                 jt.count(-writer.received)
             raise
         except asyncio.CancelledError:
+            jt.checkpointer.unregister(stream)
             # Pause or shutdown: what arrived is made durable so it is not fetched again.
             if keep_ok and head_checked and writer.received:
                 try:
@@ -849,8 +859,10 @@ class PartRun:
                 await writer.abandon()
             raise
         except BaseException:
+            jt.checkpointer.unregister(stream)
             await writer.abandon()
             raise
+        jt.checkpointer.unregister(stream)
         # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
         await uncancelled(self._commit_done(idx))
 
@@ -865,7 +877,7 @@ class PartRun:
         await store_parts.commit_chunk(
             self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, True
         )
-        self._advance_hash()
+        self.advance_hash()
 
     async def _checkpoint(self, idx: int, writer: ChunkWriter, start: int) -> None:
         """Make a chunk's received prefix durable and record how far it goes."""
@@ -876,4 +888,4 @@ class PartRun:
         await store_parts.commit_chunk(
             self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, False
         )
-        self._advance_hash()
+        self.advance_hash()
