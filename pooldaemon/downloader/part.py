@@ -36,6 +36,7 @@ from pooldaemon.downloader.answer import (
 from pooldaemon.downloader.checkpoint import Stream
 from pooldaemon.downloader.digest import Digests, PrefixHasher
 from pooldaemon.downloader.failpoints import failpoint
+from pooldaemon.downloader.ratelimit import FairBucket
 from pooldaemon.downloader.workfile import (
     WRITE_BLOCK,
     ChunkWriter,
@@ -112,6 +113,18 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
         await asyncio.gather(*pending, return_exceptions=True)
         raise failed[0].exception()  # type: ignore[misc]
     return [t.result() for t in tasks]
+
+
+def connection_floor(settings: TransferSettings, bucket: FairBucket) -> float:
+    """The speed one connection must keep (docs/reliability.md H6), 0 when none.
+
+    `speed_floor` is per job, so each connection is held to its share; and never above its
+    share of the bandwidth limit in force now (docs/interface.md §2): under a low limit every
+    connection would otherwise look too slow.
+    """
+    floor = settings.speed_floor_bps / settings.connections
+    share = bucket.share_bps()
+    return min(floor, share) if share else floor
 
 
 class PartRun:
@@ -767,9 +780,9 @@ class PartRun:
         stream = Stream(self, idx, writer)
         if head_checked and keep_ok:
             jt.checkpointer.register(stream)
-        floor = settings.speed_floor_bps / settings.connections if settings.speed_floor_bps else 0
         grace = settings.speed_grace_s
         bucket = jt.bucket
+        bucket.streams += 1
         content = resp.content
         window_start = time.monotonic()
         window_bytes = 0
@@ -798,10 +811,11 @@ class PartRun:
                                 jt.checkpointer.register(stream)
                         await writer.flush(mid_chunk=writer.received < length)
                     window_bytes += n
-                    if floor and grace:
+                    if settings.speed_floor_bps and grace:
                         now = time.monotonic()
                         elapsed = now - window_start
-                        if elapsed >= grace:
+                        floor = connection_floor(settings, bucket)
+                        if elapsed >= grace and floor:
                             speed = window_bytes / max(elapsed - throttled, 1e-3)
                             if speed < floor:
                                 raise FetchError(
@@ -862,6 +876,8 @@ class PartRun:
             jt.checkpointer.unregister(stream)
             await writer.abandon()
             raise
+        finally:
+            bucket.streams -= 1
         jt.checkpointer.unregister(stream)
         # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
         await uncancelled(self._commit_done(idx))

@@ -432,6 +432,7 @@ class Driver:
         *,
         progress: bool = False,
         timeout_s: float = 900.0,
+        pythonpath: str | None = None,
     ) -> None:
         self.log = root / "driver.log"
         spec = {
@@ -450,6 +451,9 @@ class Driver:
                 stdout=subprocess.PIPE,
                 stderr=self._err,
                 text=True,
+                # `--before`: the child imports another tree's pooldaemon (this file's driver
+                # code is the same for both).
+                env=None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath},
             )
         )
         self.events: dict[str, dict[str, Any]] = {}
@@ -636,7 +640,8 @@ class Served:
 class Bench:
     """The runs of one invocation, sharing one temp dir and one nginx."""
 
-    def __init__(self, root: Path, nginx: Nginx, reps: int) -> None:
+    def __init__(self, root: Path, nginx: Nginx, reps: int, before: str | None = None) -> None:
+        self.before = before
         self.root = root
         self.nginx = nginx
         self.reps = reps
@@ -697,7 +702,13 @@ class Bench:
         return Result(test, "aria2c", connections, sum(s.size for s in sources), wall, cpu, rss)
 
     def pooldaemon(
-        self, test: str, sources: list[Served], connections: int, throttled: bool
+        self,
+        test: str,
+        sources: list[Served],
+        connections: int,
+        throttled: bool,
+        *,
+        before: bool = False,
     ) -> Result:
         out = self._out_dir()
         items = [
@@ -708,7 +719,13 @@ class Bench:
             }
             for s in sources
         ]
-        driver = Driver(out, items, connections, f"pooldaemon-bench/{out.name}")
+        driver = Driver(
+            out,
+            items,
+            connections,
+            f"pooldaemon-bench/{out.name}",
+            pythonpath=self.before if before else None,
+        )
         code, usage = driver.finish()
         done = driver.events.get("done")
         if code != 0 or done is None:
@@ -727,7 +744,7 @@ class Bench:
         )
         return Result(
             test,
-            "pooldaemon",
+            "pooldaemon (before)" if before else "pooldaemon",
             connections,
             sum(s.size for s in sources),
             done["job_s"],
@@ -768,6 +785,20 @@ class Bench:
                 ("pooldaemon 1", lambda: self.pooldaemon(test, [src], 1, throttled)),
                 ("aria2c -x4", lambda: self.aria2c(test, [src], 4, throttled)),
                 ("pooldaemon 4", lambda: self.pooldaemon(test, [src], 4, throttled)),
+                *(
+                    [
+                        (
+                            "before 1",
+                            lambda: self.pooldaemon(test, [src], 1, throttled, before=True),
+                        ),
+                        (
+                            "before 4",
+                            lambda: self.pooldaemon(test, [src], 4, throttled, before=True),
+                        ),
+                    ]
+                    if self.before
+                    else []
+                ),
             ],
         )
 
@@ -778,6 +809,11 @@ class Bench:
             [
                 ("aria2c -j3 -x4", lambda: self.aria2c(test, sources, 4, False)),
                 ("pooldaemon 3×4", lambda: self.pooldaemon(test, sources, 4, False)),
+                *(
+                    [("before 3×4", lambda: self.pooldaemon(test, sources, 4, False, before=True))]
+                    if self.before
+                    else []
+                ),
             ],
         )
 
@@ -1032,6 +1068,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="runs of each command (default 3; --quick 1)")
     parser.add_argument("--quick", action="store_true", help="256 MiB and 1 run: a smoke test")
     parser.add_argument("--dir", help="where the temp dir goes (default: the system temp dir)")
+    parser.add_argument(
+        "--before",
+        help="another pooldaemon source tree (e.g. `git archive` of an older commit): its engine "
+        "runs beside this one in tests (1)-(3), alternating, as `pooldaemon (before)`",
+    )
     args = parser.parse_args(argv)
     size = parse_size(args.size or ("256MiB" if args.quick else "1GiB"))
     reps = args.reps or (1 if args.quick else 3)
@@ -1089,7 +1130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.link(www / mid.name, www / name)
             three.append(Served(name, mid.size, mid.sha256))
         nginx.start(tools["nginx"])
-        bench = Bench(root, nginx, reps)
+        bench = Bench(root, nginx, reps, args.before)
         print(f"(1) {format_size(size)} unthrottled, 1 and 4 connections", flush=True)
         bench.speed("1", served[size], throttled=False)
         print(f"(2) {format_size(throttled_size)} at {LIMIT_RATE}/s per connection", flush=True)

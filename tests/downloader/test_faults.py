@@ -748,3 +748,32 @@ async def test_z3_a_damaged_archive_is_kept_and_a_retry_fetches_it_again(
     job = await harness.wait(int(job["id"]), "done", "failed")  # type: ignore[arg-type]
     assert job["state"] == "done", job["error"]
     assert (library / "testpool" / "Pack" / "track.mp3").read_bytes() == mp3_bytes("t", 50 * KIB)
+
+
+# -- a low bandwidth limit (docs/interface.md §2 bandwidth_limit; H6) ---------------------------
+
+
+async def test_a_low_bandwidth_limit_shared_by_several_downloads_is_not_too_slow(
+    harness: EngineHarness, servers: ServerFactory, media: MediaStore, library: Path
+) -> None:
+    """32 KiB/s shared by three downloads: each connection gets about a third of it, below
+    its share of speed_floor, and none of them is dropped as too slow; the floor follows the
+    limit the bucket holds now (it is changed live below)."""
+    srv = await servers()
+    srv.faults.throttle_bps = 14 * KIB  # above a connection's share of the limit, below floor
+    for item in ("1", "2", "3"):
+        media.add_generated(f"m{item}", "mp3", f"m{item}", 80 * KIB + int(item))
+        harness.pool.add(item, [PartSpec("main", f"m{item}", [("s", srv)])])
+    config = make_config(
+        library, bandwidth_limit_bps=64 * KIB, speed_floor_bps=64 * KIB, speed_grace_s=0.5
+    )
+    engine = await harness.start(config)
+    engine.bucket.set_rate(32 * KIB)  # the limit in force, as a schedule would set it
+    ids = [await harness.get(item, engine) for item in ("1", "2", "3")]
+    for job_id in ids:
+        job = await harness.wait(job_id, timeout=60)
+        assert job["state"] == "done", job["error"]
+        assert job["attempts"] == 0, job["error"]
+    health = await store_health.load_health(harness.store, "testpool")
+    assert all("too slow" not in (h.last_error or "") for h in health.values()), health
+    assert len(srv.log.for_endpoint("download")) == 3  # one answer each: none cut short
