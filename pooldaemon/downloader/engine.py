@@ -136,6 +136,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._paused = False
         self._running = False
+        #: Scheduler passes completed: tests wait for one rather than sleep.
+        self.scheduler_passes = 0
         self._blocked: str | None = None
         self.finisher = Finisher(
             store,
@@ -399,6 +401,7 @@ class Engine:
             self._wake.clear()
             try:
                 await self._schedule_once()
+                self.scheduler_passes += 1
             except PoolDaemonError as err:
                 log.error("scheduler pass failed", error=str(err))
                 await asyncio.sleep(1.0)

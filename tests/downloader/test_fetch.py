@@ -593,31 +593,22 @@ async def test_many_workers_refused_at_once_renew_exactly_once(
 ) -> None:
     size = 8 * CHUNK
     media.add_generated("a", "mp3", "a", size)
-    check = TokenCheck("t0")
+    # t0 is good for one request, the probe's: every other connection is refused with it.
+    check = TokenCheck("t0", "t1", uses={"t0": 1})
     srv = await servers(check)
-    gate = asyncio.Event()
     calls = []
 
     async def renew(plan: DownloadPlan, key: str | None) -> DownloadPlan:
         calls.append(key)
-        await gate.wait()
+        # Held until all four connections were refused: they all want a renewal at once.
+        async with asyncio.timeout(20):
+            while check.refused < 4:
+                await asyncio.sleep(0.005)
         return plan_for([("s", url(srv, "a", "?token=t1"))], size)
 
     plan = plan_for([("s", url(srv, "a", "?token=t0"))], size)
     jt = await make_transfer(store, session, library, plan, renew=renew)
-
-    async def expire_after_probe() -> None:
-        # The probe succeeds with t0; then the token expires for every worker at once.
-        while not (await store_parts.load_parts(store, jt.job_id)):
-            await asyncio.sleep(0.005)
-        check.valid = {"t1"}
-        while check.refused < 4:
-            await asyncio.sleep(0.005)
-        gate.set()
-
-    expirer = asyncio.create_task(expire_after_probe())
     paths = await jt.run()
-    await expirer
     assert paths["main"].read_bytes() == media.get("a")
     assert len(calls) == 1
     assert check.refused >= 4
