@@ -587,6 +587,7 @@ async def crash_loop(world: World, tmp_path: Path, kills: int, budget_s: float) 
     )
 
 
+@pytest.mark.timeout(300)
 async def test_crash_loop_20_kills(world: World, tmp_path: Path) -> None:
     """docs/reliability.md C7 and the crash loop, in every run: 20 kills that cut transfers
     short, the oracle after each, refetch within the C7 bound."""
@@ -594,6 +595,7 @@ async def test_crash_loop_20_kills(world: World, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(16 * 60)
 @pytest.mark.skipif(not os.environ.get("PD_SLOW_TESTS"), reason="on request: PD_SLOW_TESTS=1")
 async def test_crash_loop_200_kills(world: World, tmp_path: Path) -> None:
     """The crash loop of docs/reliability.md at length: 200 effective kills."""
