@@ -64,6 +64,8 @@ log = get_logger(__name__)
 READ_BUFSIZE = 1 << 20
 #: The smallest of the quarter chunks the last round is split into.
 TAIL_CHUNK_MIN = 256 * 1024
+#: The bytes of a file's start that are sniffed for an error page (docs/reliability.md H9).
+HEAD_BYTES = 4096
 #: A failed answer that still delivered this much kept data counts as progress, not a failure.
 PROGRESS_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -803,12 +805,17 @@ class PartRun:
                         t = time.monotonic()
                         await bucket.take(jt.job_id, n)
                         throttled += time.monotonic() - t
-                    if writer.add(data):
-                        if not head_checked:
-                            check_media_head(writer.peek(4096), server)
+                    ready = writer.add(data)
+                    if ready and not head_checked:
+                        # The head is judged on its first 4 KiB (H9), however slowly they come.
+                        if writer.received >= min(HEAD_BYTES, length):
+                            check_media_head(writer.peek(HEAD_BYTES), server)
                             head_checked = True
                             if keep_ok:
                                 jt.checkpointer.register(stream)
+                        else:
+                            ready = False
+                    if ready:
                         await writer.flush(mid_chunk=writer.received < length)
                     window_bytes += n
                     if settings.speed_floor_bps and grace:
@@ -849,7 +856,7 @@ class PartRun:
                     keep=True,
                 )
             if not head_checked:
-                check_media_head(writer.peek(4096), server)
+                check_media_head(writer.peek(HEAD_BYTES), server)
             await writer.drain()
         except FetchError as err:
             jt.checkpointer.unregister(stream)
