@@ -5,7 +5,8 @@ other connections start once its head is checked. Each answer is judged by `answ
 byte is written and streamed by `workfile`'s writer; a failed answer steers the next request
 (another server, a wait for the host, a renewed plan, a quarantine, a restart of the part).
 A chunk counts as done only after its data is fsynced *and then* its checkpoint is committed
-(docs/reliability.md C2), so a crash loses at most the unsynced tail of the chunks in flight.
+(docs/reliability.md C2); between chunk ends the engine's checkpoint timer records what each
+stream has made durable (`checkpoint`, C7), so a crash loses about a second per connection.
 
 It is one concept and stays one module although it is long: every transition reads and writes
 the same part state (chunks, failures this round, identities, quarantines), and cutting it would

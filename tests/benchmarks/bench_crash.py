@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import sys
@@ -164,6 +165,7 @@ async def main(kills: int, before: Path | None, seed: int) -> int:
                 await loop.run(rng.uniform(1.5, 5.0))
     for loop in loops:
         await loop.finish()
+    shutil.rmtree(base)
     print(
         f"{kills} effective kills each; {ACTIVE} jobs x {CONNECTIONS} connections, "
         f"{RATE // KIB} KiB/s per connection, 8 MiB chunks; {time.monotonic() - began:.0f} s"

@@ -1,9 +1,11 @@
-"""kill -9 at named failpoints and at random instants (RELIABILITY C1–C5, "Crash loop").
+"""kill -9 at named failpoints and at random instants (docs/reliability.md C1-C7, "Crash loop").
 
 The engine runs in a subprocess (tests/downloader/crash_driver.py) against throttled download
 servers in this process; it is SIGKILLed and restarted. After every kill: each file at a final
-path is byte-identical to its source, the database passes `integrity_check`, and the bytes asked
-for again are at most one chunk per connection in flight.
+path is byte-identical to its source, the database passes `integrity_check`, and the bytes sent
+again are at most one chunk per connection in flight (named points) or about a second of each
+connection's transfer (the crash loop, C7). The crash loop also feeds new work and accounts for
+every request.
 """
 
 from __future__ import annotations
@@ -51,9 +53,6 @@ class World:
     servers: list[DownloadServer]
     expected: dict[str, bytes] = field(default_factory=dict)  # library-relative path → bytes
     spec_items: dict[str, object] = field(default_factory=dict)
-
-    def sizes(self) -> dict[str, int]:
-        return {key: self.media.size(key) for key in self.media.keys()}  # noqa: SIM118
 
 
 @pytest.fixture
