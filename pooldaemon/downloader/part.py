@@ -867,7 +867,10 @@ class PartRun:
                 err.progressed = writer.received >= PROGRESS_BYTES
             else:
                 await writer.abandon()
-                jt.count(-writer.received)
+                # What the timer already claimed stays (its range and head were checked).
+                chunk = self.chunks[idx]
+                claimed = max(0, chunk.start + chunk.filled - start)
+                jt.count(-(writer.received - claimed))
             raise
         except asyncio.CancelledError:
             jt.checkpointer.unregister(stream)
