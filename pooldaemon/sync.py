@@ -150,7 +150,7 @@ class PoolSync:
     async def renew_token(self) -> None:
         """Renew the account token ahead of its expiry (the scheduler's renewal job)."""
         await self.restore()
-        await self._guarded("token", self.adapter.renew())
+        await self._guarded("token", self.adapter.renew)
 
     async def _save_state(self) -> None:
         state = self.adapter.state()
@@ -172,7 +172,7 @@ class PoolSync:
             return SyncResult()
         await self.restore()
         async with self._catalog_lock:
-            return await self._guarded("catalog", self._catalog(full))
+            return await self._guarded("catalog", lambda: self._catalog(full))
 
     async def sync_queue(self) -> int:
         """Read the remote queue; new items go to `on_new_items` when auto_download is on."""
@@ -180,7 +180,7 @@ class PoolSync:
             return 0
         await self.restore()
         async with self._queue_lock:
-            items = await self._guarded("queue", self._queue())
+            items = await self._guarded("queue", self._queue)
         return len(items)
 
     async def queue(self) -> dict[str, Any]:
@@ -189,7 +189,7 @@ class PoolSync:
             raise self._unsupported("a remote queue")
         await self.restore()
         async with self._queue_lock:
-            await self._guarded("queue", self._queue())
+            await self._guarded("queue", self._queue)
         return await self._queue_answer()
 
     async def queue_edit(self, add: str | None, remove: str | None) -> dict[str, Any]:
@@ -199,12 +199,12 @@ class PoolSync:
         await self.restore()
         async with self._queue_lock:
             if add is not None:
-                message = await self._guarded("queue", self.adapter.queue_add(add))
+                message = await self._guarded("queue", lambda: self.adapter.queue_add(add))
             elif remove is not None:
-                message = await self._guarded("queue", self.adapter.queue_remove(remove))
+                message = await self._guarded("queue", lambda: self.adapter.queue_remove(remove))
             else:
                 message = ""
-            await self._guarded("queue", self._queue())
+            await self._guarded("queue", self._queue)
         answer = await self._queue_answer()
         answer["message"] = message
         return answer
@@ -214,7 +214,7 @@ class PoolSync:
         if not self.adapter.supports(Capability.LOOKUPS):
             return 0
         await self.restore()
-        return await self._guarded("lookups", self._lookups())
+        return await self._guarded("lookups", self._lookups)
 
     # -- work -----------------------------------------------------------------------------------
 
@@ -400,11 +400,14 @@ class PoolSync:
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
-    async def _guarded(self, what: str, work: Awaitable[T]) -> T:
-        """Run one piece of work, recording success/failure and the adapter's tokens."""
+    async def _guarded(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Run one piece of work, recording success/failure and the adapter's tokens.
+
+        `work` is started only after the failing state is read, so a cancellation in between
+        leaves no coroutine that was never awaited."""
         failing_before = await self._failing()
         try:
-            result = await work
+            result = await work()
         except PoolDaemonError as err:
             await self._failed(what, err)
             raise
