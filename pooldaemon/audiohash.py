@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-__all__ = ["AudioRead", "audio_kind", "read_audio"]
+__all__ = ["EXTENSIONS", "AudioRead", "audio_kind", "audio_problem", "read_audio"]
 
 _CHUNK = 1024 * 1024
 
@@ -74,10 +74,22 @@ def audio_kind(head: bytes, name: str = "") -> str:
 
 def read_audio(fh: BinaryIO, size: int, name: str = "") -> AudioRead:
     """The audio checksum of an open file of `size` bytes (see the module)."""
+    kind, spans, problem = _spans(fh, size, name)
+    digest = hashlib.sha256()
+    for start, end in spans:
+        _hash_span(fh, digest, start, end)
+    return AudioRead(digest.hexdigest(), kind, problem)
+
+
+def audio_problem(fh: BinaryIO, size: int, name: str = "") -> str | None:
+    """Why an open file looks cut short or damaged, reading only its block headers and tail."""
+    return _spans(fh, size, name)[2]
+
+
+def _spans(fh: BinaryIO, size: int, name: str) -> tuple[str, list[tuple[int, int]], str | None]:
     fh.seek(0)
     head = fh.read(12)
     kind = audio_kind(head, name)
-    digest = hashlib.sha256()
     if kind == "mp3":
         spans, problem = _mp3_spans(fh, size)
     elif kind == "mp4":
@@ -90,9 +102,7 @@ def read_audio(fh: BinaryIO, size: int, name: str = "") -> AudioRead:
         spans, problem = _flac_spans(fh, size)
     else:
         spans, problem = [(0, size)], None
-    for start, end in spans:
-        _hash_span(fh, digest, start, end)
-    return AudioRead(digest.hexdigest(), kind, problem)
+    return kind, spans, problem
 
 
 def _hash_span(fh: BinaryIO, digest: hashlib._Hash, start: int, end: int) -> None:
