@@ -79,6 +79,7 @@ from pooldaemon.informed_config import (
     NotifyConfig,
     Schedule,
 )
+from pooldaemon.library_config import LibraryConfig
 from pooldaemon.units import format_duration, format_size
 
 APP_NAME = "pooldaemon"
@@ -482,6 +483,8 @@ class Config(BaseSettings):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     schedule: Schedule = ()
     gig: GigConfig = Field(default_factory=GigConfig)
+    # docs/interface.md §8 (pooldaemon/library_config.py)
+    library: LibraryConfig = Field(default_factory=LibraryConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @classmethod
@@ -664,6 +667,8 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         return list(Config.model_fields)
     if table == ["daemon"]:
         return toml_keys(DaemonConfig)
+    if table == ["library"]:
+        return toml_keys(LibraryConfig)
     if (
         table
         and str(table[0]) in INFORMED_SECTIONS

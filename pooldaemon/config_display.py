@@ -82,6 +82,7 @@ def render_effective(cfg: Config) -> str:
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
     sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
+    sections += [("library", cfg.library)]
     sections += [("[schedule]", window) for window in cfg.schedule]
     out: list[str] = []
     for header, model in sections:
@@ -116,6 +117,7 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "hooks": section(cfg.hooks),
         "schedule": [section(window) for window in cfg.schedule],
         "gig": section(cfg.gig),
+        "library": section(cfg.library),
     }
 
 
