@@ -97,6 +97,7 @@ class EnginePort(Lifecycle, Protocol):
         key: str | None = None,
         title: str | None = None,
         artist: str | None = None,
+        automatic: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download (or return the live job for the same item): (job, created)."""
         ...
@@ -515,15 +516,19 @@ class Daemon:
         *,
         title: str | None = None,
         artist: str | None = None,
+        automatic: bool = False,
     ) -> dict[str, Any]:
         """The one way a download is requested (socket, drop folder, auto-download); `title`
-        and `artist` are what the requester already knows of the item."""
+        and `artist` are what the requester already knows of the item; `automatic`: no one
+        asked for it by name (docs/interface.md §8: duplicates are skipped)."""
         engine = self.components.engine
         if engine is None:
             raise _not_running("the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        job, _created = await engine.submit(request, origin, title=title, artist=artist)
+        job, _created = await engine.submit(
+            request, origin, title=title, artist=artist, automatic=automatic
+        )
         return job
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:

@@ -498,6 +498,12 @@ MIGRATIONS.append(
         "WHERE state IN ('downloaded', 'adopted', 'deleted', 'lost')",
         "CREATE UNIQUE INDEX library_adopted ON library (path) WHERE state = 'adopted'",
         "CREATE INDEX library_state ON library (state, id)",
+        # A job fetched automatically remembers its song, so a second pool's copy of the same
+        # song in the same sync finds it before the library holds the file.
+        "ALTER TABLE jobs ADD COLUMN song_key TEXT",
+        "ALTER TABLE jobs ADD COLUMN version TEXT",
+        "ALTER TABLE jobs ADD COLUMN automatic INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_song ON jobs (song_key, version) WHERE song_key IS NOT NULL",
         """
         CREATE TABLE adopt_files (
             path      TEXT PRIMARY KEY,
