@@ -303,18 +303,19 @@ async def store_track_songs(store: Store, rows: Iterable[tuple[str, str, int]]) 
     )
 
 
-async def entries_missing(store: Store, limit: int) -> list[dict[str, Any]]:
+async def entries_missing(store: Store, after_id: int, limit: int) -> list[dict[str, Any]]:
     """Entries without a song key (from before the library knew them) or, for files present,
     without an audio checksum; with what the mirror and the job know of their track."""
     rows = await store.fetchall(
-        f"SELECT l.id, l.pool, l.item_id, l.path, l.song_key, l.audio_hash, l.state, "
+        "SELECT l.id, l.pool, l.item_id, l.path, l.song_key, l.version AS l_version, "
+        "l.audio_hash, l.state, l.length_s AS l_length, "
         "t.song_key AS t_key, t.version AS t_version, t.artist, t.title, t.mix, t.advisory, "
         "t.video, t.quality, t.length_s, j.artist AS j_artist, j.title AS j_title "
         "FROM library l LEFT JOIN tracks t ON t.pool = l.pool AND t.id = l.item_id "
         "AND l.kind = 'track' LEFT JOIN jobs j ON j.id = l.job_id "
-        f"WHERE l.song_key IS NULL OR (l.audio_hash IS NULL AND l.state IN ({_PRESENT_SQL})) "
-        "ORDER BY l.id LIMIT ?",
-        (limit,),
+        f"WHERE l.id > ? AND (l.song_key IS NULL OR (l.audio_hash IS NULL AND l.state IN "
+        f"({_PRESENT_SQL}))) ORDER BY l.id LIMIT ?",
+        (after_id, limit),
     )
     return [dict(row) for row in rows]
 
