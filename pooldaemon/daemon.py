@@ -33,6 +33,7 @@ from pooldaemon.downloader.engine import Engine
 from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
+from pooldaemon.library.keeper import Library
 from pooldaemon.lock import InstanceLock
 from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
@@ -47,6 +48,7 @@ from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import library as store_library
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import Submit, SyncCoordinator
 
@@ -135,12 +137,14 @@ class Components:
     scheduler: Lifecycle | None = None
     watcher: Lifecycle | None = None
     search: SearchPort | None = None
+    #: docs/interface.md §8: adopt, audit, heal, and the library's background pass.
+    library: Library | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
         """Start order: the outbox is ready before a download can owe a call, the engine takes
         jobs before sync hands it any, the scheduler ticks sync, the watcher submits last.
         Stopped in reverse."""
-        order = (self.outbox, self.engine, self.sync, self.scheduler, self.watcher)
+        order = (self.outbox, self.engine, self.library, self.sync, self.scheduler, self.watcher)
         return [c for c in order if c is not None]
 
 
@@ -182,7 +186,9 @@ async def build_components(wiring: Wiring) -> Components:
         cfg.daemon,
         wiring.events,
         on_owed=outbox.wake,
+        library=cfg.library,
     )
+    components.library = Library(wiring.store, cfg.library, wiring.events, wiring.submit)
     sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
     components.sync = sync
     components.search = functools.partial(catalog_search, wiring.store)
@@ -194,6 +200,7 @@ async def build_components(wiring: Wiring) -> Components:
             catalog_interval_s=pool.catalog_interval_s,
             queue_interval_s=pool.queue_interval_s,
         )
+    scheduler.add_library_audit(components.library.scheduled_audit, cfg.library.audit_interval_s)
     components.scheduler = scheduler
     components.watcher = DropWatcher(
         cfg.daemon.drop_dir,
@@ -442,6 +449,7 @@ class Daemon:
             ],
             "jobs": await store_jobs.job_counts(self._store()),
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
+            "library": await self._library().status() if self.components.library else None,
         }
 
     async def pools(self) -> list[dict[str, Any]]:
@@ -526,9 +534,13 @@ class Daemon:
             raise _not_running("the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        job, _created = await engine.submit(
-            request, origin, title=title, artist=artist, automatic=automatic
-        )
+        # Only an automatic request says so: a by-name one is the engine's plain call.
+        if automatic:
+            job, _created = await engine.submit(
+                request, origin, title=title, artist=artist, automatic=True
+            )
+        else:
+            job, _created = await engine.submit(request, origin, title=title, artist=artist)
         return job
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:
@@ -570,6 +582,34 @@ class Daemon:
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}
+
+    # -- the library (docs/interface.md §8) ----------------------------------------------------
+
+    def _library(self) -> Library:
+        if self.components.library is None:
+            raise _not_running("the library")
+        return self.components.library
+
+    async def library(
+        self, *, state: str | None, pool: str | None, q: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        self._library()
+        return await store_library.list_entries(
+            self._store(), state=state, pool=pool, q=q, limit=limit, offset=offset
+        )
+
+    async def library_duplicates(self) -> dict[str, Any]:
+        self._library()
+        return {"items": await store_library.duplicate_groups(self._store())}
+
+    async def library_adopt(self, paths: list[str], dry_run: bool) -> dict[str, Any]:
+        return await self._library().adopt(paths, dry_run=dry_run)
+
+    async def library_audit(self, full: bool) -> dict[str, Any]:
+        return await self._library().audit(full=full)
+
+    async def library_heal(self) -> dict[str, Any]:
+        return await self._library().heal()
 
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)

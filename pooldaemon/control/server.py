@@ -14,6 +14,11 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     POST /pause · /resume            (pooldaemon extension) the whole downloader
     GET  /pools/{pool}/queue · POST  {"add": ID} | {"remove": ID} → the remote queue
     GET  /events                     NDJSON stream; a heartbeat line every `heartbeat_s`
+    GET  /library                    state, pool, q, limit, offset → {"total", "items"}
+    GET  /library/duplicates                                    → {"items": [group…]}
+    POST /library/adopt              {"paths": [str…], "dry_run": bool} → the adopt report
+    POST /library/audit              {"full": bool}   → {"checked", "ok", "deleted", "lost"}
+    POST /library/heal                                          → {"requested", "skipped"}
 """
 
 from __future__ import annotations
@@ -39,13 +44,17 @@ from pooldaemon.control.peercred import PeerCredUnavailable, peer_credentials
 from pooldaemon.control.services import JOB_ACTIONS, Services
 from pooldaemon.errors import BadRequest, PoolDaemonError
 from pooldaemon.log import get_logger, redact_text
-from pooldaemon.models import JobState
+from pooldaemon.models import JobState, LibraryState
 
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REFS = 1000
 #: Query keys `GET /v1/catalog` accepts (CONTRACT §4).
+#: `GET /v1/library` paging: the default page, and the same maximum `limit` as the catalog's
+#: (docs/interface.md §12).
+LIBRARY_LIMIT = 100
+MAX_LIMIT = 500
 CATALOG_PARAMS = frozenset(
     {"q", "pool", "genre", "bpm", "year", "mix", "advisory", "media", "limit", "offset"}
 )
@@ -279,6 +288,11 @@ class ControlServer:
         r.add_post("/v1/pause", self._pause_all)
         r.add_post("/v1/resume", self._resume_all)
         r.add_get("/v1/events", self._events)
+        r.add_get("/v1/library", self._library)
+        r.add_get("/v1/library/duplicates", self._library_duplicates)
+        r.add_post("/v1/library/adopt", self._library_adopt)
+        r.add_post("/v1/library/audit", self._library_audit)
+        r.add_post("/v1/library/heal", self._library_heal)
         return app
 
     @web.middleware
@@ -415,6 +429,44 @@ class ControlServer:
             )
         )
 
+    async def _library(self, request: web.Request) -> web.Response:
+        query = _single_query(request, {"state", "pool", "q", "limit", "offset"})
+        state = query.get("state") or None
+        if state is not None and state not in {s.value for s in LibraryState}:
+            known = ", ".join(s.value for s in LibraryState)
+            raise BadRequest(f"unknown library state {state!r} (states: {known})")
+        limit = _int_param(query, "limit", LIBRARY_LIMIT, 1, MAX_LIMIT)
+        offset = _int_param(query, "offset", 0, 0, 10**9)
+        answer = await self.services.library(
+            state=state,
+            pool=query.get("pool") or None,
+            q=query.get("q") or None,
+            limit=limit,
+            offset=offset,
+        )
+        return json_response(answer)
+
+    async def _library_duplicates(self, request: web.Request) -> web.Response:
+        _single_query(request, set())
+        return json_response(await self.services.library_duplicates())
+
+    async def _library_adopt(self, request: web.Request) -> web.Response:
+        body = await self._body(request, {"paths": list, "dry_run": bool})
+        paths = body.get("paths") or []
+        if not paths or not all(isinstance(p, str) and p.strip() for p in paths):
+            raise BadRequest('"paths" must be a non-empty list of file or folder paths')
+        return json_response(
+            await self.services.library_adopt(paths, bool(body.get("dry_run", False)))
+        )
+
+    async def _library_audit(self, request: web.Request) -> web.Response:
+        body = await self._body(request, {"full": bool})
+        return json_response(await self.services.library_audit(bool(body.get("full", False))))
+
+    async def _library_heal(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.library_heal())
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
@@ -539,6 +591,33 @@ def _refs(body: dict[str, Any]) -> list[str]:
         if not isinstance(ref, str):
             raise BadRequest(f'"refs"[{i}] must be a string, not {_json_type(ref)}')
     return list(refs)
+
+
+def _single_query(request: web.Request, known: set[str]) -> dict[str, str]:
+    """The query as one value per key; unknown or repeated keys are refused."""
+    params: dict[str, str] = {}
+    for key in request.query:
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise BadRequest(f"unknown query parameter {key!r} (known: {names})")
+        values = request.query.getall(key)
+        if len(values) > 1:
+            raise BadRequest(f"query parameter {key!r} given {len(values)} times")
+        params[key] = values[0]
+    return params
+
+
+def _int_param(query: dict[str, str], key: str, default: int, low: int, high: int) -> int:
+    text = query.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{key} must be a whole number (got {text!r})") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be between {low} and {high} (got {value})")
+    return value
 
 
 def _job_id(request: web.Request) -> int:

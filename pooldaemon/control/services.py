@@ -72,3 +72,26 @@ class Services(Protocol):
     async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
         """Add one item to or remove one from the remote queue; returns the queue after."""
         ...
+
+    async def library(
+        self, *, state: str | None, pool: str | None, q: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """`GET /v1/library`: `{"total", "items": [entry…]}` (docs/interface.md §8)."""
+        ...
+
+    async def library_duplicates(self) -> dict[str, Any]:
+        """`GET /v1/library/duplicates`: `{"items": [{"song", "version", "items"}]}`."""
+        ...
+
+    async def library_adopt(self, paths: list[str], dry_run: bool) -> dict[str, Any]:
+        """`POST /v1/library/adopt`: `{"scanned", "matched", "unmatched", "ambiguous",
+        "problems"}`."""
+        ...
+
+    async def library_audit(self, full: bool) -> dict[str, Any]:
+        """`POST /v1/library/audit`: `{"checked", "ok", "deleted", "lost"}`."""
+        ...
+
+    async def library_heal(self) -> dict[str, Any]:
+        """`POST /v1/library/heal`: `{"requested": [{"path", "job"}], "skipped": [...]}`."""
+        ...
