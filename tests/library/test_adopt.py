@@ -22,8 +22,7 @@ from pooldaemon.library.scan import read_files, walk
 from pooldaemon.library_config import LibraryConfig
 from pooldaemon.models import Request, Track
 from pooldaemon.sim.media import write_media
-from pooldaemon.store import Store
-from pooldaemon.store import catalog
+from pooldaemon.store import Store, catalog
 from pooldaemon.store import library as store_library
 
 TAGGED, NAMED, UNKNOWN, AMBIGUOUS = 1200, 400, 250, 100
