@@ -241,12 +241,13 @@ class Library:
         if not paths:
             raise BadRequest("name at least one file or folder to adopt")
         roots = [os.path.abspath(os.path.expanduser(str(path))) for path in paths]
-        await self.complete()  # the mirror's song keys are what files are matched against
         async with self._lock:
+            await self._key_tracks()  # the mirror's song keys are what files are matched to
             report = await self._adopt(roots, dry_run)
         if not dry_run:
             self.last_adopt = {k: v for k, v in report.items() if k != "items"}
             self.events.publish("library.adopt", **self.last_adopt)
+            self._wake.set()  # the adopted files' audio checksums, in the background
         return report
 
     async def _adopt(self, roots: list[str], dry_run: bool) -> dict[str, Any]:

@@ -502,28 +502,31 @@ async def known_paths(store: Store, paths: Iterable[str]) -> set[str]:
 async def record_adopted(store: Store, rows: Iterable[dict[str, Any]]) -> int:
     """Adopted files as library entries (one per path); how many were new."""
     now = time.time()
-    added = 0
+    values = [
+        (
+            row["pool"],
+            row["kind"],
+            row["item_id"],
+            row["path"],
+            row["size"],
+            LibraryState.ADOPTED,
+            row["song_key"],
+            row["version"],
+            row["length_s"],
+            row["mtime_ns"],
+            row["inode"],
+            now,
+            now,
+        )
+        for row in rows
+    ]
     async with store.transaction() as db:
-        for row in rows:
-            cur = await db.execute(
-                "INSERT OR IGNORE INTO library (pool, kind, item_id, format, path, size, sha256, "
-                "state, song_key, version, length_s, mtime_ns, inode, created, updated) "
-                "VALUES (?, ?, ?, '', ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row["pool"],
-                    row["kind"],
-                    row["item_id"],
-                    row["path"],
-                    row["size"],
-                    LibraryState.ADOPTED,
-                    row["song_key"],
-                    row["version"],
-                    row["length_s"],
-                    row["mtime_ns"],
-                    row["inode"],
-                    now,
-                    now,
-                ),
-            )
-            added += max(cur.rowcount, 0)
+        before = db.total_changes
+        await db.executemany(
+            "INSERT OR IGNORE INTO library (pool, kind, item_id, format, path, size, sha256, "
+            "state, song_key, version, length_s, mtime_ns, inode, created, updated) "
+            "VALUES (?, ?, ?, '', ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        added = db.total_changes - before
     return added
