@@ -78,7 +78,8 @@ def dj_software_tags(path: Path, kind: str) -> None:
         tags = ID3(path)
         tags.add(TPE1(text="Some Artist"))
         tags.add(TIT2(text="A New Title (Clean)"))
-        tags.add(GEOB(desc="Serato Markers2", mime="application/octet-stream", data=os.urandom(900)))
+        markers = os.urandom(900)
+        tags.add(GEOB(desc="Serato Markers2", mime="application/octet-stream", data=markers))
         tags.save(path, v1=2)  # ID3v1 at the end too
         ape = APEv2()
         ape["Comment"] = "cue points"
@@ -88,7 +89,8 @@ def dj_software_tags(path: Path, kind: str) -> None:
         media.add_tags()
         assert media.tags is not None
         media.tags.add(TIT2(text="A New Title"))
-        media.tags.add(GEOB(desc="Serato Analysis", mime="application/octet-stream", data=b"x" * 64))
+        analysis = GEOB(desc="Serato Analysis", mime="application/octet-stream", data=b"x" * 64)
+        media.tags.add(analysis)
         media.save()
     elif kind == "flac":
         flac = FLAC(path)
