@@ -172,20 +172,39 @@ class Library:
         return done
 
     async def _key_tracks(self) -> int:
+        """Store the song key and version of every mirrored track without them. Many (after a
+        catalog's first sync) are parsed in a worker process, beside the event loop, one batch
+        ahead of the writes."""
         after = 0
         done = 0
-        while True:
-            rows = await store_library.unkeyed_tracks(self.store, after, KEY_BATCH)
-            if not rows:
-                return done
-            keyed = []
-            for row in rows:
-                parsed = track_song(row[1], row[2], row[3], row[4], row[5], row[6])
-                keyed.append((parsed.key, parsed.version.label, row[0]))
-            await store_library.store_track_songs(self.store, keyed)
-            after = rows[-1][0]
-            done += len(rows)
-            await asyncio.sleep(0)
+        worker: Offload | None = None
+        pending: asyncio.Future[list[tuple[str, str, int]]] | None = None
+        try:
+            while True:
+                rows = await store_library.unkeyed_tracks(self.store, after, KEY_BATCH)
+                parsing: asyncio.Future[list[tuple[str, str, int]]] | None = None
+                if rows:
+                    plain = [tuple(row) for row in rows]
+                    if worker is None and len(rows) == KEY_BATCH:
+                        worker = self.offload()
+                    if worker is not None:
+                        parsing = asyncio.ensure_future(worker.run(key_rows, plain))
+                    else:
+                        done_here = asyncio.get_running_loop().create_future()
+                        done_here.set_result(key_rows(plain))
+                        parsing = done_here
+                    after = rows[-1][0]
+                    done += len(rows)
+                if pending is not None:
+                    await store_library.store_track_songs(self.store, await pending)
+                pending = parsing
+                if pending is None:
+                    return done
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+            if worker is not None:
+                await worker.close()
 
     async def _complete_entries(self) -> int:
         after = 0
@@ -543,6 +562,16 @@ def _look(path: str, read: bool) -> _Seen:
         audio_hash=audio.audio_hash,
         problem=audio.problem,
     )
+
+
+def key_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, int]]:
+    """(song key, version, rowid) of mirrored tracks given as (rowid, artist, title, mix,
+    advisory, video, quality): a pure function, so it may run in the worker process."""
+    keyed = []
+    for rowid, artist, title, mix, advisory, video, quality in rows:
+        parsed = track_song(artist, title, mix, advisory, video, quality)
+        keyed.append((parsed.key, parsed.version.label, rowid))
+    return keyed
 
 
 def _put_back(source: str, target: str) -> None:

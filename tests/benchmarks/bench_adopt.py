@@ -114,8 +114,14 @@ async def _run(args: argparse.Namespace) -> None:
                 )
             library = Library(store, LibraryConfig(), EventBus(), _no_submit)
             started = time.perf_counter()
+            own = resource.getrusage(resource.RUSAGE_SELF)
             keyed = await library.complete()
-            print(f"song keys of the mirror: {keyed:,} in {time.perf_counter() - started:.2f} s")
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            spent = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
+            print(
+                f"song keys of the mirror: {keyed:,} in {time.perf_counter() - started:.2f} s, "
+                f"CPU of this process {spent:.2f} s"
+            )
             for label in ("first scan", "second scan"):
                 cpu = _cpu()
                 started = time.perf_counter()
