@@ -32,7 +32,7 @@ _STATE_STYLES = {
     "lost": "bold red",
 }
 ACTIVE = ("resolving", "downloading", "verifying")
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled", "skipped")
 
 
 def fmt_size(n: float | None) -> str:

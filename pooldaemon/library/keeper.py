@@ -168,8 +168,7 @@ class Library:
         """Key the mirror's unkeyed tracks and complete old entries; how many were done."""
         async with self._lock:
             done = await self._key_tracks()
-            done += await self._complete_entries()
-        return done
+        return done + await self._complete_entries()
 
     async def _key_tracks(self) -> int:
         """Store the song key and version of every mirrored track without them. Many (after a
@@ -207,16 +206,20 @@ class Library:
                 await worker.close()
 
     async def _complete_entries(self) -> int:
+        """Song, version and audio checksum of entries without them. A big library's first
+        checksums read every file: the lock is taken a batch at a time, so an audit or an
+        adopt asked for meanwhile waits for one batch, not for the whole pass."""
         after = 0
         done = 0
         while True:
-            rows = await store_library.entries_missing(self.store, after, 200)
+            async with self._lock:
+                rows = await store_library.entries_missing(self.store, after, 50)
+                for row in rows:
+                    after = row["id"]
+                    await self._complete_entry(row)
+                    done += 1
             if not rows:
                 return done
-            for row in rows:
-                after = row["id"]
-                await self._complete_entry(row)
-                done += 1
 
     async def _complete_entry(self, row: dict[str, Any]) -> None:
         if row["t_key"] is not None:
