@@ -135,7 +135,11 @@ class Library:
         async with self.events.subscribe() as stream:
             async for event in stream:
                 kind = event.get("type")
-                if kind == "sync" or (
+                # A catalog pass that changed tracks leaves song keys to compute; a finished
+                # download an entry to complete (or a heal to put back).
+                changed = kind == "sync" and event.get("what") == "catalog"
+                changed = changed and bool(event.get("added") or event.get("updated"))
+                if changed or (
                     kind == "job.state" and event.get("job", {}).get("state") == JobState.DONE
                 ):
                     self._wake.set()
