@@ -550,6 +550,10 @@ def _look(path: str, read: bool) -> _Seen:
         return _Seen(missing=True)
     except OSError as err:
         return _Seen(missing=True, problem=f"cannot reach the file: {err.strerror or err}")
+    if stat.S_ISDIR(st.st_mode):
+        # An album's folder (Harvest ZIP sets): its presence is what is checked; "" is the
+        # checksum of "a folder", so it is not computed again.
+        return _Seen(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, audio_hash="")
     if not stat.S_ISREG(st.st_mode):
         return _Seen(missing=True, problem="no longer a regular file")
     if not read:

@@ -224,7 +224,7 @@ def entry_dict(row: Any) -> dict[str, Any]:
         "song": row["song_key"],
         "version": row["version"],
         "size_bytes": row["size"],
-        "audio_hash": row["audio_hash"],
+        "audio_hash": row["audio_hash"] or None,  # "": an album's folder
         "added": row["created"],
         "checked": row["checked"],
     }

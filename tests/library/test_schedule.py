@@ -83,3 +83,23 @@ async def test_adopt_dirs_are_adopted_at_start_and_with_each_audit(
         assert sorted(item["ref"] for item in entries["items"]) == ["crateq:1", "crateq:2"]
     finally:
         await library.stop()
+
+
+async def test_an_album_folder_is_audited_for_presence(store: Store, tmp_path: Path) -> None:
+    """A Harvest album is a folder in the library: there, or `deleted`; never "damaged"."""
+    album = tmp_path / "harvest" / "Album"
+    album.mkdir(parents=True)
+    write_media(album / "01.mp3", "mp3", "x", 8000)
+    await store.execute(
+        "INSERT INTO library (pool, kind, item_id, path, size, sha256, state, created, updated) "
+        "VALUES ('harvest', 'album', 'A1', ?, 8000, 'x', 'downloaded', 1, 1)",
+        (str(album),),
+    )
+    library = Library(store, LibraryConfig(), EventBus(), no_submit)
+    await library.complete()
+    assert await library.audit(full=True) == {"checked": 1, "ok": 1, "deleted": 0, "lost": 0}
+    (album / "01.mp3").unlink()
+    album.rmdir()
+    assert await library.audit() == {"checked": 1, "ok": 0, "deleted": 1, "lost": 0}
+    (entry,) = (await store_library.list_entries(store))["items"]
+    assert (entry["ref"], entry["state"]) == ("harvest:album:A1", "deleted")
