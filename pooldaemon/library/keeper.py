@@ -433,8 +433,16 @@ class Library:
             else:
                 result.deleted += 1
             return
+        if seen.changing:
+            # Another program is saving the file right now: judged at the next audit (the
+            # stats are not recorded, so a quick audit reads it again).
+            result.ok += 1
+            return
         expected = entry["audio_hash"]
-        if seen.audio_hash is not None and expected is not None and seen.audio_hash != expected:
+        unreadable = seen.audio_hash is None and seen.size is None
+        if unreadable or (
+            seen.audio_hash is not None and expected is not None and seen.audio_hash != expected
+        ):
             reason = seen.problem or "the audio changed (damaged or cut short)"
             await store_library.record_check(
                 self.store, entry["id"], state=LibraryState.LOST, reason=reason
@@ -519,6 +527,8 @@ class Library:
 @dataclass(frozen=True, slots=True)
 class _Seen:
     missing: bool = False
+    #: Written to while it was read (DJ software saving tags): no verdict this time.
+    changing: bool = False
     size: int | None = None
     mtime_ns: int | None = None
     inode: int | None = None
@@ -549,23 +559,26 @@ def _look(path: str, read: bool) -> _Seen:
     except FileNotFoundError:
         return _Seen(missing=True)
     except OSError as err:
-        return _Seen(missing=True, problem=f"cannot reach the file: {err.strerror or err}")
+        return _Seen(problem=f"cannot reach the file: {err.strerror or err}")
     if stat.S_ISDIR(st.st_mode):
         # An album's folder (Harvest ZIP sets): its presence is what is checked; "" is the
         # checksum of "a folder", so it is not computed again.
         return _Seen(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, audio_hash="")
     if not stat.S_ISREG(st.st_mode):
-        return _Seen(missing=True, problem="no longer a regular file")
+        return _Seen(problem="no longer a regular file")
     if not read:
         return _Seen(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
     try:
         with open(path, "rb", opener=_open_read_only) as fh:
             now = os.fstat(fh.fileno())
             if not stat.S_ISREG(now.st_mode):
-                return _Seen(missing=True, problem="no longer a regular file")
+                return _Seen(problem="no longer a regular file")
             audio = read_audio(fh, now.st_size, path)
+            after = os.fstat(fh.fileno())
     except OSError as err:
-        return _Seen(missing=True, problem=f"cannot read the file: {err.strerror or err}")
+        return _Seen(problem=f"cannot read the file: {err.strerror or err}")
+    if (after.st_size, after.st_mtime_ns) != (now.st_size, now.st_mtime_ns):
+        return _Seen(changing=True)
     return _Seen(
         size=now.st_size,
         mtime_ns=now.st_mtime_ns,

@@ -13,6 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from mutagen.id3 import ID3, TIT2, TPE1
 
 from pooldaemon.events import EventBus
+from pooldaemon.library import keeper
 from pooldaemon.library.keeper import Library
 from pooldaemon.library_config import LibraryConfig
 from pooldaemon.models import Request, Track
@@ -103,3 +104,39 @@ async def test_an_album_folder_is_audited_for_presence(store: Store, tmp_path: P
     assert await library.audit() == {"checked": 1, "ok": 0, "deleted": 1, "lost": 0}
     (entry,) = (await store_library.list_entries(store))["items"]
     assert (entry["ref"], entry["state"]) == ("harvest:album:A1", "deleted")
+
+
+async def test_a_file_saved_during_the_audit_is_judged_next_time(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DJ software saving the file while the audit reads it: no verdict, no `lost` (L2)."""
+    song = tmp_path / "Song.mp3"
+    write_media(song, "mp3", "s", 20_000)
+    await store.execute(
+        "INSERT INTO library (pool, kind, item_id, path, size, sha256, state, created, updated) "
+        "VALUES ('crateq', 'track', '1', ?, 20000, 'x', 'downloaded', 1, 1)",
+        (str(song),),
+    )
+    library = Library(store, LibraryConfig(), EventBus(), no_submit)
+    await library.complete()
+    real = keeper.read_audio
+
+    def saving_meanwhile(fh: Any, size: int, name: str = "") -> Any:
+        """The read sees a half-saved file: audio bytes overwritten, then put back."""
+        with open(song, "r+b") as other:
+            other.seek(size - 100)
+            kept = other.read(8)
+            other.seek(size - 100)
+            other.write(b"\x00" * 8)
+            other.flush()
+            seen = real(fh, size, name)
+            other.seek(size - 100)
+            other.write(kept)
+        return seen
+
+    monkeypatch.setattr(keeper, "read_audio", saving_meanwhile)
+    assert await library.audit(full=True) == {"checked": 1, "ok": 1, "deleted": 0, "lost": 0}
+    monkeypatch.setattr(keeper, "read_audio", real)
+    assert await library.audit() == {"checked": 1, "ok": 1, "deleted": 0, "lost": 0}
+    (entry,) = (await store_library.list_entries(store))["items"]
+    assert entry["state"] == "downloaded"
