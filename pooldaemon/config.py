@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import ipaddress
 import os
 import re
 import sys
@@ -80,7 +81,7 @@ from pooldaemon.informed_config import (
     Schedule,
 )
 from pooldaemon.library_config import LibraryConfig
-from pooldaemon.units import format_duration, format_size
+from pooldaemon.units import format_duration
 
 APP_NAME = "pooldaemon"
 ENV_PREFIX = "POOLDAEMON_"
@@ -89,17 +90,21 @@ CONFIG_PATH_VAR = "POOLDAEMON_CONFIG"
 NON_SETTING_ENV_VARS = frozenset({CONFIG_PATH_VAR})
 FILE_TEMPLATE_FIELDS = (
     "pool",
+    "source",
     "genre",
     "artist",
     "title",
+    "song",
+    "version",
     "mix",
-    "year",
-    "bpm",
-    "editor",
-    "id",
     "advisory",
+    "bpm",
+    "key",
+    "year",
+    "rule",
+    "editor",
     "quality",
-    "source",
+    "id",
 )
 # Pool names appear in refs ("crateq:570291", CONTRACT §3), so they cannot hold ":" or spaces.
 _POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
@@ -158,10 +163,13 @@ class DaemonConfig(BaseModel):
     write_tags: bool = True
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # CONTRACT §5: ZIP extraction limit (also capped at run time by free space less a margin).
+    # ZIP extraction limits (docs/interface.md §5): the output (also capped at run time by free
+    # space less a margin), the entries of an archive set, and each entry's compression ratio.
     max_extract_size_bytes: Annotated[Size, AfterValidator(at_least(_MIB, "size"))] = toml_key(
         "max_extract_size", "8 GiB"
     )
+    max_extract_entries: int = Field(10_000, ge=1, le=1_000_000)
+    max_extract_ratio: float = Field(100.0, ge=2.0, le=100_000.0, allow_inf_nan=False)
     # Drop folder (CONTRACT §3): poll instead of OS events (network shares, some containers), and
     # rescan this often anyway in case an event was missed.
     force_polling: bool = False
@@ -221,10 +229,13 @@ class DaemonConfig(BaseModel):
             raise ValueError("must be relative to download_dir (remove the leading / or ~)")
         if any(part.strip() in ("", ".", "..") for part in parts):
             raise ValueError('folder levels must not be empty, "." or ".."')
-        if not re.search(r"\{(title|id)\}", parts[-1]):
+        name = parts[-1]
+        if not re.search(r"\{(title|id)\}", name) and not (
+            "{song}" in name and "{version}" in name
+        ):
             raise ValueError(
-                "the file name part (after the last /) must contain {title} or {id}, "
-                "or every track would get the same name"
+                "the file name part (after the last /) must contain {title} or {id} (or {song} "
+                "with {version}), or every track would get the same name"
             )
         return value
 
@@ -241,21 +252,6 @@ class DaemonConfig(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _bandwidth_leaves_speed_floor(self) -> DaemonConfig:
-        """A shared bandwidth limit below speed_floor per job would make every job look too slow."""
-        if self.bandwidth_limit_bps and self.speed_floor_bps:
-            needed = self.speed_floor_bps * self.max_active_downloads
-            if self.bandwidth_limit_bps < needed:
-                raise _Problem(
-                    "bandwidth_limit",
-                    f"{format_size(self.bandwidth_limit_bps)}/s shared by max_active_downloads = "
-                    f"{self.max_active_downloads} leaves each job less than speed_floor "
-                    f"({format_size(self.speed_floor_bps)}/s); raise it to at least "
-                    f"{format_size(needed)}/s, or lower speed_floor or max_active_downloads",
-                )
-        return self
-
 
 # ---------------------------------------------------------------------------------------------
 # [pools.<name>]
@@ -268,6 +264,9 @@ class _PoolBase(BaseModel):
 
     # Field names (attributes) of the secrets of this pool type; each also accepts `<key>_file`.
     SECRETS: ClassVar[tuple[str, ...]] = ()
+    # Whether the pool type has a catalog to mirror (its adapter's CATALOG capability): without
+    # one, `catalog_interval` does nothing and check-config says so.
+    HAS_CATALOG: ClassVar[bool] = True
     # CONTRACT §6, "All pools": each pool has a floor on its polling intervals. Faster polling
     # buys nothing (catalogs change a few times a day) and risks 429s and bans.
     INTERVAL_FLOORS_S: ClassVar[dict[str, float]] = {
@@ -353,6 +352,7 @@ class CrateQConfig(_PoolBase):
 class PromoOnlyConfig(_PoolBase):
     """[pools.<name>] type = "promoonly": Promo Only POOL (seeds 000–002, CONTRACT §6)."""
 
+    HAS_CATALOG: ClassVar[bool] = False  # no catalog listing is documented
     SECRETS: ClassVar[tuple[str, ...]] = ("password", "token")
 
     type: Literal["promoonly"]
@@ -461,6 +461,80 @@ PoolConfig = Annotated[CrateQConfig | PromoOnlyConfig | HarvestConfig, Field(dis
 
 
 # ---------------------------------------------------------------------------------------------
+# [web]
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """`"127.0.0.1:8577"` or `"[::1]:8577"` → (host, port); raises ValueError."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f'must be "host:port", like "127.0.0.1:8577" or "[::1]:8577" (got {describe(text)})'
+        )
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"the host must be an IP address or localhost, not {describe(host)}"
+            ) from None
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value.strip()
+
+
+class WebConfig(BaseModel):
+    """[web]: the dashboard (docs/interface.md §11); loopback only unless allow_remote with TLS."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8577"  # port 0: any free port
+    allow_remote: bool = False
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def loopback(self) -> bool:
+        """Whether `listen` names a loopback address (only this machine can connect)."""
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+
+    @model_validator(mode="after")
+    def _remote_needs_tls(self) -> WebConfig:
+        """docs/reliability.md W1: session cookies never cross a network in the clear."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _Problem(missing, "tls_cert and tls_key go together; give both or neither")
+        if self.loopback:
+            return self
+        if not self.allow_remote:
+            raise _Problem(
+                "listen",
+                f"{self.host} is not a loopback address; other machines could reach the "
+                "dashboard: set allow_remote = true with tls_cert and tls_key, or listen on "
+                "127.0.0.1",
+            )
+        if self.tls_cert is None:
+            raise _Problem(
+                "tls_cert", "allow_remote = true needs tls_cert and tls_key (HTTPS only)"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole config
 
 
@@ -485,6 +559,7 @@ class Config(BaseSettings):
     gig: GigConfig = Field(default_factory=GigConfig)
     # docs/interface.md §8 (pooldaemon/library_config.py)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @classmethod
@@ -675,6 +750,8 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         and len(table) == (2 if table[0] == "schedule" else 1)
     ):
         return toml_keys(INFORMED_SECTIONS[str(table[0])])
+    if table == ["web"]:
+        return toml_keys(WebConfig)
     if len(table) == 2 and table[0] == "pools":
         pool = data.get("pools", {}).get(table[1], {})
         model = POOL_TYPES.get(str(pool.get("type"))) if isinstance(pool, dict) else None

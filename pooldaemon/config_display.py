@@ -84,6 +84,7 @@ def render_effective(cfg: Config) -> str:
     sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
     sections += [("library", cfg.library)]
     sections += [("[schedule]", window) for window in cfg.schedule]
+    sections.append(("web", cfg.web))
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
@@ -117,6 +118,7 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "hooks": section(cfg.hooks),
         "schedule": [section(window) for window in cfg.schedule],
         "gig": section(cfg.gig),
+        "web": section(cfg.web),
         "library": section(cfg.library),
     }
 
@@ -135,15 +137,28 @@ def _file_holds_secret(path: Path, secrets: set[str]) -> bool:
     )
 
 
+def _ignored_keys(cfg: Config) -> list[str]:
+    """Keys set for a pool whose type has nothing for them to do (no catalog to poll)."""
+    warnings = []
+    for name, pool in cfg.pools.items():
+        if not type(pool).HAS_CATALOG and "catalog_interval_s" in pool.model_fields_set:
+            warnings.append(
+                f"pools.{name}.catalog_interval: ignored: {pool.type} pools have no catalog "
+                "to mirror (only the download queue is polled, every queue_interval)"
+            )
+    return warnings
+
+
 def config_warnings(cfg: Config, path: Path | None = None) -> list[str]:
-    """RELIABILITY S3: a config file with secrets must be neither readable nor owned by others."""
+    """What `check-config` warns of: keys a pool type ignores, and (RELIABILITY S3) a config
+    file with secrets that others can read or own."""
+    warnings = _ignored_keys(cfg)
     path = path or cfg.path
     # Every pool type the file names validated, so its models' SECRETS are every secret key.
     secrets = {key for pool in cfg.pools.values() for key in type(pool).SECRETS}
     if path is None or not _file_holds_secret(path, secrets):
-        return []
+        return warnings
     info = path.stat()
-    warnings = []
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         warnings.append(

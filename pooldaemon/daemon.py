@@ -46,11 +46,12 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
-from pooldaemon.store import Store
+from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import Submit, SyncCoordinator
+from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
 
 log = get_logger(__name__)
 
@@ -141,10 +142,12 @@ class Components:
     library: Library | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the outbox is ready before a download can owe a call, the engine takes
-        jobs before sync hands it any, the scheduler ticks sync, the watcher submits last.
-        Stopped in reverse."""
-        order = (self.outbox, self.engine, self.library, self.sync, self.scheduler, self.watcher)
+        """Start order: the outbox is ready before a download can owe a call; sync gives the
+        adapters back their saved state (no network) before the engine resumes jobs that use
+        them; the engine takes jobs before the scheduler's ticks hand it any (the library, started
+        after the engine, may ask it to heal); the watcher submits
+        last. Stopped in reverse."""
+        order = (self.outbox, self.sync, self.engine, self.library, self.scheduler, self.watcher)
         return [c for c in order if c is not None]
 
 
@@ -240,6 +243,8 @@ class Daemon:
         self.store: Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.server: ControlServer | None = None
+        self.web: WebServer | None = None
+        self._web_problem = "the dashboard is off ([web] enabled = false)"
         self._lock = InstanceLock(config.daemon.state_dir)
         self._started: list[Lifecycle] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -258,6 +263,7 @@ class Daemon:
             # daemon on the path stops us here, not after downloads resumed.
             self.server = ControlServer(self, daemon_cfg.socket_path)
             self.server.bind()
+            self._bind_web(self.server)
             self.store = await Store.open(daemon_cfg.state_dir / "state.db")
             await store_pools.ensure_pools(
                 self.store, {name: pool.type for name, pool in self.config.pools.items()}
@@ -283,6 +289,8 @@ class Daemon:
                 await component.start()
                 self._started.append(component)
             await self.server.start()
+            if self.web is not None:
+                await self.web.start()
         except BaseException:
             await self._teardown()
             raise
@@ -318,6 +326,9 @@ class Daemon:
 
     async def _teardown(self) -> None:
         deadline = time.monotonic() + STOP_BUDGET_S
+        if self.web is not None:
+            web, self.web = self.web, None
+            await web.stop()
         if self.server is not None:
             server, self.server = self.server, None
             await server.stop()  # no new requests; event streams end with a "shutdown" line
@@ -339,6 +350,22 @@ class Daemon:
             await store.close()
         self.notifier.close()
         self._lock.release()
+
+    def _bind_web(self, api: ControlServer) -> None:
+        """The dashboard, when enabled; one that cannot listen is logged, not fatal: downloads
+        matter more than the page, and `poolctl ui` repeats the reason."""
+        if not self.config.web.enabled:
+            return
+        web = WebServer(
+            self.config.web, api, self.events, functools.partial(settings_answer, self.config)
+        )
+        try:
+            web.bind()
+        except WebSetupError as err:
+            log.error(err.message, code=err.code)
+            self._web_problem = err.message
+            return
+        self.web = web
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -444,6 +471,8 @@ class Daemon:
                     "last_error": rows.get(name, {}).get("last_error"),
                     "last_error_at": rows.get(name, {}).get("last_error_at"),
                     "blocked_reason": rows.get(name, {}).get("blocked_reason"),
+                    # What the pool lacks (an assumed endpoint): said here, not as an error.
+                    "notice": self._notice(name),
                 }
                 for name, pool in self.config.pools.items()
             ],
@@ -451,6 +480,12 @@ class Daemon:
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
             "library": await self._library().status() if self.components.library else None,
         }
+
+    def _notice(self, pool: str) -> str | None:
+        adapter = self.components.adapters.get(pool)
+        if adapter is None:
+            return None
+        return "; ".join(adapter.notices()) or None
 
     async def pools(self) -> list[dict[str, Any]]:
         result = []
@@ -482,9 +517,13 @@ class Daemon:
             raise _not_running("catalog search")
         return await self.components.search(params)
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)
-        return [self._live(job) for job in jobs]
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        total, jobs = await job_pages.page_jobs(
+            self._store(), state=state, pool=pool, limit=limit, offset=offset
+        )
+        return {"total": total, "items": [self._live(job) for job in jobs]}
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return self._live(await store_jobs.get_job(self._store(), job_id))
@@ -610,6 +649,14 @@ class Daemon:
 
     async def library_heal(self) -> dict[str, Any]:
         return await self._library().heal()
+
+    async def library_state(self) -> dict[str, Any]:
+        return await self._library().status()
+
+    async def login_link(self) -> dict[str, Any]:
+        if self.web is None:
+            raise Conflict(self._web_problem)
+        return {"url": self.web.login_link()}
 
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)

@@ -151,6 +151,8 @@ class PoolSync:
         self._saved_state = state
         if state:
             self.adapter.restore_state(state)
+        # An answer to a call with a side effect is written before the adapter goes on.
+        self.adapter.persist = self._save_state
         self._ready = True
 
     async def renew_token(self) -> None:
@@ -389,7 +391,14 @@ class PoolSync:
         items = self._live_queue
         if items is None:
             items = await remote_queue.queue_items(self.store, self.name)
-        return {"pool": self.name, "items": [queue_item_dict(item) for item in items]}
+        answer: dict[str, Any] = {
+            "pool": self.name,
+            "items": [queue_item_dict(item) for item in items],
+        }
+        notices = self.adapter.notices()
+        if notices:
+            answer["notice"] = "; ".join(notices)
+        return answer
 
     async def _lookups(self) -> int:
         tables = await self.adapter.lookups()

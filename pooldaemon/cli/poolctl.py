@@ -27,6 +27,7 @@ from rich.text import Text
 from pooldaemon import __version__
 from pooldaemon.cli import render
 from pooldaemon.control.client import ControlClient, DaemonRefused, DaemonUnreachable
+from pooldaemon.models import MAX_PAGE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 T = TypeVar("T")
@@ -212,6 +213,67 @@ def sync(ctl: Ctl, pool_names: tuple[str, ...], full: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _paging(command: Callable[..., None]) -> Callable[..., None]:
+    """`--limit`, `--offset` and `--all`: the socket's paging, with one maximum for both."""
+    for option in reversed(
+        [
+            click.option(
+                "--limit",
+                type=click.IntRange(1, MAX_PAGE),
+                default=50,
+                show_default=True,
+                help=f"At most this many (1-{MAX_PAGE}; --all for every one).",
+            ),
+            click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many."),
+            click.option("--all", "all_pages", is_flag=True, help="Every page, not just one."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _page(
+    ctl: Ctl, path: str, query: dict[str, str], limit: int, offset: int, all_pages: bool
+) -> dict[str, Any]:
+    """One page of a paged answer, or (`--all`) every page from `offset` on, as one answer."""
+    if not all_pages:
+        page = {"limit": str(limit), **({"offset": str(offset)} if offset else {})}
+        return dict(call(ctl, lambda c: c.get(path, {**query, **page})))
+
+    async def every_page(client: ControlClient) -> dict[str, Any]:
+        items: list[Any] = []
+        seen: set[str] = set()
+        at, total = offset, 0
+        while True:
+            answer = await client.get(path, {**query, "limit": str(MAX_PAGE), "offset": str(at)})
+            total = int(answer["total"])
+            for item in answer["items"]:
+                # Newest-first lists shift while they are read: one copy of each item.
+                key = json.dumps(
+                    [item.get("id"), item.get("ref"), item.get("pool"), item.get("path")]
+                )
+                if key not in seen:
+                    seen.add(key)
+                    items.append(item)
+            at += len(answer["items"])
+            if not answer["items"] or at >= total:
+                return {"total": total, "items": items}
+
+    return call(ctl, every_page)
+
+
+def _more_hint(ctl: Ctl, data: dict[str, Any], offset: int, what: str) -> None:
+    """Say on stderr when a table shows only part of the answer (never in --json output)."""
+    total, shown = data.get("total"), len(data.get("items", []))
+    if ctl.as_json or not isinstance(total, int) or offset + shown >= total:
+        return
+    click.echo(
+        f"poolctl: {shown} of {total} {what} shown (from {offset + 1}); "
+        "--all for every one, --offset for the next page",
+        err=True,
+    )
+
+
 def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not _NUMBERS.match(value.replace(" ", "")):
         raise click.BadParameter(f"{value!r}: use N, N,M,… or N-M (e.g. 120-128)")
@@ -228,8 +290,8 @@ def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.option("--advisory", type=click.Choice(["clean", "dirty"], case_sensitive=False))
 @click.option("--video", "media", flag_value="video", help="Only tracks with video.")
 @click.option("--audio", "media", flag_value="audio", help="Only tracks with audio.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--removed", is_flag=True, help="Include tracks the pool no longer lists.")
+@_paging
 @wide_option
 @pass_ctl
 def search(
@@ -242,8 +304,10 @@ def search(
     mix: str | None,
     advisory: str | None,
     media: str | None,
+    removed: bool,
     limit: int,
     offset: int,
+    all_pages: bool,
 ) -> None:
     """Offline search of the local catalog mirror across pools."""
     params = {
@@ -255,11 +319,12 @@ def search(
         "mix": mix,
         "advisory": advisory.lower() if advisory else None,
         "media": media,
-        "limit": str(limit),
-        "offset": str(offset) if offset else None,
+        "removed": "1" if removed else None,
     }
     query = {k: v for k, v in params.items() if v is not None}
-    ctl.show(call(ctl, lambda c: c.get("/v1/catalog", query)), render.search_table)
+    data = _page(ctl, "/v1/catalog", query, limit, offset, all_pages)
+    ctl.show(data, render.search_table)
+    _more_hint(ctl, data, offset, "tracks")
 
 
 def _submitted(ctl: Ctl, data: dict[str, Any]) -> None:
@@ -308,13 +373,17 @@ def redownload(ctl: Ctl, refs: tuple[str, ...], reason: str) -> None:
     ),
 )
 @click.option("--pool", help="Only this pool's jobs.")
+@_paging
 @wide_option
 @pass_ctl
-def jobs(ctl: Ctl, state: str | None, pool: str | None) -> None:
+def jobs(
+    ctl: Ctl, state: str | None, pool: str | None, limit: int, offset: int, all_pages: bool
+) -> None:
     """List download jobs, newest first."""
     query = {k: v for k, v in (("state", state), ("pool", pool)) if v}
-    data = call(ctl, lambda c: c.get("/v1/jobs", query))
+    data = _page(ctl, "/v1/jobs", query, limit, offset, all_pages)
     ctl.show(data, lambda d: render.jobs_table(d["items"]))
+    _more_hint(ctl, data, offset, "jobs")
 
 
 def _job_actions(ctl: Ctl, action: str, job_ids: tuple[int, ...]) -> None:
@@ -408,6 +477,24 @@ def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
 
 @main.command()
 @pass_ctl
+def ui(ctl: Ctl) -> None:
+    """Open the dashboard in the browser ($BROWSER when set) through a one-time login link."""
+    data = call(ctl, lambda c: c.post("/v1/ui/login-link"))
+    if ctl.as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    import webbrowser  # reads $BROWSER itself
+
+    url = str(data["url"])
+    # The link opens a session once, within a minute: print it only when no browser took it.
+    if not webbrowser.open(url):
+        click.echo(f"Open this link in your browser within a minute (it works once):\n{url}")
+        return
+    click.echo("Opened the dashboard in your browser.")
+
+
+@main.command()
+@pass_ctl
 def watch(ctl: Ctl) -> None:
     """Live progress of active jobs until Ctrl-C (with --json: the events, one per line)."""
 
@@ -440,17 +527,12 @@ if __name__ == "__main__":
 
 # -- the library (docs/interface.md §8) -----------------------------------------------------------
 
-#: The largest page the socket gives (`GET /v1/library`'s maximum `limit`).
-_LIBRARY_PAGE = 500
-
 
 @main.group(invoke_without_command=True)
 @click.option("--state", type=click.Choice(["downloaded", "adopted", "deleted", "lost", "failed"]))
 @click.option("--pool", help="Only this pool's entries.")
 @click.option("--q", "text", help="Only entries whose path or song contains this text.")
-@click.option("--limit", type=click.IntRange(1, _LIBRARY_PAGE), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
-@click.option("--all", "everything", is_flag=True, help="Every entry (pages through them).")
+@_paging
 @wide_option
 @click.pass_context
 def library(
@@ -460,7 +542,7 @@ def library(
     text: str | None,
     limit: int,
     offset: int,
-    everything: bool,
+    all_pages: bool,
 ) -> None:
     """List the library (files downloaded or adopted, and what became of them)."""
     if ctx.invoked_subcommand is not None:
@@ -468,33 +550,12 @@ def library(
     ctl = ctx.find_object(Ctl)
     assert ctl is not None
     query = {k: v for k, v in (("state", state), ("pool", pool), ("q", text)) if v}
-
-    async def pages(client: ControlClient) -> dict[str, Any]:
-        size = _LIBRARY_PAGE if everything else limit
-        first = await client.get(
-            "/v1/library", {**query, "limit": str(size), "offset": str(offset)}
-        )
-        items = list(first["items"])
-        while everything and offset + len(items) < first["total"] and first["items"]:
-            page = await client.get(
-                "/v1/library",
-                {**query, "limit": str(size), "offset": str(offset + len(items))},
-            )
-            if not page["items"]:
-                break
-            items += page["items"]
-        return {"total": first["total"], "items": items, "offset": offset}
-
-    async def both(client: ControlClient) -> tuple[dict[str, Any], dict[str, Any]]:
-        return await pages(client), await client.get("/v1/status")
-
-    data, status = call(ctl, both)
-    if ctl.as_json:
-        ctl.show({"total": data["total"], "items": data["items"]}, render.library_table)
-        return
+    data = _page(ctl, "/v1/library", query, limit, offset, all_pages)
     ctl.show(data, render.library_table)
-    if status.get("library"):
-        Console(soft_wrap=False).print(render.library_summary(status["library"]))
+    _more_hint(ctl, data, offset, "entries")
+    if not ctl.as_json:
+        summary = call(ctl, lambda c: c.get("/v1/library/audit"))
+        Console(soft_wrap=False).print(render.library_summary(summary))
 
 
 @library.command("adopt")

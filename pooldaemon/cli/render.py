@@ -224,13 +224,18 @@ def status_view(data: dict[str, Any]) -> RenderableType:
     for pool in data.get("pools", []):
         error = pool.get("blocked_reason") or pool.get("last_error")
         name = Text(pool["name"]) if pool.get("enabled", True) else Text(pool["name"], "dim")
+        notice = pool.get("notice")
         rows.append(
             [
                 name,
                 pool.get("type", "?"),
                 fmt_ago(pool.get("last_catalog_sync")),
                 fmt_ago(pool.get("last_queue_sync")),
-                Text(error, style="red") if error else Text("-"),
+                Text(error, style="red")
+                if error
+                else Text(notice, style="yellow")
+                if notice
+                else Text("-"),
             ]
         )
     if not rows:
@@ -313,9 +318,7 @@ def library_table(data: dict[str, Any]) -> RenderableType:
         ]
         for item in items
     ]
-    shown = len(items) + int(data.get("offset", 0))
-    footer = Text(f"{shown} of {data.get('total', len(items))}", style="dim")
-    return Group(FitTable(_LIBRARY_COLUMNS, rows), footer)
+    return FitTable(_LIBRARY_COLUMNS, rows)
 
 
 def adopt_view(data: dict[str, Any]) -> RenderableType:

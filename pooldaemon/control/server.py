@@ -5,8 +5,9 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     GET  /status                     Services.status()
     GET  /pools                      a JSON list of the pools
     POST /pools/{pool}/sync          {"full": bool}            → sync result
-    GET  /catalog                    q, pool, genre, bpm, year, mix, advisory, media, limit, offset
-    GET  /jobs                       state, pool                → {"items": [job…]}
+    GET  /catalog                    q, pool, genre, bpm, year, mix, advisory, media, removed,
+                                     limit, offset
+    GET  /jobs                       state, pool, limit, offset → {"total", "items": [job…]}
     POST /jobs                       {"refs": [str…]}           → {"accepted", "rejected"}
     GET  /jobs/{id}                                             → a job
     POST /jobs/{id}/{retry|cancel|pause|resume}                 → the job
@@ -18,7 +19,9 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     GET  /library/duplicates                                    → {"items": [group…]}
     POST /library/adopt              {"paths": [str…], "dry_run": bool} → the adopt report
     POST /library/audit              {"full": bool}   → {"checked", "ok", "deleted", "lost"}
+    GET  /library/audit                                         → {"states", "last_audit", …}
     POST /library/heal                                          → {"requested", "skipped"}
+    POST /ui/login-link              (socket only) a one-time dashboard login link → {"url"}
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from pooldaemon import jsonstrict
+from pooldaemon import jsonstrict, search
 from pooldaemon.control.peercred import PeerCredUnavailable, peer_credentials
 from pooldaemon.control.services import JOB_ACTIONS, Services
 from pooldaemon.errors import BadRequest, PoolDaemonError
@@ -50,14 +53,13 @@ log = get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REFS = 1000
-#: Query keys `GET /v1/catalog` accepts (CONTRACT §4).
-#: `GET /v1/library` paging: the default page, and the same maximum `limit` as the catalog's
-#: (docs/interface.md §12).
+#: Query keys `GET /v1/catalog` accepts: the search's own list, `removed` included.
+CATALOG_PARAMS = search.PARAMS
+JOBS_PARAMS = frozenset({"state", "pool", "limit", "offset"})
+#: `GET /v1/library`: its query keys, and its page when no `limit` is given (the maximum is the
+#: catalog's and the jobs', docs/interface.md §12).
+LIBRARY_PARAMS = frozenset({"state", "pool", "q", "limit", "offset"})
 LIBRARY_LIMIT = 100
-MAX_LIMIT = 500
-CATALOG_PARAMS = frozenset(
-    {"q", "pool", "genre", "bpm", "year", "mix", "advisory", "media", "limit", "offset"}
-)
 #: Keys whose text may come from a pool's answer: redacted before it leaves the daemon (S3).
 _FREE_TEXT_KEYS = frozenset({"error", "last_error", "message", "reason", "blocked_reason"})
 
@@ -271,32 +273,45 @@ class ControlServer:
 
     def _build_app(self, max_body_bytes: int) -> web.Application:
         app = web.Application(
-            client_max_size=max_body_bytes, middlewares=[self._errors, self._peer_check]
+            client_max_size=max_body_bytes,
+            middlewares=[self.errors_middleware, self._peer_check],
         )
-        r = app.router
-        r.add_get("/v1/status", self._status)
-        r.add_get("/v1/pools", self._pools)
-        r.add_post("/v1/pools/{pool}/sync", self._sync)
-        r.add_get("/v1/pools/{pool}/queue", self._queue)
-        r.add_post("/v1/pools/{pool}/queue", self._queue_edit)
-        r.add_get("/v1/catalog", self._catalog)
-        r.add_get("/v1/jobs", self._jobs)
-        r.add_post("/v1/jobs", self._submit)
-        r.add_get("/v1/jobs/{id}", self._job)
-        r.add_post("/v1/jobs/{id}/{action}", self._job_action)
-        r.add_post("/v1/redownload", self._redownload)
-        r.add_post("/v1/pause", self._pause_all)
-        r.add_post("/v1/resume", self._resume_all)
-        r.add_get("/v1/events", self._events)
-        r.add_get("/v1/library", self._library)
-        r.add_get("/v1/library/duplicates", self._library_duplicates)
-        r.add_post("/v1/library/adopt", self._library_adopt)
-        r.add_post("/v1/library/audit", self._library_audit)
-        r.add_post("/v1/library/heal", self._library_heal)
+        self.add_routes(app.router)
+        # Socket only: whoever may use the socket may open the dashboard (docs/interface.md §11).
+        app.router.add_post("/v1/ui/login-link", self._login_link)
         return app
 
+    def add_routes(
+        self, router: web.UrlDispatcher, prefix: str = "/v1", *, events: bool = True
+    ) -> None:
+        """Mount the API's routes under `prefix` on `router`: the socket's app and the
+        dashboard's `/api/v1` share these handlers (the dashboard streams events itself)."""
+        r = router
+        r.add_get(f"{prefix}/status", self._status)
+        r.add_get(f"{prefix}/pools", self._pools)
+        r.add_post(f"{prefix}/pools/{{pool}}/sync", self._sync)
+        r.add_get(f"{prefix}/pools/{{pool}}/queue", self._queue)
+        r.add_post(f"{prefix}/pools/{{pool}}/queue", self._queue_edit)
+        r.add_get(f"{prefix}/catalog", self._catalog)
+        r.add_get(f"{prefix}/jobs", self._jobs)
+        r.add_post(f"{prefix}/jobs", self._submit)
+        r.add_get(f"{prefix}/jobs/{{id}}", self._job)
+        r.add_post(f"{prefix}/jobs/{{id}}/{{action}}", self._job_action)
+        r.add_post(f"{prefix}/redownload", self._redownload)
+        r.add_post(f"{prefix}/pause", self._pause_all)
+        r.add_post(f"{prefix}/resume", self._resume_all)
+        if events:
+            r.add_get(f"{prefix}/events", self._events)
+        r.add_get(f"{prefix}/library", self._library)
+        r.add_get(f"{prefix}/library/duplicates", self._library_duplicates)
+        r.add_post(f"{prefix}/library/adopt", self._library_adopt)
+        r.add_post(f"{prefix}/library/audit", self._library_audit)
+        r.add_get(f"{prefix}/library/audit", self._library_state)
+        r.add_post(f"{prefix}/library/heal", self._library_heal)
+
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Errors as `{"error": {"code", "message"}}` (shared with the dashboard's API)."""
         try:
             return await handler(request)
         except PoolDaemonError as err:
@@ -366,16 +381,18 @@ class ControlServer:
         return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     async def _jobs(self, request: web.Request) -> web.Response:
-        unknown = set(request.query) - {"state", "pool"}
+        unknown = set(request.query) - JOBS_PARAMS
         if unknown:
             raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        # docs/interface.md §12: paged like the catalog; without `limit`, the largest page.
+        limit, offset = search.parse_page(request.query, default_limit=search.MAX_LIMIT)
         state = request.query.get("state") or None
         if state is not None and state not in {s.value for s in JobState}:
             raise BadRequest(
                 f"unknown job state {state!r} (states: {', '.join(s.value for s in JobState)})"
             )
         pool = request.query.get("pool") or None
-        return json_response({"items": await self.services.list_jobs(state, pool)})
+        return json_response(await self.services.list_jobs(state, pool, limit, offset))
 
     async def _submit(self, request: web.Request) -> web.Response:
         body = await self._body(request, {"refs": list, "redownload": bool, "reason": str})
@@ -413,6 +430,10 @@ class ControlServer:
         await self._body(request, {})
         return json_response(await self.services.resume_all())
 
+    async def _login_link(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.login_link())
+
     async def _queue(self, request: web.Request) -> web.Response:
         return json_response(await self.services.queue(request.match_info["pool"]))
 
@@ -430,13 +451,12 @@ class ControlServer:
         )
 
     async def _library(self, request: web.Request) -> web.Response:
-        query = _single_query(request, {"state", "pool", "q", "limit", "offset"})
+        query = _single_query(request, LIBRARY_PARAMS)
         state = query.get("state") or None
         if state is not None and state not in {s.value for s in LibraryState}:
             known = ", ".join(s.value for s in LibraryState)
             raise BadRequest(f"unknown library state {state!r} (states: {known})")
-        limit = _int_param(query, "limit", LIBRARY_LIMIT, 1, MAX_LIMIT)
-        offset = _int_param(query, "offset", 0, 0, 10**9)
+        limit, offset = search.parse_page(query, default_limit=LIBRARY_LIMIT)
         answer = await self.services.library(
             state=state,
             pool=query.get("pool") or None,
@@ -462,6 +482,10 @@ class ControlServer:
     async def _library_audit(self, request: web.Request) -> web.Response:
         body = await self._body(request, {"full": bool})
         return json_response(await self.services.library_audit(bool(body.get("full", False))))
+
+    async def _library_state(self, request: web.Request) -> web.Response:
+        _single_query(request, set())
+        return json_response(await self.services.library_state())
 
     async def _library_heal(self, request: web.Request) -> web.Response:
         await self._body(request, {})
@@ -565,6 +589,11 @@ def _forbidden(message: str) -> web.Response:
     return resp
 
 
+def json_line(data: Any) -> bytes:
+    """One JSON document and a newline, free-text fields redacted: what every answer holds."""
+    return _line(data)
+
+
 def _line(data: Any) -> bytes:
     return (json.dumps(_redact_fields(data), ensure_ascii=False, default=str) + "\n").encode()
 
@@ -593,7 +622,7 @@ def _refs(body: dict[str, Any]) -> list[str]:
     return list(refs)
 
 
-def _single_query(request: web.Request, known: set[str]) -> dict[str, str]:
+def _single_query(request: web.Request, known: Set[str]) -> dict[str, str]:
     """The query as one value per key; unknown or repeated keys are refused."""
     params: dict[str, str] = {}
     for key in request.query:
@@ -605,19 +634,6 @@ def _single_query(request: web.Request, known: set[str]) -> dict[str, str]:
             raise BadRequest(f"query parameter {key!r} given {len(values)} times")
         params[key] = values[0]
     return params
-
-
-def _int_param(query: dict[str, str], key: str, default: int, low: int, high: int) -> int:
-    text = query.get(key)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"{key} must be a whole number (got {text!r})") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{key} must be between {low} and {high} (got {value})")
-    return value
 
 
 def _job_id(request: web.Request) -> int:

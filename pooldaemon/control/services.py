@@ -39,8 +39,10 @@ class Services(Protocol):
         """Offline catalog search (`GET /v1/catalog` query): `{"total", "items": [track…]}`."""
         ...
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        """Jobs, newest first, optionally filtered."""
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """One page of jobs, newest first, optionally filtered: `{"total", "items"}`."""
         ...
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
@@ -92,6 +94,14 @@ class Services(Protocol):
         """`POST /v1/library/audit`: `{"checked", "ok", "deleted", "lost"}`."""
         ...
 
+    async def library_state(self) -> dict[str, Any]:
+        """`GET /v1/library/audit`: `{"states", "last_audit", "last_adopt"}`."""
+        ...
+
     async def library_heal(self) -> dict[str, Any]:
         """`POST /v1/library/heal`: `{"requested": [{"path", "job"}], "skipped": [...]}`."""
+        ...
+
+    async def login_link(self) -> dict[str, Any]:
+        """A one-time dashboard login link: `{"url"}` (Conflict when the dashboard is off)."""
         ...

@@ -473,9 +473,34 @@ MIGRATIONS.append(
     ["DROP INDEX IF EXISTS tracks_by_bpm", "DROP INDEX IF EXISTS tracks_by_year"]
 )
 
+# Genre and mix filters match a whole value case-insensitively in every script (docs/interface.md
+# §7), but SQLite's NOCASE and lower() fold ASCII only. Each value's spellings are kept under
+# its Unicode case fold (`str.casefold`, registered as `pd_casefold` on the writing connection,
+# store/db.py), so a search asks for every stored spelling of the value it was given; the word
+# index and the covering indexes stay as they are. store/catalog.py adds a page's values.
+SPELLINGS_KINDS = {"genre": "g", "mix": "m"}
 
 MIGRATIONS.append(
-    # 11: the library (docs/interface.md §8). Song key and version per mirrored track, filled
+    # 11: spellings of the filter values under their Unicode case fold (above).
+    [
+        """
+        CREATE TABLE spellings (
+            kind   TEXT NOT NULL,                   -- g genre, m mix
+            folded TEXT NOT NULL,                   -- str.casefold() of the value
+            value  TEXT NOT NULL,                   -- a spelling some track has
+            PRIMARY KEY (kind, folded, value)
+        ) WITHOUT ROWID
+        """,
+        *(
+            f"INSERT OR IGNORE INTO spellings (kind, folded, value) SELECT DISTINCT '{kind}', "
+            f"pd_casefold({column}), {column} FROM tracks WHERE {column} IS NOT NULL"
+            for column, kind in SPELLINGS_KINDS.items()
+        ),
+    ]
+)
+
+MIGRATIONS.append(
+    # 12: the library (docs/interface.md §8). Song key and version per mirrored track, filled
     # after a sync by the library's background pass rather than while the pages are written
     # (a full sync keeps its speed; `NULL` means "not computed yet", and a changed track goes
     # back to `NULL`). The partial index leaves a bulk load's new rows (all `NULL`) out.
