@@ -85,12 +85,15 @@ def render_effective(cfg: Config) -> str:
     sections += [("library", cfg.library)]
     sections += [("[schedule]", window) for window in cfg.schedule]
     sections.append(("web", cfg.web))
+    sections.append(("exports", cfg.exports))
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
         for name, key, value in _display_items(model):
             if value is not None:
                 out.append(f"{key} = {_toml_value(name, value)}")
+            elif header == "exports":
+                out.append(f'{key} = ""')  # docs/interface.md §2: "" switches an export off
         out.append("")
     return "\n".join(out)
 
@@ -119,6 +122,7 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "schedule": [section(window) for window in cfg.schedule],
         "gig": section(cfg.gig),
         "web": section(cfg.web),
+        "exports": section(cfg.exports),  # null: that export is off
         "library": section(cfg.library),
     }
 

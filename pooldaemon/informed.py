@@ -3,7 +3,8 @@
 It listens on the event bus like any `poolctl watch`, so the downloader and sync know nothing of
 hooks or Apprise: a job that reaches `done` or `failed` runs the matching hook and is told to the
 DJ; a job paused for a full disk, or refused for its account, is told once in a while; a
-`pool.failing` event (pool, code, error, since) tells of a pool failing for hours.
+`pool.failing` event (pool, code, error, since; sync.py publishes one on every failed pass) tells
+of a refused account at once and of a pool failing for hours once a spell.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Informer:
         # A job's final state may be published again (adopted on restart, re-read): its hook
         # runs once.
         self._seen: OrderedDict[tuple[Any, str], None] = OrderedDict()
+        # Pools already told as failing for hours: once a failing spell, until `pool.recovered`
+        # (sync publishes `pool.failing` on every failed pass, and the hours keep growing).
+        self._long_failing: set[str] = set()
 
     def start(self) -> None:
         """Start the hook runner, the notifier and the task reading the event bus."""
@@ -76,6 +80,8 @@ class Informer:
             self._job(event["job"])
         elif kind == "pool.failing":
             self._pool_failing(event)
+        elif kind == "pool.recovered":
+            self._long_failing.discard(_text(event, "pool"))
 
     def _job(self, job: Mapping[str, Any]) -> None:
         state, code = _text(job, "state"), _text(job, "error_code")
@@ -110,7 +116,8 @@ class Informer:
         hours = (time.time() - since) / 3600 if isinstance(since, int | float) else 0.0
         if code in ACCOUNT_CODES:
             self._alerts.account(pool, error)
-        elif hours * 3600 >= POOL_FAILING_TELL_S:
+        elif hours * 3600 >= POOL_FAILING_TELL_S and pool not in self._long_failing:
+            self._long_failing.add(pool)
             self._alerts.account(pool, f"failing for {hours:.0f} hours: {error}")
 
     def _first_time(self, job_id: Any, state: str) -> bool:

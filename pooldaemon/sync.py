@@ -423,20 +423,36 @@ class PoolSync:
             await self._save_state()
         if failing_before and not await self._failing():
             log.info("pool recovered", pool=self.name, what=what)
+            self.events.publish("pool.recovered", pool=self.name, what=what)
         if self._blocked_reason is not None:
             await pool_rows.set_blocked(self.store, self.name, None)
             self._blocked_reason = None
         return result
 
     async def _failing(self) -> bool:
+        return await self._failing_since() is not None
+
+    async def _failing_since(self) -> float | None:
         row = (await pool_rows.pool_rows(self.store)).get(self.name, {})
-        return row.get("failing_since") is not None
+        since = row.get("failing_since")
+        return float(since) if since is not None else None
 
     async def _failed(self, what: str, err: PoolDaemonError) -> None:
         message = redact_text(err.message)
         started = await pool_rows.record_error(self.store, self.name, f"{what}: {message}")
         if started:
             log.warning("pool failing", pool=self.name, what=what, code=err.code, error=message)
+        # Published on every failure, not only the first: `since` lets the notifier tell an
+        # account problem at once and a pool failing for hours once it has (informed.py).
+        self.events.publish(
+            "pool.failing",
+            pool=self.name,
+            what=what,
+            code=err.code,
+            error=message,
+            since=await self._failing_since(),
+            started=started,
+        )
         if isinstance(err, AccountError):
             # RELIABILITY T4: the pool's own message is shown and its downloads wait.
             await pool_rows.set_blocked(self.store, self.name, message)

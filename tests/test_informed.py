@@ -125,3 +125,32 @@ async def test_a_pool_failing_for_hours_is_an_account_problem() -> None:
     finally:
         await informer.stop()
     assert sent == [("pooldaemon: crateq needs attention", "failing for 7 hours: HTTP 503")]
+
+
+async def test_a_long_failure_is_told_once_a_spell_until_the_pool_recovers() -> None:
+    sent: list[tuple[str, str]] = []
+
+    async def record(title: str, body: str) -> bool:
+        sent.append((title, body))
+        return True
+
+    alerts = Alerts(NotifyConfig(), env={}, senders=[("test", record)])
+    informer = Informer(EventBus(), hooks=HookRunner(HooksConfig(), base_env={}), alerts=alerts)
+    informer.start()
+    try:
+        now = time.time()
+        failing = {"type": "pool.failing", "pool": "crateq", "code": "transient"}
+        # sync publishes one on every failed pass: hours go by, the DJ hears of it once.
+        for hours in (7, 8, 9):
+            informer.handle({**failing, "error": "HTTP 503", "since": now - hours * 3600})
+        await eventually(lambda: len(sent) == 1)
+        informer.handle({"type": "pool.recovered", "pool": "crateq"})
+        informer.handle({**failing, "error": "HTTP 502", "since": now - 10 * 3600})
+        await eventually(lambda: len(sent) == 2)
+        await eventually(alerts.idle)
+    finally:
+        await informer.stop()
+    assert sent == [
+        ("pooldaemon: crateq needs attention", "failing for 7 hours: HTTP 503"),
+        ("pooldaemon: crateq needs attention", "failing for 10 hours: HTTP 502"),
+    ]

@@ -477,6 +477,13 @@ def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
 
 @main.command()
 @pass_ctl
+def export(ctl: Ctl) -> None:
+    """Write the playlists and collections of [exports] now; lists the files once on disk."""
+    ctl.show(call(ctl, lambda c: c.post("/v1/export")), render.export_view)
+
+
+@main.command()
+@pass_ctl
 def ui(ctl: Ctl) -> None:
     """Open the dashboard in the browser ($BROWSER when set) through a one-time login link."""
     data = call(ctl, lambda c: c.post("/v1/ui/login-link"))

@@ -220,6 +220,7 @@ def status_view(data: dict[str, Any]) -> RenderableType:
     head.append(f"  {fmt_rate(data.get('rate_bps')) if data.get('rate_bps') else '0 B/s'}")
     if data.get("paused"):
         head.append("  downloads paused", style="yellow")
+    throttle = throttle_line(data)
     rows: list[list[Cell]] = []
     for pool in data.get("pools", []):
         error = pool.get("blocked_reason") or pool.get("last_error")
@@ -260,7 +261,7 @@ def status_view(data: dict[str, Any]) -> RenderableType:
             jobs.append(", ")
         jobs.append(f"{n} ", style="bold")
         jobs.append(state, style=_STATE_STYLES.get(state, ""))
-    parts: list[RenderableType] = [head, pools, jobs]
+    parts: list[RenderableType] = [head, *([throttle] if throttle else []), pools, jobs]
     if data.get("library"):
         parts.append(library_summary(data["library"]))
     return Group(*parts)
@@ -354,6 +355,22 @@ def dupes_view(data: dict[str, Any]) -> RenderableType:
     return Group(*lines)
 
 
+def throttle_line(data: dict[str, Any]) -> Text | None:
+    """Why downloads are held or slow now (a schedule window, gig mode, bandwidth_limit)."""
+    schedule = data.get("schedule") or {}
+    gig = data.get("gig")
+    reason = schedule.get("reason")
+    until = ""
+    if schedule.get("window") and schedule.get("next_change") and not gig:
+        until = f" until {str(schedule['next_change'])[11:16]}"
+    if schedule.get("paused"):
+        return Text(f"downloads held: {reason or 'schedule'}{until}", style="yellow")
+    if schedule.get("limit_bps"):
+        why = reason or "[daemon] bandwidth_limit"
+        return Text(f"downloads limited to {fmt_rate(schedule['limit_bps'])}: {why}{until}")
+    return None
+
+
 def pools_table(items: list[dict[str, Any]]) -> RenderableType:
     """`poolctl pools`."""
     if not items:
@@ -407,11 +424,18 @@ def jobs_table(items: list[dict[str, Any]]) -> RenderableType:
             _title(job),
             _progress_text(job),
             fmt_rate(job.get("rate_bps")),
-            Text(job["error"], style="red") if job.get("error") else Text(""),
+            _note(job),
         ]
         for job in items
     ]
     return FitTable(_JOB_COLUMNS, rows)
+
+
+def _note(job: dict[str, Any]) -> Text:
+    """The last column: the error, or why a queued job waits (a window, gig mode, a pause)."""
+    if job.get("waiting"):
+        return Text(f"waiting: {job['waiting']}", style="yellow")
+    return Text(job["error"], style="red") if job.get("error") else Text("")
 
 
 def job_line(job: dict[str, Any]) -> Text:
@@ -519,6 +543,25 @@ def queue_table(data: dict[str, Any]) -> RenderableType:
     return FitTable(columns, rows, title=f"{data.get('pool', '')} queue")
 
 
+def export_view(data: dict[str, Any]) -> RenderableType:
+    """`poolctl export`: one line per file written."""
+    written = data.get("written", [])
+    if not written:
+        return Text(
+            "no export is switched on: set m3u8_dir, rekordbox_xml, traktor_nml or serato_dir "
+            "in [exports] of the config"
+        )
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("format", style="bold")
+    table.add_column("path", overflow="fold")
+    for item in written:
+        path = str(item.get("path", ""))
+        # docs/interface.md §9: ours lands beside a file the user edited, as "NAME (pooldaemon)".
+        note = " (yours was edited: ours is beside it)" if " (pooldaemon)." in path else ""
+        table.add_row(_text(item.get("format")), path + note)
+    return table
+
+
 def _title(job: dict[str, Any]) -> str:
     """ "Artist - Title"; a job the pool told us nothing about shows its file's name."""
     artist, title = job.get("artist"), job.get("title")
@@ -605,6 +648,9 @@ class WatchView:
             return f"sync {pool}: {counts or 'done'}"
         if kind == "dropped":
             return f"(missed {event.get('count')} events: the view may lag)"
+        if kind == "downloader.throttle":
+            line = throttle_line({"schedule": event})
+            return str(line) if line is not None else "downloads at full speed"
         return None
 
     def __rich__(self) -> RenderableType:

@@ -300,6 +300,7 @@ class ControlServer:
         r.add_post(f"{prefix}/redownload", self._redownload)
         r.add_post(f"{prefix}/pause", self._pause_all)
         r.add_post(f"{prefix}/resume", self._resume_all)
+        r.add_post(f"{prefix}/export", self._export)
         if events:
             r.add_get(f"{prefix}/events", self._events)
         r.add_get(f"{prefix}/library", self._library)
@@ -429,6 +430,10 @@ class ControlServer:
     async def _resume_all(self, request: web.Request) -> web.Response:
         await self._body(request, {})
         return json_response(await self.services.resume_all())
+
+    async def _export(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.export())
 
     async def _login_link(self, request: web.Request) -> web.Response:
         await self._body(request, {})

@@ -67,6 +67,10 @@ class Services(Protocol):
         """Undo `pause_all`."""
         ...
 
+    async def export(self) -> dict[str, Any]:
+        """Write every enabled export now: `{"written": [{"format", "path"}]}`, once on disk."""
+        ...
+
     async def queue(self, pool: str) -> dict[str, Any]:
         """The pool's remote download queue: `{"pool", "items": [...]}`."""
         ...

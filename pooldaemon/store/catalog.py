@@ -106,7 +106,7 @@ _CHANGED = (
 _KEEP = "downloaded = CASE WHEN tracks.downloaded = 1 THEN 1 ELSE p.downloaded END"
 _UPDATE = (
     f"UPDATE tracks SET {', '.join(f'{c} = p.{c}' for c in _DATA_COLS)}, {_KEEP}, "
-    # A changed track's song key is computed again (schema migration 12: NULL is "not yet").
+    # A changed track's song key is computed again (schema migration 13: NULL is "not yet").
     "removed = 0, song_key = NULL, version = NULL, last_seen = ? "
     "FROM temp.page_changed c, temp.page_in p "
     "WHERE tracks.rowid = c.rowid AND p.id = c.id"

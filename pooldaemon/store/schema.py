@@ -500,7 +500,23 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    # 12: the library (docs/interface.md §8). Song key and version per mirrored track, filled
+    # 12: what pooldaemon wrote last to each export file (docs/interface.md §9): a file whose
+    # content is anything else was edited by the user, and ours goes beside it.
+    [
+        """
+        CREATE TABLE export_files (
+            target   TEXT PRIMARY KEY,             -- the file the config (or a playlist) names
+            format   TEXT NOT NULL,                -- m3u8 | rekordbox | traktor | serato
+            path     TEXT NOT NULL,                -- where it went: target, or beside it
+            digest   TEXT NOT NULL,                -- SHA-256 of the bytes written to path
+            written  REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ]
+)
+
+MIGRATIONS.append(
+    # 13: the library (docs/interface.md §8). Song key and version per mirrored track, filled
     # after a sync by the library's background pass rather than while the pages are written
     # (a full sync keeps its speed; `NULL` means "not computed yet", and a changed track goes
     # back to `NULL`). The partial index leaves a bulk load's new rows (all `NULL`) out.

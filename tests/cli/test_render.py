@@ -348,3 +348,30 @@ async def test_harvest_jobs_show_the_title_and_artist_of_their_track(running: Ru
     for track_id in harvest_jobs:
         track = running.harvest.tracks[track_id]
         assert f"{track.artist} - {track.title}"[:20] in result.stdout
+
+
+def test_status_and_watch_say_why_downloads_are_held_or_slow() -> None:
+    base = {"version": "1", "uptime_s": 5, "pools": [], "jobs": {}, "rate_bps": 0}
+    window = {
+        "window": "every day 01:00-07:00",
+        "downloads": True,
+        "limit_bps": 1024 * 1024,
+        "paused": False,
+        "reason": "schedule every day 01:00-07:00",
+        "next_change": "2026-06-04T07:00:00+02:00",
+    }
+    slow = "\n".join(draw(render.status_view({**base, "schedule": window, "gig": None}), 100))
+    assert "downloads limited to 1.0 MiB/s: schedule every day 01:00-07:00 until 07:00" in slow
+    gig = {**window, "paused": True, "limit_bps": None, "reason": "gig: rekordbox"}
+    app = {"app": "rekordbox", "action": "pause", "limit_bps": None}
+    held = "\n".join(draw(render.status_view({**base, "schedule": gig, "gig": app}), 100))
+    assert "downloads held: gig: rekordbox" in held and "until" not in held
+    free = {**window, "window": None, "limit_bps": None, "reason": None, "next_change": None}
+    plain = "\n".join(draw(render.status_view({**base, "schedule": free, "gig": None}), 100))
+    assert "downloads held" not in plain and "limited" not in plain
+    view = render.WatchView([])
+    event = {"type": "downloader.throttle", "paused": True, "limit_bps": None}
+    assert view.apply({**event, "reason": "gig: rekordbox"}) == "downloads held: gig: rekordbox"
+    assert view.apply({**event, "paused": False, "reason": None}) == "downloads at full speed"
+    queued = {**JOBS[0], "state": "queued", "error": None, "waiting": "gig: rekordbox"}
+    assert "waiting: gig: rekordbox" in "\n".join(draw(render.jobs_table([queued]), 200))

@@ -1,7 +1,8 @@
 """A big download across schedule changes: it slows down, pauses, resumes, and is byte-exact.
 
-The governor is wired to the engine the way the daemon does it: each throttle change sets the
-shared bucket's rate, and a pause or its end holds or releases the whole downloader.
+The governor is wired to the engine by the daemon's own `GovernedDownloads`: each throttle change
+sets the shared bucket's rate, and a pause or its end holds or releases the whole downloader, apart
+from the user's own pause.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pooldaemon.governor import Governor, Throttle
+from pooldaemon.daemon import GovernedDownloads
+from pooldaemon.governor import Governor
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import jobs as store_jobs
@@ -68,18 +70,8 @@ async def test_a_download_across_windows_slows_pauses_resumes_and_is_exact(
         clock=clock,
         tick_s=0.05,
     )
-    holds: list[asyncio.Task[object]] = []
-
-    def apply(throttle: Throttle) -> None:
-        # The daemon's wiring: the rate at once; a pause or resume as an owned task.
-        engine.bucket.set_rate(throttle.limit_bps or 0)
-        if throttle.paused != engine.paused:
-            holds.append(
-                asyncio.create_task(engine.pause_all() if throttle.paused else engine.resume_all())
-            )
-
-    governor.subscribe(apply)
-    governor.start()
+    governed = GovernedDownloads(governor, engine, harness.events)
+    await governed.start()
     try:
         job_id = await harness.get("1", engine)
         await until_bytes(harness, job_id, 24 * MIB)
@@ -95,11 +87,12 @@ async def test_a_download_across_windows_slows_pauses_resumes_and_is_exact(
 
         clock.now = datetime(2026, 6, 3, 18, 0, tzinfo=BERLIN)  # no downloads
         changed = time.monotonic()
-        while not engine.paused:
+        while engine.held is None:
             await asyncio.sleep(0.01)
-        await asyncio.gather(*holds)
+        await harness.wait(job_id, "queued", timeout=5)
         assert time.monotonic() - changed < 5  # transfers stopped and checkpointed
         assert (await store_jobs.get_job(harness.store, job_id))["state"] == "queued"
+        assert not engine.paused  # the user's pause is theirs alone
         held = await bytes_done(harness, job_id)
         calls = srv.log.calls["download"]
         assert governor.status()["schedule"]["paused"] is True
@@ -110,11 +103,74 @@ async def test_a_download_across_windows_slows_pauses_resumes_and_is_exact(
         assert srv.log.calls["download"] > calls
         assert held < SIZE
     finally:
-        await governor.stop()
-        await asyncio.gather(*holds)
+        await governed.stop()
     digest = hashlib.sha256()
     with Path(job["path"]).open("rb") as handle:
         while block := handle.read(4 * MIB):
             digest.update(block)
     assert digest.hexdigest() == hashlib.sha256(media.get("big")).hexdigest()
     assert job["attempts"] <= 1  # the pause cost no attempt
+
+
+async def test_a_hold_and_the_users_pause_do_not_undo_each_other(
+    harness: EngineHarness, servers: ServerFactory, media: MediaStore, library: Path
+) -> None:
+    media.add_generated("small", "mp3", "small", 2 * MIB)
+    srv = await servers()
+    harness.pool.add("1", [PartSpec("main", "small", [("s", srv)])])
+    harness.pool.add("2", [PartSpec("main", "small", [("s", srv)])])
+    engine = await harness.start(make_config(library))
+
+    # A window with no downloads: the user's resume does not start the job.
+    await engine.hold("schedule every day 18:00-20:00")
+    first = await harness.get("1", engine)
+    await engine.pause_all()
+    await engine.resume_all()
+    assert engine.held == "schedule every day 18:00-20:00"
+    assert engine.waiting_reason() == "schedule every day 18:00-20:00"
+    # Half a second of scheduler passes (the resume woke it): the job stays queued.
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        assert (await store_jobs.get_job(harness.store, first))["state"] == "queued"
+    assert srv.log.calls["download"] == 0
+    engine.release()
+    assert (await harness.wait(first, "done", "failed"))["state"] == "done"
+
+    # The user paused: the end of a window does not start anything.
+    await engine.pause_all()
+    await engine.hold("gig: rekordbox")
+    second = await harness.get("2", engine)
+    engine.release()
+    assert engine.waiting_reason() == "downloads paused (poolctl resume)"
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        assert (await store_jobs.get_job(harness.store, second))["state"] == "queued"
+    await engine.resume_all()
+    assert (await harness.wait(second, "done", "failed"))["state"] == "done"
+
+
+async def test_a_hold_that_lands_as_chunks_complete_resumes_with_ranges(
+    harness: EngineHarness, servers: ServerFactory, media: MediaStore, library: Path
+) -> None:
+    # Lifting the limit and holding at once lets every connection read to the end of its chunk
+    # as it is stopped: the checkpoint then holds whole chunks, which must not be asked for
+    # again with a Range starting past their end (a server answers that with 200).
+    media.add_generated("mid", "mp3", "mid", 8 * MIB)
+    srv = await servers()
+    harness.pool.add("1", [PartSpec("main", "mid", [("s", srv)])])
+    config = make_config(library, chunk_size_bytes=256 * 1024, bandwidth_limit_bps=2 * MIB)
+    engine = await harness.start(config)
+    job_id = await harness.get("1", engine)
+    await until_bytes(harness, job_id, MIB)
+    engine.set_rate(0)
+    await engine.hold("gig: rekordbox")
+    assert (await store_jobs.get_job(harness.store, job_id))["state"] == "queued"
+    engine.set_rate(2 * MIB)
+    engine.release()
+    job = await harness.wait(job_id, "done", "failed", timeout=60)
+    assert job["state"] == "done", job["error"]
+    assert job["attempts"] == 0, job["error"]
+    assert (
+        hashlib.sha256(Path(job["path"]).read_bytes()).hexdigest()
+        == hashlib.sha256(media.get("mid")).hexdigest()
+    )
