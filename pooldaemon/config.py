@@ -80,6 +80,7 @@ from pooldaemon.informed_config import (
     NotifyConfig,
     Schedule,
 )
+from pooldaemon.library_config import LibraryConfig
 from pooldaemon.units import format_duration
 
 APP_NAME = "pooldaemon"
@@ -654,6 +655,8 @@ class Config(BaseSettings):
     hooks: HooksConfig = Field(default_factory=HooksConfig)
     schedule: Schedule = ()
     gig: GigConfig = Field(default_factory=GigConfig)
+    # docs/interface.md §8 (pooldaemon/library_config.py)
+    library: LibraryConfig = Field(default_factory=LibraryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     _path: Path | None = PrivateAttr(default=None)
 
@@ -842,6 +845,8 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         return toml_keys(DaemonConfig)
     if table == ["exports"]:
         return toml_keys(ExportsConfig)
+    if table == ["library"]:
+        return toml_keys(LibraryConfig)
     if (
         table
         and str(table[0]) in INFORMED_SECTIONS

@@ -82,6 +82,7 @@ def render_effective(cfg: Config) -> str:
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
     sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
+    sections += [("library", cfg.library)]
     sections += [("[schedule]", window) for window in cfg.schedule]
     sections.append(("web", cfg.web))
     sections.append(("exports", cfg.exports))
@@ -122,6 +123,7 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "gig": section(cfg.gig),
         "web": section(cfg.web),
         "exports": section(cfg.exports),  # null: that export is off
+        "library": section(cfg.library),
     }
 
 

@@ -38,6 +38,7 @@ from pooldaemon.exporter import Exporter
 from pooldaemon.governor import Governor, Throttle, local_zone, system_clock
 from pooldaemon.hooks import HookRunner
 from pooldaemon.informed import Informer
+from pooldaemon.library.keeper import Library
 from pooldaemon.lock import InstanceLock
 from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
@@ -52,6 +53,7 @@ from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import library as store_library
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import Submit, SyncCoordinator
 from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
@@ -111,6 +113,7 @@ class EnginePort(Lifecycle, Protocol):
         key: str | None = None,
         title: str | None = None,
         artist: str | None = None,
+        automatic: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download (or return the live job for the same item): (job, created)."""
         ...
@@ -252,13 +255,16 @@ class Components:
     watcher: Lifecycle | None = None
     search: SearchPort | None = None
     exporter: Exporter | None = None
+    #: docs/interface.md §8: adopt, audit, heal, and the library's background pass.
+    library: Library | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
         """Start order: hooks, notifications and the exporter listen before anything happens;
         the outbox is ready before a download can owe a call; the throttle in force is set before
         the engine starts a job; sync gives the adapters back their saved state (no network)
         before the engine resumes jobs that use them; the engine takes jobs before the
-        scheduler's ticks hand it any; the watcher submits last. Stopped in reverse."""
+        scheduler's ticks hand it any; the library, after the engine, may ask it to heal; the
+        watcher submits last. Stopped in reverse."""
         order = (
             self.informing,
             self.exporter,
@@ -266,6 +272,7 @@ class Components:
             self.governed,
             self.sync,
             self.engine,
+            self.library,
             self.scheduler,
             self.watcher,
         )
@@ -321,6 +328,7 @@ async def build_components(wiring: Wiring) -> Components:
         cfg.daemon,
         wiring.events,
         on_owed=outbox.wake,
+        library=cfg.library,
     )
     components.engine = engine
     governor = Governor(
@@ -330,6 +338,7 @@ async def build_components(wiring: Wiring) -> Components:
         clock=system_clock(local_zone(wiring.env)),
     )
     components.governed = GovernedDownloads(governor, engine, wiring.events)
+    components.library = Library(wiring.store, cfg.library, wiring.events, wiring.submit)
     sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
     components.sync = sync
     components.search = functools.partial(catalog_search, wiring.store)
@@ -341,6 +350,7 @@ async def build_components(wiring: Wiring) -> Components:
             catalog_interval_s=pool.catalog_interval_s,
             queue_interval_s=pool.queue_interval_s,
         )
+    scheduler.add_library_audit(components.library.scheduled_audit, cfg.library.audit_interval_s)
     components.scheduler = scheduler
     components.exporter = Exporter(
         wiring.store, cfg.exports, cfg.daemon.download_dir, wiring.events
@@ -628,6 +638,7 @@ class Daemon:
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
             # docs/interface.md §10: the window in force and the limit now; the DJ app seen.
             **(governed.governor.status() if governed else {"schedule": None, "gig": None}),
+            "library": await self._library().status() if self.components.library else None,
         }
 
     def _notice(self, pool: str) -> str | None:
@@ -715,15 +726,23 @@ class Daemon:
         *,
         title: str | None = None,
         artist: str | None = None,
+        automatic: bool = False,
     ) -> dict[str, Any]:
         """The one way a download is requested (socket, drop folder, auto-download); `title`
-        and `artist` are what the requester already knows of the item."""
+        and `artist` are what the requester already knows of the item; `automatic`: no one
+        asked for it by name (docs/interface.md §8: duplicates are skipped)."""
         engine = self.components.engine
         if engine is None:
             raise _not_running("the download engine")
         if request.pool not in self.pool_kinds():
             raise BadRequest(f"pool {request.pool!r} is not enabled")
-        job, _created = await engine.submit(request, origin, title=title, artist=artist)
+        # Only an automatic request says so: a by-name one is the engine's plain call.
+        if automatic:
+            job, _created = await engine.submit(
+                request, origin, title=title, artist=artist, automatic=True
+            )
+        else:
+            job, _created = await engine.submit(request, origin, title=title, artist=artist)
         return job
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:
@@ -771,6 +790,37 @@ class Daemon:
             raise _not_running("exports")
         written = await self.components.exporter.export_now()
         return {"written": [{"format": w.format, "path": str(w.path)} for w in written]}
+
+    # -- the library (docs/interface.md §8) ----------------------------------------------------
+
+    def _library(self) -> Library:
+        if self.components.library is None:
+            raise _not_running("the library")
+        return self.components.library
+
+    async def library(
+        self, *, state: str | None, pool: str | None, q: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        self._library()
+        return await store_library.list_entries(
+            self._store(), state=state, pool=pool, q=q, limit=limit, offset=offset
+        )
+
+    async def library_duplicates(self) -> dict[str, Any]:
+        self._library()
+        return {"items": await store_library.duplicate_groups(self._store())}
+
+    async def library_adopt(self, paths: list[str], dry_run: bool) -> dict[str, Any]:
+        return await self._library().adopt(paths, dry_run=dry_run)
+
+    async def library_audit(self, full: bool) -> dict[str, Any]:
+        return await self._library().audit(full=full)
+
+    async def library_heal(self) -> dict[str, Any]:
+        return await self._library().heal()
+
+    async def library_state(self) -> dict[str, Any]:
+        return await self._library().status()
 
     async def login_link(self) -> dict[str, Any]:
         if self.web is None:

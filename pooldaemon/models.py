@@ -19,12 +19,14 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     PAUSED = "paused"
+    #: docs/interface.md §8: fetched automatically, but the library already holds the song.
+    SKIPPED = "skipped"
 
 
 #: Legal transitions; anything else is a bug and is refused by the store.
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset(
-        {JobState.RESOLVING, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED}
+        {JobState.RESOLVING, JobState.PAUSED, JobState.CANCELLED, JobState.FAILED, JobState.SKIPPED}
     ),
     JobState.RESOLVING: frozenset(
         {
@@ -53,6 +55,7 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
     JobState.CANCELLED: frozenset({JobState.QUEUED}),
     JobState.DONE: frozenset({JobState.QUEUED}),
+    JobState.SKIPPED: frozenset({JobState.QUEUED, JobState.CANCELLED}),
 }
 
 ACTIVE_STATES = frozenset({JobState.RESOLVING, JobState.DOWNLOADING, JobState.VERIFYING})
@@ -111,9 +114,10 @@ class Job:
 
 
 class LibraryState(enum.StrEnum):
-    """What became of a finished download (issue 2: the library's four states)."""
+    """A library entry's state (docs/interface.md §8)."""
 
     DOWNLOADED = "downloaded"
+    ADOPTED = "adopted"  # a file the user had, matched to a mirrored track (never modified)
     DELETED = "deleted"  # by the user: never fetched again on its own
     LOST = "lost"  # missing or corrupt on disk: offer a redownload
     FAILED = "failed"

@@ -150,6 +150,11 @@ class PoolScheduler:
             **options,
         )
 
+    def add_library_audit(self, audit: Callable[[str], Any], every_s: float) -> None:
+        """docs/interface.md §8: the library's quick audit every `audit_interval` (0: never)."""
+        if every_s > 0:
+            self._interval("library:audit", audit, "quick", every_s)
+
     # -- jobs -------------------------------------------------------------------------------------
 
     async def catalog_job(self, name: str) -> None:

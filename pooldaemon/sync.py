@@ -41,6 +41,7 @@ class Submit(Protocol):
         *,
         title: str | None = None,
         artist: str | None = None,
+        automatic: bool = False,
     ) -> Awaitable[dict[str, Any]]: ...
 
 
@@ -71,9 +72,16 @@ def auto_download_jobs(submit: Submit) -> NewItems:
                 "auto",
                 title=track.title if track else None,
                 artist=track.artist if track else None,
+                automatic=fetched_automatically(item),
             )
 
     return hand_over
+
+
+def fetched_automatically(item: QueueItem) -> bool:
+    """docs/interface.md §8: a queue item only from a pool's "latest" list is fetched
+    automatically; one the user put in a queue, favourites or a playlist was asked for by name."""
+    return item.extra.get("sources") == ["latest"]
 
 
 def queue_item_dict(item: QueueItem) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pooldaemon.errors import BadRequest
 from pooldaemon.pools.crateq import CrateQ
 from pooldaemon.search import parse_search, search, search_terms
 from pooldaemon.sim.catalog import Catalog
+from pooldaemon.songkey import song_key
 from pooldaemon.store import catalog as mirror
 from pooldaemon.store import search as store_search
 from pooldaemon.store.db import Store
@@ -452,6 +453,8 @@ async def test_track_dict_is_exactly_the_contract(store: Store, truth: Catalog) 
         "source",
         "downloaded",
         "removed",
+        "song",
+        "version",
     ]
     minutes, _, seconds = newest["length"].partition(":")
     assert item == {
@@ -475,7 +478,11 @@ async def test_track_dict_is_exactly_the_contract(store: Store, truth: Catalog) 
         "source": newest["source"],
         "downloaded": False,
         "removed": False,
+        # docs/interface.md §8: the song key and version, as docs/songs.md defines them
+        "song": song_key(newest["artist"], newest["title"]),
+        "version": item["version"],
     }
+    assert isinstance(item["version"], str)
 
 
 async def test_removed_tracks_are_hidden_unless_asked_for(store: Store, truth: Catalog) -> None:

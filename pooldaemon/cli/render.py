@@ -24,9 +24,15 @@ _STATE_STYLES = {
     "failed": "bold red",
     "cancelled": "dim",
     "paused": "yellow",
+    "skipped": "dim",
+    # library entries (docs/interface.md §8)
+    "downloaded": "green",
+    "adopted": "green",
+    "deleted": "dim",
+    "lost": "bold red",
 }
 ACTIVE = ("resolving", "downloading", "verifying")
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled", "skipped")
 
 
 def fmt_size(n: float | None) -> str:
@@ -255,7 +261,98 @@ def status_view(data: dict[str, Any]) -> RenderableType:
             jobs.append(", ")
         jobs.append(f"{n} ", style="bold")
         jobs.append(state, style=_STATE_STYLES.get(state, ""))
-    return Group(head, *([throttle] if throttle else []), pools, jobs)
+    parts: list[RenderableType] = [head, *([throttle] if throttle else []), pools, jobs]
+    if data.get("library"):
+        parts.append(library_summary(data["library"]))
+    return Group(*parts)
+
+
+def library_summary(data: dict[str, Any]) -> Text:
+    """The library's line in `poolctl status` and under `poolctl library`: entries by state,
+    the last audit."""
+    line = Text("library: ")
+    states = [(state, n) for state, n in (data.get("states") or {}).items() if n]
+    if not states:
+        line.append("empty")
+    for i, (state, n) in enumerate(states):
+        if i:
+            line.append(", ")
+        line.append(f"{n} ", style="bold")
+        line.append(state, style=_STATE_STYLES.get(state, ""))
+    audit = data.get("last_audit")
+    if audit:
+        kind = "full audit" if audit.get("full") else "audit"
+        line.append(
+            f"; last {kind} {fmt_ago(audit.get('finished'))}: {audit['checked']} checked, "
+            f"{audit['ok']} ok, {audit['deleted']} deleted, {audit['lost']} lost"
+        )
+    return line
+
+
+#: `poolctl library`, narrow: the checked time goes first, then the size and the version; the
+#: state and the path stay (the path is cut in the middle of nothing: from its end).
+_LIBRARY_COLUMNS = (
+    Col("state"),
+    Col("ref", drop=4),
+    Col("song", drop=5, shrink_to=16),
+    Col("version", drop=3, shrink_to=8),
+    Col("size", drop=2, justify="right"),
+    Col("checked", drop=1),
+    Col("path", shrink_to=24),
+)
+
+
+def library_table(data: dict[str, Any]) -> RenderableType:
+    """`poolctl library`."""
+    items = data.get("items", [])
+    if not items:
+        return Text("no library entries")
+    rows: list[list[Cell]] = [
+        [
+            _state(item.get("state", "?")),
+            item.get("ref") or "-",
+            item.get("song") or "-",
+            item.get("version") or "-",
+            fmt_size(item.get("size_bytes")),
+            fmt_ago(item.get("checked")),
+            item.get("path") or "-",
+        ]
+        for item in items
+    ]
+    return FitTable(_LIBRARY_COLUMNS, rows)
+
+
+def adopt_view(data: dict[str, Any]) -> RenderableType:
+    """`poolctl library adopt`: the counts, then (dry run) each match, then each problem."""
+    lines: list[RenderableType] = [
+        Text(
+            f"{data['scanned']} scanned: {data['matched']} matched, {data['unmatched']} "
+            f"unmatched, {data['ambiguous']} ambiguous, {len(data['problems'])} problems"
+        )
+    ]
+    for item in data.get("items", []):
+        if item["state"] == "matched":
+            lines.append(Text(f"match  {item['path']} → {item['ref']}", style="green"))
+        else:
+            candidates = ", ".join(item.get("candidates", []))
+            lines.append(Text(f"ambiguous  {item['path']}: {candidates}", style="yellow"))
+    for problem in data.get("problems", []):
+        lines.append(Text(f"problem  {problem['path']}: {problem['reason']}", style="red"))
+    return Group(*lines)
+
+
+def dupes_view(data: dict[str, Any]) -> RenderableType:
+    """`poolctl dupes`: each song+version held by more than one file."""
+    groups = data.get("items", [])
+    if not groups:
+        return Text("no duplicates")
+    lines: list[RenderableType] = []
+    for group in groups:
+        label = f"{group['song']}  {group['version']}".rstrip()
+        lines.append(Text(label, style="bold"))
+        for item in group["items"]:
+            lines.append(Text(f"  {item['state']:<10} {item.get('ref') or '-':<20} {item['path']}"))
+    return Group(*lines)
 
 
 def throttle_line(data: dict[str, Any]) -> Text | None:

@@ -15,6 +15,12 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     POST /pause · /resume            (pooldaemon extension) the whole downloader
     GET  /pools/{pool}/queue · POST  {"add": ID} | {"remove": ID} → the remote queue
     GET  /events                     NDJSON stream; a heartbeat line every `heartbeat_s`
+    GET  /library                    state, pool, q, limit, offset → {"total", "items"}
+    GET  /library/duplicates                                    → {"items": [group…]}
+    POST /library/adopt              {"paths": [str…], "dry_run": bool} → the adopt report
+    POST /library/audit              {"full": bool}   → {"checked", "ok", "deleted", "lost"}
+    GET  /library/audit                                         → {"states", "last_audit", …}
+    POST /library/heal                                          → {"requested", "skipped"}
     POST /ui/login-link              (socket only) a one-time dashboard login link → {"url"}
 """
 
@@ -29,7 +35,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +47,7 @@ from pooldaemon.control.peercred import PeerCredUnavailable, peer_credentials
 from pooldaemon.control.services import JOB_ACTIONS, Services
 from pooldaemon.errors import BadRequest, PoolDaemonError
 from pooldaemon.log import get_logger, redact_text
-from pooldaemon.models import JobState
+from pooldaemon.models import JobState, LibraryState
 
 log = get_logger(__name__)
 
@@ -50,6 +56,10 @@ MAX_REFS = 1000
 #: Query keys `GET /v1/catalog` accepts: the search's own list, `removed` included.
 CATALOG_PARAMS = search.PARAMS
 JOBS_PARAMS = frozenset({"state", "pool", "limit", "offset"})
+#: `GET /v1/library`: its query keys, and its page when no `limit` is given (the maximum is the
+#: catalog's and the jobs', docs/interface.md §12).
+LIBRARY_PARAMS = frozenset({"state", "pool", "q", "limit", "offset"})
+LIBRARY_LIMIT = 100
 #: Keys whose text may come from a pool's answer: redacted before it leaves the daemon (S3).
 _FREE_TEXT_KEYS = frozenset({"error", "last_error", "message", "reason", "blocked_reason"})
 
@@ -293,6 +303,12 @@ class ControlServer:
         r.add_post(f"{prefix}/export", self._export)
         if events:
             r.add_get(f"{prefix}/events", self._events)
+        r.add_get(f"{prefix}/library", self._library)
+        r.add_get(f"{prefix}/library/duplicates", self._library_duplicates)
+        r.add_post(f"{prefix}/library/adopt", self._library_adopt)
+        r.add_post(f"{prefix}/library/audit", self._library_audit)
+        r.add_get(f"{prefix}/library/audit", self._library_state)
+        r.add_post(f"{prefix}/library/heal", self._library_heal)
 
     @web.middleware
     async def errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -439,6 +455,47 @@ class ControlServer:
             )
         )
 
+    async def _library(self, request: web.Request) -> web.Response:
+        query = _single_query(request, LIBRARY_PARAMS)
+        state = query.get("state") or None
+        if state is not None and state not in {s.value for s in LibraryState}:
+            known = ", ".join(s.value for s in LibraryState)
+            raise BadRequest(f"unknown library state {state!r} (states: {known})")
+        limit, offset = search.parse_page(query, default_limit=LIBRARY_LIMIT)
+        answer = await self.services.library(
+            state=state,
+            pool=query.get("pool") or None,
+            q=query.get("q") or None,
+            limit=limit,
+            offset=offset,
+        )
+        return json_response(answer)
+
+    async def _library_duplicates(self, request: web.Request) -> web.Response:
+        _single_query(request, set())
+        return json_response(await self.services.library_duplicates())
+
+    async def _library_adopt(self, request: web.Request) -> web.Response:
+        body = await self._body(request, {"paths": list, "dry_run": bool})
+        paths = body.get("paths") or []
+        if not paths or not all(isinstance(p, str) and p.strip() for p in paths):
+            raise BadRequest('"paths" must be a non-empty list of file or folder paths')
+        return json_response(
+            await self.services.library_adopt(paths, bool(body.get("dry_run", False)))
+        )
+
+    async def _library_audit(self, request: web.Request) -> web.Response:
+        body = await self._body(request, {"full": bool})
+        return json_response(await self.services.library_audit(bool(body.get("full", False))))
+
+    async def _library_state(self, request: web.Request) -> web.Response:
+        _single_query(request, set())
+        return json_response(await self.services.library_state())
+
+    async def _library_heal(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.library_heal())
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
@@ -568,6 +625,20 @@ def _refs(body: dict[str, Any]) -> list[str]:
         if not isinstance(ref, str):
             raise BadRequest(f'"refs"[{i}] must be a string, not {_json_type(ref)}')
     return list(refs)
+
+
+def _single_query(request: web.Request, known: Set[str]) -> dict[str, str]:
+    """The query as one value per key; unknown or repeated keys are refused."""
+    params: dict[str, str] = {}
+    for key in request.query:
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise BadRequest(f"unknown query parameter {key!r} (known: {names})")
+        values = request.query.getall(key)
+        if len(values) > 1:
+            raise BadRequest(f"query parameter {key!r} given {len(values)} times")
+        params[key] = values[0]
+    return params
 
 
 def _job_id(request: web.Request) -> int:

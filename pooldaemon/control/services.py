@@ -79,6 +79,33 @@ class Services(Protocol):
         """Add one item to or remove one from the remote queue; returns the queue after."""
         ...
 
+    async def library(
+        self, *, state: str | None, pool: str | None, q: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """`GET /v1/library`: `{"total", "items": [entry…]}` (docs/interface.md §8)."""
+        ...
+
+    async def library_duplicates(self) -> dict[str, Any]:
+        """`GET /v1/library/duplicates`: `{"items": [{"song", "version", "items"}]}`."""
+        ...
+
+    async def library_adopt(self, paths: list[str], dry_run: bool) -> dict[str, Any]:
+        """`POST /v1/library/adopt`: `{"scanned", "matched", "unmatched", "ambiguous",
+        "problems"}`."""
+        ...
+
+    async def library_audit(self, full: bool) -> dict[str, Any]:
+        """`POST /v1/library/audit`: `{"checked", "ok", "deleted", "lost"}`."""
+        ...
+
+    async def library_state(self) -> dict[str, Any]:
+        """`GET /v1/library/audit`: `{"states", "last_audit", "last_adopt"}`."""
+        ...
+
+    async def library_heal(self) -> dict[str, Any]:
+        """`POST /v1/library/heal`: `{"requested": [{"path", "job"}], "skipped": [...]}`."""
+        ...
+
     async def login_link(self) -> dict[str, Any]:
         """A one-time dashboard login link: `{"url"}` (Conflict when the dashboard is off)."""
         ...

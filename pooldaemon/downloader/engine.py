@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from pooldaemon.downloader import dupes
 from pooldaemon.downloader.checkpoint import Checkpointer
 from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
 from pooldaemon.downloader.finish import Finisher
@@ -53,6 +54,7 @@ from pooldaemon.errors import (
 )
 from pooldaemon.events import EventBus
 from pooldaemon.fsutil import free_space
+from pooldaemon.library_config import LibraryConfig
 from pooldaemon.log import get_logger, redact_text
 from pooldaemon.models import ACTIVE_STATES, DownloadPlan, Job, JobState, Request
 from pooldaemon.retry import backoff_s
@@ -104,6 +106,7 @@ class Engine:
         disk_check_interval_s: float = 30.0,
         lost_window_s: float = 600.0,
         on_owed: Callable[[], None] | None = None,
+        library: LibraryConfig = dupes.NO_SKIPPING,
     ) -> None:
         self.store = store
         self.session = session
@@ -131,6 +134,7 @@ class Engine:
         self._retry_backoff = (retry_backoff_s, retry_backoff_max_s)
         self._disk_check_interval_s = disk_check_interval_s
         self._lost_window_s = lost_window_s
+        self.library = library
         self._active: dict[int, _Active] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -197,8 +201,12 @@ class Engine:
         key: str | None = None,
         title: str | None = None,
         artist: str | None = None,
+        automatic: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a download, or point at the job already standing for it (docs/interface.md §3).
+
+        `automatic`: a rule or a pool's "latest" list asked, not the user by name; a song+version
+        the library holds then ends `skipped` (docs/interface.md §8, `downloader/dupes.py`).
 
         A redownload asks the pool's redownload endpoint first (docs/interface.md §6), unless a
         job for the item is still on its way — then that job is the answer. With an idempotency
@@ -221,6 +229,15 @@ class Engine:
                 await adapter.redownload(
                     [request.item_id], request.reason or "requested again by the user"
                 )
+        verdict = await dupes.check(self.store, self.library, request, automatic=automatic)
+        if verdict.displace is not None:
+            await self._set_state(
+                verdict.displace,
+                JobState.SKIPPED,
+                error=verdict.displace_reason,
+                error_code="duplicate",
+                expect=frozenset({JobState.QUEUED}),
+            )
         job, created = await store_jobs.create_job(
             self.store,
             request,
@@ -228,6 +245,9 @@ class Engine:
             key=key,
             title=title,
             artist=artist,
+            song=verdict.song,
+            skipped=verdict.skipped,
+            automatic=automatic,
         )
         if created:
             self._publish_state(job)
@@ -244,8 +264,10 @@ class Engine:
             await store_jobs.update_job(self.store, job_id, not_before=None)
             self.wake()
             return self._overlay(await store_jobs.get_job(self.store, job_id))
-        if state not in (JobState.FAILED, JobState.CANCELLED):
-            raise Conflict(f"job {job_id} is {state}; only failed or cancelled jobs are retried")
+        if state not in (JobState.FAILED, JobState.CANCELLED, JobState.SKIPPED):
+            raise Conflict(
+                f"job {job_id} is {state}; only failed, cancelled or skipped jobs are retried"
+            )
         if job.error_code in (ArchiveDamaged.code, IntegrityError.code):
             # The bytes were bad: a retry fetches them again.
             await store_parts.reset_parts(self.store, job_id)

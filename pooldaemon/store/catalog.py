@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from pooldaemon import songkey
 from pooldaemon.log import get_logger
 from pooldaemon.models import Track
 from pooldaemon.store.db import Store
@@ -105,7 +106,9 @@ _CHANGED = (
 _KEEP = "downloaded = CASE WHEN tracks.downloaded = 1 THEN 1 ELSE p.downloaded END"
 _UPDATE = (
     f"UPDATE tracks SET {', '.join(f'{c} = p.{c}' for c in _DATA_COLS)}, {_KEEP}, "
-    "removed = 0, last_seen = ? FROM temp.page_changed c, temp.page_in p "
+    # A changed track's song key is computed again (schema migration 13: NULL is "not yet").
+    "removed = 0, song_key = NULL, version = NULL, last_seen = ? "
+    "FROM temp.page_changed c, temp.page_in p "
     "WHERE tracks.rowid = c.rowid AND p.id = c.id"
 )
 _UPDATE_RAW = (
@@ -146,6 +149,8 @@ TRACK_COLUMNS = (
     "source",
     "downloaded",
     "removed",
+    "song_key",
+    "version",
 )
 SELECT_TRACK = ", ".join(f"t.{c}" for c in TRACK_COLUMNS)
 
@@ -477,7 +482,36 @@ def track_dict(row: Any) -> dict[str, Any]:
         "source": row[16],
         "downloaded": bool(row[17]),
         "removed": bool(row[18]),
+        **_song(row),
     }
+
+
+def _song(row: Any) -> dict[str, str]:
+    """docs/interface.md §8: a track's song key and version, as stored or, until the library's
+    background pass has stored them, computed now (the same function computes both)."""
+    if row[19] is not None:
+        return {"song": row[19], "version": row[20] or ""}
+    parsed = track_song(row[2], row[3], row[7], row[9], row[13], row[14])
+    return {"song": parsed.key, "version": parsed.version.label}
+
+
+def track_song(
+    artist: str | None,
+    title: str | None,
+    mix: str | None,
+    advisory: str | None,
+    video: Any,
+    quality: str | None,
+) -> songkey.Parsed:
+    """A mirrored track's song key and version from its columns (docs/songs.md)."""
+    return songkey.parse(
+        artist or "",
+        title or "",
+        mix=mix,
+        advisory=advisory,
+        media="video" if video else None,
+        quality=quality,
+    )
 
 
 # -- lookups ------------------------------------------------------------------------------------

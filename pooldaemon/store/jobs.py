@@ -57,11 +57,16 @@ async def create_job(
     title: str | None = None,
     artist: str | None = None,
     key: str | None = None,
+    song: tuple[str, str] | None = None,
+    skipped: str | None = None,
+    automatic: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Queue a job, or return the live one for the same item. Returns (job, created).
 
     A redownload always creates a new job (docs/interface.md §3). An idempotency `key` is
     recorded in the same transaction as the job, so a replay of the request creates none.
+    `song` is the item's (song key, version), kept for the library's duplicate check;
+    `skipped` creates the job `skipped` with that reason (docs/interface.md §8).
     """
     now = time.time()
     async with store.transaction() as db:
@@ -99,7 +104,8 @@ async def create_job(
                 title, artist = title or known[0], artist or known[1]
         cur = await db.execute(
             "INSERT INTO jobs (pool, kind, item_id, format, ref, origin, title, artist, state, "
-            "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created, updated, song_key, version, error, error_code, automatic) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 req.pool,
                 req.kind,
@@ -109,9 +115,14 @@ async def create_job(
                 "redownload" if req.redownload else origin,
                 title,
                 artist,
-                JobState.QUEUED,
+                JobState.QUEUED if skipped is None else JobState.SKIPPED,
                 now,
                 now,
+                song[0] if song else None,
+                song[1] if song else None,
+                skipped,
+                None if skipped is None else "duplicate",
+                int(automatic),
             ),
         )
         job_id = cur.lastrowid
@@ -352,3 +363,17 @@ def plan_from_dict(data: dict[str, Any]) -> DownloadPlan:
         context=dict(data.get("context") or {}),
         sent_by_email=bool(data.get("sent_by_email", False)),
     )
+
+
+async def live_job_for_song(
+    store: Store, song_key: str, version: str, *, not_item: tuple[str, str]
+) -> tuple[dict[str, Any], bool] | None:
+    """A job (queued … done) standing for this song+version, other than for `not_item`, and
+    whether it was fetched automatically."""
+    row = await store.fetchone(
+        f"SELECT {JOB_COLUMNS}, automatic FROM jobs WHERE song_key = ? AND version = ? "
+        f"AND state IN ({','.join('?' * len(LIVE_STATES))}) AND NOT (pool = ? AND item_id IS ?) "
+        "ORDER BY id LIMIT 1",
+        (song_key, version, *LIVE_STATES, *not_item),
+    )
+    return (job_dict(row), bool(row["automatic"])) if row else None

@@ -515,4 +515,52 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 13: the library (docs/interface.md §8). Song key and version per mirrored track, filled
+    # after a sync by the library's background pass rather than while the pages are written
+    # (a full sync keeps its speed; `NULL` means "not computed yet", and a changed track goes
+    # back to `NULL`). The partial index leaves a bulk load's new rows (all `NULL`) out.
+    # Library entries gain the song key, version, audio checksum and what the audit last saw;
+    # `adopt_files` remembers every file an adopt scan read, so a second scan opens only the
+    # ones whose size, mtime or inode changed.
+    [
+        "ALTER TABLE tracks ADD COLUMN song_key TEXT",
+        "ALTER TABLE tracks ADD COLUMN version TEXT",
+        "CREATE INDEX tracks_song ON tracks (song_key, version) WHERE song_key IS NOT NULL",
+        "ALTER TABLE library ADD COLUMN song_key TEXT",
+        "ALTER TABLE library ADD COLUMN version TEXT",
+        "ALTER TABLE library ADD COLUMN length_s REAL",
+        "ALTER TABLE library ADD COLUMN audio_hash TEXT",
+        "ALTER TABLE library ADD COLUMN mtime_ns INTEGER",
+        "ALTER TABLE library ADD COLUMN inode INTEGER",
+        "ALTER TABLE library ADD COLUMN checked REAL",
+        "ALTER TABLE library ADD COLUMN heal_job INTEGER",
+        "CREATE INDEX library_song ON library (song_key, version) "
+        "WHERE state IN ('downloaded', 'adopted', 'deleted', 'lost')",
+        "CREATE UNIQUE INDEX library_adopted ON library (path) WHERE state = 'adopted'",
+        "CREATE INDEX library_state ON library (state, id)",
+        # A job fetched automatically remembers its song, so a second pool's copy of the same
+        # song in the same sync finds it before the library holds the file.
+        "ALTER TABLE jobs ADD COLUMN song_key TEXT",
+        "ALTER TABLE jobs ADD COLUMN version TEXT",
+        "ALTER TABLE jobs ADD COLUMN automatic INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_song ON jobs (song_key, version) WHERE song_key IS NOT NULL",
+        """
+        CREATE TABLE adopt_files (
+            path      TEXT PRIMARY KEY,
+            size      INTEGER NOT NULL,
+            mtime_ns  INTEGER NOT NULL,
+            inode     INTEGER NOT NULL,
+            song_key  TEXT,                    -- from the tags
+            version   TEXT,
+            name_key  TEXT,                    -- from the file name
+            name_version TEXT,
+            length_s  REAL,
+            problem   TEXT,
+            scanned   REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)
