@@ -76,6 +76,8 @@ def render_effective(cfg: Config) -> str:
     """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
+    sections.append(("library", cfg.library))
+    sections += [("[rules]", rule) for rule in cfg.rules]
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
@@ -103,6 +105,8 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "path": str(cfg.path) if cfg.path else None,
         "daemon": section(cfg.daemon),
         "pools": {name: section(pool) for name, pool in cfg.pools.items()},
+        "library": section(cfg.library),
+        "rules": [section(rule) for rule in cfg.rules],
     }
 
 

@@ -85,8 +85,7 @@ def _numbers(low: int, high: int) -> AfterValidator:
 def _rule_name(value: str) -> str:
     if not RULE_NAME.fullmatch(value):
         raise ValueError(
-            f"{describe(value)} is not a valid rule name: use letters, digits, - and _ "
-            "(at most 64)"
+            f"{describe(value)} is not a valid rule name: use letters, digits, - and _ (at most 64)"
         )
     return value
 

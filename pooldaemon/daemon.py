@@ -40,9 +40,10 @@ from pooldaemon.notify import Notifier
 from pooldaemon.offload import tune_gc
 from pooldaemon.outbox import Outbox
 from pooldaemon.pools import build_adapter
-from pooldaemon.pools.base import PoolAdapter
+from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
+from pooldaemon.rules import Rules
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store
@@ -134,12 +135,14 @@ class Components:
     scheduler: Lifecycle | None = None
     watcher: Lifecycle | None = None
     search: SearchPort | None = None
+    rules: Rules | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
         """Start order: the outbox is ready before a download can owe a call, the engine takes
-        jobs before sync hands it any, the scheduler ticks sync, the watcher submits last.
+        jobs before sync or the rules hand it any, the rules know when they appeared before a
+        catalog pass ends, the scheduler ticks sync, the watcher submits last.
         Stopped in reverse."""
-        order = (self.outbox, self.engine, self.sync, self.scheduler, self.watcher)
+        order = (self.outbox, self.engine, self.rules, self.sync, self.scheduler, self.watcher)
         return [c for c in order if c is not None]
 
 
@@ -181,8 +184,28 @@ async def build_components(wiring: Wiring) -> Components:
         cfg.daemon,
         wiring.events,
         on_owed=outbox.wake,
+        folders={rule.origin: rule.folder for rule in cfg.rules if rule.folder},
     )
-    sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
+    if cfg.rules:
+        components.rules = Rules(
+            cfg.rules,
+            wiring.store,
+            wiring.submit,
+            wiring.events,
+            pools=[
+                name
+                for name, adapter in components.adapters.items()
+                if adapter.supports(Capability.CATALOG)
+            ],
+            prefer_pools=cfg.library.prefer_pools,
+        )
+    sync = SyncCoordinator(
+        components.adapters,
+        wiring.store,
+        wiring.events,
+        wiring.submit,
+        catalog_watch=components.rules,
+    )
     components.sync = sync
     components.search = functools.partial(catalog_search, wiring.store)
     scheduler = PoolScheduler()
@@ -472,6 +495,20 @@ class Daemon:
         if self.components.search is None:
             raise _not_running("catalog search")
         return await self.components.search(params)
+
+    def _rules(self) -> Rules:
+        if self.components.rules is None:
+            raise NotFound("no rules are configured (add [[rules]] tables to the config)")
+        return self.components.rules
+
+    async def rules(self) -> dict[str, Any]:
+        return await self._rules().list()
+
+    async def rule_preview(self, name: str, limit: int, offset: int) -> dict[str, Any]:
+        return await self._rules().preview(name, limit=limit, offset=offset)
+
+    async def rule_run(self, name: str, backfill: bool, since: str | None) -> dict[str, Any]:
+        return dict(await self._rules().run(name, backfill=backfill, since=since))
 
     async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
         jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)

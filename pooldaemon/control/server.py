@@ -279,6 +279,9 @@ class ControlServer:
         r.add_post("/v1/pause", self._pause_all)
         r.add_post("/v1/resume", self._resume_all)
         r.add_get("/v1/events", self._events)
+        r.add_get("/v1/rules", self._rules)
+        r.add_get("/v1/rules/{name}/preview", self._rule_preview)
+        r.add_post("/v1/rules/{name}/run", self._rule_run)
         return app
 
     @web.middleware
@@ -415,6 +418,27 @@ class ControlServer:
             )
         )
 
+    async def _rules(self, request: web.Request) -> web.Response:
+        if request.query:
+            raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(request.query))}")
+        return json_response(await self.services.rules())
+
+    async def _rule_preview(self, request: web.Request) -> web.Response:
+        unknown = set(request.query) - {"limit", "offset"}
+        if unknown:
+            raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        limit = _whole(request.query.get("limit"), "limit", 50)
+        offset = _whole(request.query.get("offset"), "offset", 0)
+        answer = await self.services.rule_preview(request.match_info["name"], limit, offset)
+        return json_response(answer)
+
+    async def _rule_run(self, request: web.Request) -> web.Response:
+        body = await self._body(request, {"backfill": bool, "since": str})
+        answer = await self.services.rule_run(
+            request.match_info["name"], bool(body.get("backfill", False)), body.get("since")
+        )
+        return json_response(answer)
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
@@ -539,6 +563,15 @@ def _refs(body: dict[str, Any]) -> list[str]:
         if not isinstance(ref, str):
             raise BadRequest(f'"refs"[{i}] must be a string, not {_json_type(ref)}')
     return list(refs)
+
+
+def _whole(text: str | None, key: str, default: int) -> int:
+    """A whole-number query parameter."""
+    if text is None or not text.strip():
+        return default
+    if not text.strip().isdigit():
+        raise BadRequest(f"{key}: expected a whole number (got {text[:40]!r})")
+    return int(text.strip())
 
 
 def _job_id(request: web.Request) -> int:

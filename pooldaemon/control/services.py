@@ -72,3 +72,16 @@ class Services(Protocol):
     async def queue_edit(self, pool: str, add: str | None, remove: str | None) -> dict[str, Any]:
         """Add one item to or remove one from the remote queue; returns the queue after."""
         ...
+
+    async def rules(self) -> dict[str, Any]:
+        """`GET /v1/rules`: `{"items": [{"name", "enabled", "matched", "queued", "skipped",
+        "waiting", "last_match"}]}`."""
+        ...
+
+    async def rule_preview(self, name: str, limit: int, offset: int) -> dict[str, Any]:
+        """`GET /v1/rules/{name}/preview`: `{"total", "items": [track…]}`, nothing downloaded."""
+        ...
+
+    async def rule_run(self, name: str, backfill: bool, since: str | None) -> dict[str, Any]:
+        """`POST /v1/rules/{name}/run`: `{"queued", "skipped"}`."""
+        ...

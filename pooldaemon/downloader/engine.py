@@ -103,6 +103,7 @@ class Engine:
         disk_check_interval_s: float = 30.0,
         lost_window_s: float = 600.0,
         on_owed: Callable[[], None] | None = None,
+        folders: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -140,6 +141,7 @@ class Engine:
             set_state=self._set_state,
             publish_state=self._publish_state,
             owed=on_owed or (lambda: None),
+            folders=folders,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
