@@ -36,10 +36,13 @@ def _values(items: tuple[str, ...]) -> tuple[str, ...]:
         raise ValueError("holds an empty value; remove it")
     if len(cleaned) > _MAX_VALUES:
         raise ValueError(f"at most {_MAX_VALUES} values")
-    folded = [item.casefold() for item in cleaned]
-    repeated = [item for item, key in zip(cleaned, folded, strict=True) if folded.count(key) > 1]
-    if repeated:
-        raise ValueError(f'"{repeated[0]}" is listed twice')
+    seen: dict[str, str] = {}
+    for item in cleaned:
+        if item.casefold() in seen:
+            first = seen[item.casefold()]
+            same = "" if first == item else f' (as "{first}": case does not count)'
+            raise ValueError(f'"{item}" is listed twice{same}')
+        seen[item.casefold()] = item
     return cleaned
 
 

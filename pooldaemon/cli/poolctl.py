@@ -407,8 +407,10 @@ def rules_run(ctl: Ctl, name: str, backfill: bool, since: str | None) -> None:
     path = f"/v1/rules/{quote(name, safe='')}/run"
     ctl.show(
         call(ctl, lambda c: c.post(path, body)),
-        lambda d: f"{d['queued']} queued, {d['skipped']} skipped "
-        "(over max_per_day: waiting, see poolctl rules)",
+        lambda d: (
+            f"{d['queued']} queued, {d['skipped']} skipped "
+            "(over max_per_day: waiting, see poolctl rules)"
+        ),
     )
 
 
