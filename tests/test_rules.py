@@ -6,6 +6,7 @@ What a rule must match is computed here from the generator's records, apart from
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -573,3 +574,42 @@ async def test_rule_rows_are_recorded_once(store: Store) -> None:
     await rule_rows.record(store, [decision, decision])
     await rule_rows.record(store, [decision])
     assert (await rule_rows.counts(store))["r"]["matched"] == 1
+
+
+async def test_the_same_song_from_two_pools_in_one_sync_comes_from_the_preferred_pool(
+    store: Store, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """docs/reliability.md R2: pools synced together are one sync; prefer_pools decides."""
+    async with CrateQSim(records=50, seed="one") as one, CrateQSim(records=50, seed="two") as two:
+        adapters: dict[str, PoolAdapter] = {
+            "cq1": crateq_adapter(one, session, "cq1"),
+            "cq2": crateq_adapter(two, session, "cq2"),
+        }
+        h = Harness(store, session, adapters, tmp_path, one.clock)
+        await h.start([rule(name="all")], prefer_pools=("cq2", "cq1"))
+        await h.sync()
+        song = {
+            "artist": "Rae Sol",
+            "title": "Night Drive [Clean Intro]",
+            "length": "3:30",
+            "video": False,
+            "quality": "",
+        }
+        for sim in (one, two):
+            sim.advance(3600)
+        (from_one,) = one.catalog.add(1, **song)
+        (from_two,) = two.catalog.add(1, **song)
+        await asyncio.gather(h.syncs["cq1"].sync_catalog(), h.syncs["cq2"].sync_catalog())
+        assert [j["ref"] for j in await h.jobs()] == [f"cq2:{from_two}"]
+        rows = await store.fetchall("SELECT pool, state, reason FROM rule_matches ORDER BY pool")
+        assert [tuple(row) for row in rows] == [
+            ("cq1", "skipped", f"same song and version as cq2:{from_two} (rule all)"),
+            ("cq2", "queued", None),
+        ]
+        # A later sync of the other pool brings nothing new: that song is taken.
+        one.advance(3600)
+        one.catalog.add(1, **{**song, "title": "Night Drive (Clean Intro Edit)"})
+        await h.sync("cq1")
+        assert [j["ref"] for j in await h.jobs()] == [f"cq2:{from_two}"]
+        assert from_one
+        await h.stop()
