@@ -165,3 +165,23 @@ async def test_poolctl_rules_commands(running: Running) -> None:
     assert bad_date.exit_code == 2 and "YYYY-MM-DD" in bad_date.output
     missing = await ctl(running, "rules", "test", "nope")
     assert missing.exit_code == 1 and "no rule 'nope'" in missing.output
+
+
+async def test_a_rules_file_lands_in_its_folder(running: Running, tmp_path: Path) -> None:
+    async with ControlClient(running.socket_path) as client:
+        await client.post("/v1/pools/crateq/sync", {})  # the back catalog: nothing
+        running.sim.advance(3600)
+        (new,) = running.sim.catalog.add(1, tool="Club", video=False, quality="")
+        await client.post("/v1/pools/crateq/sync", {})
+        (job,) = (await client.get("/v1/jobs"))["items"]
+        assert job["ref"] == f"crateq:{new}"
+        await client.post("/v1/resume")
+        deadline = asyncio.get_running_loop().time() + 30
+        while job["state"] != "done":
+            assert job["state"] not in ("failed", "cancelled"), job
+            assert asyncio.get_running_loop().time() < deadline, job
+            await asyncio.sleep(0.05)
+            job = await client.get(f"/v1/jobs/{job['id']}")
+    path = Path(job["path"])
+    assert path.is_file()
+    assert path.relative_to(tmp_path / "library").parts[:3] == ("Rules", "club", "crateq")
