@@ -369,10 +369,10 @@ class Rules:
                 "origin": job.get("origin", rule.origin),
             }
             started += 1
+            # Recorded with the others below; a crash before that leaves a job whose origin
+            # is this rule, which the next look records as queued (above).
             decisions.append(decision(state="queued", job_id=job["id"], day=state.today))
             tally.add("queued")
-            # Recorded as it goes: a crash now leaves this job known (see above).
-            await rule_rows.record(self.store, decisions[-1:], self.clock())
         await rule_rows.record(self.store, decisions, self.clock())
         return tally
 

@@ -144,8 +144,9 @@ def _match(
     return f"({' AND '.join(parts)})" + "".join(f" NOT {term}" for term in excluded)
 
 
-def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
-    """WHERE terms and parameters for everything but the words."""
+def _filters(query: CatalogQuery, *, per_row: bool = False) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters for everything but the words. `per_row`: the few rows are
+    known, so an excluded word is looked up per row rather than listed for the whole mirror."""
     where: list[str] = []
     params: list[Any] = []
     if not query.include_removed:
@@ -168,7 +169,9 @@ def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
     elif query.media == "video":
         where.append("t.video = 1")
     for terms in query.exclude_terms:
-        where.append(f"t.sortkey NOT IN ({_WORD_KEYS})")
+        where.append(
+            f"NOT EXISTS ({_ROW_WORDS})" if per_row else f"t.sortkey NOT IN ({_WORD_KEYS})"
+        )
         params.append(match_expression(terms))
     if query.exclude_mixes:
         marks = ",".join("?" * len(query.exclude_mixes))
@@ -182,6 +185,8 @@ def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
 
 #: The word index keys (`sortkey`s) of the tracks an FTS5 query matches.
 _WORD_KEYS = "SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?"
+#: Whether the row `t` matches an FTS5 query (one seek in the word index).
+_ROW_WORDS = "SELECT 1 FROM tracks_fts WHERE tracks_fts MATCH ? AND rowid = t.sortkey"
 
 
 #: Newest first; most pools' ids are numbers, so they are compared as numbers, then as text.
@@ -439,9 +444,9 @@ async def matching_tracks(
     """
     if not rowids:
         return []
-    where, params = _filters(query)
+    where, params = _filters(query, per_row=True)
     if query.terms:
-        where.append(f"t.sortkey IN ({_WORD_KEYS})")
+        where.append(f"EXISTS ({_ROW_WORDS})")
         params.append(match_expression(query.terms))
     clause = "".join(f" AND {term}" for term in where)
     rows = await store.reads.fetchall(
