@@ -613,3 +613,45 @@ async def test_the_same_song_from_two_pools_in_one_sync_comes_from_the_preferred
         assert [j["ref"] for j in await h.jobs()] == [f"cq2:{from_two}"]
         assert from_one
         await h.stop()
+
+
+@pytest.mark.parametrize(
+    ("mixes", "prefer", "expected"),
+    [
+        # Promo Only's mixes (the pool's mix field; advisory words in it are not mixes).
+        (
+            ("Clean", "Dirty", "Extended Mix", "Intro - Clean", "Quick Hit", "Original Mix"),
+            ["Intro", "Extended"],
+            "Intro - Clean",
+        ),
+        # "Clean" and "Original Mix" are both the plain song (Main): the newest of them.
+        (("Clean", "Quick Hit", "Original Mix"), ["Extended", "Main"], "Original Mix"),
+        # Harvest's versions.
+        (("Main", "Instrumental", "30 sec", "Underscore"), ["Underscore", "Main"], "Underscore"),
+        (("Instrumental", "30 sec"), ["30 sec"], "30 sec"),
+        # CrateQ's tools, with an editor's name the vocabulary does not know.
+        (("Acapella In", "Transition", "DMS", "Xtendz"), ["DMS", "Xtendz"], "DMS"),
+        # None of them listed: the newest.
+        (("Acapella In", "Transition"), ["Xtendz"], "Transition"),
+    ],
+)
+async def test_one_version_over_each_simulators_mix_names(
+    harness: Harness,
+    sim: CrateQSim,
+    store: Store,
+    mixes: tuple[str, ...],
+    prefer: list[str],
+    expected: str,
+) -> None:
+    """The versions of one song, named the way each simulated pool names them; the first of
+    prefer_mix wins, the newest among equals (each added after the one before)."""
+    await harness.start([rule(name="one", one_version=True, prefer_mix=prefer)])
+    await harness.sync()
+    sim.advance(3600)
+    song = {"artist": "Iva Stone", "title": "Paper Moon", "video": False, "quality": ""}
+    ids = {mix: sim.catalog.add(1, tool=mix, **song)[0] for mix in mixes}
+    await harness.sync()
+    assert [j["ref"] for j in await harness.jobs()] == [f"crateq:{ids[expected]}"]
+    rows = await store.fetchall("SELECT state, reason FROM rule_matches WHERE state = 'skipped'")
+    assert len(rows) == len(mixes) - 1
+    assert all(reason.startswith("one version: took crateq:") for _, reason in rows)

@@ -66,8 +66,11 @@ async def set_cursor(store: Store, pool: str, seen_to: float) -> None:
 async def new_tracks(store: Store, pool: str, after: float) -> list[tuple[int, float]]:
     """(rowid, first_seen) of the pool's tracks that entered the mirror after `after`
     (schema migration 11's index: no scan of the mirror)."""
+    # Named: without statistics SQLite would rather walk the pool's (pool, id) index, every
+    # track of it (~140 ms on 174,420 tracks) for the few new ones.
     rows = await store.fetchall(
-        "SELECT rowid, first_seen FROM tracks WHERE first_seen > ? AND pool = ? AND removed = 0",
+        "SELECT rowid, first_seen FROM tracks INDEXED BY tracks_first_seen "
+        "WHERE first_seen > ? AND pool = ? AND removed = 0",
         (after, pool),
     )
     return [(int(row[0]), float(row[1])) for row in rows]
