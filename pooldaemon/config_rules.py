@@ -93,9 +93,15 @@ def _rule_name(value: str) -> str:
     return value
 
 
+#: As a search takes them (docs/interface.md §4).
+_MAX_WORDS, _MAX_WORDS_TEXT = 16, 500
+
+
 def _words(value: str) -> str:
     if value.strip() and not _WORD.search(value):
         raise ValueError(f"{describe(value)} has no letter or digit to search for")
+    if len(value) > _MAX_WORDS_TEXT or len(_WORD.findall(value)) > _MAX_WORDS:
+        raise ValueError(f"at most {_MAX_WORDS} words and {_MAX_WORDS_TEXT} characters")
     return value.strip()
 
 

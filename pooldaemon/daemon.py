@@ -502,7 +502,9 @@ class Daemon:
         return self.components.rules
 
     async def rules(self) -> dict[str, Any]:
-        return await self._rules().list()
+        if self.components.rules is None:
+            return {"items": []}
+        return await self.components.rules.list()
 
     async def rule_preview(self, name: str, limit: int, offset: int) -> dict[str, Any]:
         return await self._rules().preview(name, limit=limit, offset=offset)

@@ -347,8 +347,9 @@ class Rules:
                 decisions.append(decision(state="skipped", reason=reason))
                 tally.add("skipped")
                 continue
-            state.taken.setdefault(song.key, []).append(_Taken(ref, version, length, rule.name))
+            taken = _Taken(ref, version, length, rule.name)
             if rule.max_per_day is not None and started >= rule.max_per_day:
+                state.taken.setdefault(song.key, []).append(taken)
                 decisions.append(decision(state="waiting", reason="max_per_day reached today"))
                 tally.add("waiting")
                 continue
@@ -363,6 +364,7 @@ class Rules:
                 decisions.append(decision(state="skipped", reason=err.message))
                 tally.add("skipped")
                 continue
+            state.taken.setdefault(song.key, []).append(taken)
             state.jobs[(track["pool"], track["id"])] = {
                 "id": job["id"],
                 "state": job["state"],

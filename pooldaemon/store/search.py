@@ -144,9 +144,11 @@ def _match(
     return f"({' AND '.join(parts)})" + "".join(f" NOT {term}" for term in excluded)
 
 
-def _filters(query: CatalogQuery, *, per_row: bool = False) -> tuple[list[str], list[Any]]:
-    """WHERE terms and parameters for everything but the words. `per_row`: the few rows are
-    known, so an excluded word is looked up per row rather than listed for the whole mirror."""
+def _filters(
+    query: CatalogQuery, *, keys: tuple[int, int] | None = None
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters for everything but the words. `keys`: the rows are known to
+    lie between these word index keys, so an excluded word's matches are listed there only."""
     where: list[str] = []
     params: list[Any] = []
     if not query.include_removed:
@@ -169,10 +171,8 @@ def _filters(query: CatalogQuery, *, per_row: bool = False) -> tuple[list[str], 
     elif query.media == "video":
         where.append("t.video = 1")
     for terms in query.exclude_terms:
-        where.append(
-            f"NOT EXISTS ({_ROW_WORDS})" if per_row else f"t.sortkey NOT IN ({_WORD_KEYS})"
-        )
-        params.append(match_expression(terms))
+        where.append(f"t.sortkey NOT IN ({_WORD_KEYS}{_KEY_RANGE if keys else ''})")
+        params.extend([match_expression(terms), *(keys or ())])
     if query.exclude_mixes:
         marks = ",".join("?" * len(query.exclude_mixes))
         where.append(f"(t.mix IS NULL OR t.mix COLLATE NOCASE NOT IN ({marks}))")
@@ -185,8 +185,9 @@ def _filters(query: CatalogQuery, *, per_row: bool = False) -> tuple[list[str], 
 
 #: The word index keys (`sortkey`s) of the tracks an FTS5 query matches.
 _WORD_KEYS = "SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?"
-#: Whether the row `t` matches an FTS5 query (one seek in the word index).
-_ROW_WORDS = "SELECT 1 FROM tracks_fts WHERE tracks_fts MATCH ? AND rowid = t.sortkey"
+#: Only the keys between two: FTS5 seeks there in each word's list (a prefix word such as
+#: "feat" has thousands of matches in a big mirror, a day's new tracks a few).
+_KEY_RANGE = " AND rowid BETWEEN ? AND ?"
 
 
 #: Newest first; most pools' ids are numbers, so they are compared as numbers, then as text.
@@ -444,15 +445,20 @@ async def matching_tracks(
     """
     if not rowids:
         return []
-    where, params = _filters(query, per_row=True)
+    within = json.dumps(list(rowids))
+    rows_of = "json_each(?) c CROSS JOIN tracks t ON t.rowid = c.value"
+    low, high = await store.reads.fetchone(
+        f"SELECT min(t.sortkey), max(t.sortkey) FROM {rows_of}", (within,)
+    )
+    if low is None:
+        return []
+    where, params = _filters(query, keys=(low, high))
     if query.terms:
-        where.append(f"EXISTS ({_ROW_WORDS})")
-        params.append(match_expression(query.terms))
+        where.append(f"t.sortkey IN ({_WORD_KEYS}{_KEY_RANGE})")
+        params.extend([match_expression(query.terms), low, high])
     clause = "".join(f" AND {term}" for term in where)
     rows = await store.reads.fetchall(
-        f"SELECT {SELECT_TRACK} FROM json_each(?) c CROSS JOIN tracks t ON t.rowid = c.value "
-        f"WHERE 1{clause}{_ORDER}",
-        [json.dumps(list(rowids)), *params],
+        f"SELECT {SELECT_TRACK} FROM {rows_of} WHERE 1{clause}{_ORDER}", [within, *params]
     )
     return [track_dict(row) for row in rows]
 
