@@ -32,12 +32,12 @@ from pooldaemon.events import EventBus
 from pooldaemon.log import get_logger
 from pooldaemon.models import Request
 from pooldaemon.search import parse_search, search_terms
-from pooldaemon.songkey import fold, parse_version, same_recording
+from pooldaemon.songkey import Parsed, fold, parse_version, same_recording
 from pooldaemon.store import rules as rule_rows
 from pooldaemon.store.db import Store
-from pooldaemon.store.search import CatalogQuery, matching_tracks, spellings
+from pooldaemon.store.search import CatalogQuery, key_range, matching_tracks, spellings
 from pooldaemon.store.search import search as search_catalog
-from pooldaemon.store.songs import library_songs, track_song
+from pooldaemon.store.songs import Held, library_songs, track_song
 from pooldaemon.sync import Submit
 
 log = get_logger(__name__)
@@ -82,12 +82,18 @@ class _Taken:
 
 @dataclass
 class _Round:
-    """What one look knows across its rules: jobs, songs taken, spellings in the mirror."""
+    """What one look knows across its rules, read once: jobs, songs taken and held, decisions
+    made, jobs started today, spellings in the mirror; and the decisions it makes."""
 
     today: str
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     taken: dict[str, list[_Taken]] = field(default_factory=dict)
+    held: dict[str, list[Held]] = field(default_factory=dict)
+    decided: set[tuple[str, str, str]] = field(default_factory=set)
+    started: dict[str, int] = field(default_factory=dict)
+    songs: dict[str, Parsed] = field(default_factory=dict)
     spellings: dict[str, list[str]] = field(default_factory=dict)
+    decisions: list[rule_rows.Decision] = field(default_factory=list)
 
 
 class Rules:
@@ -200,6 +206,8 @@ class Rules:
         tallies: dict[str, dict[str, int]] = {}
         if fresh:
             state = _Round(today=local_day(self.clock()))
+            keys = await key_range(self.store, [r for rows in fresh.values() for r, _ in rows])
+            matched: dict[str, list[dict[str, Any]]] = {}
             for rule in rules:
                 if not rule.enabled:
                     continue
@@ -210,14 +218,38 @@ class Rules:
                     for rowid, first_seen in fresh.get(pool, [])
                     if first_seen > since
                 ]
-                tracks = await self._matches(rule, state, candidates)
-                tally = await self._decide(rule, tracks, state)
-                tallies[rule.name] = dataclasses.asdict(tally)
+                matched[rule.name] = await self._matches(rule, state, candidates, keys)
+            await self._prefetch(state, matched)
+            for name, tracks in matched.items():
+                tally = await self._decide(self.rules[name], tracks, state)
+                tallies[name] = dataclasses.asdict(tally)
                 if tracks:
-                    self.events.publish("rule", name=rule.name, **tallies[rule.name])
+                    self.events.publish("rule", name=name, **tallies[name])
+            # One transaction for the look. A crash before it leaves jobs whose origin is their
+            # rule, which the next look records as queued; the rest is decided again.
+            await rule_rows.record(self.store, state.decisions, self.clock())
         for pool, top in newest.items():
             await rule_rows.set_cursor(self.store, pool, top)
         return tallies
+
+    async def _prefetch(self, state: _Round, matched: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Read once what deciding about these matches needs (a handful of queries a look)."""
+        tracks = {t["ref"]: t for found in matched.values() for t in found}
+        for ref, track in tracks.items():
+            if ref not in state.songs:
+                state.songs[ref] = track_song(track)
+        refs = {(t["pool"], t["id"]) for t in tracks.values()}
+        keys = {song.key for song in state.songs.values()}
+        state.held = await library_songs(self.store, keys)
+        state.jobs.update(await rule_rows.live_jobs(self.store, refs - state.jobs.keys()))
+        for row in await rule_rows.taken_versions(self.store, keys - state.taken.keys()):
+            state.taken.setdefault(row["song_key"], []).append(
+                _Taken(
+                    f"{row['pool']}:{row['item_id']}", row["version"], row["length_s"], row["rule"]
+                )
+            )
+        state.decided |= await rule_rows.decided(self.store, refs)
+        state.started = await rule_rows.started_by_rule(self.store, state.today)
 
     def _pools_of(self, rule: RuleConfig) -> tuple[str, ...]:
         return tuple(p for p in (rule.pools or self.pools) if p in self.pools)
@@ -271,14 +303,18 @@ class Rules:
         return tuple(value for value in known if value.casefold() in wanted)
 
     async def _matches(
-        self, rule: RuleConfig, state: _Round, rowids: list[int]
+        self,
+        rule: RuleConfig,
+        state: _Round,
+        rowids: list[int],
+        keys: tuple[int, int] | None,
     ) -> list[dict[str, Any]]:
-        if not rowids:
+        if not rowids or keys is None:
             return []
         query = await self.query(rule, state)
         if query is None:
             return []
-        return await matching_tracks(self.store, query, rowids)
+        return await matching_tracks(self.store, query, rowids, keys)
 
     # -- choosing -------------------------------------------------------------------------------
 
@@ -299,15 +335,13 @@ class Rules:
     async def _decide(
         self, rule: RuleConfig, tracks: list[dict[str, Any]], state: _Round
     ) -> _Tally:
-        """Queue, skip or hold each matched track (in `tracks`' order, newest first)."""
+        """Queue, skip or hold each matched track (in `tracks`' order, newest first); what is
+        known comes from `_prefetch`, and the decisions go to `state.decisions`."""
         tally = _Tally()
-        refs = [(t["pool"], t["id"]) for t in tracks]
-        done = await rule_rows.decided(self.store, rule.name, refs)
-        tracks = [t for t in tracks if (t["pool"], t["id"]) not in done]
+        tracks = [t for t in tracks if (rule.name, t["pool"], t["id"]) not in state.decided]
         if not tracks:
             return tally
-        songs = [track_song(t) for t in tracks]
-        keys = {song.key for song in songs}
+        songs = [state.songs[t["ref"]] for t in tracks]
         order = sorted(
             range(len(tracks)),
             key=lambda i: (
@@ -315,19 +349,9 @@ class Rules:
                 self._pool_rank(tracks[i]["pool"]),
             ),
         )
-        held = await library_songs(self.store, keys)
-        missing = [(t["pool"], t["id"]) for t in tracks if (t["pool"], t["id"]) not in state.jobs]
-        state.jobs.update(await rule_rows.live_jobs(self.store, missing))
-        for row in await rule_rows.taken_versions(
-            self.store, [k for k in keys if k not in state.taken]
-        ):
-            state.taken.setdefault(row["song_key"], []).append(
-                _Taken(
-                    f"{row['pool']}:{row['item_id']}", row["version"], row["length_s"], row["rule"]
-                )
-            )
-        started = await rule_rows.started_on(self.store, rule.name, state.today)
-        decisions: list[rule_rows.Decision] = []
+        held = state.held
+        started = state.started.get(rule.name, 0)
+        decisions = state.decisions
         for i in order:
             track, song = tracks[i], songs[i]
             ref, version, length = track["ref"], song.version.label, track.get("length_s")
@@ -371,11 +395,10 @@ class Rules:
                 "origin": job.get("origin", rule.origin),
             }
             started += 1
-            # Recorded with the others below; a crash before that leaves a job whose origin
-            # is this rule, which the next look records as queued (above).
             decisions.append(decision(state="queued", job_id=job["id"], day=state.today))
             tally.add("queued")
-        await rule_rows.record(self.store, decisions, self.clock())
+        state.started[rule.name] = started
+        state.decided |= {(d.rule, d.pool, d.item_id) for d in decisions if d.rule == rule.name}
         return tally
 
     def _skip_reason(
@@ -483,7 +506,9 @@ class Rules:
             if since is not None:
                 query = dataclasses.replace(query, since_date=since)
             tracks = (await search_catalog(self.store, query))["items"]
+            await self._prefetch(state, {rule.name: tracks})
             result = await self._decide(rule, tracks, state)
+            await rule_rows.record(self.store, state.decisions, self.clock())
         log.info("rule backfill", rule=name, since=since, **dataclasses.asdict(result))
         return {"queued": result.queued, "skipped": result.skipped}
 

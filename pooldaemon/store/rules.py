@@ -76,19 +76,16 @@ async def new_tracks(store: Store, pool: str, after: float) -> list[tuple[int, f
     return [(int(row[0]), float(row[1])) for row in rows]
 
 
-async def decided(
-    store: Store, rule: str, refs: Collection[tuple[str, str]]
-) -> set[tuple[str, str]]:
-    """Which of these (pool, id) the rule already decided about."""
+async def decided(store: Store, refs: Collection[tuple[str, str]]) -> set[tuple[str, str, str]]:
+    """(rule, pool, id) of every decision already recorded about these (pool, id)."""
     if not refs:
         return set()
     rows = await store.fetchall(
-        "SELECT m.pool, m.item_id FROM json_each(?) j CROSS JOIN rule_matches m "
-        "ON m.rule = ? AND m.pool = json_extract(j.value, '$[0]') "
-        "AND m.item_id = json_extract(j.value, '$[1]')",
-        (json.dumps([list(ref) for ref in refs]), rule),
+        "SELECT DISTINCT m.rule, m.pool, m.item_id FROM json_each(?) j CROSS JOIN rule_matches m "
+        "ON m.pool = json_extract(j.value, '$[0]') AND m.item_id = json_extract(j.value, '$[1]')",
+        (json.dumps([list(ref) for ref in refs]),),
     )
-    return {(str(row[0]), str(row[1])) for row in rows}
+    return {(str(row[0]), str(row[1]), str(row[2])) for row in rows}
 
 
 async def taken_versions(store: Store, song_keys: Collection[str]) -> list[dict[str, Any]]:
@@ -178,6 +175,15 @@ async def started_on(store: Store, rule: str, day: str) -> int:
         (rule, day),
     )
     return int(row[0])
+
+
+async def started_by_rule(store: Store, day: str) -> dict[str, int]:
+    """Per rule: jobs it started on this local calendar day."""
+    rows = await store.fetchall(
+        "SELECT rule, COUNT(*) FROM rule_matches WHERE state = 'queued' AND day = ? GROUP BY rule",
+        (day,),
+    )
+    return {str(row[0]): int(row[1]) for row in rows}
 
 
 async def waiting(store: Store, rule: str, limit: int) -> list[dict[str, Any]]:

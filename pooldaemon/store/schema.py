@@ -507,6 +507,7 @@ MIGRATIONS.append(
         """,
         "CREATE INDEX rule_matches_state ON rule_matches (rule, state, day)",
         "CREATE INDEX rule_matches_song ON rule_matches (song_key, state)",
+        "CREATE INDEX rule_matches_item ON rule_matches (pool, item_id)",
         # New tracks since a point in time, without reading the mirror: a pass's tracks share
         # one first_seen, so this index only ever grows at its end.
         "CREATE INDEX tracks_first_seen ON tracks (first_seen)",

@@ -435,23 +435,34 @@ async def _page_of(
 # -- rules (docs/interface.md §7) ----------------------------------------------------------------
 
 
+_ROWS_OF = "json_each(?) c CROSS JOIN tracks t ON t.rowid = c.value"
+
+
+async def key_range(store: Store, rowids: Sequence[int]) -> tuple[int, int] | None:
+    """The lowest and highest word index key of these tracks (None: none of them exists)."""
+    if not rowids:
+        return None
+    low, high = await store.reads.fetchone(
+        f"SELECT min(t.sortkey), max(t.sortkey) FROM {_ROWS_OF}", (json.dumps(list(rowids)),)
+    )
+    return None if low is None else (int(low), int(high))
+
+
 async def matching_tracks(
-    store: Store, query: CatalogQuery, rowids: Sequence[int]
+    store: Store, query: CatalogQuery, rowids: Sequence[int], keys: tuple[int, int] | None = None
 ) -> list[dict[str, Any]]:
     """The tracks among `rowids` that `query` matches, newest first, unpaged.
 
     The same filters as a search (`_filters`, `match_expression`), driven from the given rows:
-    a rule looks at the few tracks a sync added, not at every match in the mirror.
+    a rule looks at the few tracks a sync added, not at every match in the mirror. `keys`:
+    their `key_range` (or a wider one), when the caller has it.
     """
-    if not rowids:
+    keys = keys or await key_range(store, rowids)
+    if not rowids or keys is None:
         return []
+    low, high = keys
     within = json.dumps(list(rowids))
-    rows_of = "json_each(?) c CROSS JOIN tracks t ON t.rowid = c.value"
-    low, high = await store.reads.fetchone(
-        f"SELECT min(t.sortkey), max(t.sortkey) FROM {rows_of}", (within,)
-    )
-    if low is None:
-        return []
+    rows_of = _ROWS_OF
     where, params = _filters(query, keys=(low, high))
     if query.terms:
         where.append(f"t.sortkey IN ({_WORD_KEYS}{_KEY_RANGE})")
