@@ -230,6 +230,14 @@ async def main(records: int, new: int, rounds: int) -> None:
                         f"rules' look {look * 1000:7.1f} ms ({look / p * 100:4.1f} % of the sync;"
                         f" medians of {len(series['plain'])})"
                     )
+                    if len(series["plain"]) > 1:
+                        print(
+                            " " * 35
+                            + "runs without "
+                            + " ".join(f"{v:.3f}" for v in series["plain"])
+                            + " / with "
+                            + " ".join(f"{v:.3f}" for v in series["ruled"])
+                        )
                 jobs = await store_jobs.job_counts(ruled.store)
                 print(f"\njobs the rules started: {sum(jobs.values())}")
                 assert ruled.rules is not None
