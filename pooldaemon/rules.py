@@ -45,6 +45,8 @@ log = get_logger(__name__)
 #: The most tracks a backfill takes from the mirror in one run (R1's 50,000 fit).
 BACKFILL_LIMIT = 1_000_000
 PREVIEW_MAX_LIMIT = 500
+#: How long a look waits for other pools' catalog passes to end (to count as one sync).
+QUIET_WAIT_S = 30.0
 
 
 def local_day(at: float) -> str:
@@ -176,7 +178,10 @@ class Rules:
                 self.store, pool, min(self._first_seen.values(), default=seen_at)
             )
         self.pass_aborted(pool)
-        await self._idle.wait()
+        with contextlib.suppress(TimeoutError):
+            # Not for ever: a long pass elsewhere (a 174,420-track full sync takes ~10 s) must
+            # not hold this sync's answer; its pool is looked at after its own pass.
+            await asyncio.wait_for(self._idle.wait(), QUIET_WAIT_S)
         try:
             await self.evaluate()
         except Exception:  # a rule's failure must not fail the sync; the next pass retries

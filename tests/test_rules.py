@@ -655,3 +655,21 @@ async def test_one_version_over_each_simulators_mix_names(
     rows = await store.fetchall("SELECT state, reason FROM rule_matches WHERE state = 'skipped'")
     assert len(rows) == len(mixes) - 1
     assert all(reason.startswith("one version: took crateq:") for _, reason in rows)
+
+
+async def test_a_look_waits_for_other_passes_but_not_for_ever(
+    harness: Harness, sim: CrateQSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pooldaemon.rules as rules_module
+
+    monkeypatch.setattr(rules_module, "QUIET_WAIT_S", 0.2)
+    rules = await harness.start([rule(name="a")])
+    await harness.sync()
+    sim.advance(3600)
+    (new,) = sim.catalog.add(1)
+    rules.pass_started("elsewhere")  # another pool's pass that does not end
+    started = asyncio.get_running_loop().time()
+    await harness.sync()
+    assert asyncio.get_running_loop().time() - started >= 0.2
+    assert [j["ref"] for j in await harness.jobs()] == [f"crateq:{new}"]
+    rules.pass_aborted("elsewhere")

@@ -207,6 +207,8 @@ async def main(records: int, new: int, rounds: int) -> None:
                         results[keys[0]][name].append(wall)
                         if name == "ruled":
                             results[keys[0]]["look"].append(look)
+                    jobs = await store_jobs.job_counts(ruled.store)
+                    assert not jobs, f"the back catalog started jobs: {jobs}"
                     if turn == 0:
                         await plain.close()
                         await ruled.close()
