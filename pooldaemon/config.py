@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import difflib
-import json
+import ipaddress
 import os
 import re
 import sys
@@ -69,7 +69,19 @@ from pooldaemon.config_values import (
     template_validator,
     toml_key,
 )
-from pooldaemon.units import format_duration, format_size
+from pooldaemon.config_values import Problem as _Problem
+from pooldaemon.config_values import list_from_text as _list_from_text
+from pooldaemon.config_values import read_secret_file as _read_secret_file
+from pooldaemon.informed_config import (
+    SECTIONS as INFORMED_SECTIONS,
+)
+from pooldaemon.informed_config import (
+    GigConfig,
+    HooksConfig,
+    NotifyConfig,
+    Schedule,
+)
+from pooldaemon.units import format_duration
 
 APP_NAME = "pooldaemon"
 ENV_PREFIX = "POOLDAEMON_"
@@ -78,24 +90,27 @@ CONFIG_PATH_VAR = "POOLDAEMON_CONFIG"
 NON_SETTING_ENV_VARS = frozenset({CONFIG_PATH_VAR})
 FILE_TEMPLATE_FIELDS = (
     "pool",
+    "source",
     "genre",
     "artist",
     "title",
+    "song",
+    "version",
     "mix",
-    "year",
-    "bpm",
-    "editor",
-    "id",
     "advisory",
+    "bpm",
+    "key",
+    "year",
+    "rule",
+    "editor",
     "quality",
-    "source",
+    "id",
 )
 # Pool names appear in refs ("crateq:570291", CONTRACT §3), so they cannot hold ":" or spaces.
 _POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # seed 003: "<format>19b8f5935503adde</format>", "an encrypted format identifier".
 _HARVEST_FORMAT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 _HARVEST_PLAYLIST_ID = re.compile(r"[A-Za-z0-9_-]+")
-_SECRET_FILE_MAX_BYTES = 64 * 1024
 _KIB = 1024
 _MIB = 1024**2
 _GIB = 1024**3
@@ -107,15 +122,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(dict.fromkeys(problems))
         super().__init__("\n".join(self.problems))
-
-
-class _Problem(ValueError):
-    """A validator's complaint about `key` of the model being validated (None: the model itself)."""
-
-    def __init__(self, key: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.key = key
-        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,10 +163,13 @@ class DaemonConfig(BaseModel):
     write_tags: bool = True
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # CONTRACT §5: ZIP extraction limit (also capped at run time by free space less a margin).
+    # ZIP extraction limits (docs/interface.md §5): the output (also capped at run time by free
+    # space less a margin), the entries of an archive set, and each entry's compression ratio.
     max_extract_size_bytes: Annotated[Size, AfterValidator(at_least(_MIB, "size"))] = toml_key(
         "max_extract_size", "8 GiB"
     )
+    max_extract_entries: int = Field(10_000, ge=1, le=1_000_000)
+    max_extract_ratio: float = Field(100.0, ge=2.0, le=100_000.0, allow_inf_nan=False)
     # Drop folder (CONTRACT §3): poll instead of OS events (network shares, some containers), and
     # rescan this often anyway in case an event was missed.
     force_polling: bool = False
@@ -220,10 +229,13 @@ class DaemonConfig(BaseModel):
             raise ValueError("must be relative to download_dir (remove the leading / or ~)")
         if any(part.strip() in ("", ".", "..") for part in parts):
             raise ValueError('folder levels must not be empty, "." or ".."')
-        if not re.search(r"\{(title|id)\}", parts[-1]):
+        name = parts[-1]
+        if not re.search(r"\{(title|id)\}", name) and not (
+            "{song}" in name and "{version}" in name
+        ):
             raise ValueError(
-                "the file name part (after the last /) must contain {title} or {id}, "
-                "or every track would get the same name"
+                "the file name part (after the last /) must contain {title} or {id} (or {song} "
+                "with {version}), or every track would get the same name"
             )
         return value
 
@@ -240,48 +252,9 @@ class DaemonConfig(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _bandwidth_leaves_speed_floor(self) -> DaemonConfig:
-        """A shared bandwidth limit below speed_floor per job would make every job look too slow."""
-        if self.bandwidth_limit_bps and self.speed_floor_bps:
-            needed = self.speed_floor_bps * self.max_active_downloads
-            if self.bandwidth_limit_bps < needed:
-                raise _Problem(
-                    "bandwidth_limit",
-                    f"{format_size(self.bandwidth_limit_bps)}/s shared by max_active_downloads = "
-                    f"{self.max_active_downloads} leaves each job less than speed_floor "
-                    f"({format_size(self.speed_floor_bps)}/s); raise it to at least "
-                    f"{format_size(needed)}/s, or lower speed_floor or max_active_downloads",
-                )
-        return self
-
 
 # ---------------------------------------------------------------------------------------------
 # [pools.<name>]
-
-
-def _read_secret_file(key: str, value: object, env: Mapping[str, str], base_dir: Path) -> str:
-    """CONTRACT §2: `<key>_file = "path"` holds the secret; a trailing newline is not part of it."""
-    file_key = f"{key}_file"
-    try:
-        path = expand_path(value, env, base_dir)
-    except ValueError as err:
-        raise _Problem(file_key, str(err)) from None
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_SECRET_FILE_MAX_BYTES + 1)
-    except OSError as err:
-        raise _Problem(file_key, f'cannot read "{path}": {err.strerror or err}') from None
-    if len(raw) > _SECRET_FILE_MAX_BYTES:
-        raise _Problem(file_key, f'"{path}" is over 64 KiB; it should hold only the {key}')
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Problem(file_key, f'"{path}" is not UTF-8 text') from None
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
-        raise _Problem(file_key, f'"{path}" is empty')
-    return text
 
 
 class _PoolBase(BaseModel):
@@ -291,6 +264,9 @@ class _PoolBase(BaseModel):
 
     # Field names (attributes) of the secrets of this pool type; each also accepts `<key>_file`.
     SECRETS: ClassVar[tuple[str, ...]] = ()
+    # Whether the pool type has a catalog to mirror (its adapter's CATALOG capability): without
+    # one, `catalog_interval` does nothing and check-config says so.
+    HAS_CATALOG: ClassVar[bool] = True
     # CONTRACT §6, "All pools": each pool has a floor on its polling intervals. Faster polling
     # buys nothing (catalogs change a few times a day) and risks 429s and bans.
     INTERVAL_FLOORS_S: ClassVar[dict[str, float]] = {
@@ -376,6 +352,7 @@ class CrateQConfig(_PoolBase):
 class PromoOnlyConfig(_PoolBase):
     """[pools.<name>] type = "promoonly": Promo Only POOL (seeds 000–002, CONTRACT §6)."""
 
+    HAS_CATALOG: ClassVar[bool] = False  # no catalog listing is documented
     SECRETS: ClassVar[tuple[str, ...]] = ("password", "token")
 
     type: Literal["promoonly"]
@@ -412,19 +389,6 @@ def _queue_source(item: str) -> str:
         f'"{item}" is not a queue source '
         f'(use "favourites", "latest" or "playlist:<ID>"{suggestion})'
     )
-
-
-def _list_from_text(value: object) -> object:
-    """An env override gives text: accept a JSON list or comma-separated items."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                raise ValueError(f'"{text}" is not a JSON list of strings') from None
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 def _harvest_format(value: str) -> str:
@@ -497,11 +461,182 @@ PoolConfig = Annotated[CrateQConfig | PromoOnlyConfig | HarvestConfig, Field(dis
 
 
 # ---------------------------------------------------------------------------------------------
+# [exports]
+
+#: docs/interface.md §9: one playlist per pool, one per rule, and "New this week".
+EXPORT_PLAYLISTS = ("pool", "rule", "recent")
+#: What a path key of [exports] says to switch that export off.
+_OFF = ""
+
+
+def _export_path(value: object) -> Path | None:
+    """An export's path, or None for "" (that export is off)."""
+    if isinstance(value, str) and value.strip() == _OFF:
+        return None
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f'must be a path, or "" to switch this export off (got {describe(value)})')
+    env, base_dir = load_context()
+    return expand_path(value, env, base_dir)
+
+
+ExportPath = Annotated[Path | None, BeforeValidator(_export_path)]
+
+
+def _suffix_check(suffix: str, example: str) -> AfterValidator:
+    def check(value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() != suffix:
+            raise ValueError(
+                f'must name a {suffix} file, e.g. "{example}" (got "{value}"); "" switches it off'
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _serato_folder(value: Path | None) -> Path | None:
+    """Serato keeps its library in a folder named `_Serato_`; crates elsewhere go unseen."""
+    if value is not None and value.name != "_Serato_":
+        raise ValueError(
+            f'must be Serato\'s "_Serato_" folder, e.g. "~/Music/_Serato_" (got "{value}"); '
+            '"" switches it off'
+        )
+    return value
+
+
+def _playlist_kind(item: str) -> str:
+    if item in EXPORT_PLAYLISTS:
+        return item
+    hint = difflib.get_close_matches(item, EXPORT_PLAYLISTS, n=1)
+    suggestion = f'; did you mean "{hint[0]}"?' if hint else ""
+    raise ValueError(
+        f'"{item}" is not a kind of playlist (use "pool", "rule" or "recent"{suggestion})'
+    )
+
+
+class ExportsConfig(BaseModel):
+    """[exports]: playlists and collections for DJ software (docs/interface.md §9).
+
+    A path key set to "" is None here: that export is off. `m3u8_dir` defaults to
+    `<download_dir>/Playlists` (filled in by `Config`, which knows download_dir).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    m3u8_dir: ExportPath = None
+    rekordbox_xml: Annotated[ExportPath, _suffix_check(".xml", "~/Music/rekordbox.xml")] = None
+    traktor_nml: Annotated[ExportPath, _suffix_check(".nml", "~/Music/pooldaemon.nml")] = None
+    serato_dir: Annotated[ExportPath, AfterValidator(_serato_folder)] = None
+    playlists: Annotated[
+        tuple[Annotated[str, AfterValidator(_playlist_kind)], ...],
+        BeforeValidator(_list_from_text),
+        AfterValidator(_no_duplicates),
+    ] = EXPORT_PLAYLISTS
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any export is on."""
+        return any(
+            p is not None
+            for p in (self.m3u8_dir, self.rekordbox_xml, self.traktor_nml, self.serato_dir)
+        )
+
+
+def _default_playlists_dir(daemon: object) -> Path:
+    """docs/interface.md §2: `m3u8_dir` defaults to `<download_dir>/Playlists`."""
+    raw = daemon.get("download_dir") if isinstance(daemon, dict) else None
+    env, base_dir = load_context()
+    try:
+        return expand_path(raw if raw is not None else "~/Music/RecordPools", env, base_dir) / (
+            "Playlists"
+        )
+    except ValueError:
+        # download_dir's own validator reports the bad value; this only keeps [exports] valid.
+        return Path("/Playlists")
+
+
+# ---------------------------------------------------------------------------------------------
+# [web]
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """`"127.0.0.1:8577"` or `"[::1]:8577"` → (host, port); raises ValueError."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f'must be "host:port", like "127.0.0.1:8577" or "[::1]:8577" (got {describe(text)})'
+        )
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"the host must be an IP address or localhost, not {describe(host)}"
+            ) from None
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value.strip()
+
+
+class WebConfig(BaseModel):
+    """[web]: the dashboard (docs/interface.md §11); loopback only unless allow_remote with TLS."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8577"  # port 0: any free port
+    allow_remote: bool = False
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def loopback(self) -> bool:
+        """Whether `listen` names a loopback address (only this machine can connect)."""
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+
+    @model_validator(mode="after")
+    def _remote_needs_tls(self) -> WebConfig:
+        """docs/reliability.md W1: session cookies never cross a network in the clear."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise _Problem(missing, "tls_cert and tls_key go together; give both or neither")
+        if self.loopback:
+            return self
+        if not self.allow_remote:
+            raise _Problem(
+                "listen",
+                f"{self.host} is not a loopback address; other machines could reach the "
+                "dashboard: set allow_remote = true with tls_cert and tls_key, or listen on "
+                "127.0.0.1",
+            )
+        if self.tls_cert is None:
+            raise _Problem(
+                "tls_cert", "allow_remote = true needs tls_cert and tls_key (HTTPS only)"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole config
 
 
 class Config(BaseSettings):
-    """The whole configuration: [daemon] and the [pools.<name>] tables; see `load_config`."""
+    """The whole configuration: [daemon], the [pools.<name>] tables and [exports]; see
+    `load_config`."""
 
     model_config = SettingsConfigDict(
         frozen=True,
@@ -516,6 +651,13 @@ class Config(BaseSettings):
     pools: dict[str, PoolConfig]
     rules: tuple[RuleConfig, ...] = ()
     library: LibraryConfig = LibraryConfig()
+    exports: ExportsConfig
+    # docs/interface.md §10 (pooldaemon/informed_config.py)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
+    schedule: Schedule = ()
+    gig: GigConfig = Field(default_factory=GigConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @classmethod
@@ -536,7 +678,10 @@ class Config(BaseSettings):
     def _sections(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = {"daemon": {}, "pools": {}, **data}
+        data = {"daemon": {}, "pools": {}, "exports": {}, **data}
+        exports = data["exports"]
+        if isinstance(exports, dict) and "m3u8_dir" not in exports:
+            data["exports"] = {**exports, "m3u8_dir": _default_playlists_dir(data["daemon"])}
         if isinstance(data["pools"], dict):
             for name in data["pools"]:
                 if not _POOL_NAME.fullmatch(str(name)):
@@ -587,6 +732,7 @@ class Config(BaseSettings):
                 # CONTRACT §6: the Bearer value is Base64(userid:token); redact it too.
                 pair = f"{pool.user_id}:{pool.token.get_secret_value()}"
                 found.add(base64.b64encode(pair.encode()).decode())
+        found.update(self.notify.url_values())
         return sorted(found, key=lambda s: (-len(s), s))
 
 
@@ -728,6 +874,16 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         return toml_keys(LibraryConfig)
     if len(table) == 2 and table[0] == "rules":
         return toml_keys(RuleConfig)
+    if table == ["exports"]:
+        return toml_keys(ExportsConfig)
+    if (
+        table
+        and str(table[0]) in INFORMED_SECTIONS
+        and len(table) == (2 if table[0] == "schedule" else 1)
+    ):
+        return toml_keys(INFORMED_SECTIONS[str(table[0])])
+    if table == ["web"]:
+        return toml_keys(WebConfig)
     if len(table) == 2 and table[0] == "pools":
         pool = data.get("pools", {}).get(table[1], {})
         model = POOL_TYPES.get(str(pool.get("type"))) if isinstance(pool, dict) else None

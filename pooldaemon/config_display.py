@@ -10,6 +10,7 @@ import os
 import stat
 import tomllib
 from collections.abc import Iterator
+from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ def _display_items(model: BaseModel) -> Iterator[tuple[str, str, Any]]:
         key = field.validation_alias if isinstance(field.validation_alias, str) else name
         if isinstance(value, SecretStr):
             value = SECRET_MASK
+        elif isinstance(value, tuple) and any(isinstance(item, SecretStr) for item in value):
+            value = tuple(SECRET_MASK for _ in value)
         yield name, key, value
 
 
@@ -55,6 +58,8 @@ def _toml_value(name: str, value: Any) -> str:
         return _toml_str(_exact_size(value) + ("/s" if value else ""))
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, time):
+        return _toml_str(f"{value:%H:%M}")
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_str(str(item)) for item in value) + "]"
     return _toml_str(str(value))
@@ -78,12 +83,18 @@ def render_effective(cfg: Config) -> str:
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
     sections.append(("library", cfg.library))
     sections += [("[rules]", rule) for rule in cfg.rules]
+    sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
+    sections += [("[schedule]", window) for window in cfg.schedule]
+    sections.append(("web", cfg.web))
+    sections.append(("exports", cfg.exports))
     out: list[str] = []
     for header, model in sections:
         out.append(f"[{header}]")
         for name, key, value in _display_items(model):
             if value is not None:
                 out.append(f"{key} = {_toml_value(name, value)}")
+            elif header == "exports":
+                out.append(f'{key} = ""')  # docs/interface.md §2: "" switches an export off
         out.append("")
     return "\n".join(out)
 
@@ -96,6 +107,8 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         for name, _key_name, value in _display_items(model):
             if isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, time):
+                value = f"{value:%H:%M}"
             elif isinstance(value, tuple):
                 value = list(value)
             result[name] = value
@@ -107,6 +120,12 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "pools": {name: section(pool) for name, pool in cfg.pools.items()},
         "library": section(cfg.library),
         "rules": [section(rule) for rule in cfg.rules],
+        "notify": section(cfg.notify),
+        "hooks": section(cfg.hooks),
+        "schedule": [section(window) for window in cfg.schedule],
+        "gig": section(cfg.gig),
+        "web": section(cfg.web),
+        "exports": section(cfg.exports),  # null: that export is off
     }
 
 
@@ -116,20 +135,36 @@ def _file_holds_secret(path: Path, secrets: set[str]) -> bool:
     except (OSError, ValueError):
         return False
     pools = data.get("pools")
+    notify = data.get("notify")
+    if isinstance(notify, dict) and notify.get("urls"):
+        return True  # Apprise URLs hold tokens
     return isinstance(pools, dict) and any(
         isinstance(pool, dict) and secrets & set(pool) for pool in pools.values()
     )
 
 
+def _ignored_keys(cfg: Config) -> list[str]:
+    """Keys set for a pool whose type has nothing for them to do (no catalog to poll)."""
+    warnings = []
+    for name, pool in cfg.pools.items():
+        if not type(pool).HAS_CATALOG and "catalog_interval_s" in pool.model_fields_set:
+            warnings.append(
+                f"pools.{name}.catalog_interval: ignored: {pool.type} pools have no catalog "
+                "to mirror (only the download queue is polled, every queue_interval)"
+            )
+    return warnings
+
+
 def config_warnings(cfg: Config, path: Path | None = None) -> list[str]:
-    """RELIABILITY S3: a config file with secrets must be neither readable nor owned by others."""
+    """What `check-config` warns of: keys a pool type ignores, and (RELIABILITY S3) a config
+    file with secrets that others can read or own."""
+    warnings = _ignored_keys(cfg)
     path = path or cfg.path
     # Every pool type the file names validated, so its models' SECRETS are every secret key.
     secrets = {key for pool in cfg.pools.values() for key in type(pool).SECRETS}
     if path is None or not _file_holds_secret(path, secrets):
-        return []
+        return warnings
     info = path.stat()
-    warnings = []
     mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         warnings.append(

@@ -113,8 +113,8 @@ def _word_list(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _folder(value: str) -> str:
-    # The template fields are the file template's plus {rule}; imported here, not at the top,
-    # because config.py imports this module.
+    # The file template's fields ({rule} among them); imported here, not at the top, because
+    # config.py imports this module.
     from pooldaemon.config import FILE_TEMPLATE_FIELDS
     from pooldaemon.config_values import template_validator
 
@@ -124,7 +124,7 @@ def _folder(value: str) -> str:
         raise ValueError("must be relative to download_dir (remove the leading / or ~)")
     if any(part.strip() in ("", ".", "..") for part in value.split("/")):
         raise ValueError('folder levels must not be empty, "." or ".."')
-    return template_validator((*FILE_TEMPLATE_FIELDS, "rule"), ())(value)
+    return template_validator(FILE_TEMPLATE_FIELDS, ())(value)
 
 
 StrList = Annotated[tuple[str, ...], BeforeValidator(_one_or_list)]

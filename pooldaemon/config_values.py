@@ -183,3 +183,52 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 def toml_key(name: str, default: Any, **kwargs: Any) -> Any:
     """A field read from TOML key `name` (the attribute's name carries the unit, the key not)."""
     return Field(default, validation_alias=name, **kwargs)
+
+
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+class Problem(ValueError):
+    """A validator's complaint about `key` of the model being validated (None: the model itself)."""
+
+    def __init__(self, key: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+def read_secret_file(key: str, value: object, env: Mapping[str, str], base_dir: Path) -> str:
+    """CONTRACT §2: `<key>_file = "path"` holds the secret; a trailing newline is not part of it."""
+    file_key = f"{key}_file"
+    try:
+        path = expand_path(value, env, base_dir)
+    except ValueError as err:
+        raise Problem(file_key, str(err)) from None
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(SECRET_FILE_MAX_BYTES + 1)
+    except OSError as err:
+        raise Problem(file_key, f'cannot read "{path}": {err.strerror or err}') from None
+    if len(raw) > SECRET_FILE_MAX_BYTES:
+        raise Problem(file_key, f'"{path}" is over 64 KiB; it should hold only the {key}')
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(file_key, f'"{path}" is not UTF-8 text') from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise Problem(file_key, f'"{path}" is empty')
+    return text
+
+
+def list_from_text(value: object) -> object:
+    """An env override gives text: accept a JSON list or comma-separated items."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(f'"{text}" is not a JSON list of strings') from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value

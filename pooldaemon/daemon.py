@@ -27,12 +27,17 @@ from typing import Any, Protocol
 import aiohttp
 
 from pooldaemon import __version__
+from pooldaemon.alerts import Alerts, Timing
 from pooldaemon.config import Config
 from pooldaemon.control.server import ControlServer
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError, Unsupported
 from pooldaemon.events import EventBus
+from pooldaemon.exporter import Exporter
+from pooldaemon.governor import Governor, Throttle, local_zone, system_clock
+from pooldaemon.hooks import HookRunner
+from pooldaemon.informed import Informer
 from pooldaemon.lock import InstanceLock
 from pooldaemon.log import REDACTOR, configure_logging, get_logger, redact_text
 from pooldaemon.models import JobState, Request
@@ -46,10 +51,11 @@ from pooldaemon.refs import parse_ref
 from pooldaemon.rules import Rules
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
-from pooldaemon.store import Store
+from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
 from pooldaemon.sync import Submit, SyncCoordinator
+from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
 
 log = get_logger(__name__)
 
@@ -58,7 +64,15 @@ log = get_logger(__name__)
 STOP_BUDGET_S = 7.0
 #: Events after which the one-line STATUS= summary may have changed.
 _STATUS_EVENTS = frozenset(
-    {"job.state", "sync", "pool.error", "downloader.paused", "downloader.resumed"}
+    {
+        "job.state",
+        "sync",
+        "pool.error",
+        "pool.failing",
+        "downloader.paused",
+        "downloader.resumed",
+        "downloader.throttle",
+    }
 )
 
 
@@ -108,14 +122,115 @@ class EnginePort(Lifecycle, Protocol):
 
     async def resume_all(self) -> Any: ...
 
+    async def hold(self, reason: str) -> Any:
+        """Downloads wait for the schedule or gig mode (not the user's pause)."""
+        ...
+
+    def release(self) -> None: ...
+
     @property
     def paused(self) -> bool: ...
+
+    @property
+    def held(self) -> str | None: ...
+
+    def waiting_reason(self) -> str | None:
+        """Why queued jobs do not start now (paused by the user, or held), or None."""
+        ...
+
+    def set_rate(self, rate_bps: int) -> None:
+        """The bandwidth limit in force now (0: unlimited)."""
+        ...
 
     def rate_bps(self) -> float:
         """Bytes/s across all jobs now."""
         ...
 
     def job_rate_bps(self, job_id: int) -> float: ...
+
+
+class GovernedDownloads:
+    """The governor wired to the engine (docs/interface.md §10): each change of the throttle
+    sets the engine's rate at once, and holds or releases the whole downloader.
+
+    Started before the engine, so a window or a gig in force at start-up holds downloads before
+    the first job starts; stopped after it. Holding waits for the transfers to checkpoint, so it
+    runs in an owned task; one task at a time, in order, so a quick hold-release-hold ends in the
+    last state.
+    """
+
+    def __init__(self, governor: Governor, engine: EnginePort, events: EventBus) -> None:
+        self.governor = governor
+        self._engine = engine
+        self._events = events
+        self._latest: Throttle | None = None
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        throttle = self.governor.evaluate()
+        await self._apply(throttle)
+        self.governor.subscribe(self._on_change)
+        self._task = asyncio.create_task(self._follow(), name="governed-downloads")
+        self.governor.start()
+
+    async def stop(self) -> None:
+        await self.governor.stop()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
+    def _on_change(self, throttle: Throttle) -> None:
+        # The rate at once, without waiting for a transfer: in-flight reads slow down now.
+        self._set_rate(throttle)
+        self._latest = throttle
+        self._changed.set()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._latest is None:
+                continue
+            try:
+                await self._apply(self._latest)
+            except PoolDaemonError as err:  # the next change tries again
+                log.error("throttle not applied", error=err.message)
+
+    def _set_rate(self, throttle: Throttle) -> None:
+        # A pause has no limit of its own: the last one stays while transfers stop, rather
+        # than "unlimited" letting them burst on their way out.
+        if not throttle.paused:
+            self._engine.set_rate(throttle.limit_bps or 0)
+
+    async def _apply(self, throttle: Throttle) -> None:
+        self._set_rate(throttle)
+        if throttle.paused:
+            await self._engine.hold(throttle.reason or "schedule")
+        else:
+            self._engine.release()
+        self._events.publish(
+            "downloader.throttle",
+            paused=throttle.paused,
+            limit_bps=throttle.limit_bps,
+            reason=throttle.reason,
+        )
+
+
+class Informing:
+    """Hooks and notifications from the event bus (informed.py), as a component."""
+
+    def __init__(self, informer: Informer) -> None:
+        self.informer = informer
+
+    async def start(self) -> None:
+        self.informer.start()
+        # Subscribed before the engine starts: no job's end is missed.
+        await self.informer.wait_subscribed()
+
+    async def stop(self) -> None:
+        await self.informer.stop()
 
 
 #: `GET /v1/catalog`: the offline search over the store's catalog mirror.
@@ -129,20 +244,35 @@ class Components:
     """Everything `build_components` wired; a field left None is a part this daemon runs without."""
 
     adapters: dict[str, PoolAdapter] = field(default_factory=dict)
+    informing: Lifecycle | None = None
     outbox: Lifecycle | None = None
+    governed: GovernedDownloads | None = None
     engine: EnginePort | None = None
     sync: SyncPort | None = None
     scheduler: Lifecycle | None = None
     watcher: Lifecycle | None = None
     search: SearchPort | None = None
+    exporter: Exporter | None = None
     rules: Rules | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
-        """Start order: the outbox is ready before a download can owe a call, the engine takes
-        jobs before sync or the rules hand it any, the rules know when they appeared before a
-        catalog pass ends, the scheduler ticks sync, the watcher submits last.
-        Stopped in reverse."""
-        order = (self.outbox, self.engine, self.rules, self.sync, self.scheduler, self.watcher)
+        """Start order: hooks, notifications and the exporter listen before anything happens;
+        the outbox is ready before a download can owe a call; the throttle in force is set before
+        the engine starts a job; sync gives the adapters back their saved state (no network)
+        before the engine resumes jobs that use them; the engine takes jobs before the rules or
+        the scheduler's ticks hand it any; the rules know when they appeared before a catalog
+        pass ends; the watcher submits last. Stopped in reverse."""
+        order = (
+            self.informing,
+            self.exporter,
+            self.outbox,
+            self.governed,
+            self.sync,
+            self.engine,
+            self.rules,
+            self.scheduler,
+            self.watcher,
+        )
         return [c for c in order if c is not None]
 
 
@@ -162,6 +292,10 @@ class Wiring:
     pool_kinds: Callable[[], dict[str, tuple[str, ...]]]
     #: Tell the daemon something worth a new STATUS= line happened.
     changed: Callable[[], None]
+    #: The process environment: the local time zone, hooks' inherited variables, the desktop.
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Notification intervals (tests shorten them); None: docs/interface.md §10's.
+    alert_timing: Timing | None = None
 
 
 async def build_components(wiring: Wiring) -> Components:
@@ -175,9 +309,16 @@ async def build_components(wiring: Wiring) -> Components:
     for name, pool in cfg.enabled_pools().items():
         http = PoolHttp(wiring.session, name, timeout_s=cfg.daemon.request_timeout_s)
         components.adapters[name] = build_adapter(name, pool, http)
+    components.informing = Informing(
+        Informer(
+            wiring.events,
+            hooks=HookRunner(cfg.hooks, base_env=wiring.env),
+            alerts=Alerts(cfg.notify, env=wiring.env, timing=wiring.alert_timing),
+        )
+    )
     outbox = Outbox(wiring.store, components.adapters)
     components.outbox = outbox
-    components.engine = Engine(
+    engine = Engine(
         wiring.store,
         wiring.session,
         components.adapters,
@@ -186,6 +327,14 @@ async def build_components(wiring: Wiring) -> Components:
         on_owed=outbox.wake,
         folders={rule.origin: rule.folder for rule in cfg.rules if rule.folder},
     )
+    components.engine = engine
+    governor = Governor(
+        bandwidth_limit_bps=cfg.daemon.bandwidth_limit_bps,
+        schedule=cfg.schedule,
+        gig=cfg.gig,
+        clock=system_clock(local_zone(wiring.env)),
+    )
+    components.governed = GovernedDownloads(governor, engine, wiring.events)
     if cfg.rules:
         components.rules = Rules(
             cfg.rules,
@@ -217,6 +366,9 @@ async def build_components(wiring: Wiring) -> Components:
             queue_interval_s=pool.queue_interval_s,
         )
     components.scheduler = scheduler
+    components.exporter = Exporter(
+        wiring.store, cfg.exports, cfg.daemon.download_dir, wiring.events
+    )
     components.watcher = DropWatcher(
         cfg.daemon.drop_dir,
         wiring.store,
@@ -247,14 +399,19 @@ class Daemon:
         *,
         env: Mapping[str, str] | None = None,
         notifier: Notifier | None = None,
+        alert_timing: Timing | None = None,
     ) -> None:
         self.config = config
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self._alert_timing = alert_timing
         self.events = EventBus()
         self.notifier = notifier or Notifier(env)
         self.components = Components()
         self.store: Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.server: ControlServer | None = None
+        self.web: WebServer | None = None
+        self._web_problem = "the dashboard is off ([web] enabled = false)"
         self._lock = InstanceLock(config.daemon.state_dir)
         self._started: list[Lifecycle] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -273,6 +430,7 @@ class Daemon:
             # daemon on the path stops us here, not after downloads resumed.
             self.server = ControlServer(self, daemon_cfg.socket_path)
             self.server.bind()
+            self._bind_web(self.server)
             self.store = await Store.open(daemon_cfg.state_dir / "state.db")
             await store_pools.ensure_pools(
                 self.store, {name: pool.type for name, pool in self.config.pools.items()}
@@ -292,12 +450,16 @@ class Daemon:
                     submit_batch=self.submit_batch,
                     pool_kinds=self.pool_kinds,
                     changed=self._status_dirty.set,
+                    env=self.env,
+                    alert_timing=self._alert_timing,
                 )
             )
             for component in self.components.lifecycle():
                 await component.start()
                 self._started.append(component)
             await self.server.start()
+            if self.web is not None:
+                await self.web.start()
         except BaseException:
             await self._teardown()
             raise
@@ -333,6 +495,9 @@ class Daemon:
 
     async def _teardown(self) -> None:
         deadline = time.monotonic() + STOP_BUDGET_S
+        if self.web is not None:
+            web, self.web = self.web, None
+            await web.stop()
         if self.server is not None:
             server, self.server = self.server, None
             await server.stop()  # no new requests; event streams end with a "shutdown" line
@@ -354,6 +519,22 @@ class Daemon:
             await store.close()
         self.notifier.close()
         self._lock.release()
+
+    def _bind_web(self, api: ControlServer) -> None:
+        """The dashboard, when enabled; one that cannot listen is logged, not fatal: downloads
+        matter more than the page, and `poolctl ui` repeats the reason."""
+        if not self.config.web.enabled:
+            return
+        web = WebServer(
+            self.config.web, api, self.events, functools.partial(settings_answer, self.config)
+        )
+        try:
+            web.bind()
+        except WebSetupError as err:
+            log.error(err.message, code=err.code)
+            self._web_problem = err.message
+            return
+        self.web = web
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -408,6 +589,8 @@ class Daemon:
         engine = self.components.engine
         if engine is not None and engine.paused:
             parts.append("paused")
+        if engine is not None and engine.held:
+            parts.append(f"held ({engine.held})")
         text = ", ".join(parts)
         errors = [
             f"{name}: {row['blocked_reason'] or row['last_error']}"
@@ -444,6 +627,7 @@ class Daemon:
     async def status(self) -> dict[str, Any]:
         rows = await store_pools.pool_rows(self._store())
         engine = self.components.engine
+        governed = self.components.governed
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -459,12 +643,22 @@ class Daemon:
                     "last_error": rows.get(name, {}).get("last_error"),
                     "last_error_at": rows.get(name, {}).get("last_error_at"),
                     "blocked_reason": rows.get(name, {}).get("blocked_reason"),
+                    # What the pool lacks (an assumed endpoint): said here, not as an error.
+                    "notice": self._notice(name),
                 }
                 for name, pool in self.config.pools.items()
             ],
             "jobs": await store_jobs.job_counts(self._store()),
             "rate_bps": int(engine.rate_bps()) if engine is not None else 0,
+            # docs/interface.md §10: the window in force and the limit now; the DJ app seen.
+            **(governed.governor.status() if governed else {"schedule": None, "gig": None}),
         }
+
+    def _notice(self, pool: str) -> str | None:
+        adapter = self.components.adapters.get(pool)
+        if adapter is None:
+            return None
+        return "; ".join(adapter.notices()) or None
 
     async def pools(self) -> list[dict[str, Any]]:
         result = []
@@ -512,9 +706,13 @@ class Daemon:
     async def rule_run(self, name: str, backfill: bool, since: str | None) -> dict[str, Any]:
         return dict(await self._rules().run(name, backfill=backfill, since=since))
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        jobs = await store_jobs.list_jobs(self._store(), state=state, pool=pool)
-        return [self._live(job) for job in jobs]
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        total, jobs = await job_pages.page_jobs(
+            self._store(), state=state, pool=pool, limit=limit, offset=offset
+        )
+        return {"total": total, "items": [self._live(job) for job in jobs]}
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return self._live(await store_jobs.get_job(self._store(), job_id))
@@ -523,6 +721,9 @@ class Daemon:
         engine = self.components.engine
         if engine is not None and job["state"] == JobState.DOWNLOADING:
             job["rate_bps"] = int(engine.job_rate_bps(job["id"]))
+        if engine is not None and job["state"] == JobState.QUEUED:
+            # docs/interface.md §10: a job held by a window or a gig says why it waits.
+            job["waiting"] = engine.waiting_reason()
         return job
 
     async def submit(
@@ -604,6 +805,17 @@ class Daemon:
         await self.components.engine.resume_all()
         self.events.publish("downloader.resumed")
         return {"paused": False}
+
+    async def export(self) -> dict[str, Any]:
+        if self.components.exporter is None:
+            raise _not_running("exports")
+        written = await self.components.exporter.export_now()
+        return {"written": [{"format": w.format, "path": str(w.path)} for w in written]}
+
+    async def login_link(self) -> dict[str, Any]:
+        if self.web is None:
+            raise Conflict(self._web_problem)
+        return {"url": self.web.login_link()}
 
     async def queue(self, pool: str) -> dict[str, Any]:
         self._pool(pool)

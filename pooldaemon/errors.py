@@ -116,3 +116,10 @@ class IntegrityError(PoolDaemonError):
 
     code = "integrity"
     http_status = 502
+
+
+class ExportError(PoolDaemonError):
+    """A playlist or collection file could not be written (docs/interface.md §9)."""
+
+    code = "export"
+    http_status = 500

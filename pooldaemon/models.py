@@ -57,6 +57,10 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 ACTIVE_STATES = frozenset({JobState.RESOLVING, JobState.DOWNLOADING, JobState.VERIFYING})
 
+#: The one maximum `limit` of every paged socket answer (catalog, jobs), for the socket and for
+#: poolctl alike; poolctl's `--all` pages past it (docs/interface.md §12).
+MAX_PAGE = 500
+
 
 @dataclass(frozen=True)
 class Job:

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from pooldaemon.errors import BadRequest
+from pooldaemon.models import MAX_PAGE
 from pooldaemon.store.db import Store
 from pooldaemon.store.search import CatalogQuery, NumberFilter
 from pooldaemon.store.search import search as search_catalog
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
+MAX_LIMIT = MAX_PAGE
+MAX_OFFSET = 10_000_000
 MAX_TERMS = 16
 MAX_VALUES = 50
 PARAMS = frozenset(
@@ -55,7 +57,15 @@ def parse_search(params: Mapping[str, Any]) -> CatalogQuery:
         media=_media(values.get("media")),
         include_removed=_yes("removed", values.get("removed")),
         limit=_int("limit", values.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_int("offset", values.get("offset"), 0, 0, 10_000_000),
+        offset=_int("offset", values.get("offset"), 0, 0, MAX_OFFSET),
+    )
+
+
+def parse_page(params: Mapping[str, str], default_limit: int = DEFAULT_LIMIT) -> tuple[int, int]:
+    """`limit` and `offset` of any paged answer (the jobs list), checked like the catalog's."""
+    return (
+        _int("limit", params.get("limit"), default_limit, 1, MAX_LIMIT),
+        _int("offset", params.get("offset"), 0, 0, MAX_OFFSET),
     )
 
 

@@ -160,6 +160,8 @@ class PoolSync:
         self._saved_state = state
         if state:
             self.adapter.restore_state(state)
+        # An answer to a call with a side effect is written before the adapter goes on.
+        self.adapter.persist = self._save_state
         self._ready = True
 
     async def renew_token(self) -> None:
@@ -412,7 +414,14 @@ class PoolSync:
         items = self._live_queue
         if items is None:
             items = await remote_queue.queue_items(self.store, self.name)
-        return {"pool": self.name, "items": [queue_item_dict(item) for item in items]}
+        answer: dict[str, Any] = {
+            "pool": self.name,
+            "items": [queue_item_dict(item) for item in items],
+        }
+        notices = self.adapter.notices()
+        if notices:
+            answer["notice"] = "; ".join(notices)
+        return answer
 
     async def _lookups(self) -> int:
         tables = await self.adapter.lookups()
@@ -437,20 +446,36 @@ class PoolSync:
             await self._save_state()
         if failing_before and not await self._failing():
             log.info("pool recovered", pool=self.name, what=what)
+            self.events.publish("pool.recovered", pool=self.name, what=what)
         if self._blocked_reason is not None:
             await pool_rows.set_blocked(self.store, self.name, None)
             self._blocked_reason = None
         return result
 
     async def _failing(self) -> bool:
+        return await self._failing_since() is not None
+
+    async def _failing_since(self) -> float | None:
         row = (await pool_rows.pool_rows(self.store)).get(self.name, {})
-        return row.get("failing_since") is not None
+        since = row.get("failing_since")
+        return float(since) if since is not None else None
 
     async def _failed(self, what: str, err: PoolDaemonError) -> None:
         message = redact_text(err.message)
         started = await pool_rows.record_error(self.store, self.name, f"{what}: {message}")
         if started:
             log.warning("pool failing", pool=self.name, what=what, code=err.code, error=message)
+        # Published on every failure, not only the first: `since` lets the notifier tell an
+        # account problem at once and a pool failing for hours once it has (informed.py).
+        self.events.publish(
+            "pool.failing",
+            pool=self.name,
+            what=what,
+            code=err.code,
+            error=message,
+            since=await self._failing_since(),
+            started=started,
+        )
         if isinstance(err, AccountError):
             # RELIABILITY T4: the pool's own message is shown and its downloads wait.
             await pool_rows.set_blocked(self.store, self.name, message)

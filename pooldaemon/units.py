@@ -113,3 +113,12 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return sign + "".join(parts)
+
+
+def parse_rate(text: str) -> int:
+    """Bytes per second in a rate: a size, optionally written with "/s" ("2 MiB/s"); "0": none."""
+    stripped = text.strip()
+    try:
+        return parse_size(stripped[:-2] if stripped.endswith("/s") else stripped)
+    except ValueError:
+        raise _not_a_size(text) from None

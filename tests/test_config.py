@@ -28,6 +28,8 @@ from pooldaemon.config import (
     resolve_config_path,
     toml_keys,
 )
+from pooldaemon.pools import ADAPTERS, Capability
+from pooldaemon.units import parse_size
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1024**2
@@ -220,8 +222,9 @@ BAD_CONFIGS = [
     pytest.param(
         '[daemon]\nfile_template = "{pool}/{genr}/{title}"',
         {},
-        "daemon.file_template: unknown placeholder {genr} (allowed: {pool}, {genre}, {artist}, "
-        "{title}, {mix}, {year}, {bpm}, {editor}, {id}, {advisory}, {quality}, {source})",
+        "daemon.file_template: unknown placeholder {genr} (allowed: {pool}, {source}, {genre}, "
+        "{artist}, {title}, {song}, {version}, {mix}, {advisory}, {bpm}, {key}, {year}, {rule}, "
+        "{editor}, {quality}, {id})",
         id="bad-template-field",
     ),
     pytest.param(
@@ -285,11 +288,16 @@ BAD_CONFIGS = [
         id="bad-log-format",
     ),
     pytest.param(
-        '[daemon]\nbandwidth_limit = "20 KiB"',
+        "[daemon]\nmax_extract_entries = 0",
         {},
-        "daemon.bandwidth_limit: 20.0 KiB/s shared by max_active_downloads = 3 leaves each job "
-        "less than speed_floor (16.0 KiB/s)",
-        id="bandwidth-below-speed-floor",
+        "daemon.max_extract_entries: must be at least 1",
+        id="no-extract-entries",
+    ),
+    pytest.param(
+        "[daemon]\nmax_extract_ratio = 1",
+        {},
+        "daemon.max_extract_ratio: must be at least 2",
+        id="extract-ratio-below-2",
     ),
     pytest.param(
         CRATEQ + 'base_url = "ftp://api.crateq.com"',
@@ -690,3 +698,40 @@ def test_example_config_loads_and_documents_every_key(env: dict[str, str]) -> No
             if not key.endswith("_file"):
                 assert re.search(rf"^#? ?{key} = ", text, re.MULTILINE), (model.__name__, key)
     assert "password_file" in text
+
+
+@pytest.mark.parametrize("limit", ["32 KiB", "1 KiB/s", "16 KiB"])
+def test_any_bandwidth_limit_is_accepted_whatever_the_speed_floor(
+    tmp_path: Path, env: dict[str, str], limit: str
+) -> None:
+    """docs/interface.md §2: any size is a bandwidth_limit; the stall and speed-floor checks
+    adapt to the limit in force instead of refusing the config."""
+    cfg = load(tmp_path, env, f'[daemon]\nbandwidth_limit = "{limit}"\nmax_active_downloads = 8\n')
+    assert cfg.daemon.bandwidth_limit_bps == parse_size(limit.removesuffix("/s"))
+    assert cfg.daemon.speed_floor_bps == 16 * 1024
+
+
+def test_zip_limits_are_configurable_with_the_documented_defaults(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    defaults = load(tmp_path, env, "").daemon
+    assert (defaults.max_extract_entries, defaults.max_extract_ratio) == (10_000, 100.0)
+    cfg = load(tmp_path, env, "[daemon]\nmax_extract_entries = 50000\nmax_extract_ratio = 250\n")
+    assert (cfg.daemon.max_extract_entries, cfg.daemon.max_extract_ratio) == (50_000, 250.0)
+
+
+def test_a_promo_only_catalog_interval_is_warned_about_not_silently_ignored(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    quiet = load(tmp_path, env, PROMO + CRATEQ + 'catalog_interval = "1h"\n')
+    assert [w for w in config_warnings(quiet) if "catalog_interval" in w] == []
+    cfg = load(tmp_path, env, PROMO + 'catalog_interval = "1h"\n')
+    assert [w for w in config_warnings(cfg) if "catalog_interval" in w] == [
+        "pools.promoonly.catalog_interval: ignored: promoonly pools have no catalog to mirror "
+        "(only the download queue is polled, every queue_interval)"
+    ]
+
+
+def test_which_pool_types_have_a_catalog_matches_their_adapters() -> None:
+    for name, model in POOL_TYPES.items():
+        assert (Capability.CATALOG in ADAPTERS[name].capabilities) == model.HAS_CATALOG, name

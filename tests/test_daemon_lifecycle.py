@@ -359,6 +359,20 @@ class FakeEngine:
     async def resume_all(self) -> None:
         self.paused = False
 
+    held: str | None = None
+
+    async def hold(self, reason: str) -> None:
+        self.held = reason
+
+    def release(self) -> None:
+        self.held = None
+
+    def waiting_reason(self) -> str | None:
+        return self.held
+
+    def set_rate(self, rate_bps: int) -> None:
+        pass
+
     def rate_bps(self) -> float:
         return 1234.5
 

@@ -18,6 +18,7 @@ from pooldaemon.config import Config, load_config
 from pooldaemon.control.client import ControlClient, DaemonRefused
 from pooldaemon.daemon import Daemon
 from pooldaemon.sim.crateq import CrateQSim
+from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.sim.promoonly import PromoOnlySim
 
 UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
@@ -26,10 +27,13 @@ UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 class Running:
     """A started daemon, its client and the simulators behind it."""
 
-    def __init__(self, config: Config, client: ControlClient, crateq: CrateQSim) -> None:
+    def __init__(
+        self, config: Config, client: ControlClient, crateq: CrateQSim, harvest: HarvestSim
+    ) -> None:
         self.config = config
         self.client = client
         self.crateq = crateq
+        self.harvest = harvest
 
     async def jobs(self) -> list[dict[str, Any]]:
         return list((await self.client.get("/v1/jobs"))["items"])
@@ -47,7 +51,12 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     sock_dir = Path(tempfile.mkdtemp(prefix="pde2e-"))
-    async with CrateQSim(records=300, seed="e2e") as crateq, PromoOnlySim(tracks=4) as promo:
+    # Harvest starts with no favourites, so nothing downloads until a test marks some.
+    async with (
+        CrateQSim(records=300, seed="e2e") as crateq,
+        PromoOnlySim(tracks=4) as promo,
+        HarvestSim(seed="e2e", favourites=0) as harvest,
+    ):
         config_path = tmp_path / "config.toml"
         config_path.write_text(
             "\n".join(
@@ -62,6 +71,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
                     "",
                     crateq.config_toml("crateq"),
                     promo.config_toml("promoonly"),
+                    harvest.config_toml("harvest"),
                 ]
             )
         )
@@ -72,7 +82,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         await daemon.start()
         try:
             async with ControlClient(config.daemon.socket_path) as client:
-                yield Running(config, client, crateq)
+                yield Running(config, client, crateq, harvest)
         finally:
             await daemon.stop()
             shutil.rmtree(sock_dir, ignore_errors=True)
@@ -112,7 +122,7 @@ async def test_a_dropped_request_file_becomes_a_job_and_a_result(running: Runnin
     result = json.loads(result_file.read_text())
     assert [(a["line"], a["ref"]) for a in result["accepted"]] == [(2, f"crateq:{media_id}")]
     assert result["rejected"][0]["line"] == 3
-    assert "crateq, promoonly" in result["rejected"][0]["reason"]
+    assert "crateq, harvest, promoonly" in result["rejected"][0]["reason"]
     assert (drop / "processed" / "wanted.txt").read_text().startswith("# from a script")
     (job,) = await running.settle(1)
     assert job["id"] == result["accepted"][0]["job"] and job["state"] == "done"
@@ -126,4 +136,33 @@ async def test_the_socket_refuses_bad_requests_clearly_and_keeps_serving(running
         await running.client.get("/v1/jobs/999")
     assert missing.value.code == "not_found" and "999" in missing.value.message
     status = await running.client.get("/v1/status")
-    assert [p["name"] for p in status["pools"]] == ["crateq", "promoonly"]
+    assert [p["name"] for p in status["pools"]] == ["crateq", "promoonly", "harvest"]
+
+
+def _tree_bytes(path: Path) -> list[bytes]:
+    """The bytes of a finished download: the file, or every file of an extracted folder."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return sorted(f.read_bytes() for f in files)
+
+
+async def test_harvest_favourites_arrive_through_the_zip_path_byte_identical(
+    running: Running,
+) -> None:
+    sim = running.harvest
+    wanted = sorted(sim.tracks)[:2]
+    for track_id in wanted:
+        sim.add_favourite(track_id)  # as the DJ did on the Harvest website
+    result = await running.client.post("/v1/pools/harvest/sync", {"full": True})
+    assert result["queue_new"] == 2
+    jobs = await running.settle(2)
+    assert {j["ref"] for j in jobs} == {f"harvest:{t}" for t in wanted}
+    for job in jobs:
+        assert job["state"] == "done", job["error"]
+        path = Path(job["path"])
+        assert path.is_relative_to(running.config.daemon.download_dir / "harvest")
+        track_id = job["ref"].split(":", 1)[1]
+        expected = sim.expected_entries("track", track_id, "mp3")
+        assert _tree_bytes(path) == sorted(expected.values())
+    # The mirror has Harvest's latest albums too, searchable beside CrateQ's catalog.
+    found = await running.client.get("/v1/catalog", {"pool": "harvest", "limit": "1"})
+    assert found["total"] > 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 
 import structlog
 
@@ -84,20 +83,24 @@ def test_ignores_relative_notify_socket() -> None:
 async def test_watchdog_pings_stop_while_the_loop_is_blocked(notify_receiver: type) -> None:
     receiver = notify_receiver()
     notifier = Notifier({"NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "20000"})
+    interval = notifier.watchdog_interval()
+    assert interval is not None
     task = asyncio.create_task(notifier.watchdog_loop())
     try:
         # Pings flow while the loop runs.
-        for _ in range(3):
-            while not receiver.drain():
-                await asyncio.sleep(0.005)
+        async with asyncio.timeout(10):
+            for _ in range(3):
+                while not receiver.drain():
+                    await asyncio.sleep(interval / 4)
         receiver.drain()
         # A blocked loop (a synchronous 2 GB hash, a long query) sends nothing at all:
-        # systemd would restart us (RELIABILITY S4). Deterministic: no loop code runs here.
-        time.sleep(0.2)
-        assert receiver.drain() == []
+        # systemd would restart us (RELIABILITY S4). The loop is blocked by waiting,
+        # synchronously, for a ping: one arriving within 20 intervals fails at once.
+        assert receiver.receive(timeout=20 * interval) is None
         # And once the loop runs again, so do the pings.
-        while not receiver.drain():
-            await asyncio.sleep(0.005)
+        async with asyncio.timeout(10):
+            while not receiver.drain():
+                await asyncio.sleep(interval / 4)
     finally:
         task.cancel()
         notifier.close()

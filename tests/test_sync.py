@@ -456,6 +456,26 @@ async def test_failing_is_logged_when_it_starts_and_when_it_recovers(
     assert events == ["pool failing", "pool recovered"]
 
 
+async def test_every_failed_pass_is_published_with_when_failing_began(
+    sim: CrateQSim, syncer: PoolSync, bus: RecordingBus
+) -> None:
+    # The notifier reads these: an account problem is told at once, a long failure after hours.
+    sim.faults.fail(500, count=None, match="Content/Queue", message="database down")
+    for _ in range(2):
+        with pytest.raises(Exception, match="database down"):
+            await syncer.sync_queue()
+    sim.faults.clear()
+    await syncer.sync_queue()
+    failing = [e for e in bus.events if e["type"] == "pool.failing"]
+    assert [(e["pool"], e["what"], e["started"]) for e in failing] == [
+        ("crateq", "queue", True),
+        ("crateq", "queue", False),
+    ]
+    assert failing[0]["since"] == failing[1]["since"] is not None
+    assert "database down" in failing[0]["error"] and failing[0]["code"] == "transient"
+    assert [e["type"] for e in bus.events if e["type"].startswith("pool.")][-1] == "pool.recovered"
+
+
 async def test_an_account_problem_blocks_the_pool_with_its_message(
     sim: CrateQSim, syncer: PoolSync, store: Store, bus: RecordingBus
 ) -> None:

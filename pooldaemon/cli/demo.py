@@ -31,7 +31,7 @@ from pooldaemon.cli.render import (
     sync_table,
 )
 from pooldaemon.config import load_config
-from pooldaemon.control.client import ControlClient, DaemonUnreachable
+from pooldaemon.control.client import ControlClient, DaemonRefused, DaemonUnreachable
 from pooldaemon.daemon import Daemon
 from pooldaemon.log import configure_logging
 from pooldaemon.offload import tune_gc
@@ -118,6 +118,10 @@ def _write_config(base: Path, sock_dir: Path, sims: dict[str, Any]) -> Path:
         f"socket_path = {json.dumps(str(sock_dir / 'control.sock'))}",
         'chunk_size = "256 KiB"',
         "",
+        # The playlists go to library/Playlists (the default); a rekordbox collection beside.
+        "[exports]",
+        f"rekordbox_xml = {json.dumps(str(base / 'rekordbox.xml'))}",
+        "",
     ]
     for name, sim in sims.items():
         lines.append(sim.config_toml(name))
@@ -171,7 +175,11 @@ async def _drive(
         console.print(f"  [red]✗[/] {job['ref']}: {job['state']} {job.get('error') or ''}")
     if not finished:
         console.print("[red]Downloads did not finish in time.[/]")
-    ok = finished and bool(jobs) and not failed
+
+    console.print("\n[bold]5. Into the DJ software[/]: playlists and a rekordbox collection")
+    console.print("   (rewritten after every batch of downloads; `poolctl export` does it now)")
+    exported = await _show_exports(client, console)
+    ok = finished and bool(jobs) and not failed and exported
     console.print(
         "\n[bold green]Done.[/] Run it for real: `pooldaemon check-config`, then "
         "`pooldaemon install-service`."
@@ -202,9 +210,50 @@ async def _rules(client: ControlClient, console: Console, crateq: CrateQSim) -> 
     console.print(rule_test_table(preview))
 
 
+async def _show_exports(client: ControlClient, console: Console) -> bool:
+    """`poolctl export`, the files it wrote, and how to open them; False when it failed."""
+    try:
+        answer = await client.post("/v1/export")
+    except DaemonRefused as err:
+        console.print(f"[red]Export failed:[/] {err.message}")
+        return False
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("format")
+    table.add_column("file", overflow="fold")
+    table.add_column("tracks", justify="right")
+    rekordbox = None
+    for item in answer["written"]:
+        path = Path(item["path"])
+        table.add_row(item["format"], str(path), _entries(item["format"], path))
+        if item["format"] == "rekordbox":
+            rekordbox = path
+    console.print(table)
+    if rekordbox is not None:
+        console.print(
+            f"To use [cyan]{rekordbox}[/] in rekordbox: Preferences → Advanced → rekordbox xml →"
+            " Imported Library → Browse…, choose the file; turn on the [bold]rekordbox xml[/]"
+            " tree (Preferences → View → Layout); there, right-click a playlist → Import Playlist."
+            " Traktor and Serato files come with \\[exports] traktor_nml and serato_dir;"
+            " the .m3u8 playlists open in any player."
+        )
+    return bool(answer["written"])
+
+
+def _entries(fmt: str, path: Path) -> str:
+    """How many tracks an M3U8 playlist lists ("" for the other formats)."""
+    if fmt != "m3u8":
+        return ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "?"
+    return str(sum(1 for line in lines if line and not line.startswith("#")))
+
+
 async def _watch_downloads(client: ControlClient, console: Console) -> bool:
     """Live progress from the event stream until no job is unfinished; False on timeout."""
-    view = WatchView((await client.get("/v1/jobs"))["items"])
+    # Every job stays in view: when the downloads end, the view is what happened.
+    view = WatchView((await client.get("/v1/jobs"))["items"], keep_finished=50)
     deadline = time.monotonic() + _DOWNLOAD_BUDGET_S
 
     async def follow() -> None:
@@ -216,6 +265,7 @@ async def _watch_downloads(client: ControlClient, console: Console) -> bool:
     async def until_done() -> None:
         while time.monotonic() < deadline:
             jobs = (await client.get("/v1/jobs"))["items"]
+            view.reconcile(jobs)
             if jobs and not any(job["state"] in _UNFINISHED for job in jobs):
                 return
             await asyncio.sleep(0.25)

@@ -27,6 +27,7 @@ from rich.console import Console, RenderableType
 from pooldaemon import __version__
 from pooldaemon.cli import render
 from pooldaemon.control.client import ControlClient, DaemonRefused, DaemonUnreachable
+from pooldaemon.models import MAX_PAGE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class Ctl:
     socket_option: Path | None
     config_option: Path | None
     as_json: bool
+    wide: bool = False
     _socket: Path | None = None
 
     @property
@@ -58,7 +60,10 @@ class Ctl:
         if self.as_json:
             click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         else:
-            Console(soft_wrap=False).print(view(data))
+            shown, console = view(data), Console(soft_wrap=False)
+            if self.wide:  # every value whole, one line per row, however long the line
+                console = Console(soft_wrap=False, width=render.wide_width(shown, console))
+            console.print(shown)
 
 
 def resolve_socket(socket_option: Path | None, config_option: Path | None) -> Path:
@@ -111,6 +116,21 @@ def call(ctl: Ctl, work: Callable[[ControlClient], Awaitable[T]], *, interrupted
 pass_ctl = click.make_pass_decorator(Ctl)
 
 
+def _wide(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Ctl).wide = True  # type: ignore[union-attr]  # the group made it
+
+
+#: `poolctl search --wide` as well as `poolctl --wide search`.
+wide_option = click.option(
+    "--wide",
+    is_flag=True,
+    expose_value=False,
+    callback=_wide,
+    help="Show every value whole (tables fit the terminal otherwise).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--socket",
@@ -127,16 +147,24 @@ pass_ctl = click.make_pass_decorator(Ctl)
     help="Config file, read only to find the socket.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+@click.option(
+    "--wide", is_flag=True, help="Tables show every value whole instead of fitting the terminal."
+)
 @click.version_option(__version__, prog_name="poolctl")
 @click.pass_context
 def main(
-    ctx: click.Context, socket_path: Path | None, config_path: Path | None, as_json: bool
+    ctx: click.Context,
+    socket_path: Path | None,
+    config_path: Path | None,
+    as_json: bool,
+    wide: bool,
 ) -> None:
     """Control a running pooldaemon."""
-    ctx.obj = Ctl(socket_path, config_path, as_json)
+    ctx.obj = Ctl(socket_path, config_path, as_json, wide)
 
 
 @main.command()
+@wide_option
 @pass_ctl
 def status(ctl: Ctl) -> None:
     """Version, uptime, pools with their last syncs and errors, job counts, bytes/s."""
@@ -144,6 +172,7 @@ def status(ctl: Ctl) -> None:
 
 
 @main.command()
+@wide_option
 @pass_ctl
 def pools(ctl: Ctl) -> None:
     """Configured pools: type, enabled, schedules."""
@@ -153,6 +182,7 @@ def pools(ctl: Ctl) -> None:
 @main.command()
 @click.argument("pool_names", metavar="[POOL]...", nargs=-1)
 @click.option("--full", is_flag=True, help="Read the whole catalog, not only what changed.")
+@wide_option
 @pass_ctl
 def sync(ctl: Ctl, pool_names: tuple[str, ...], full: bool) -> None:
     """Sync catalogs and queues now (all enabled pools when none named) and wait."""
@@ -183,6 +213,65 @@ def sync(ctl: Ctl, pool_names: tuple[str, ...], full: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _paging(command: Callable[..., None]) -> Callable[..., None]:
+    """`--limit`, `--offset` and `--all`: the socket's paging, with one maximum for both."""
+    for option in reversed(
+        [
+            click.option(
+                "--limit",
+                type=click.IntRange(1, MAX_PAGE),
+                default=50,
+                show_default=True,
+                help=f"At most this many (1-{MAX_PAGE}; --all for every one).",
+            ),
+            click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many."),
+            click.option("--all", "all_pages", is_flag=True, help="Every page, not just one."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _page(
+    ctl: Ctl, path: str, query: dict[str, str], limit: int, offset: int, all_pages: bool
+) -> dict[str, Any]:
+    """One page of a paged answer, or (`--all`) every page from `offset` on, as one answer."""
+    if not all_pages:
+        page = {"limit": str(limit), **({"offset": str(offset)} if offset else {})}
+        return dict(call(ctl, lambda c: c.get(path, {**query, **page})))
+
+    async def every_page(client: ControlClient) -> dict[str, Any]:
+        items: list[Any] = []
+        seen: set[str] = set()
+        at, total = offset, 0
+        while True:
+            answer = await client.get(path, {**query, "limit": str(MAX_PAGE), "offset": str(at)})
+            total = int(answer["total"])
+            for item in answer["items"]:
+                # Newest-first lists shift while they are read: one copy of each item.
+                key = json.dumps([item.get("id"), item.get("ref"), item.get("pool")])
+                if key not in seen:
+                    seen.add(key)
+                    items.append(item)
+            at += len(answer["items"])
+            if not answer["items"] or at >= total:
+                return {"total": total, "items": items}
+
+    return call(ctl, every_page)
+
+
+def _more_hint(ctl: Ctl, data: dict[str, Any], offset: int, what: str) -> None:
+    """Say on stderr when a table shows only part of the answer (never in --json output)."""
+    total, shown = data.get("total"), len(data.get("items", []))
+    if ctl.as_json or not isinstance(total, int) or offset + shown >= total:
+        return
+    click.echo(
+        f"poolctl: {shown} of {total} {what} shown (from {offset + 1}); "
+        "--all for every one, --offset for the next page",
+        err=True,
+    )
+
+
 def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not _NUMBERS.match(value.replace(" ", "")):
         raise click.BadParameter(f"{value!r}: use N, N,M,… or N-M (e.g. 120-128)")
@@ -199,8 +288,9 @@ def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.option("--advisory", type=click.Choice(["clean", "dirty"], case_sensitive=False))
 @click.option("--video", "media", flag_value="video", help="Only tracks with video.")
 @click.option("--audio", "media", flag_value="audio", help="Only tracks with audio.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--removed", is_flag=True, help="Include tracks the pool no longer lists.")
+@_paging
+@wide_option
 @pass_ctl
 def search(
     ctl: Ctl,
@@ -212,8 +302,10 @@ def search(
     mix: str | None,
     advisory: str | None,
     media: str | None,
+    removed: bool,
     limit: int,
     offset: int,
+    all_pages: bool,
 ) -> None:
     """Offline search of the local catalog mirror across pools."""
     params = {
@@ -225,11 +317,12 @@ def search(
         "mix": mix,
         "advisory": advisory.lower() if advisory else None,
         "media": media,
-        "limit": str(limit),
-        "offset": str(offset) if offset else None,
+        "removed": "1" if removed else None,
     }
     query = {k: v for k, v in params.items() if v is not None}
-    ctl.show(call(ctl, lambda c: c.get("/v1/catalog", query)), render.search_table)
+    data = _page(ctl, "/v1/catalog", query, limit, offset, all_pages)
+    ctl.show(data, render.search_table)
+    _more_hint(ctl, data, offset, "tracks")
 
 
 def _submitted(ctl: Ctl, data: dict[str, Any]) -> None:
@@ -268,12 +361,17 @@ def redownload(ctl: Ctl, refs: tuple[str, ...], reason: str) -> None:
     ),
 )
 @click.option("--pool", help="Only this pool's jobs.")
+@_paging
+@wide_option
 @pass_ctl
-def jobs(ctl: Ctl, state: str | None, pool: str | None) -> None:
+def jobs(
+    ctl: Ctl, state: str | None, pool: str | None, limit: int, offset: int, all_pages: bool
+) -> None:
     """List download jobs, newest first."""
     query = {k: v for k, v in (("state", state), ("pool", pool)) if v}
-    data = call(ctl, lambda c: c.get("/v1/jobs", query))
+    data = _page(ctl, "/v1/jobs", query, limit, offset, all_pages)
     ctl.show(data, lambda d: render.jobs_table(d["items"]))
+    _more_hint(ctl, data, offset, "jobs")
 
 
 def _job_actions(ctl: Ctl, action: str, job_ids: tuple[int, ...]) -> None:
@@ -350,6 +448,7 @@ def resume(ctl: Ctl, job_ids: tuple[int, ...]) -> None:
 @click.argument("pool")
 @click.argument("action", required=False, type=click.Choice(["add", "remove"]))
 @click.argument("item_id", metavar="[ID]", required=False)
+@wide_option
 @pass_ctl
 def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
     """View the pool's remote download queue, or add/remove one item."""
@@ -412,6 +511,31 @@ def rules_run(ctl: Ctl, name: str, backfill: bool, since: str | None) -> None:
             "(over max_per_day: waiting, see poolctl rules)"
         ),
     )
+
+
+@main.command()
+@pass_ctl
+def export(ctl: Ctl) -> None:
+    """Write the playlists and collections of [exports] now; lists the files once on disk."""
+    ctl.show(call(ctl, lambda c: c.post("/v1/export")), render.export_view)
+
+
+@main.command()
+@pass_ctl
+def ui(ctl: Ctl) -> None:
+    """Open the dashboard in the browser ($BROWSER when set) through a one-time login link."""
+    data = call(ctl, lambda c: c.post("/v1/ui/login-link"))
+    if ctl.as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+        return
+    import webbrowser  # reads $BROWSER itself
+
+    url = str(data["url"])
+    # The link opens a session once, within a minute: print it only when no browser took it.
+    if not webbrowser.open(url):
+        click.echo(f"Open this link in your browser within a minute (it works once):\n{url}")
+        return
+    click.echo("Opened the dashboard in your browser.")
 
 
 @main.command()

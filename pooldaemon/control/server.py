@@ -5,8 +5,9 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     GET  /status                     Services.status()
     GET  /pools                      a JSON list of the pools
     POST /pools/{pool}/sync          {"full": bool}            → sync result
-    GET  /catalog                    q, pool, genre, bpm, year, mix, advisory, media, limit, offset
-    GET  /jobs                       state, pool                → {"items": [job…]}
+    GET  /catalog                    q, pool, genre, bpm, year, mix, advisory, media, removed,
+                                     limit, offset
+    GET  /jobs                       state, pool, limit, offset → {"total", "items": [job…]}
     POST /jobs                       {"refs": [str…]}           → {"accepted", "rejected"}
     GET  /jobs/{id}                                             → a job
     POST /jobs/{id}/{retry|cancel|pause|resume}                 → the job
@@ -14,6 +15,7 @@ Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "messa
     POST /pause · /resume            (pooldaemon extension) the whole downloader
     GET  /pools/{pool}/queue · POST  {"add": ID} | {"remove": ID} → the remote queue
     GET  /events                     NDJSON stream; a heartbeat line every `heartbeat_s`
+    POST /ui/login-link              (socket only) a one-time dashboard login link → {"url"}
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pooldaemon import jsonstrict
+from pooldaemon import jsonstrict, search
 from pooldaemon.control.peercred import PeerCredUnavailable, peer_credentials
 from pooldaemon.control.services import JOB_ACTIONS, Services
 from pooldaemon.errors import BadRequest, PoolDaemonError
@@ -45,10 +47,9 @@ log = get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REFS = 1000
-#: Query keys `GET /v1/catalog` accepts (CONTRACT §4).
-CATALOG_PARAMS = frozenset(
-    {"q", "pool", "genre", "bpm", "year", "mix", "advisory", "media", "limit", "offset"}
-)
+#: Query keys `GET /v1/catalog` accepts: the search's own list, `removed` included.
+CATALOG_PARAMS = search.PARAMS
+JOBS_PARAMS = frozenset({"state", "pool", "limit", "offset"})
 #: Keys whose text may come from a pool's answer: redacted before it leaves the daemon (S3).
 _FREE_TEXT_KEYS = frozenset({"error", "last_error", "message", "reason", "blocked_reason"})
 
@@ -262,30 +263,43 @@ class ControlServer:
 
     def _build_app(self, max_body_bytes: int) -> web.Application:
         app = web.Application(
-            client_max_size=max_body_bytes, middlewares=[self._errors, self._peer_check]
+            client_max_size=max_body_bytes,
+            middlewares=[self.errors_middleware, self._peer_check],
         )
-        r = app.router
-        r.add_get("/v1/status", self._status)
-        r.add_get("/v1/pools", self._pools)
-        r.add_post("/v1/pools/{pool}/sync", self._sync)
-        r.add_get("/v1/pools/{pool}/queue", self._queue)
-        r.add_post("/v1/pools/{pool}/queue", self._queue_edit)
-        r.add_get("/v1/catalog", self._catalog)
-        r.add_get("/v1/jobs", self._jobs)
-        r.add_post("/v1/jobs", self._submit)
-        r.add_get("/v1/jobs/{id}", self._job)
-        r.add_post("/v1/jobs/{id}/{action}", self._job_action)
-        r.add_post("/v1/redownload", self._redownload)
-        r.add_post("/v1/pause", self._pause_all)
-        r.add_post("/v1/resume", self._resume_all)
-        r.add_get("/v1/events", self._events)
-        r.add_get("/v1/rules", self._rules)
-        r.add_get("/v1/rules/{name}/preview", self._rule_preview)
-        r.add_post("/v1/rules/{name}/run", self._rule_run)
+        self.add_routes(app.router)
+        # Socket only: whoever may use the socket may open the dashboard (docs/interface.md §11).
+        app.router.add_post("/v1/ui/login-link", self._login_link)
         return app
 
+    def add_routes(
+        self, router: web.UrlDispatcher, prefix: str = "/v1", *, events: bool = True
+    ) -> None:
+        """Mount the API's routes under `prefix` on `router`: the socket's app and the
+        dashboard's `/api/v1` share these handlers (the dashboard streams events itself)."""
+        r = router
+        r.add_get(f"{prefix}/status", self._status)
+        r.add_get(f"{prefix}/pools", self._pools)
+        r.add_post(f"{prefix}/pools/{{pool}}/sync", self._sync)
+        r.add_get(f"{prefix}/pools/{{pool}}/queue", self._queue)
+        r.add_post(f"{prefix}/pools/{{pool}}/queue", self._queue_edit)
+        r.add_get(f"{prefix}/catalog", self._catalog)
+        r.add_get(f"{prefix}/jobs", self._jobs)
+        r.add_post(f"{prefix}/jobs", self._submit)
+        r.add_get(f"{prefix}/jobs/{{id}}", self._job)
+        r.add_post(f"{prefix}/jobs/{{id}}/{{action}}", self._job_action)
+        r.add_post(f"{prefix}/redownload", self._redownload)
+        r.add_post(f"{prefix}/pause", self._pause_all)
+        r.add_post(f"{prefix}/resume", self._resume_all)
+        r.add_post(f"{prefix}/export", self._export)
+        r.add_get(f"{prefix}/rules", self._rules)
+        r.add_get(f"{prefix}/rules/{{name}}/preview", self._rule_preview)
+        r.add_post(f"{prefix}/rules/{{name}}/run", self._rule_run)
+        if events:
+            r.add_get(f"{prefix}/events", self._events)
+
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Errors as `{"error": {"code", "message"}}` (shared with the dashboard's API)."""
         try:
             return await handler(request)
         except PoolDaemonError as err:
@@ -355,16 +369,18 @@ class ControlServer:
         return web.Response(body=body, content_type="application/json", charset="utf-8")
 
     async def _jobs(self, request: web.Request) -> web.Response:
-        unknown = set(request.query) - {"state", "pool"}
+        unknown = set(request.query) - JOBS_PARAMS
         if unknown:
             raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        # docs/interface.md §12: paged like the catalog; without `limit`, the largest page.
+        limit, offset = search.parse_page(request.query, default_limit=search.MAX_LIMIT)
         state = request.query.get("state") or None
         if state is not None and state not in {s.value for s in JobState}:
             raise BadRequest(
                 f"unknown job state {state!r} (states: {', '.join(s.value for s in JobState)})"
             )
         pool = request.query.get("pool") or None
-        return json_response({"items": await self.services.list_jobs(state, pool)})
+        return json_response(await self.services.list_jobs(state, pool, limit, offset))
 
     async def _submit(self, request: web.Request) -> web.Response:
         body = await self._body(request, {"refs": list, "redownload": bool, "reason": str})
@@ -401,6 +417,14 @@ class ControlServer:
     async def _resume_all(self, request: web.Request) -> web.Response:
         await self._body(request, {})
         return json_response(await self.services.resume_all())
+
+    async def _export(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.export())
+
+    async def _login_link(self, request: web.Request) -> web.Response:
+        await self._body(request, {})
+        return json_response(await self.services.login_link())
 
     async def _queue(self, request: web.Request) -> web.Response:
         return json_response(await self.services.queue(request.match_info["pool"]))
@@ -535,6 +559,11 @@ def _forbidden(message: str) -> web.Response:
     resp = error_response(403, "forbidden", message)
     resp.force_close()  # S1: answer and hang up
     return resp
+
+
+def json_line(data: Any) -> bytes:
+    """One JSON document and a newline, free-text fields redacted: what every answer holds."""
+    return _line(data)
 
 
 def _line(data: Any) -> bytes:

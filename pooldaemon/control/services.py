@@ -39,8 +39,10 @@ class Services(Protocol):
         """Offline catalog search (`GET /v1/catalog` query): `{"total", "items": [track…]}`."""
         ...
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        """Jobs, newest first, optionally filtered."""
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """One page of jobs, newest first, optionally filtered: `{"total", "items"}`."""
         ...
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
@@ -65,6 +67,10 @@ class Services(Protocol):
         """Undo `pause_all`."""
         ...
 
+    async def export(self) -> dict[str, Any]:
+        """Write every enabled export now: `{"written": [{"format", "path"}]}`, once on disk."""
+        ...
+
     async def queue(self, pool: str) -> dict[str, Any]:
         """The pool's remote download queue: `{"pool", "items": [...]}`."""
         ...
@@ -84,4 +90,8 @@ class Services(Protocol):
 
     async def rule_run(self, name: str, backfill: bool, since: str | None) -> dict[str, Any]:
         """`POST /v1/rules/{name}/run`: `{"queued", "skipped"}`."""
+        ...
+
+    async def login_link(self) -> dict[str, Any]:
+        """A one-time dashboard login link: `{"url"}` (Conflict when the dashboard is off)."""
         ...

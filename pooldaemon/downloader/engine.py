@@ -133,6 +133,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._paused = False
+        self._held: str | None = None
         self._running = False
         self._blocked: str | None = None
         self.finisher = Finisher(
@@ -313,9 +314,50 @@ class Engine:
         self.wake()
         return {"paused": False}
 
+    async def hold(self, reason: str) -> list[int]:
+        """Downloads wait for `reason` (a schedule window, a DJ app): no job starts, active ones
+        checkpoint and go back to the queue; returns the jobs interrupted.
+
+        docs/interface.md §10: a hold is not the user's pause. `release` never undoes
+        `pause_all`, and `resume_all` never ends a hold, so a window closing cannot start jobs
+        the user paused, nor a `poolctl resume` start downloads during a gig.
+        """
+        was_held = self._held is not None
+        self._held = reason
+        if was_held:
+            return []  # nothing started since: only the reason changed
+        active = list(self._active)
+        # All at once: each transfer checkpoints its chunks while the others do too.
+        await asyncio.gather(*(self._interrupt(job_id, "hold") for job_id in active))
+        for job_id in active:
+            await self._requeue_if_active(job_id)
+        return active
+
+    def release(self) -> None:
+        """The hold ends: queued jobs start again (unless the user paused the downloader)."""
+        if self._held is not None:
+            self._held = None
+            self.wake()
+
+    def set_rate(self, rate_bps: int) -> None:
+        """The bandwidth limit in force now, for all jobs (0: unlimited)."""
+        self.bucket.set_rate(rate_bps)
+
     @property
     def paused(self) -> bool:
+        """The user's own pause (`poolctl pause`)."""
         return self._paused
+
+    @property
+    def held(self) -> str | None:
+        """Why downloads are held by the schedule or gig mode, or None."""
+        return self._held
+
+    def waiting_reason(self) -> str | None:
+        """Why a queued job does not start now, when it is the whole downloader's doing."""
+        if self._paused:
+            return "downloads paused (poolctl resume)"
+        return self._held
 
     def rate_bps(self) -> int:
         """Bytes per second across all jobs now."""
@@ -412,14 +454,14 @@ class Engine:
 
     async def _schedule_once(self) -> None:
         """Start due jobs up to `max_active_downloads`."""
-        if self._paused:
+        if self._paused or self._held is not None:
             return
         free = self.config.max_active_downloads - len(self._active)
         if free <= 0:
             return
         for job_id in await store_jobs.due_jobs(self.store, self.clock(), free + len(self._active)):
-            if free <= 0:
-                break
+            if free <= 0 or self._paused or self._held is not None:
+                break  # (a pause or hold may have come while the query ran)
             if job_id not in self._active:
                 self._launch(job_id)
                 free -= 1

@@ -24,10 +24,11 @@ from pooldaemon.downloader.paths import (
     render_template,
     sanitize_component,
     sanitize_ext,
+    template_fields,
     unique_path,
 )
 from pooldaemon.downloader.pool import DownloadPool
-from pooldaemon.downloader.unzip import extract_parts
+from pooldaemon.downloader.unzip import extract_parts, lone_entry
 from pooldaemon.downloader.workfile import (
     WORK_AREA,
     disk_full,
@@ -109,7 +110,7 @@ class Finisher:
         adapter: DownloadPool,
         digests: dict[str, Digests],
     ) -> None:
-        """Verify, tag a copy, place it, fsync the folder, record (docs/reliability.md C4)."""
+        """Verify the one media part, then land it as a track."""
         if len(plan.parts) != 1:
             raise ProtocolError(f"{plan.pool}: a download of {len(plan.parts)} parts is no archive")
         part = plan.parts[0]
@@ -117,11 +118,27 @@ class Finisher:
         kind, ext, sha, size = await asyncio.to_thread(
             _verify_media, work, part, plan.format, digests.get(part.key)
         )
+        await self._track(job_id, plan, adapter, work, plan.meta, (kind, ext, sha, size))
+
+    async def _track(
+        self,
+        job_id: int,
+        plan: DownloadPlan,
+        adapter: DownloadPool,
+        work: Path,
+        meta: Mapping[str, Any],
+        verified: tuple[str | None, str, str | None, int],
+    ) -> None:
+        """Tag a copy of a verified file, place it at its template path, fsync the folder,
+        record (docs/reliability.md C4)."""
+        kind, ext, sha, size = verified
         source = work
         if self.config.write_tags and kind in _TAGGABLE:
             tagged = work.with_name("tagged.tmp")
+            # docs/interface.md §9: the comment names the pool and the ref is "<pool>:<id>".
+            tag_meta = {**meta, "pool": plan.pool, "id": plan.item_id}
             try:
-                await asyncio.to_thread(_copy_and_tag, work, tagged, plan.meta)
+                await asyncio.to_thread(_copy_and_tag, work, tagged, tag_meta)
             except OSError as err:
                 tagged.unlink(missing_ok=True)
                 if no_space(err):
@@ -137,13 +154,13 @@ class Finisher:
         if sha is None:
             sha, size = await asyncio.to_thread(_hash_file, work)
         assert sha is not None
-        fields = {**plan.meta, "pool": plan.pool, "id": plan.item_id}
+        job = await store_jobs.load_job(self.store, job_id)
+        fields = template_fields(
+            meta, pool=plan.pool, item_id=plan.item_id, ext=ext, origin=job.origin
+        )
         template = self.config.file_template
-        origin = (await store_jobs.load_job(self.store, job_id)).origin
-        if origin.startswith("rule:"):
-            fields["rule"] = origin.removeprefix("rule:")
-            if self.folders.get(origin):
-                template = f"{self.folders[origin]}/{template}"
+        if folder := self.folders.get(job.origin):
+            template = f"{folder}/{template}"
         dest, adopted = await asyncio.to_thread(self._destination, fields, ext, sha, size, template)
         # The intent: after a crash, a file at `path` with this hash is ours (C4).
         await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=sha)
@@ -189,6 +206,10 @@ class Finisher:
             )
             summary.append(f"{part.key}:{digest}")
         combined = hashlib.sha256("\n".join(summary).encode()).hexdigest()
+        archives = [paths[p.key] for p in plan.parts]
+        if plan.kind == "track" and await asyncio.to_thread(lone_entry, archives) is not None:
+            await self._track_from_archive(job_id, plan, adapter, archives)
+            return
         components = [
             sanitize_component(plan.pool),
             sanitize_component(plan.name or plan.item_id or f"job {job_id}"),
@@ -196,24 +217,58 @@ class Finisher:
         await asyncio.to_thread(ensure_dirs, self.download_dir, components)
         dest = unique_path(final_path(self.download_dir, components), split_ext=False)
         await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=combined)
-        room = await asyncio.to_thread(free_space, self.download_dir)
-        limit = min(self.config.max_extract_size_bytes, room - self.config.min_free_space_bytes)
-        if limit <= 0:
-            raise disk_full(self.download_dir, self.config.min_free_space_bytes)
+        limit = await self._extract_limit()
         staging = work_dir_for(self.download_dir, job_id) / "staging"
         failpoint("mid_extract")
         files = await asyncio.to_thread(
             extract_parts,
-            [paths[p.key] for p in plan.parts],
+            archives,
             dest,
             staging,
             max_total_bytes=limit,
+            max_entries=self.config.max_extract_entries,
+            max_ratio=self.config.max_extract_ratio,
         )
         if files:
             dest = dest.parent / Path(files[0]).relative_to(dest.parent).parts[0]
         size = sum(f.stat().st_size for f in files)
         failpoint("after_rename_before_done")
         await self._record(job_id, plan, adapter, dest, size, combined)
+
+    async def _track_from_archive(
+        self, job_id: int, plan: DownloadPlan, adapter: DownloadPool, archives: list[Path]
+    ) -> None:
+        """A single track delivered as a one-file ZIP (Harvest) lands like any other track:
+        named by file_template and tagged; only albums and sets become folders (§5, §9)."""
+        work = work_dir_for(self.download_dir, job_id)
+        limit = await self._extract_limit()
+        failpoint("mid_extract")
+        files = await asyncio.to_thread(
+            extract_parts,
+            archives,
+            work / "track",
+            work / "staging",
+            max_total_bytes=limit,
+        )
+        media = files[0]
+        stem, _, extension = media.name.rpartition(".")
+        meta: dict[str, Any] = dict(plan.meta)
+        if not meta.get("title"):
+            # The pool's own name for the file ("Artist - Title.mp3") when the catalog row
+            # was not at hand.
+            artist, dash, title = (stem or media.name).partition(" - ")
+            meta.update({"artist": artist, "title": title} if dash else {"title": artist})
+        entry = PlanPart(key="track", sources=[], extension=extension if stem else None)
+        verified = await asyncio.to_thread(_verify_media, media, entry, plan.format)
+        await self._track(job_id, plan, adapter, media, meta, verified)
+
+    async def _extract_limit(self) -> int:
+        """max_extract_size, capped by the free space less the margin (docs/interface.md §5)."""
+        room = await asyncio.to_thread(free_space, self.download_dir)
+        limit = min(self.config.max_extract_size_bytes, room - self.config.min_free_space_bytes)
+        if limit <= 0:
+            raise disk_full(self.download_dir, self.config.min_free_space_bytes)
+        return limit
 
     async def _record(
         self,
@@ -253,7 +308,7 @@ class Finisher:
         if plan.archive and dest.is_dir() and not dest.is_symlink():
             size = await asyncio.to_thread(_tree_size, dest)
             adopted = (size, sha)
-        elif not plan.archive and dest.is_file() and not dest.is_symlink():
+        elif dest.is_file() and not dest.is_symlink():  # a track, or a one-track archive's file
             digest, size = await asyncio.to_thread(_hash_file, dest)
             if digest == sha:
                 adopted = (size, sha)

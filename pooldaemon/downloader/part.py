@@ -873,7 +873,10 @@ class PartRun:
         await self.file.run(datasync)
         chunk = self.chunks[idx]
         chunk.filled = start + writer.received - chunk.start
+        # A stop that lands after the chunk's last byte arrived: the chunk is whole (and
+        # durable), not a prefix to resume with a Range that would start past its end.
+        chunk.done = chunk.filled >= chunk.size
         await store_parts.commit_chunk(
-            self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, False
+            self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, chunk.done
         )
         self._advance_hash()

@@ -14,9 +14,11 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pooldaemon.errors import PoolDaemonError
 from pooldaemon.fsutil import fsync_dir
+from pooldaemon.songkey import Version, parse, parse_version, split_title, version_in_name
 
 MAX_COMPONENT_BYTES = 200
 
@@ -111,12 +113,38 @@ def sanitize_ext(ext: str) -> str:
     return "".join(ch for ch in ext.lower() if ch in string.ascii_lowercase + string.digits)[:10]
 
 
+#: Fields a name can do without: an empty one vanishes together with its brackets or the
+#: separator before it (`{title} - {version}` → `Title`), instead of reading `Unknown Version`.
+OPTIONAL_FIELDS = frozenset(
+    {"mix", "version", "advisory", "quality", "editor", "bpm", "key", "year", "rule", "source"}
+)
+#: Fields that name a version: one already carried by the name is not written again.
+VERSION_FIELDS = frozenset({"mix", "version", "advisory", "quality"})
+#: The fields a version field is compared with (the name as the pool wrote it).
+_NAME_FIELDS = frozenset({"title", "song"})
+
+# An empty field is rendered as this mark first, then removed with its debris.
+_EMPTY = "\x00"
+_SEPARATOR = r"(?:\s*[-–—_|,;·~]+\s*|\s+)"
+# "(…)" holding only empty fields and separators, with the space before it.
+_EMPTY_BRACKETS = re.compile(r"\s*[(\[{<][-–—_|,;·~\s]*\x00[-–—_|,;·~\s\x00]*[)\]}>]")
+# An empty field and the separator before it, when real text comes before that separator.
+_EMPTY_AFTER_TEXT = re.compile(rf"(?<=[^-–—_|,;·~\s(\[{{<\x00]){_SEPARATOR}\x00")
+# An empty field at the start (of the level or of a bracket) and the separator after it.
+_EMPTY_LEADING = re.compile(rf"\x00{_SEPARATOR}?")
+
+
 def render_template(template: str, fields: Mapping[str, object], ext: str) -> list[str]:
     """Render `file_template` into sanitized path components, the last one carrying `.ext`.
 
     Each `/`-separated level of the template is one component, so a field value can never add
-    a level. A missing, None or blank field renders as `Unknown <Field>`, except when it is the
-    only thing inside brackets: then the brackets go too (`{title} ({mix})` → `Title`).
+    a level. An empty field (missing, None or blank) inside brackets takes the brackets with it
+    (`{title} ({mix})` → `Title`); an empty optional field (`OPTIONAL_FIELDS`) takes the
+    separator before it (`{title} - {version}` → `Title`); any other empty field renders as
+    `Unknown <Field>`. A version field (`VERSION_FIELDS`) whose value the level's `{title}` or
+    `{song}` already carries renders empty, so a name never repeats its version
+    (`Sexy Lady [Xtendz] - qHD - Clean ({mix})` with mix `Xtendz` → no `(Xtendz)`), and
+    `{version}` shows only what the name does not say yet (`Song [Clean] (Extended)`).
     """
     levels = [level for level in template.split("/") if level.strip()]
     if not levels:
@@ -140,8 +168,8 @@ class _Piece:
     """A run of literal template text, or one field's rendered value."""
 
     text: str
-    field: str | None = None  # set for a field; its text is "" when the value was empty
-    empty: bool = False
+    field: str | None = None  # set for a field
+    value: str | None = None  # a field's text; None when it is empty
 
 
 def _format_level(level: str, fields: Mapping[str, object]) -> tuple[str, str | None]:
@@ -152,23 +180,132 @@ def _format_level(level: str, fields: Mapping[str, object]) -> tuple[str, str | 
             pieces.append(_Piece(literal))
         if name is not None:
             value = _render_value(fields.get(name), spec or "", conversion)
-            pieces.append(_Piece(value or "", field=name, empty=value is None))
-    for i, piece in enumerate(pieces):
-        if not piece.empty:
-            continue
-        prev = pieces[i - 1] if i > 0 and pieces[i - 1].field is None else None
-        nxt = pieces[i + 1] if i + 1 < len(pieces) and pieces[i + 1].field is None else None
-        before = prev.text.rstrip() if prev else ""
-        after = nxt.text.lstrip() if nxt else ""
-        opening = before[-1:]
-        if prev and nxt and opening in _BRACKETS and after[:1] == _BRACKETS[opening]:
-            # An empty "({mix})" disappears with the space before it.
-            prev.text = before[:-1].rstrip()
-            nxt.text = after[1:]
-        else:
-            piece.text = _unknown(piece.field or "")
+            # The mark must stay unique: a NUL in a value becomes a space (sanitizing would).
+            value = value.replace(_EMPTY, " ") if value is not None else None
+            pieces.append(_Piece("", field=name, value=value))
+    _drop_carried_versions(pieces)
+    for piece in pieces:
+        if piece.field is not None:
+            piece.text = _EMPTY if piece.value is None else piece.value
+    text = _remove_empty(pieces)
     first_field = next((p.field for p in pieces if p.field), None)
-    return "".join(p.text for p in pieces), first_field
+    return text, first_field
+
+
+def _drop_carried_versions(pieces: list[_Piece]) -> None:
+    """Empty each version field whose value the name so far already carries.
+
+    The name so far is the level with only its title, song and earlier version fields filled
+    in (an artist called "Club Dogo" carries no "Club" mix)."""
+    for index, piece in enumerate(pieces):
+        if piece.field not in VERSION_FIELDS or piece.value is None:
+            continue
+        shown: list[str] = []
+        for position, other in enumerate(pieces):
+            if other.field is None:
+                shown.append(other.text)
+            elif other.value is not None and (
+                other.field in _NAME_FIELDS or (other.field in VERSION_FIELDS and position < index)
+            ):
+                shown.append(other.value)
+            else:
+                shown.append(_EMPTY)
+        name = _strip_marks("".join(shown))
+        if name and version_in_name(name, piece.value):
+            piece.value = None
+        elif name and piece.field == "version":
+            piece.value = _version_left(name, piece.value)
+
+
+def _version_left(name: str, shown: str) -> str | None:
+    """The part of a `{version}` the name does not say yet: `Song [Clean]` + `Extended Clean`
+    → `Extended`."""
+    _, have = split_title(name)
+    want = parse_version(shown)
+    have_mix = set((have.mix or "").split())
+    mix = " ".join(word for word in (want.mix or "").split() if word not in have_mix)
+    left = Version(
+        mix or None,
+        None if want.advisory == have.advisory else want.advisory,
+        None if want.quality == have.quality else want.quality,
+        want.video and not have.video and want.quality is None,
+    )
+    return _version_shown(left) or None
+
+
+def _remove_empty(pieces: list[_Piece]) -> str:
+    """Join the pieces; empty fields vanish with their brackets or separator, or read
+    `Unknown <Field>` when they are neither optional nor alone in brackets."""
+    bracketed = [m.span() for m in _EMPTY_BRACKETS.finditer("".join(p.text for p in pieces))]
+    position = 0
+    for piece in pieces:
+        length = len(piece.text)
+        if piece.field is not None and piece.value is None:
+            inside = any(start <= position < end for start, end in bracketed)
+            if not inside and piece.field not in OPTIONAL_FIELDS:
+                piece.text = _unknown(piece.field)
+        position += length
+    return _strip_marks("".join(p.text for p in pieces))
+
+
+def _strip_marks(text: str) -> str:
+    """Remove empty-field marks with the brackets or separator that belonged to them."""
+    text = _EMPTY_BRACKETS.sub("", text)
+    while True:  # "T - {year} - {rule}": each pass takes one " - " and the mark after it
+        shorter = _EMPTY_AFTER_TEXT.sub("", text)
+        if shorter == text:
+            break
+        text = shorter
+    text = _EMPTY_LEADING.sub("", text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+#: Extensions whose files are videos (for the version's quality and `{version}`).
+_VIDEO_EXTS = frozenset({"mp4", "m4v", "mov"})
+_QUALITY_SHOWN = {"sd": "SD", "qhd": "qHD", "hd": "HD", "fhd": "FHD", "4k": "4K"}
+
+
+def template_fields(
+    meta: Mapping[str, Any], *, pool: str, item_id: str, ext: str, origin: str = ""
+) -> dict[str, Any]:
+    """Every `file_template` field for one download (docs/interface.md §9).
+
+    `meta` is the plan's metadata as the pool gave it (artist, title, mix, advisory, genre,
+    bpm, key, year or date, source, quality, editor); `origin` the job's ("rule:NAME" fills
+    `{rule}`). `{song}` and `{version}` come from songkey: the title without version
+    annotations, and the version the title and the pool's fields name."""
+    fields: dict[str, Any] = {**meta, "pool": pool, "id": item_id}
+    title = _text(meta.get("title"))
+    artist = _text(meta.get("artist"))
+    if title:
+        parsed = parse(
+            artist,
+            title,
+            mix=_text(meta.get("mix")) or None,
+            advisory=_text(meta.get("advisory")) or None,
+            media="video" if sanitize_ext(ext) in _VIDEO_EXTS else None,
+            quality=_text(meta.get("quality")) or None,
+        )
+        fields["song"] = parsed.song
+        fields["version"] = _version_shown(parsed.version)
+        if parsed.version.advisory:
+            fields["advisory"] = parsed.version.advisory.title()
+    if not _text(meta.get("year")):
+        date = _text(meta.get("date"))
+        fields["year"] = date[:4] if date[:4].isdigit() else None
+    rule_name = origin.removeprefix("rule:") if origin.startswith("rule:") else ""
+    fields["rule"] = rule_name or None
+    return fields
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _version_shown(version: Version) -> str:
+    """A version label as a name shows it: `xtendz clean qhd` → `Xtendz Clean qHD`."""
+    words = version.label.split()
+    return " ".join(_QUALITY_SHOWN.get(word) or word[:1].upper() + word[1:] for word in words)
 
 
 def _render_value(value: object, spec: str, conversion: str | None) -> str | None:

@@ -122,6 +122,35 @@ class _Budget:
             )
 
 
+def lone_entry(parts: list[Path]) -> str | None:
+    """The name of the only file in a set of ZIP parts (folders and Finder or Explorer
+    droppings aside), or None when there are several, none, or a part cannot be read.
+
+    A one-file archive of a single track is placed as a track, not as a folder
+    (docs/interface.md §9); extraction still judges it like any other archive."""
+    names: list[str] = []
+    for path in parts:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = zf.infolist()
+        except (OSError, *_DECODE_ERRORS):
+            return None
+        for info in infos:
+            raw = info.filename
+            clean = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".")]
+            if raw.endswith(("/", "\\")) or (clean and _is_junk(clean)):
+                continue
+            names.append(raw)
+            if len(names) > 1:
+                return None
+    return names[0] if names else None
+
+
+def _is_junk(clean: list[str]) -> bool:
+    """Finder and Explorer droppings (`__MACOSX/`, `.DS_Store`, `._x`, `Thumbs.db`)."""
+    return clean[0] == "__MACOSX" or clean[-1] in _JUNK_NAMES or clean[-1].startswith("._")
+
+
 def extract_zip(
     archive: Path,
     dest_root: Path,
@@ -242,7 +271,7 @@ def _plan(zf: zipfile.ZipFile, path: Path, label: str, max_ratio: float) -> list
         if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG, stat.S_IFDIR):
             links.append(raw)
             continue
-        junk = clean[0] == "__MACOSX" or clean[-1] in _JUNK_NAMES or clean[-1].startswith("._")
+        junk = _is_junk(clean)
         entry = _Entry(info, tuple(sanitize_component(p) for p in clean), is_dir, junk)
         entries.append(entry)
         if junk or is_dir:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 from pydantic import SecretStr
@@ -36,6 +36,8 @@ class Capability(enum.StrEnum):
 
 
 Clock = Callable[[], float]
+#: Writes the adapter's `state()` to the store now (set by the sync coordinator).
+Persist = Callable[[], Awaitable[None]]
 
 
 class PoolSettings(Protocol):
@@ -79,6 +81,9 @@ class PoolAdapter(ABC):
         self.config: PoolSettings = config
         self.http = http
         self.clock = clock
+        #: Set by the sync coordinator: an adapter that must not lose an answer (a call with a
+        #: side effect) awaits it before going on. None: nothing is written (tests, one-offs).
+        self.persist: Persist | None = None
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -91,6 +96,15 @@ class PoolAdapter(ABC):
     def state(self) -> dict[str, Any]:
         """What to persist for `restore_state` (stored in the state database, mode 0600)."""
         return {}
+
+    async def save_state(self) -> None:
+        """Write `state()` now, when the daemon gave us a way to (see `persist`)."""
+        if self.persist is not None:
+            await self.persist()
+
+    def notices(self) -> list[str]:
+        """Features this pool lacks, learned at run time, in words for `poolctl status`."""
+        return []
 
     # -- tokens -------------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from pooldaemon.pools.crateq_wire import (
     media_track,
     record_id,
 )
-from pooldaemon.pools.fields import Quarantined, flag_or_none, whole_number
+from pooldaemon.pools.fields import Quarantined, flag_or_none, track_meta, whole_number
 from pooldaemon.pools.http import Auth, PoolHttp, TokenKeeper, loads_strict
 
 log = get_logger(__name__)
@@ -541,7 +541,7 @@ class CrateQ(PoolAdapter):
             kind="track",
             format="",
             parts=[part],
-            meta=_meta(track),
+            meta=track_meta(track),
             context={"queue_id": item.queue_id},
         )
 
@@ -582,24 +582,3 @@ def _find(queue: list[QueueItem], media_id: int) -> QueueItem | None:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
-
-
-def _meta(track: Track | None) -> dict[str, Any]:
-    """The file template's and tag writer's fields (CONTRACT §2 file_template)."""
-    if track is None:
-        return {}
-    return {
-        "id": track.id,
-        "artist": track.artist,
-        "title": track.title,
-        "genre": track.genre,
-        "bpm": track.bpm,
-        "year": track.year,
-        "mix": track.mix,
-        "editor": track.editor,
-        "advisory": track.advisory,
-        "quality": track.quality,
-        "source": track.source,
-        "date": track.date,
-        "length_s": track.length_s,
-    }

@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any
 
+from pooldaemon.models import Track
+
 #: Words a pool uses for a flag (any case, surrounding blanks ignored).
 TRUE_WORDS = frozenset({"true", "1", "yes", "y"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", ""})
@@ -87,3 +89,27 @@ def text_or_none(value: Any) -> str | None:
         return text(value)
     except Quarantined:
         return None
+
+
+def track_meta(track: Track | None) -> dict[str, Any]:
+    """A track's fields for the file template and the tags, as a plan's `meta`.
+
+    docs/interface.md §9; the downloader adds the pool and makes `{song}` and `{version}`."""
+    if track is None:
+        return {}
+    meta = {
+        "id": track.id,
+        "artist": track.artist,
+        "title": track.title,
+        "genre": track.genre,
+        "bpm": track.bpm,
+        "year": track.year,
+        "mix": track.mix,
+        "editor": track.editor,
+        "advisory": track.advisory,
+        "quality": track.quality,
+        "source": track.source,
+        "date": track.date,
+        "length_s": track.length_s,
+    }
+    return {key: value for key, value in meta.items() if value is not None}

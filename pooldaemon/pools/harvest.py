@@ -43,7 +43,7 @@ from pooldaemon.models import (
 from pooldaemon.offload import INLINE, Offload
 from pooldaemon.pools import harvest_wire as wire
 from pooldaemon.pools.base import Capability, Clock, PoolAdapter, PoolSettings, secret_text
-from pooldaemon.pools.fields import Quarantined, whole_number_or_none
+from pooldaemon.pools.fields import Quarantined, track_meta, whole_number_or_none
 from pooldaemon.pools.http import PoolHttp, TokenKeeper
 
 log = get_logger(__name__)
@@ -177,6 +177,8 @@ class HarvestAdapter(PoolAdapter):
         self._info: ServiceInfo | None = None
         #: (kind, id) → name of albums and playlists seen in polls, for download folder names.
         self._names: dict[tuple[str, str], str] = {}
+        #: Tracks seen in lists, by id: a single track's plan carries its fields (names, tags).
+        self._tracks: dict[str, Track] = {}
 
     # -- state kept across restarts ------------------------------------------------------------
 
@@ -550,6 +552,7 @@ class HarvestAdapter(PoolAdapter):
             # A single-track download's folder is named after it, not its opaque id.
             label = f"{track.artist} - {track.title}" if track.artist else track.title
             self._names[("track", track.id)] = label
+            self._tracks[track.id] = track
         return track
 
     async def catalog(
@@ -787,6 +790,11 @@ class HarvestAdapter(PoolAdapter):
             name = self._names.get((request.kind, ident))
         return name or ident
 
+    def _track_meta(self, ident: str) -> dict[str, Any]:
+        """A track's fields from the lists already read; {} when none listed it (the
+        downloader then reads artist and title from the file's name in the archive)."""
+        return track_meta(self._tracks.get(ident))
+
     async def _request_download(self, request: Request, name: str) -> DownloadPlan:
         info = await self.service_info()
         format_id = self.format_id(info)
@@ -834,9 +842,10 @@ class HarvestAdapter(PoolAdapter):
                 kind=request.kind,
                 format=self.config.format,
                 parts=parts,
-                # A track's folder is named by its id; that is no title for the job.
+                # A single track lands like any other pool's (docs/interface.md §9): its fields
+                # name and tag it. A set's meta titles the job with the set's name.
                 meta={"id": identifier, "kind": request.kind}
-                | ({} if request.kind == "track" else {"title": name}),
+                | (self._track_meta(identifier) if request.kind == "track" else {"title": name}),
                 archive=True,
                 name=name,
                 context={"identifier": identifier, "format_id": format_id, **context},

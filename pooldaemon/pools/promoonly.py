@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 from urllib.parse import quote
 
+import aiohttp
 from pydantic import SecretStr
 
 from pooldaemon.errors import (
@@ -21,7 +22,9 @@ from pooldaemon.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    PoolDaemonError,
     ProtocolError,
+    RateLimited,
     TokenExpired,
     TransientError,
     Unsupported,
@@ -39,6 +42,8 @@ log = get_logger(__name__)
 RENEW_MARGIN_S = 60.0
 #: The one call this pool is owed after a verified file (CONTRACT §6), as an OutboxCall action.
 SUCCESS_ACTION = "download_success"
+#: Queue answers remembered while the website's queue cannot be read (a few per queued job).
+REMEMBERED_ANSWERS = 2000
 
 # Statuses we read ourselves to show the pool's `Result` text; 401 goes to token renewal, 408,
 # 429 and 5xx to the shared transient handling of pools/http.py.
@@ -103,26 +108,65 @@ class PromoOnlyAdapter(PoolAdapter):
         self._queue_path: str | None = None
         #: One queue call per track at a time: two plans for a track must not both queue it.
         self._track_locks: dict[str, asyncio.Lock] = {}
+        #: The assumed list endpoint answered 404: the website's queue cannot be read (nor
+        #: edited), and a lost queue answer cannot be looked up there.
+        self._list_missing = False
+        #: While the list is missing: the queue answers we got, by track id, kept (and written
+        #: before use) so the queue GET's side effect is never repeated for them.
+        self._answers: dict[str, dict[str, Any]] = {}
+        #: While the list is missing: tracks whose queue GET left without an answer back.
+        self._asked: dict[str, float] = {}
 
     # -- state kept across restarts ------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The API key and secret outlive a restart, so renewal needs no new sign-in."""
-        if self._fixed or self._api_key is None:
-            return {}
-        return {
-            "email": self.config.email,
-            "userid": self._user_id,
-            "api_key": self._api_key,
-            "api_secret": self._api_secret,
-        }
+        """The API key and secret outlive a restart, so renewal needs no new sign-in; so do
+        the queue answers held while the website's queue cannot be read."""
+        state: dict[str, Any] = {}
+        if not self._fixed and self._api_key is not None:
+            state.update(
+                email=self.config.email,
+                userid=self._user_id,
+                api_key=self._api_key,
+                api_secret=self._api_secret,
+            )
+        if self._list_missing or self._answers or self._asked:
+            state["queue"] = {
+                "account": self._account(),
+                "list_missing": self._list_missing,
+                # Copies: the caller compares this with what it saved last time.
+                "answers": {track: dict(entry) for track, entry in self._answers.items()},
+                "asked": dict(self._asked),
+            }
+        return state
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
+        queue = state.get("queue")
+        if isinstance(queue, dict) and queue.get("account") == self._account():
+            self._list_missing = queue.get("list_missing") is True
+            answers, asked = queue.get("answers"), queue.get("asked")
+            if isinstance(answers, dict):
+                self._answers = {str(k): v for k, v in answers.items() if isinstance(v, dict)}
+            if isinstance(asked, dict):
+                self._asked = {str(k): float(v) for k, v in asked.items() if _is_number(v)}
         if self._fixed or state.get("email") != self.config.email:
             return  # another account's key must not renew this one's token
         user_id, key, secret = state.get("userid"), state.get("api_key"), state.get("api_secret")
         if isinstance(user_id, int) and isinstance(key, str) and isinstance(secret, str):
             self._user_id, self._api_key, self._api_secret = user_id, key, secret
+
+    def _account(self) -> str:
+        """Whose queue answers these are: another account's must never be used."""
+        return f"{self._base} {self.config.email or ''} {self.config.user_id or ''}"
+
+    def notices(self) -> list[str]:
+        if not self._list_missing:
+            return []
+        return [
+            f"the website's download queue cannot be read ({self.QUEUE_LIST_PATH} answers "
+            "404): tracks requested through pooldaemon still download, tracks queued on the "
+            "website are not picked up"
+        ]
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -221,9 +265,34 @@ class PromoOnlyAdapter(PoolAdapter):
     # -- the remote queue ---------------------------------------------------------------------
 
     async def remote_queue(self) -> list[QueueItem]:
-        """`GET /download/queue`: one item per track (the newest entry when one is listed twice)."""
+        """`GET /download/queue`: one item per track (the newest entry when one is listed twice).
+
+        The list endpoint is assumed (docs/pools/promoonly.md): a pool that answers 404 to it
+        has no readable queue, which costs that feature only, so the answer is then empty."""
+        return await self._read_queue() or []
+
+    async def _read_queue(self) -> list[QueueItem] | None:
+        """The remote queue, or None when the pool has no list endpoint."""
         answer = await self._call("GET", self.QUEUE_LIST_PATH, endpoint="download/queue")
+        if answer.status == 404:
+            if not self._list_missing:
+                self._list_missing = True
+                log.warning(
+                    "promoonly.queue_unreadable",
+                    pool=self.name,
+                    reason=f"{self.QUEUE_LIST_PATH} answers HTTP 404",
+                    effect="requested tracks still download; the website's queue is not read",
+                )
+                await self.save_state()
+            return None
         self._raise_for(answer, "queue list")
+        if self._list_missing:
+            self._list_missing = False
+            log.info("promoonly.queue_readable_again", pool=self.name)
+            # What we remembered is on the list now, which is read before any queue GET.
+            self._answers.clear()
+            self._asked.clear()
+            await self.save_state()
         if not isinstance(answer.body, list):
             raise ProtocolError(
                 f"{self.name}: queue list answered {type(answer.body).__name__}, expected a list"
@@ -254,7 +323,8 @@ class PromoOnlyAdapter(PoolAdapter):
     async def queue_add(self, item_id: str) -> str:
         """Queue a track for download (`GET /downloads/queue/ID`) unless it is queued already."""
         track_id = wire.parse_track_id(item_id)
-        entry, fresh = await self._ensure_queued(track_id)
+        # The user's own word: asked again even after an answer was lost (see _queue_once).
+        entry, fresh = await self._ensure_queued(track_id, force=True)
         if not fresh:
             return f"{self.name}:{track_id} is already in the queue"
         return f"{self.name}:{track_id}: {wire.result_text(entry) or 'queued for download'}"
@@ -262,6 +332,11 @@ class PromoOnlyAdapter(PoolAdapter):
     async def queue_remove(self, item_id: str) -> str:
         """`GET /download/remove/ID`: removing twice is harmless, so it is retried like a read."""
         track_id = wire.parse_track_id(item_id)
+        if self._list_missing:
+            raise Unsupported(
+                f"{self.name}: the website's download queue cannot be read or edited here "
+                f"({self.QUEUE_LIST_PATH} answers 404); remove {track_id} on the website"
+            )
         answer = await self._call(
             "GET", self.REMOVE_PATH.format(id=track_id), idempotent=True, endpoint="download/remove"
         )
@@ -272,16 +347,22 @@ class PromoOnlyAdapter(PoolAdapter):
             f"{self.name}:{track_id}: {wire.result_text(answer.body) or 'removed from the queue'}"
         )
 
-    async def _ensure_queued(self, track_id: str) -> tuple[dict[str, Any], bool]:
+    async def _ensure_queued(
+        self, track_id: str, *, force: bool = False
+    ) -> tuple[dict[str, Any], bool]:
         """The queue entry for a track, queuing it only when the queue does not hold it.
 
         Returns (entry, queued_now). The queue GET has a side effect (RELIABILITY §0), so it is
         never repeated blindly: after a failure the queue is read and an entry found there is
         used; otherwise the error goes back to the caller, whose later retry reads again first.
+        A pool without the list endpoint is handled by `_queue_once`.
         """
         lock = self._track_locks.setdefault(track_id, asyncio.Lock())
         async with lock:
-            found = await self.find_in_queue(track_id)
+            listed = await self._read_queue()
+            if listed is None:
+                return await self._queue_once(track_id, force=force)
+            found = next((item for item in listed if item.item_id == track_id), None)
             if found is not None:
                 return dict(found.extra), False
             try:
@@ -298,6 +379,47 @@ class PromoOnlyAdapter(PoolAdapter):
                     "promoonly.queue_answer_lost", pool=self.name, track=track_id, error=err.message
                 )
                 return dict(found.extra), True
+
+    async def _queue_once(self, track_id: str, *, force: bool) -> tuple[dict[str, Any], bool]:
+        """The queue GET for a pool whose queue cannot be read: at most once per track.
+
+        docs/reliability.md C6: the answer is written to the state database before it is used,
+        so a crash after it costs nothing; a GET whose answer never came back is not sent again
+        (the queue cannot be read to see whether it was applied) unless the user asks
+        (`poolctl queue POOL add ID`, `force`). Answers are forgotten once the pool
+        acknowledges the download.
+        """
+        held = self._answers.get(track_id)
+        if held is not None and not force:
+            return dict(held), False
+        if track_id in self._asked and not force:
+            raise Conflict(
+                f"{self.name}: the answer to queuing track {track_id} was lost, and the website's "
+                "download queue cannot be read to see whether the pool queued it; queuing it "
+                "again may use up a download: check the website's queue, then "
+                f"`poolctl queue {self.name} add {track_id}` and `poolctl retry` the job"
+            )
+        self._asked[track_id] = self.clock()
+        await self.save_state()
+        try:
+            entry = await self._queue_call(track_id)
+        except RateLimited:
+            self._asked.pop(track_id, None)  # 429: refused, not applied
+            raise
+        except TransientError as err:
+            if not isinstance(err.__cause__, aiohttp.ClientConnectorError):
+                raise  # sent, answer lost: the marker stays (see above)
+            self._asked.pop(track_id, None)  # never connected: nothing was sent
+            raise
+        except PoolDaemonError:
+            self._asked.pop(track_id, None)  # the pool answered: it said what it did
+            raise
+        self._answers[track_id] = entry
+        self._asked.pop(track_id, None)
+        while len(self._answers) > REMEMBERED_ANSWERS:
+            del self._answers[next(iter(self._answers))]
+        await self.save_state()
+        return entry, True
 
     async def _queue_call(self, track_id: str) -> dict[str, Any]:
         paths = (self._queue_path,) if self._queue_path else self.QUEUE_PATHS
@@ -499,6 +621,11 @@ class PromoOnlyAdapter(PoolAdapter):
             idempotent=True,  # the outbox replays it after a crash anyway
         )
         self._raise_for(answer, f"download success for {track_id}")
+        held = self._answers.get(track_id)
+        if held is not None and str(held.get("dl_token")) == str(payload["dl_token"]):
+            # That entry has left the pool's queue: a later request queues the track afresh.
+            del self._answers[track_id]
+            await self.save_state()
 
     async def redownload(self, item_ids: list[str], reason: str) -> str:
         """`POST /download/redownload_request` (seed 002): scarce, only on the user's word."""
@@ -571,3 +698,7 @@ class PromoOnlyAdapter(PoolAdapter):
         if status == 401:
             raise TokenExpired(message)
         raise ProtocolError(message)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

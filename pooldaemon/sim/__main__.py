@@ -38,7 +38,12 @@ async def _start_harvest(args: argparse.Namespace, port: int) -> _Running:
 
 
 async def _start_promoonly(args: argparse.Namespace, port: int) -> _Running:
-    sim = PromoOnlySim(seed=args.seed, tracks=max(8, args.queue + 3), port=port)
+    sim = PromoOnlySim(
+        seed=args.seed,
+        tracks=max(8, args.queue + 3),
+        queue_list=not args.no_queue_list,
+        port=port,
+    )
     await sim.start()
     # Queued on the website, so the queue poll has something for auto-download.
     sim.add_to_queue(sim.track_ids[: args.queue])
@@ -61,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="first port (default: any free one)")
     parser.add_argument("--seed", default="demo", help="seed for deterministic data")
     parser.add_argument("--queue", type=int, default=5, help="tracks pre-queued per pool")
+    parser.add_argument(
+        "--no-queue-list",
+        action="store_true",
+        help="Promo Only: answer 404 to the assumed queue list and remove endpoints",
+    )
     parser.add_argument(
         "--pool",
         action="append",

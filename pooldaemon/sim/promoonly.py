@@ -141,6 +141,9 @@ def _error(status: int, message: str, headers: dict[str, str]) -> web.StreamResp
     return web.json_response({"Result": message}, status=status, headers=headers)
 
 
+#: Assumed rather than documented (docs/pools/promoonly.md): off with `queue_list=False`.
+_ASSUMED = frozenset({"queue_list", "remove"})
+
 Handler = Callable[[web.Request, _User | None], Awaitable[tuple[int, Any]]]
 
 
@@ -156,6 +159,7 @@ class PromoOnlySim:
         media_size: int = 96 * 1024,
         token_lifetime_s: float = TOKEN_LIFETIME_S,
         queue_paths: Iterable[str] = ("seed", "alt"),
+        queue_list: bool = True,
         port: int = 0,
     ) -> None:
         if servers < 1:
@@ -164,6 +168,9 @@ class PromoOnlySim:
         self.token_lifetime_s = token_lifetime_s
         #: Which queue-a-download paths answer: "seed" (/downloads/queue/ID), "alt" (/download/…).
         self.queue_paths = set(queue_paths)
+        #: Whether the assumed list and remove endpoints exist (`/download/queue`,
+        #: `/download/remove/ID`); False: both answer 404 like any unknown path. Switchable.
+        self.queue_list = queue_list
         self._offset = 0.0
         rng = random.Random(seed)
         self.email = "dj@example.com"
@@ -368,6 +375,8 @@ class PromoOnlySim:
         self, endpoint: str, handler: Handler, signed: bool
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
+            if endpoint in _ASSUMED and not self.queue_list:
+                return await self._not_found(request)  # switched off: like any unknown path
             self.log.record(request, endpoint)
             active = self.faults.select(endpoint, API_KINDS)
             after = any(fault.params.get("after_apply") for fault in active.values())

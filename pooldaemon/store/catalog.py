@@ -159,6 +159,23 @@ class PageResult:
     unchanged: int = 0
 
 
+_SPELLING = "INSERT OR IGNORE INTO spellings (kind, folded, value) VALUES (?, ?, ?)"
+
+
+_GENRE_AT, _MIX_AT = ROW_FIELDS.index("genre"), ROW_FIELDS.index("mix")
+
+
+def spelling_rows(rows: TrackRows) -> list[tuple[str, str, str]]:
+    """A page's genre and mix values under their Unicode case fold (schema migration 11).
+
+    Read off the flat rows by slicing: indexing a TrackRows builds a Track per row."""
+    values = rows.values
+    seen = {("g", v) for v in values[_GENRE_AT::WIDTH] if v} | {
+        ("m", v) for v in values[_MIX_AT::WIDTH] if v
+    }
+    return [(kind, value.casefold(), value) for kind, value in sorted(seen)]
+
+
 async def apply_page(
     store: Store,
     pool: str,
@@ -181,8 +198,9 @@ async def apply_page(
     if not tracks:
         return PageResult()
     rows = TrackRows.of(pool, tracks)
+    spellings = spelling_rows(rows)
     if bulk:
-        return await _bulk_page(store, pool, rows, seen_at)
+        return await _bulk_page(store, pool, rows, seen_at, spellings)
     values = rows.values
     step = _STAGE_ROWS * WIDTH
     stages = [
@@ -209,6 +227,7 @@ async def apply_page(
             db.execute(_FTS_NEW, (newest,))
         if in_pass:
             db.execute(_PASS_PAGE, (pool,))
+        db.executemany(_SPELLING, spellings)
         return staged, added, updated
 
     total, added, updated = await store.run_in_transaction(write)
@@ -310,7 +329,9 @@ async def ensure_search_indexes(store: Store) -> None:
             await db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}")
 
 
-async def _bulk_page(store: Store, pool: str, rows: TrackRows, seen_at: float) -> PageResult:
+async def _bulk_page(
+    store: Store, pool: str, rows: TrackRows, seen_at: float, spellings: list[tuple[str, str, str]]
+) -> PageResult:
     """A page of a bulk load: inserted as it is (a repeated id keeps its first row)."""
     values = rows.values
     step = _BULK_ROWS * WIDTH
@@ -331,6 +352,7 @@ async def _bulk_page(store: Store, pool: str, rows: TrackRows, seen_at: float) -
         for tracks_sql, tracks_args, raw_sql, raw_args in statements:
             added += max(db.execute(tracks_sql, tracks_args).rowcount, 0)
             db.execute(raw_sql, raw_args)
+        db.executemany(_SPELLING, spellings)
         return added
 
     return PageResult(added=await store.run_in_transaction(write))

@@ -20,6 +20,10 @@ from pooldaemon.store.schema import MIGRATIONS, SCHEMA_VERSION
 T = TypeVar("T")
 
 
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
+
+
 async def uncancelled(statement: Awaitable[Any]) -> Any:
     """Await work to its end even when cancelled meanwhile, then re-raise the cancel.
 
@@ -103,6 +107,9 @@ class Store:
                 raise StoreError(f"{path}: SQLite refused WAL mode (got {mode}); is it on NFS?")
             reader = await aiosqlite.connect(path, isolation_level=None)
             reader.row_factory = aiosqlite.Row
+            # Unicode case folding for the writes that keep filter values' spellings (schema
+            # migration 11); never used in the schema itself, so any SQLite can read the file.
+            await conn.create_function("pd_casefold", 1, _casefold, deterministic=True)
             store = cls(conn, path, reader)
             await store._configure()
             await store._migrate(migrate_to)

@@ -86,6 +86,17 @@ async def create_job(
                 if key is not None:
                     await _remember_key(db, key, row["id"])
                 return job_dict(row), False
+        if (title is None or artist is None) and req.kind == "track" and req.item_id:
+            # A request names only the item (`poolctl get`, the drop folder, a pool's queue
+            # handed over): the job shows what the mirror knows of it from the start, not only
+            # if the pool's download answer happens to carry it (Harvest's does not).
+            async with db.execute(
+                "SELECT title, artist FROM tracks WHERE pool = ? AND id = ?",
+                (req.pool, req.item_id),
+            ) as cur:
+                known = await cur.fetchone()
+            if known is not None:
+                title, artist = title or known[0], artist or known[1]
         cur = await db.execute(
             "INSERT INTO jobs (pool, kind, item_id, format, ref, origin, title, artist, state, "
             "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -65,7 +65,7 @@ async def set_cursor(store: Store, pool: str, seen_to: float) -> None:
 
 async def new_tracks(store: Store, pool: str, after: float) -> list[tuple[int, float]]:
     """(rowid, first_seen) of the pool's tracks that entered the mirror after `after`
-    (schema migration 11's index: no scan of the mirror)."""
+    (schema migration 13's index: no scan of the mirror)."""
     # Named: without statistics SQLite would rather walk the pool's (pool, id) index, every
     # track of it (~140 ms on 174,420 tracks) for the few new ones.
     rows = await store.fetchall(

@@ -473,8 +473,50 @@ MIGRATIONS.append(
     ["DROP INDEX IF EXISTS tracks_by_bpm", "DROP INDEX IF EXISTS tracks_by_year"]
 )
 
+# Genre and mix filters match a whole value case-insensitively in every script (docs/interface.md
+# §7), but SQLite's NOCASE and lower() fold ASCII only. Each value's spellings are kept under
+# its Unicode case fold (`str.casefold`, registered as `pd_casefold` on the writing connection,
+# store/db.py), so a search asks for every stored spelling of the value it was given; the word
+# index and the covering indexes stay as they are. store/catalog.py adds a page's values.
+SPELLINGS_KINDS = {"genre": "g", "mix": "m"}
+
 MIGRATIONS.append(
-    # 11: rules (docs/interface.md §7): when each rule first appeared, how far each pool's new
+    # 11: spellings of the filter values under their Unicode case fold (above).
+    [
+        """
+        CREATE TABLE spellings (
+            kind   TEXT NOT NULL,                   -- g genre, m mix
+            folded TEXT NOT NULL,                   -- str.casefold() of the value
+            value  TEXT NOT NULL,                   -- a spelling some track has
+            PRIMARY KEY (kind, folded, value)
+        ) WITHOUT ROWID
+        """,
+        *(
+            f"INSERT OR IGNORE INTO spellings (kind, folded, value) SELECT DISTINCT '{kind}', "
+            f"pd_casefold({column}), {column} FROM tracks WHERE {column} IS NOT NULL"
+            for column, kind in SPELLINGS_KINDS.items()
+        ),
+    ]
+)
+
+MIGRATIONS.append(
+    # 12: what pooldaemon wrote last to each export file (docs/interface.md §9): a file whose
+    # content is anything else was edited by the user, and ours goes beside it.
+    [
+        """
+        CREATE TABLE export_files (
+            target   TEXT PRIMARY KEY,             -- the file the config (or a playlist) names
+            format   TEXT NOT NULL,                -- m3u8 | rekordbox | traktor | serato
+            path     TEXT NOT NULL,                -- where it went: target, or beside it
+            digest   TEXT NOT NULL,                -- SHA-256 of the bytes written to path
+            written  REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ]
+)
+
+MIGRATIONS.append(
+    # 13: rules (docs/interface.md §7): when each rule first appeared, how far each pool's new
     # tracks have been looked at, and what each rule decided for each track it matched.
     [
         """

@@ -12,11 +12,12 @@ import json
 import sqlite3
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pooldaemon.store.catalog import SELECT_TRACK, track_dict, words_ready
 from pooldaemon.store.db import Reads, Store
+from pooldaemon.store.schema import SPELLINGS_KINDS
 
 #: Word index keys are `sortkey`s (schema migration 9): the track's rowid is their low 32 bits.
 _KEY_ROWID = "& 4294967295"
@@ -156,7 +157,8 @@ def _filters(
     if query.pools:
         _in("t.pool", query.pools, where, params)
     if query.genres:
-        # CONTRACT §4: a whole value, case-insensitively (NOCASE folds ASCII letters).
+        # A whole value, case-insensitively: NOCASE folds ASCII letters, and `search` has added
+        # every spelling that folds to the same in other scripts (_spellings).
         _in("t.genre COLLATE NOCASE", query.genres, where, params)
     if query.mixes:
         _in("t.mix COLLATE NOCASE", query.mixes, where, params)
@@ -212,6 +214,12 @@ def _driving_index(query: CatalogQuery) -> str | None:
 
 async def search(store: Store, query: CatalogQuery) -> dict[str, Any]:
     """`{"total", "items"}`: matching tracks newest first (date, then the pool's id), paged."""
+    if query.genres or query.mixes:
+        query = replace(
+            query,
+            genres=await _spellings(store.reads, "g", query.genres),
+            mixes=await _spellings(store.reads, "m", query.mixes),
+        )
     try:
         return await _search(store, query, hints=True)
     except sqlite3.OperationalError as err:
@@ -219,6 +227,21 @@ async def search(store: Store, query: CatalogQuery) -> dict[str, Any]:
             raise
         # A bulk load is rebuilding the search indexes: slower, but still right.
         return await _search(store, query, hints=False)
+
+
+async def _spellings(db: Reads, kind: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Every stored spelling of these values under Unicode case folding (schema migration 11):
+    `música latina` finds `Música Latina` and `MÚSICA LATINA`, which NOCASE and the word index
+    (ASCII folding) would each match only as spelled. The values themselves stay: an ASCII
+    fold never joins two values a Unicode fold keeps apart."""
+    if not values:
+        return values
+    folded = list(dict.fromkeys(value.casefold() for value in values))
+    rows = await db.fetchall(
+        f"SELECT value FROM spellings WHERE kind = ? AND folded IN ({','.join('?' * len(folded))})",
+        (kind, *folded),
+    )
+    return tuple(dict.fromkeys([*values, *(row[0] for row in rows)]))
 
 
 async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str, Any]:
@@ -475,17 +498,13 @@ async def matching_tracks(
 
 
 async def spellings(store: Store, column: Literal["genre", "mix"]) -> list[str]:
-    """One value of `column` per case-insensitive (ASCII, as NOCASE) class in the mirror.
+    """Every spelling of `column` the mirror has had (the `spellings` table, migration 11).
 
-    Read by skipping through the column's index, one seek per value. A rule matches genres and
-    mixes case-insensitively in every script (docs/interface.md §7): it picks the spellings whose
-    casefold is one of its values, and a NOCASE match on those finds exactly its tracks.
+    A rule matches genres and mixes case-insensitively in every script (docs/interface.md §7):
+    it picks the spellings whose casefold is one of its values, and a NOCASE match on those
+    finds exactly its tracks. One read for all of a look's rules, however many values.
     """
     rows = await store.reads.fetchall(
-        f"WITH RECURSIVE v(x) AS ("
-        f"SELECT (SELECT min({column} COLLATE NOCASE) FROM tracks) "
-        f"UNION ALL SELECT (SELECT min({column} COLLATE NOCASE) FROM tracks "
-        f"WHERE {column} COLLATE NOCASE > v.x) FROM v WHERE v.x IS NOT NULL) "
-        "SELECT x FROM v WHERE x IS NOT NULL"
+        "SELECT value FROM spellings WHERE kind = ?", (SPELLINGS_KINDS[column],)
     )
     return [str(row[0]) for row in rows]

@@ -52,9 +52,11 @@ class FakeServices:
         self._call("search", params)
         return {"total": 0, "items": []}
 
-    async def list_jobs(self, state: str | None, pool: str | None) -> list[dict[str, Any]]:
-        self._call("list_jobs", state, pool)
-        return [{"id": 1, "state": "queued"}]
+    async def list_jobs(
+        self, state: str | None, pool: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        self._call("list_jobs", state, pool, limit, offset)
+        return {"total": 1, "items": [{"id": 1, "state": "queued"}]}
 
     async def get_job(self, job_id: int) -> dict[str, Any]:
         self._call("get_job", job_id)
@@ -238,7 +240,7 @@ async def test_every_route_reaches_services(
         ("pools", ()),
         ("sync", ("crateq", True)),
         ("search", ({"q": "daft", "bpm": "120-128"},)),
-        ("list_jobs", ("failed", "crateq")),
+        ("list_jobs", ("failed", "crateq", 500, 0)),
         ("submit", (["crateq:1", "crateq:2"], False, None)),
         ("get_job", (7,)),
         ("job_action", (7, "retry")),
@@ -255,7 +257,10 @@ async def test_every_route_reaches_services(
 
 
 async def test_answers_as_contract_shapes(http: aiohttp.ClientSession) -> None:
-    assert await _ask(http, "GET", "/v1/jobs") == (200, {"items": [{"id": 1, "state": "queued"}]})
+    assert await _ask(http, "GET", "/v1/jobs") == (
+        200,
+        {"total": 1, "items": [{"id": 1, "state": "queued"}]},
+    )
     assert await _ask(http, "POST", "/v1/jobs", json={"refs": ["crateq:9"]}) == (
         200,
         {"accepted": [{"ref": "crateq:9", "job": 1}], "rejected": []},

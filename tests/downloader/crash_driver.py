@@ -45,6 +45,8 @@ class DriverConfig:
     write_tags: bool = False
     file_template: str = "{pool}/{artist} - {title}"
     max_extract_size_bytes: int = 8 << 30
+    max_extract_entries: int = 10_000
+    max_extract_ratio: float = 100.0
 
 
 class SpecPool(PoolAdapter):

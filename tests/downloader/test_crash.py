@@ -363,3 +363,39 @@ async def test_crash_loop_200_kills(world: World, tmp_path: Path) -> None:
         server.faults.throttle_bps = None
     assert await run_driver(spec) == 0
     check_library(world, tmp_path, complete=True)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mid_extract",
+        "after_verify_before_rename",
+        "after_rename_before_dirsync",
+        "after_rename_before_done",
+    ],
+)
+async def test_a_single_track_archive_killed_while_landing_lands_once(
+    world: World, tmp_path: Path, name: str
+) -> None:
+    """docs/reliability.md C4 for a single track delivered as a one-file ZIP: it lands at its
+    template path (no folder), once, whole; a file placed before the kill is adopted."""
+    data = mp3_bytes("solo", 700 * KIB)
+    world.media.add_bytes(
+        "solo", zip_bytes({"Artist - Solo.mp3": data}), content_type="application/zip"
+    )
+    world.spec_items = {
+        "solo": {
+            "kind": "track",
+            "archive": True,
+            "name": "Artist - Solo",
+            "meta": {"artist": "Artist", "title": "Solo"},
+            "parts": [_part(world, "solo", "1", "zip")],
+        }
+    }
+    world.expected = {"testpool/Artist - Solo.mp3": data}
+    spec = write_spec(world, tmp_path)
+    code = await run_driver(spec, failpoint=f"{name}:1")
+    assert code == -signal.SIGKILL, f"the failpoint {name} was never reached (exit {code})"
+    check_library(world, tmp_path, complete=False)
+    assert await run_driver(spec) == 0, spec.with_name("driver.log").read_text()[-3000:]
+    check_library(world, tmp_path, complete=True)

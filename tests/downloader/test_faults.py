@@ -668,14 +668,18 @@ async def test_n3_a_planted_symlink_is_never_followed(
 
 
 async def _archive_job(
-    harness: EngineHarness, servers: ServerFactory, media: MediaStore, data: bytes
+    harness: EngineHarness,
+    servers: ServerFactory,
+    media: MediaStore,
+    data: bytes,
+    **config: object,
 ) -> dict[str, object]:
     media.add_bytes("z", data, content_type="application/zip")
     srv = await servers()
     harness.pool.add(
         "1", [PartSpec("main", "z", [("s", srv)], extension="zip")], archive=True, name="Pack"
     )
-    return await run_one(harness)
+    return await run_one(harness, **config)
 
 
 async def test_multi_part_archives_are_extracted_into_the_library(
@@ -727,6 +731,29 @@ async def test_z2_a_zip_bomb_is_rejected(
     assert job["state"] == "failed"
     assert "rejected archive" in job["error"] and "ratio" in job["error"]
     assert not (library / "testpool" / "Pack").exists()
+
+
+@pytest.mark.parametrize(("limit", "state"), [(2, "failed"), (3, "done")])
+async def test_z2_the_entry_limit_is_the_configured_one(
+    harness: EngineHarness,
+    servers: ServerFactory,
+    media: MediaStore,
+    library: Path,
+    limit: int,
+    state: str,
+) -> None:
+    data = zip_bytes({f"{n}.mp3": mp3_bytes(str(n), 20 * KIB) for n in range(3)})
+    job = await _archive_job(harness, servers, media, data, max_extract_entries=limit)
+    assert job["state"] == state, job["error"]
+    if state == "failed":
+        assert job["error"] == "rejected archive: too many entries: 3 (limit 2)"
+        assert not (library / "testpool" / "Pack").exists()
+    else:
+        assert sorted(p.name for p in (library / "testpool" / "Pack").iterdir()) == [
+            "0.mp3",
+            "1.mp3",
+            "2.mp3",
+        ]
 
 
 async def test_z3_a_damaged_archive_is_kept_and_a_retry_fetches_it_again(

@@ -852,14 +852,33 @@ async def test_real_watcher_end_to_end(drop: Path, store: Store, force_polling: 
     assert len(engine.jobs) == 4
 
 
+def _drop_tasks() -> list[asyncio.Task[Any]]:
+    """The watcher's background tasks still running in this loop."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("drop-") and not t.done()]
+
+
 async def test_stop_is_bounded_and_restartable(drop: Path, store: Store) -> None:
-    engine = FakeEngine()
-    watcher = make_watcher(drop, store, engine, clock=None, stable_s=0.05)
+    engine, events = FakeEngine(), EventBus()
+    watcher = make_watcher(
+        drop, store, engine, clock=None, events=events, stable_s=0.05, stop_timeout_s=2.0
+    )
     await watcher.start()
-    await watcher.stop()
-    await watcher.stop()  # twice is harmless
-    await watcher.start()
-    await watcher.stop()
+    assert _drop_tasks()
+    async with asyncio.timeout(10):  # the bound is stop_timeout_s; the rest is slack for CI
+        await watcher.stop()
+        await watcher.stop()  # twice is harmless
+    assert _drop_tasks() == []
+    # Restarted, it watches again: a new file is handled.
+    async with events.subscribe() as stream:
+        await watcher.start()
+        try:
+            write(drop / "again.txt", "crateq:7\n")
+            [event] = await _next_drops(stream, 1)
+        finally:
+            async with asyncio.timeout(10):
+                await watcher.stop()
+    assert event["moved_to"] == "processed/again.txt" and event["error"] is None
+    assert _drop_tasks() == []
 
 
 async def test_missing_folder_is_created_and_watched(tmp_path: Path, store: Store) -> None:

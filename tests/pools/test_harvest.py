@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import mutagen.id3
 import pytest
 
 from pooldaemon.config import DaemonConfig, HarvestConfig
@@ -687,15 +688,20 @@ class Stack:
 @pytest.fixture
 async def stack_factory(
     tmp_path: Path, session: aiohttp.ClientSession
-) -> AsyncIterator[Callable[[HarvestAdapter], Awaitable[Stack]]]:
+) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     made: list[tuple[Engine, Store]] = []
 
-    async def make(adapter: HarvestAdapter) -> Stack:
+    async def make(adapter: HarvestAdapter, **settings: Any) -> Stack:
         library = tmp_path / "library"
         library.mkdir(exist_ok=True)
         store = await Store.open(tmp_path / "state" / "state.db")
         config = DaemonConfig.model_validate({"download_dir": str(library)}).model_copy(
-            update={"min_free_space_bytes": 0, "write_tags": False, "stall_timeout_s": 5.0}
+            update={
+                "min_free_space_bytes": 0,
+                "write_tags": False,
+                "stall_timeout_s": 5.0,
+                **settings,
+            }
         )
         engine = Engine(
             store,
@@ -809,3 +815,78 @@ async def test_engine_refuses_spoiled_archives_and_keeps_them(
     kept = sorted((stack.library / ".pooldaemon" / f"job-{job['id']}").glob("part-*"))
     assert [p.read_bytes() for p in kept] == package.parts
     assert not (stack.library.parent / "escaped.txt").exists()
+
+
+# -- single tracks land like any other pool's (docs/interface.md §9) ------------------------------
+
+
+def _after_id3(data: bytes) -> bytes:
+    """The bytes after an ID3v2 tag (the audio), or all of them when there is none."""
+    if data[:3] != b"ID3":
+        return data
+    size = 0
+    for byte in data[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    return data[10 + size + (10 if data[5] & 0x10 else 0) :]
+
+
+async def test_a_single_track_is_named_by_the_template_and_tagged(
+    harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
+) -> None:
+    sim, adapter = await harvest()
+    track = next(t for t in sim.tracks.values() if t.version == "Instrumental")
+    async for _ in adapter.catalog():  # the lists name the track, as a sync would
+        pass
+    stack = await stack_factory(adapter, write_tags=True)
+    job = await stack.wait(await stack.get("track", track.id))
+    assert job["state"] == "done", job["error"]
+    package = sim.last_package
+    assert package is not None and len(package.entries) == 1
+    (served,) = package.entries.values()
+    # "{pool}/{genre}/{artist} - {title} ({mix})", the genre sanitized ("Pop / Rock").
+    genre = track.genre.replace("/", "_")
+    expected = f"harvest/{genre}/{track.artist} - {track.title} (Instrumental).mp3"
+    files = stack.files()
+    assert list(files) == [expected]
+    assert job["path"] == str(stack.library / expected)
+    assert _after_id3(files[expected]) == _after_id3(served)
+    tags = mutagen.id3.ID3(stack.library / expected)
+    assert tags.version == (2, 3, 0)
+    assert tags["TPE1"].text == [track.artist]
+    assert tags["TIT2"].text == [track.title]
+    assert tags["TCON"].text == [track.genre]
+    assert tags["TBPM"].text == [str(track.bpm)]
+    assert tags["TIT3"].text == ["Instrumental"]
+    assert tags["TXXX:POOLDAEMON_REF"].text == [f"harvest:{track.id}"]
+    assert [c.text for c in tags.getall("COMM")] == [["harvest via pooldaemon"]]
+
+
+async def test_a_single_track_unknown_to_the_lists_is_named_from_its_file(
+    harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
+) -> None:
+    sim, adapter = await harvest()
+    track = sim.tracks[sim.favourite_ids[0]]
+    stack = await stack_factory(adapter)  # write_tags = false: the bytes as served
+    job = await stack.wait(await stack.get("track", track.id))
+    assert job["state"] == "done", job["error"]
+    package = sim.last_package
+    assert package is not None
+    (served,) = package.entries.values()
+    assert stack.files() == {
+        f"harvest/Unknown Genre/{track.artist} - {track.title}.mp3": served,
+    }
+
+
+async def test_an_album_of_one_track_is_still_a_folder(
+    harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
+) -> None:
+    sim, adapter = await harvest()
+    album = sim.add_album(tracks=1)
+    stack = await stack_factory(adapter, write_tags=True)
+    job = await stack.wait(await stack.get("album", album.id))
+    assert job["state"] == "done", job["error"]
+    package = sim.last_package
+    assert package is not None
+    assert stack.files() == {
+        f"harvest/{album.title}/{name}": data for name, data in package.entries.items()
+    }

@@ -1,0 +1,40 @@
+"""Pages of the job list for the API: `limit`/`offset` and the `total` they are cut from.
+
+Kept beside store/jobs.py (all other job SQL) so the paged read merges without touching it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooldaemon.store.db import Store
+from pooldaemon.store.jobs import JOB_COLUMNS, job_dict
+
+
+async def page_jobs(
+    store: Store,
+    *,
+    state: str | None = None,
+    pool: str | None = None,
+    limit: int,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """(total, one page of jobs newest first)."""
+    where, params = [], []
+    if state:
+        where.append("state = ?")
+        params.append(state)
+    if pool:
+        where.append("pool = ?")
+        params.append(pool)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()).
+    rows = await store.fetchall(
+        f"SELECT COUNT(*) OVER () AS total, {JOB_COLUMNS} FROM jobs{clause} "
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+    if rows:
+        return int(rows[0]["total"]), [job_dict(r) for r in rows]
+    row = await store.fetchone(f"SELECT COUNT(*) FROM jobs{clause}", params)  # past the end
+    return (int(row[0]) if row else 0), []
