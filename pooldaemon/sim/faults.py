@@ -410,6 +410,15 @@ class RecordedRequest:
 
 
 @dataclass
+class Served:
+    """Bytes [first, end) of a media file written to one answer (end grows as it is sent)."""
+
+    key: str
+    first: int
+    end: int
+
+
+@dataclass
 class RequestLog:
     """Every request a server received, and per-endpoint counts (`calls["Auth/Login"]`)."""
 
@@ -550,6 +559,7 @@ async def write_body(
     *,
     offset: int = 0,
     transform: Callable[[bytes, int], bytes] | None = None,
+    on_write: Callable[[int], None] | None = None,
 ) -> bool:
     """Send a prepared response's body, applying drop / stall / trickle and the throttle.
 
@@ -586,6 +596,8 @@ async def write_body(
             await response.write(piece if limit == len(piece) else piece[pos : pos + limit])
             pos += limit
             sent += limit
+            if on_write is not None:
+                on_write(limit)
             if bps:
                 delay = started + sent / bps - loop.time()
                 if delay > 0:
@@ -746,6 +758,10 @@ class DownloadServer:
         self.on_complete = on_complete
         self.error: ErrorFactory = error or _default_error
         self.completed: Counter[str] = Counter()  # media key -> full bodies sent
+        #: The byte ranges of media bodies handed to the transport, in request order.
+        self.served: list[Served] = []
+        #: Media bodies being sent now.
+        self.sending = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -883,9 +899,26 @@ class DownloadServer:
             if filler:
                 yield b"\x00" * filler
 
-        done = await write_body(
-            request, response, pieces(), self.faults, active, offset=first, transform=transform
-        )
+        served = Served(key, first, first)
+        self.served.append(served)
+        self.sending += 1
+
+        def wrote(n: int) -> None:
+            served.end += n
+
+        try:
+            done = await write_body(
+                request,
+                response,
+                pieces(),
+                self.faults,
+                active,
+                offset=first,
+                transform=transform,
+                on_write=wrote,
+            )
+        finally:
+            self.sending -= 1
         if not done:
             return response, False
         await response.write_eof()
