@@ -51,6 +51,7 @@ from pooldaemon.config_display import SECRET_MASK as SECRET_MASK
 from pooldaemon.config_display import config_warnings as config_warnings
 from pooldaemon.config_display import effective_dict as effective_dict
 from pooldaemon.config_display import render_effective as render_effective
+from pooldaemon.config_rules import RuleConfig
 from pooldaemon.config_values import (
     LOAD_CONTEXT,
     ConfigPath,
@@ -649,6 +650,7 @@ class Config(BaseSettings):
 
     daemon: DaemonConfig
     pools: dict[str, PoolConfig]
+    rules: tuple[RuleConfig, ...] = ()
     exports: ExportsConfig
     # docs/interface.md §10 (pooldaemon/informed_config.py)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
@@ -693,6 +695,30 @@ class Config(BaseSettings):
                     )
         return data
 
+    @model_validator(mode="after")
+    def _rules_fit(self) -> Config:
+        """docs/interface.md §7: rule names are unique; rules and prefer_pools name real pools."""
+        configured = sorted(self.pools)
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
+            if rule.name in seen:
+                raise _Problem(
+                    f"rules[{index}].name",
+                    f'"{rule.name}" is the name of rules[{seen[rule.name]}] too; '
+                    "give each rule its own name",
+                )
+            seen[rule.name] = index
+            for pool in rule.pools:
+                if pool not in self.pools:
+                    raise _Problem(f"rules[{index}].pools", _unknown_pool(pool, configured))
+        # The default order names pool types ("promoonly", "crateq", "harvest"); only an order
+        # the user wrote must name configured pools.
+        explicit = "prefer_pools" in self.library.model_fields_set
+        for pool in self.library.prefer_pools if explicit else ():
+            if pool not in self.pools:
+                raise _Problem("library.prefer_pools", _unknown_pool(pool, configured))
+        return self
+
     @property
     def path(self) -> Path | None:
         """The config file this was loaded from (None: defaults only)."""
@@ -713,6 +739,12 @@ class Config(BaseSettings):
                 found.add(base64.b64encode(pair.encode()).decode())
         found.update(self.notify.url_values())
         return sorted(found, key=lambda s: (-len(s), s))
+
+
+def _unknown_pool(pool: str, configured: list[str]) -> str:
+    """A rule names a pool that is not configured: say which are, and the likely one."""
+    known = ", ".join(configured) or "none"
+    return f'no pool "{pool}" is configured{_suggest(pool, configured)} (pools: {known})'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -843,6 +875,8 @@ def _known_keys(table: list[Any], data: dict[str, Any]) -> list[str]:
         return list(Config.model_fields)
     if table == ["daemon"]:
         return toml_keys(DaemonConfig)
+    if len(table) == 2 and table[0] == "rules":
+        return toml_keys(RuleConfig)
     if table == ["exports"]:
         return toml_keys(ExportsConfig)
     if table == ["library"]:

@@ -81,8 +81,9 @@ def render_effective(cfg: Config) -> str:
     """The effective settings as TOML, secrets shown as "********" (`pooldaemon check-config`)."""
     sections: list[tuple[str, BaseModel]] = [("daemon", cfg.daemon)]
     sections += [(f"pools.{name}", pool) for name, pool in cfg.pools.items()]
+    sections.append(("library", cfg.library))
+    sections += [("[rules]", rule) for rule in cfg.rules]
     sections += [("notify", cfg.notify), ("hooks", cfg.hooks), ("gig", cfg.gig)]
-    sections += [("library", cfg.library)]
     sections += [("[schedule]", window) for window in cfg.schedule]
     sections.append(("web", cfg.web))
     sections.append(("exports", cfg.exports))
@@ -117,13 +118,14 @@ def effective_dict(cfg: Config) -> dict[str, Any]:
         "path": str(cfg.path) if cfg.path else None,
         "daemon": section(cfg.daemon),
         "pools": {name: section(pool) for name, pool in cfg.pools.items()},
+        "library": section(cfg.library),
+        "rules": [section(rule) for rule in cfg.rules],
         "notify": section(cfg.notify),
         "hooks": section(cfg.hooks),
         "schedule": [section(window) for window in cfg.schedule],
         "gig": section(cfg.gig),
         "web": section(cfg.web),
         "exports": section(cfg.exports),  # null: that export is off
-        "library": section(cfg.library),
     }
 
 

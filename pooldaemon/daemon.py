@@ -46,9 +46,10 @@ from pooldaemon.notify import Notifier
 from pooldaemon.offload import tune_gc
 from pooldaemon.outbox import Outbox
 from pooldaemon.pools import build_adapter
-from pooldaemon.pools.base import PoolAdapter
+from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.refs import parse_ref
+from pooldaemon.rules import Rules
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store, job_pages
@@ -257,14 +258,16 @@ class Components:
     exporter: Exporter | None = None
     #: docs/interface.md §8: adopt, audit, heal, and the library's background pass.
     library: Library | None = None
+    rules: Rules | None = None
 
     def lifecycle(self) -> list[Lifecycle]:
         """Start order: hooks, notifications and the exporter listen before anything happens;
         the outbox is ready before a download can owe a call; the throttle in force is set before
         the engine starts a job; sync gives the adapters back their saved state (no network)
-        before the engine resumes jobs that use them; the engine takes jobs before the
-        scheduler's ticks hand it any; the library, after the engine, may ask it to heal; the
-        watcher submits last. Stopped in reverse."""
+        before the engine resumes jobs that use them; the engine takes jobs before the rules or
+        the scheduler's ticks hand it any; the library, after the engine, may ask it to heal; the
+        rules know when they appeared before a catalog pass ends; the watcher submits last.
+        Stopped in reverse."""
         order = (
             self.informing,
             self.exporter,
@@ -273,6 +276,7 @@ class Components:
             self.sync,
             self.engine,
             self.library,
+            self.rules,
             self.scheduler,
             self.watcher,
         )
@@ -329,6 +333,7 @@ async def build_components(wiring: Wiring) -> Components:
         wiring.events,
         on_owed=outbox.wake,
         library=cfg.library,
+        folders={rule.origin: rule.folder for rule in cfg.rules if rule.folder},
     )
     components.engine = engine
     governor = Governor(
@@ -339,7 +344,26 @@ async def build_components(wiring: Wiring) -> Components:
     )
     components.governed = GovernedDownloads(governor, engine, wiring.events)
     components.library = Library(wiring.store, cfg.library, wiring.events, wiring.submit)
-    sync = SyncCoordinator(components.adapters, wiring.store, wiring.events, wiring.submit)
+    if cfg.rules:
+        components.rules = Rules(
+            cfg.rules,
+            wiring.store,
+            wiring.submit,
+            wiring.events,
+            pools=[
+                name
+                for name, adapter in components.adapters.items()
+                if adapter.supports(Capability.CATALOG)
+            ],
+            prefer_pools=cfg.library.prefer_pools,
+        )
+    sync = SyncCoordinator(
+        components.adapters,
+        wiring.store,
+        wiring.events,
+        wiring.submit,
+        catalog_watch=components.rules,
+    )
     components.sync = sync
     components.search = functools.partial(catalog_search, wiring.store)
     scheduler = PoolScheduler()
@@ -676,6 +700,22 @@ class Daemon:
         if self.components.search is None:
             raise _not_running("catalog search")
         return await self.components.search(params)
+
+    def _rules(self) -> Rules:
+        if self.components.rules is None:
+            raise NotFound("no rules are configured (add [[rules]] tables to the config)")
+        return self.components.rules
+
+    async def rules(self) -> dict[str, Any]:
+        if self.components.rules is None:
+            return {"items": []}
+        return await self.components.rules.list()
+
+    async def rule_preview(self, name: str, limit: int, offset: int) -> dict[str, Any]:
+        return await self._rules().preview(name, limit=limit, offset=offset)
+
+    async def rule_run(self, name: str, backfill: bool, since: str | None) -> dict[str, Any]:
+        return dict(await self._rules().run(name, backfill=backfill, since=since))
 
     async def list_jobs(
         self, state: str | None, pool: str | None, limit: int, offset: int

@@ -30,12 +30,14 @@ __all__ = [
     "Version",
     "display_song",
     "fold",
+    "is_version_text",
     "parse",
     "parse_version",
     "same_recording",
     "song_key",
     "split_title",
     "version_in_name",
+    "version_phrases",
 ]
 
 #: Two copies of one song+version are one recording when their lengths differ by at most this.
@@ -805,6 +807,16 @@ def parse_version(label: str) -> Version:
     if not label.strip():
         return Version()
     return _merge((), _read(label, field=True))
+
+
+def is_version_text(text: str) -> bool:
+    """Whether `text` is made only of version words ("Extended", "Intro - Clean", "124-101")."""
+    return bool(text.strip()) and _read(text).kind == _PURE
+
+
+def version_phrases() -> tuple[str, ...]:
+    """Every version phrase the vocabulary knows, folded ("extended mix", "quick hit")."""
+    return tuple(" ".join(phrase) for phrase in _VOCAB)
 
 
 def version_in_name(name: str, mix: str) -> bool:

@@ -45,6 +45,19 @@ class Submit(Protocol):
     ) -> Awaitable[dict[str, Any]]: ...
 
 
+class CatalogWatch(Protocol):
+    """Told when catalog passes start and end (the rules, docs/interface.md §7)."""
+
+    def pass_started(self, pool: str) -> None: ...
+
+    def pass_aborted(self, pool: str) -> None: ...
+
+    async def pass_ended(self, pool: str, seen_at: float, back_catalog: bool) -> None:
+        """A pass finished: its new tracks entered the mirror at `seen_at`; `back_catalog`:
+        it was the pool's first, whose tracks are no news."""
+        ...
+
+
 T = TypeVar("T")
 
 #: RELIABILITY M2: removing more than this share of a pool's tracks needs two consistent reads.
@@ -118,8 +131,12 @@ class PoolSync:
         auto_download: bool | None = None,
         clock: Callable[[], float] = time.time,
         offload: Callable[[], Offload] = Offload,
+        catalog_watch: CatalogWatch | None = None,
     ) -> None:
         self.name = name
+        self.catalog_watch = catalog_watch
+        #: (when, first pass) of the last catalog pass that finished.
+        self._last_pass: tuple[float, bool] = (0.0, False)
         self.adapter = adapter
         #: Makes each catalog pass's page decoder (a worker process, started if it is needed).
         self.offload = offload
@@ -179,8 +196,20 @@ class PoolSync:
         if not self.adapter.supports(Capability.CATALOG):
             return SyncResult()
         await self.restore()
+        watch = self.catalog_watch
         async with self._catalog_lock:
-            return await self._guarded("catalog", lambda: self._catalog(full))
+            if watch is not None:
+                watch.pass_started(self.name)
+            try:
+                result = await self._guarded("catalog", lambda: self._catalog(full))
+            except BaseException:
+                if watch is not None:
+                    watch.pass_aborted(self.name)
+                raise
+        if watch is not None:
+            # Outside the lock: the rules wait for other pools' passes, never for this one's.
+            await watch.pass_ended(self.name, *self._last_pass)
+        return result
 
     async def sync_queue(self) -> int:
         """Read the remote queue; new items go to `on_new_items` when auto_download is on."""
@@ -259,6 +288,8 @@ class PoolSync:
         else:
             result = await self._apply_pages(since, started, full, bulk)
         await pool_rows.record_success(self.store, self.name, "catalog", cursor=repr(started))
+        # docs/interface.md §7: a pool's first pass (no cursor yet) is its back catalog.
+        self._last_pass = (started, not cursor)
         self.events.publish("sync", pool=self.name, what="catalog", full=full, **asdict(result))
         return result
 
@@ -479,10 +510,13 @@ class SyncCoordinator:
         submit: Submit,
         *,
         clock: Callable[[], float] = time.time,
+        catalog_watch: CatalogWatch | None = None,
     ) -> None:
         hand_over = auto_download_jobs(submit)
         self.pools: dict[str, PoolSync] = {
-            name: PoolSync(name, adapter, store, events, hand_over, clock=clock)
+            name: PoolSync(
+                name, adapter, store, events, hand_over, clock=clock, catalog_watch=catalog_watch
+            )
             for name, adapter in adapters.items()
         }
 

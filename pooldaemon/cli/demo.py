@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pooldaemon.cli.render import WatchView, fmt_size, search_table, sync_table
+from pooldaemon.cli.render import (
+    WatchView,
+    fmt_size,
+    rule_test_table,
+    rules_table,
+    search_table,
+    sync_table,
+)
 from pooldaemon.config import load_config
 from pooldaemon.control.client import ControlClient, DaemonRefused, DaemonUnreachable
 from pooldaemon.daemon import Daemon
@@ -36,6 +43,20 @@ from pooldaemon.sim.promoonly import PromoOnlySim
 _UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 #: The demo must end within a minute (issue 4); leave room for start-up and the summary.
 _DOWNLOAD_BUDGET_S = 45.0
+#: docs/interface.md §7: the rule the demo shows. New extended or club cuts from CrateQ, one
+#: version of each song, at most 4 a day, filed under Rules/<rule>/.
+DEMO_RULE = """
+[[rules]]
+name = "new-club-cuts"
+pools = ["crateq"]
+mix = ["Extended", "Club", "Xtendz"]
+one_version = true
+prefer_mix = ["Extended", "Xtendz", "Club"]
+max_per_day = 4
+folder = "Rules/{rule}"
+"""
+#: How many new tracks the simulated CrateQ publishes after the first sync.
+_NEW_RELEASES = 12
 
 
 async def run_demo(directory: Path | None, console: Console) -> int:
@@ -56,7 +77,7 @@ async def run_demo(directory: Path | None, console: Console) -> int:
         try:
             await daemon.start()
             async with ControlClient(config.daemon.socket_path) as client:
-                return await _drive(client, console, config.daemon.download_dir, base)
+                return await _drive(client, console, config.daemon.download_dir, base, sims)
         finally:
             await daemon.stop()
             log_file.close()
@@ -104,6 +125,7 @@ def _write_config(base: Path, sock_dir: Path, sims: dict[str, Any]) -> Path:
     ]
     for name, sim in sims.items():
         lines.append(sim.config_toml(name))
+    lines.append(DEMO_RULE)
     (base / "library").mkdir(exist_ok=True)
     path = base / "config.toml"
     # Holds the simulators' secrets: private from the start (S3).
@@ -113,7 +135,9 @@ def _write_config(base: Path, sock_dir: Path, sims: dict[str, Any]) -> Path:
     return path
 
 
-async def _drive(client: ControlClient, console: Console, library: Path, base: Path) -> int:
+async def _drive(
+    client: ControlClient, console: Console, library: Path, base: Path, sims: dict[str, Any]
+) -> int:
     pools = [pool["name"] for pool in await client.get("/v1/pools")]
     console.print("\n[bold]1. Sync[/] catalogs and queues (what `poolctl sync` does)")
     results: dict[str, dict[str, Any]] = {}
@@ -123,11 +147,12 @@ async def _drive(client: ControlClient, console: Console, library: Path, base: P
         except Exception as err:  # shown in the table; the demo goes on with the others
             results[pool] = {"error": getattr(err, "message", str(err))}
     console.print(sync_table(results))
+    await _rules(client, console, sims["crateq"])
 
-    console.print("\n[bold]2. Download[/] the queued tracks (what `poolctl watch` shows)")
+    console.print("\n[bold]3. Download[/] the queued tracks (what `poolctl watch` shows)")
     finished = await _watch_downloads(client, console)
 
-    console.print("\n[bold]3. Search[/] the offline mirror (`poolctl search love --bpm 90-130`)")
+    console.print("\n[bold]4. Search[/] the offline mirror (`poolctl search love --bpm 90-130`)")
     found = await client.get("/v1/catalog", {"q": "love", "bpm": "90-130", "limit": "5"})
     console.print(search_table(found))
 
@@ -138,6 +163,8 @@ async def _drive(client: ControlClient, console: Console, library: Path, base: P
     summary = Table(title="Summary", title_justify="left", show_header=False)
     summary.add_row("tracks mirrored", f"{everything['total']:,}")
     summary.add_row("files downloaded", f"{len(done)} of {len(jobs)}")
+    picked = [job for job in jobs if str(job.get("origin", "")).startswith("rule:")]
+    summary.add_row("picked by the rule", f"{len(picked)} (under Rules/new-club-cuts/)")
     summary.add_row("bytes", fmt_size(sum(job.get("bytes_total") or 0 for job in done)))
     summary.add_row("library", str(library))
     summary.add_row("config used", str(base / "config.toml"))
@@ -149,7 +176,7 @@ async def _drive(client: ControlClient, console: Console, library: Path, base: P
     if not finished:
         console.print("[red]Downloads did not finish in time.[/]")
 
-    console.print("\n[bold]4. Into the DJ software[/]: playlists and a rekordbox collection")
+    console.print("\n[bold]5. Into the DJ software[/]: playlists and a rekordbox collection")
     console.print("   (rewritten after every batch of downloads; `poolctl export` does it now)")
     exported = await _show_exports(client, console)
     ok = finished and bool(jobs) and not failed and exported
@@ -160,6 +187,27 @@ async def _drive(client: ControlClient, console: Console, library: Path, base: P
         else "\n[bold red]The demo did not complete.[/] See pooldaemon.log in the demo folder."
     )
     return 0 if ok else 1
+
+
+async def _rules(client: ControlClient, console: Console, crateq: CrateQSim) -> None:
+    """A rule at work: the first sync was the back catalog, so it took nothing; new releases
+    after it are matched, one version of each song, up to the rule's daily limit."""
+    console.print(
+        "\n[bold]2. A rule[/] picks new releases: [cyan]new-club-cuts[/] (extended or club cuts "
+        "from CrateQ, one version of each song, 4 a day). The first sync was the back catalog: "
+        "it took none of it."
+    )
+    crateq.advance(3600)
+    crateq.catalog.add(_NEW_RELEASES)
+    console.print(f"CrateQ publishes {_NEW_RELEASES} new tracks; `poolctl sync crateq`:")
+    console.print(sync_table({"crateq": await client.post("/v1/pools/crateq/sync", {})}))
+    console.print(rules_table(await client.get("/v1/rules")))
+    preview = await client.get("/v1/rules/new-club-cuts/preview", {"limit": "5"})
+    console.print(
+        "`poolctl rules test new-club-cuts` — the mirror's matches, what "
+        "`poolctl rules run new-club-cuts --backfill` would take:"
+    )
+    console.print(rule_test_table(preview))
 
 
 async def _show_exports(client: ControlClient, console: Console) -> bool:

@@ -491,6 +491,41 @@ def search_table(data: dict[str, Any]) -> RenderableType:
     return FitTable(_SEARCH_COLUMNS, rows, caption=caption)
 
 
+def rules_table(data: dict[str, Any]) -> RenderableType:
+    """`poolctl rules`: each rule's counts since it appeared."""
+    table = Table()
+    for column in ("rule", "enabled", "matched", "queued", "skipped", "waiting", "last match"):
+        table.add_column(column)
+    for rule in data.get("items", []):
+        table.add_row(
+            rule["name"],
+            "yes" if rule.get("enabled") else "no",
+            *(_text(rule.get(k)) for k in ("matched", "queued", "skipped", "waiting")),
+            _text(rule.get("last_match")),
+        )
+    return table
+
+
+def rule_test_table(data: dict[str, Any]) -> RenderableType:
+    """`poolctl rules test NAME`: what a backfill would take; * marks the library's."""
+    items = data.get("items", [])
+    table = Table(caption=f"{len(items)} of {data.get('total', len(items))}; * in the library")
+    for column in ("", "ref", "artist", "title", "version", "genre", "bpm", "date"):
+        table.add_column(column, overflow="fold")
+    for track in items:
+        table.add_row(
+            "*" if track.get("in_library") else "",
+            track.get("ref") or "-",
+            _text(track.get("artist")),
+            _text(track.get("title")),
+            _text(track.get("version")),
+            _text(track.get("genre")),
+            _text(track.get("bpm")),
+            _text(track.get("date")),
+        )
+    return table
+
+
 def sync_table(results: dict[str, dict[str, Any]]) -> RenderableType:
     """`poolctl sync`: one row per pool, its counts or its error."""
     rows: list[list[Cell]] = []

@@ -301,6 +301,9 @@ class ControlServer:
         r.add_post(f"{prefix}/pause", self._pause_all)
         r.add_post(f"{prefix}/resume", self._resume_all)
         r.add_post(f"{prefix}/export", self._export)
+        r.add_get(f"{prefix}/rules", self._rules)
+        r.add_get(f"{prefix}/rules/{{name}}/preview", self._rule_preview)
+        r.add_post(f"{prefix}/rules/{{name}}/run", self._rule_run)
         if events:
             r.add_get(f"{prefix}/events", self._events)
         r.add_get(f"{prefix}/library", self._library)
@@ -496,6 +499,27 @@ class ControlServer:
         await self._body(request, {})
         return json_response(await self.services.library_heal())
 
+    async def _rules(self, request: web.Request) -> web.Response:
+        if request.query:
+            raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(request.query))}")
+        return json_response(await self.services.rules())
+
+    async def _rule_preview(self, request: web.Request) -> web.Response:
+        unknown = set(request.query) - {"limit", "offset"}
+        if unknown:
+            raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        limit = _whole(request.query.get("limit"), "limit", 50)
+        offset = _whole(request.query.get("offset"), "offset", 0)
+        answer = await self.services.rule_preview(request.match_info["name"], limit, offset)
+        return json_response(answer)
+
+    async def _rule_run(self, request: web.Request) -> web.Response:
+        body = await self._body(request, {"backfill": bool, "since": str})
+        answer = await self.services.rule_run(
+            request.match_info["name"], bool(body.get("backfill", False)), body.get("since")
+        )
+        return json_response(answer)
+
     async def _events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
@@ -639,6 +663,15 @@ def _single_query(request: web.Request, known: Set[str]) -> dict[str, str]:
             raise BadRequest(f"query parameter {key!r} given {len(values)} times")
         params[key] = values[0]
     return params
+
+
+def _whole(text: str | None, key: str, default: int) -> int:
+    """A whole-number query parameter."""
+    if text is None or not text.strip():
+        return default
+    if not text.strip().isdigit():
+        raise BadRequest(f"{key}: expected a whole number (got {text[:40]!r})")
+    return int(text.strip())
 
 
 def _job_id(request: web.Request) -> int:

@@ -106,6 +106,19 @@ class Services(Protocol):
         """`POST /v1/library/heal`: `{"requested": [{"path", "job"}], "skipped": [...]}`."""
         ...
 
+    async def rules(self) -> dict[str, Any]:
+        """`GET /v1/rules`: `{"items": [{"name", "enabled", "matched", "queued", "skipped",
+        "waiting", "last_match"}]}`."""
+        ...
+
+    async def rule_preview(self, name: str, limit: int, offset: int) -> dict[str, Any]:
+        """`GET /v1/rules/{name}/preview`: `{"total", "items": [track…]}`, nothing downloaded."""
+        ...
+
+    async def rule_run(self, name: str, backfill: bool, since: str | None) -> dict[str, Any]:
+        """`POST /v1/rules/{name}/run`: `{"queued", "skipped"}`."""
+        ...
+
     async def login_link(self) -> dict[str, Any]:
         """A one-time dashboard login link: `{"url"}` (Conflict when the dashboard is off)."""
         ...

@@ -107,6 +107,7 @@ class Engine:
         lost_window_s: float = 600.0,
         on_owed: Callable[[], None] | None = None,
         library: LibraryConfig = dupes.NO_SKIPPING,
+        folders: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -150,6 +151,7 @@ class Engine:
             set_state=self._set_state,
             publish_state=self._publish_state,
             owed=on_owed or (lambda: None),
+            folders=folders,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------

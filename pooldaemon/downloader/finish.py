@@ -65,9 +65,12 @@ class Finisher:
         set_state: Callable[..., Awaitable[dict[str, Any]]],
         publish_state: Callable[[dict[str, Any]], None],
         owed: Callable[[], None],
+        folders: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.config = config
+        #: docs/interface.md §7: a job's origin ("rule:NAME") → a folder put before file_template.
+        self.folders = dict(folders or {})
         self.download_dir = Path(config.download_dir)
         self.work_root = self.download_dir / WORK_AREA
         self._set_state = set_state
@@ -155,7 +158,10 @@ class Finisher:
         fields = template_fields(
             meta, pool=plan.pool, item_id=plan.item_id, ext=ext, origin=job.origin
         )
-        dest, adopted = await asyncio.to_thread(self._destination, fields, ext, sha, size)
+        template = self.config.file_template
+        if folder := self.folders.get(job.origin):
+            template = f"{folder}/{template}"
+        dest, adopted = await asyncio.to_thread(self._destination, fields, ext, sha, size, template)
         # The intent: after a crash, a file at `path` with this hash is ours (C4).
         await store_jobs.update_job(self.store, job_id, path=str(dest), final_sha256=sha)
         failpoint("after_verify_before_rename")
@@ -167,11 +173,11 @@ class Finisher:
         await self._record(job_id, plan, adapter, dest, size, sha)
 
     def _destination(
-        self, fields: dict[str, Any], ext: str, sha: str, size: int
+        self, fields: dict[str, Any], ext: str, sha: str, size: int, template: str
     ) -> tuple[Path, bool]:
         """The template path, sanitized, inside download_dir, ` (2)` if taken by another file; an
         identical file already there is adopted (returned with True). docs/interface.md §5."""
-        components = render_template(self.config.file_template, fields, ext)
+        components = render_template(template, fields, ext)
         ensure_dirs(self.download_dir, components)
         dest = final_path(self.download_dir, components)
 

@@ -563,4 +563,45 @@ MIGRATIONS.append(
     ]
 )
 
+MIGRATIONS.append(
+    # 14: rules (docs/interface.md §7): when each rule first appeared, how far each pool's new
+    # tracks have been looked at, and what each rule decided for each track it matched.
+    [
+        """
+        CREATE TABLE rules (
+            name        TEXT PRIMARY KEY,
+            first_seen  REAL NOT NULL            -- the rule looks at tracks newer than this
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE rule_cursors (
+            pool        TEXT PRIMARY KEY,
+            seen_to     REAL NOT NULL            -- tracks first seen up to here were looked at
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE rule_matches (
+            rule        TEXT NOT NULL,
+            pool        TEXT NOT NULL,
+            item_id     TEXT NOT NULL,
+            song_key    TEXT NOT NULL,
+            version     TEXT NOT NULL,
+            length_s    INTEGER,
+            state       TEXT NOT NULL,           -- queued | skipped | waiting
+            reason      TEXT,
+            job_id      INTEGER,
+            day         TEXT,                    -- local date the job was started (queued)
+            created     REAL NOT NULL,
+            PRIMARY KEY (rule, pool, item_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX rule_matches_state ON rule_matches (rule, state, day)",
+        "CREATE INDEX rule_matches_song ON rule_matches (song_key, state)",
+        "CREATE INDEX rule_matches_item ON rule_matches (pool, item_id)",
+        # New tracks since a point in time, without reading the mirror: a pass's tracks share
+        # one first_seen, so this index only ever grows at its end.
+        "CREATE INDEX tracks_first_seen ON tracks (first_seen)",
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pooldaemon.store.catalog import SELECT_TRACK, track_dict, words_ready
 from pooldaemon.store.db import Reads, Store
+from pooldaemon.store.schema import SPELLINGS_KINDS
 
 #: Word index keys are `sortkey`s (schema migration 9): the track's rowid is their low 32 bits.
 _KEY_ROWID = "& 4294967295"
@@ -46,6 +47,11 @@ class CatalogQuery:
     #: Advisory values to match, case-insensitively ("Dirty", "Explicit").
     advisories: tuple[str, ...] = ()
     media: Literal["audio", "video"] | None = None
+    #: Rules (docs/interface.md §7): no track whose words match one of these groups (each
+    #: as `terms`), none whose mix is one of these (case-insensitively), none dated before.
+    exclude_terms: tuple[tuple[str, ...], ...] = ()
+    exclude_mixes: tuple[str, ...] = ()
+    since_date: str | None = None
     include_removed: bool = False
     limit: int = 50
     offset: int = 0
@@ -116,21 +122,34 @@ def _facet_terms(query: CatalogQuery) -> tuple[list[str], bool]:
         groups.append(["qqu"])
     elif query.media == "video":
         groups.append(["qqv"])
+    if query.since_date is not None:
+        complete = False  # dates are not words of the index
     terms = [f"facets : ({' OR '.join(group)})" for group in groups if group]
     return terms, complete
 
 
-def _match(words: str | None, facets: Sequence[str]) -> str | None:
+def _match(
+    words: str | None, facets: Sequence[str], query: CatalogQuery | None = None
+) -> str | None:
     """Words and filter terms in one FTS5 query over live tracks; None when it has no
-    positive term (FTS5 cannot answer a bare NOT)."""
+    positive term (FTS5 cannot answer a bare NOT). With `query`, its exclusions too."""
     parts = ([words] if words else []) + list(facets)
     if not parts:
         return None
-    return f"({' AND '.join(parts)}) NOT facets : qqr"
+    excluded = ["facets : qqr"]
+    if query is not None:
+        excluded += [f"({match_expression(terms)})" for terms in query.exclude_terms]
+        if query.exclude_mixes:
+            mixes = " OR ".join(_facet("m", mix) for mix in query.exclude_mixes)
+            excluded.append(f"facets : ({mixes})")
+    return f"({' AND '.join(parts)})" + "".join(f" NOT {term}" for term in excluded)
 
 
-def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
-    """WHERE terms and parameters for everything but the words."""
+def _filters(
+    query: CatalogQuery, *, keys: tuple[int, int] | None = None
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms and parameters for everything but the words. `keys`: the rows are known to
+    lie between these word index keys, so an excluded word's matches are listed there only."""
     where: list[str] = []
     params: list[Any] = []
     if not query.include_removed:
@@ -153,7 +172,24 @@ def _filters(query: CatalogQuery) -> tuple[list[str], list[Any]]:
         where.append("t.audio = 1")
     elif query.media == "video":
         where.append("t.video = 1")
+    for terms in query.exclude_terms:
+        where.append(f"t.sortkey NOT IN ({_WORD_KEYS}{_KEY_RANGE if keys else ''})")
+        params.extend([match_expression(terms), *(keys or ())])
+    if query.exclude_mixes:
+        marks = ",".join("?" * len(query.exclude_mixes))
+        where.append(f"(t.mix IS NULL OR t.mix COLLATE NOCASE NOT IN ({marks}))")
+        params.extend(query.exclude_mixes)
+    if query.since_date is not None:
+        where.append("t.date >= ?")
+        params.append(query.since_date)
     return where, params
+
+
+#: The word index keys (`sortkey`s) of the tracks an FTS5 query matches.
+_WORD_KEYS = "SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?"
+#: Only the keys between two: FTS5 seeks there in each word's list (a prefix word such as
+#: "feat" has thousands of matches in a big mirror, a day's new tracks a few).
+_KEY_RANGE = " AND rowid BETWEEN ? AND ?"
 
 
 #: Newest first; most pools' ids are numbers, so they are compared as numbers, then as text.
@@ -221,7 +257,7 @@ async def _search(store: Store, query: CatalogQuery, *, hints: bool) -> dict[str
         return await _search_words(db, query, where, params, facets, complete)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     index = _driving_index(query) if hints else None
-    match = _match(None, facets) if facets is not None and complete else None
+    match = _match(None, facets, query) if facets is not None and complete else None
     if match is not None:
         # FTS5 merges the filters' doclists in C: no row is read to count (issue 3).
         return await _search_index(db, query, match)
@@ -291,7 +327,17 @@ async def _count(
     db: Reads, query: CatalogQuery, clause: str, params: list[Any], index: str | None
 ) -> int:
     """Count through the tables (the word index cannot answer this query)."""
-    filters = (query.genres, query.mixes, query.bpm, query.year, query.advisories, query.media)
+    filters = (
+        query.genres,
+        query.mixes,
+        query.bpm,
+        query.year,
+        query.advisories,
+        query.media,
+        query.exclude_terms,
+        query.exclude_mixes,
+        query.since_date,
+    )
     if index == "tracks_live" and not any((*filters, query.include_removed)):
         # Nothing but pools to filter: SQLite counts a table (or a pool's range of the
         # (pool, id) index) without reading rows, and the removed ones are a short range of
@@ -328,7 +374,7 @@ async def _search_words(
     words = match_expression(query.terms)
     if facets is not None and complete:
         # Live tracks matching the words and every filter: the word index answers alone.
-        match = _match(words, facets)
+        match = _match(words, facets, query)
         assert match is not None  # the words are a term of it
         return await _search_index(db, query, match)
     match = words if facets is None else _match(words, facets)
@@ -407,3 +453,58 @@ async def _page_of(
         (*args, query.limit, query.offset),
     )
     return [track_dict(row) for row in rows]
+
+
+# -- rules (docs/interface.md §7) ----------------------------------------------------------------
+
+
+_ROWS_OF = "json_each(?) c CROSS JOIN tracks t ON t.rowid = c.value"
+
+
+async def key_range(store: Store, rowids: Sequence[int]) -> tuple[int, int] | None:
+    """The lowest and highest word index key of these tracks (None: none of them exists)."""
+    if not rowids:
+        return None
+    low, high = await store.reads.fetchone(
+        f"SELECT min(t.sortkey), max(t.sortkey) FROM {_ROWS_OF}", (json.dumps(list(rowids)),)
+    )
+    return None if low is None else (int(low), int(high))
+
+
+async def matching_tracks(
+    store: Store, query: CatalogQuery, rowids: Sequence[int], keys: tuple[int, int] | None = None
+) -> list[dict[str, Any]]:
+    """The tracks among `rowids` that `query` matches, newest first, unpaged.
+
+    The same filters as a search (`_filters`, `match_expression`), driven from the given rows:
+    a rule looks at the few tracks a sync added, not at every match in the mirror. `keys`:
+    their `key_range` (or a wider one), when the caller has it.
+    """
+    keys = keys or await key_range(store, rowids)
+    if not rowids or keys is None:
+        return []
+    low, high = keys
+    within = json.dumps(list(rowids))
+    rows_of = _ROWS_OF
+    where, params = _filters(query, keys=(low, high))
+    if query.terms:
+        where.append(f"t.sortkey IN ({_WORD_KEYS}{_KEY_RANGE})")
+        params.extend([match_expression(query.terms), low, high])
+    clause = "".join(f" AND {term}" for term in where)
+    rows = await store.reads.fetchall(
+        f"SELECT {SELECT_TRACK} FROM {rows_of} WHERE 1{clause}{_ORDER}", [within, *params]
+    )
+    return [track_dict(row) for row in rows]
+
+
+async def spellings(store: Store, column: Literal["genre", "mix"]) -> list[str]:
+    """Every spelling of `column` the mirror has had (the `spellings` table, migration 11).
+
+    A rule matches genres and mixes case-insensitively in every script (docs/interface.md §7):
+    it picks the spellings whose casefold is one of its values, and a NOCASE match on those
+    finds exactly its tracks. One read for all of a look's rules, however many values.
+    """
+    rows = await store.reads.fetchall(
+        "SELECT value FROM spellings WHERE kind = ?", (SPELLINGS_KINDS[column],)
+    )
+    return [str(row[0]) for row in rows]
