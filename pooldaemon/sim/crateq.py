@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pooldaemon.sim.answer import api_response, fault_response, json_error, start_app
 from pooldaemon.sim.catalog import (
     FIELDS,
     GENRE_CATEGORIES,
@@ -29,17 +30,10 @@ from pooldaemon.sim.catalog import (
     VIDEO_QUALITIES,
     Catalog,
 )
-from pooldaemon.sim.faults import (
-    API_KINDS,
-    DownloadServer,
-    Faults,
-    RequestLog,
-    api_response,
-    fault_response,
-    json_error,
-    start_app,
-)
+from pooldaemon.sim.download import DownloadServer
+from pooldaemon.sim.faults import API_KINDS, Faults
 from pooldaemon.sim.media import KINDS, MediaStore
+from pooldaemon.sim.requestlog import RequestLog
 
 __all__ = ["API_FIELDS", "ENDPOINTS", "QUEUE_FIELDS", "CrateQSim", "QueueEntry", "SimUser"]
 

@@ -32,18 +32,12 @@ from typing import Any, Literal
 import defusedxml.ElementTree as SafeET
 from aiohttp import web
 
+from pooldaemon.sim.answer import api_response, fault_response, json_error, start_app
 from pooldaemon.sim.archive import split_parts, zip_parts
-from pooldaemon.sim.faults import (
-    API_KINDS,
-    DownloadServer,
-    Faults,
-    RequestLog,
-    api_response,
-    fault_response,
-    json_error,
-    start_app,
-)
+from pooldaemon.sim.download import DownloadServer
+from pooldaemon.sim.faults import API_KINDS, Faults
 from pooldaemon.sim.media import MediaStore, aiff_bytes, mp3_bytes, wav_bytes
+from pooldaemon.sim.requestlog import RequestLog
 
 __all__ = ["ARCHIVE_KINDS", "ERROR_TEXTS", "HarvestSim", "Package", "SimAlbum", "SimTrack"]
 

@@ -26,16 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
-from pooldaemon.sim.faults import (
-    API_KINDS,
-    DownloadServer,
-    Faults,
-    RequestLog,
-    api_response,
-    fault_response,
-    start_app,
-)
+from pooldaemon.sim.answer import api_response, fault_response, start_app
+from pooldaemon.sim.download import DownloadServer
+from pooldaemon.sim.faults import API_KINDS, Faults
 from pooldaemon.sim.media import MediaStore, min_size
+from pooldaemon.sim.requestlog import RequestLog
 
 __all__ = ["PromoOnlySim", "SimTrack"]
 
