@@ -22,9 +22,6 @@ __all__ = [
 ]
 
 
-# -- response helpers ----------------------------------------------------------------------------
-
-
 def json_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
     """The `{"status": …, "message": …}` error model (seed 004's, also fine for other pools)."""
     body = json.dumps({"status": status, "message": message}).encode()
@@ -222,6 +219,3 @@ async def start_app(
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner, int(runner.addresses[0][1])
-
-
-# -- ranges --------------------------------------------------------------------------------------
