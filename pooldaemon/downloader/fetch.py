@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
+from pooldaemon.downloader.checkpoint import Checkpointer
 from pooldaemon.downloader.digest import Digests
 from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.part import PartRun, TransferFailed, run_all
@@ -137,6 +138,7 @@ class JobTransfer:
         health: HealthBook,
         on_progress: Callable[[int], None] | None = None,
         hash_parts: bool = True,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -159,6 +161,8 @@ class JobTransfer:
         self.rate_strikes: Counter[str] = Counter()
         #: Hash each part while it downloads (off when the file is re-hashed after tagging).
         self.hash_parts = hash_parts
+        #: The timed checkpoints (docs/reliability.md C7): the engine's one, shared by its jobs.
+        self.checkpointer = checkpointer if checkpointer is not None else Checkpointer(store)
         self._runs: list[PartRun] = []
 
     @property

@@ -5,7 +5,8 @@ other connections start once its head is checked. Each answer is judged by `answ
 byte is written and streamed by `workfile`'s writer; a failed answer steers the next request
 (another server, a wait for the host, a renewed plan, a quarantine, a restart of the part).
 A chunk counts as done only after its data is fsynced *and then* its checkpoint is committed
-(docs/reliability.md C2), so a crash loses at most the unsynced tail of the chunks in flight.
+(docs/reliability.md C2); between chunk ends the engine's checkpoint timer records what each
+stream has made durable (`checkpoint`, C7), so a crash loses about a second per connection.
 
 It is one concept and stays one module although it is long: every transition reads and writes
 the same part state (chunks, failures this round, identities, quarantines), and cutting it would
@@ -33,8 +34,10 @@ from pooldaemon.downloader.answer import (
     check_media_head,
     strong_etag,
 )
+from pooldaemon.downloader.checkpoint import Stream
 from pooldaemon.downloader.digest import Digests, PrefixHasher
 from pooldaemon.downloader.failpoints import failpoint
+from pooldaemon.downloader.ratelimit import FairBucket
 from pooldaemon.downloader.workfile import (
     WRITE_BLOCK,
     ChunkWriter,
@@ -62,6 +65,8 @@ log = get_logger(__name__)
 READ_BUFSIZE = 1 << 20
 #: The smallest of the quarter chunks the last round is split into.
 TAIL_CHUNK_MIN = 256 * 1024
+#: The bytes of a file's start that are sniffed for an error page (docs/reliability.md H9).
+HEAD_BYTES = 4096
 #: A failed answer that still delivered this much kept data counts as progress, not a failure.
 PROGRESS_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -111,6 +116,18 @@ async def run_all(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
         await asyncio.gather(*pending, return_exceptions=True)
         raise failed[0].exception()  # type: ignore[misc]
     return [t.result() for t in tasks]
+
+
+def connection_floor(settings: TransferSettings, bucket: FairBucket) -> float:
+    """The speed one connection must keep (docs/reliability.md H6), 0 when none.
+
+    `speed_floor` is per job, so each connection is held to its share; and never above its
+    share of the bandwidth limit in force now (docs/interface.md §2): under a low limit every
+    connection would otherwise look too slow.
+    """
+    floor = settings.speed_floor_bps / settings.connections
+    share = bucket.share_bps()
+    return min(floor, share) if share else floor
 
 
 class PartRun:
@@ -255,7 +272,7 @@ class PartRun:
             probe = await self._start_probe()
         else:
             await self._open_existing()
-            self._advance_hash()
+            self.advance_hash()
         assert self.state is not None
         busy = {0} if probe is not None else set()
         self.todo = deque(c.idx for c in self.chunks if not c.done and c.idx not in busy)
@@ -319,7 +336,7 @@ class PartRun:
         await store_parts.mark_part_done(self.jt.store, self.jt.job_id, self.key, sha)
         self.state.done = True
 
-    def _advance_hash(self) -> None:
+    def advance_hash(self) -> None:
         """Hand the hasher the durable prefix: done chunks, then the next one's filled bytes."""
         if self.hasher is None or not self.chunks:
             return
@@ -761,9 +778,14 @@ class PartRun:
         block = min(WRITE_BLOCK, max(64 * 1024, settings.chunk_size // 4))
         writer = ChunkWriter(self.file, start, block)
         head_checked = start != 0
-        floor = settings.speed_floor_bps / settings.connections if settings.speed_floor_bps else 0
+        # docs/reliability.md C7: the timer checkpoints what arrives once it is known to be
+        # the file's bytes (the range was checked; the media head too, for the first chunk).
+        stream = Stream(self, idx, writer)
+        if head_checked and keep_ok:
+            jt.checkpointer.register(stream)
         grace = settings.speed_grace_s
         bucket = jt.bucket
+        bucket.streams += 1
         content = resp.content
         window_start = time.monotonic()
         window_bytes = 0
@@ -784,16 +806,24 @@ class PartRun:
                         t = time.monotonic()
                         await bucket.take(jt.job_id, n)
                         throttled += time.monotonic() - t
-                    if writer.add(data):
-                        if not head_checked:
-                            check_media_head(writer.peek(4096), server)
+                    ready = writer.add(data)
+                    if ready and not head_checked:
+                        # The head is judged on its first 4 KiB (H9), however slowly they come.
+                        if writer.received >= min(HEAD_BYTES, length):
+                            check_media_head(writer.peek(HEAD_BYTES), server)
                             head_checked = True
+                            if keep_ok:
+                                jt.checkpointer.register(stream)
+                        else:
+                            ready = False
+                    if ready:
                         await writer.flush(mid_chunk=writer.received < length)
                     window_bytes += n
-                    if floor and grace:
+                    if settings.speed_floor_bps and grace:
                         now = time.monotonic()
                         elapsed = now - window_start
-                        if elapsed >= grace:
+                        floor = connection_floor(settings, bucket)
+                        if elapsed >= grace and floor:
                             speed = window_bytes / max(elapsed - throttled, 1e-3)
                             if speed < floor:
                                 raise FetchError(
@@ -827,18 +857,23 @@ class PartRun:
                     keep=True,
                 )
             if not head_checked:
-                check_media_head(writer.peek(4096), server)
+                check_media_head(writer.peek(HEAD_BYTES), server)
             await writer.drain()
         except FetchError as err:
+            jt.checkpointer.unregister(stream)
             kept = err.keep and keep_ok and writer.received >= 1 and head_checked
             if kept:
                 await self._checkpoint(idx, writer, start)
                 err.progressed = writer.received >= PROGRESS_BYTES
             else:
                 await writer.abandon()
-                jt.count(-writer.received)
+                # What the timer already claimed stays (its range and head were checked).
+                chunk = self.chunks[idx]
+                claimed = max(0, chunk.start + chunk.filled - start)
+                jt.count(-(writer.received - claimed))
             raise
         except asyncio.CancelledError:
+            jt.checkpointer.unregister(stream)
             # Pause or shutdown: what arrived is made durable so it is not fetched again.
             if keep_ok and head_checked and writer.received:
                 try:
@@ -849,8 +884,12 @@ class PartRun:
                 await writer.abandon()
             raise
         except BaseException:
+            jt.checkpointer.unregister(stream)
             await writer.abandon()
             raise
+        finally:
+            bucket.streams -= 1
+        jt.checkpointer.unregister(stream)
         # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
         await uncancelled(self._commit_done(idx))
 
@@ -865,7 +904,7 @@ class PartRun:
         await store_parts.commit_chunk(
             self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, True
         )
-        self._advance_hash()
+        self.advance_hash()
 
     async def _checkpoint(self, idx: int, writer: ChunkWriter, start: int) -> None:
         """Make a chunk's received prefix durable and record how far it goes."""
@@ -879,4 +918,4 @@ class PartRun:
         await store_parts.commit_chunk(
             self.jt.store, self.jt.job_id, self.key, idx, chunk.filled, chunk.done
         )
-        self._advance_hash()
+        self.advance_hash()

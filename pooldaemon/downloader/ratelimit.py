@@ -30,7 +30,18 @@ class FairBucket:
         self._capacity = 0.0
         self._tokens = 0.0
         self._last = clock()
+        #: Connections streaming a body now, across all jobs (what the limit is shared by).
+        self.streams = 0
         self.set_rate(rate_bps)
+
+    def share_bps(self) -> float:
+        """One connection's share of the limit in force now; 0 when unlimited.
+
+        Read at the moment it is needed: the limit can change while downloads run.
+        """
+        if not self.rate_bps:
+            return 0.0
+        return self.rate_bps / max(1, self.streams)
 
     def set_rate(self, rate_bps: int) -> None:
         """Change the limit; waiting callers are re-evaluated at once."""

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from pooldaemon.units import format_size
 WRITE_BLOCK = 1 << 20
 #: Stay well below IOV_MAX (1024) when tiny reads pile up.
 MAX_IOV = 256
+#: The longest received bytes wait in memory before they are written (docs/reliability.md C7).
+MAX_HOLD_S = 0.25
 #: The folder of the library that holds every job's work folder.
 WORK_AREA = ".pooldaemon"
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
@@ -207,21 +210,42 @@ def _write_blocks(fd: int, blocks: list[bytes], offset: int, mid_chunk: bool) ->
 class ChunkWriter:
     """Buffers one answer's bytes and writes them at their offset, one block in flight."""
 
-    def __init__(self, fd: SharedFd, offset: int, block: int = WRITE_BLOCK) -> None:
+    def __init__(
+        self,
+        fd: SharedFd,
+        offset: int,
+        block: int = WRITE_BLOCK,
+        *,
+        max_hold_s: float = MAX_HOLD_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.fd = fd
         self.block = block
         self.offset = offset  # file offset of the next byte to write
+        #: File offset up to which every write has completed (what an fsync now makes durable).
+        self.written = offset
         self.received = 0
         self._bufs: list[bytes] = []
         self._buffered = 0
-        self._pending: Awaitable[None] | None = None
+        self._pending: asyncio.Future[Any] | None = None
+        self._max_hold_s = max_hold_s
+        self._clock = clock
+        self._held_since = 0.0
 
     def add(self, data: bytes) -> bool:
-        """Buffer `data`; True when a block is ready to write."""
+        """Buffer `data`; True when a block is ready to write, or bytes were held too long."""
+        if not self._bufs:
+            self._held_since = self._clock()
         self._bufs.append(data)
         self._buffered += len(data)
         self.received += len(data)
-        return self._buffered >= self.block or len(self._bufs) >= MAX_IOV
+        return (
+            self._buffered >= self.block
+            or len(self._bufs) >= MAX_IOV
+            # A slow connection fills a block in seconds; the timed checkpoint (C7) can claim
+            # only written bytes, so they are not held longer than this.
+            or self._clock() - self._held_since >= self._max_hold_s
+        )
 
     def peek(self, n: int) -> bytes:
         return b"".join(self._bufs)[:n]
@@ -234,8 +258,15 @@ class ChunkWriter:
         if not self._bufs:
             return
         bufs, offset = self._bufs, self.offset
-        self._bufs, self.offset, self._buffered = [], offset + self._buffered, 0
-        self._pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
+        end = offset + self._buffered
+        self._bufs, self.offset, self._buffered = [], end, 0
+        pending = asyncio.ensure_future(self.fd.run(_write_blocks, bufs, offset, mid_chunk))
+        pending.add_done_callback(lambda fut: self._wrote(fut, end))
+        self._pending = pending
+
+    def _wrote(self, fut: asyncio.Future[Any], end: int) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.written = max(self.written, end)
 
     async def drain(self) -> None:
         """Write everything buffered and wait for it."""

@@ -121,6 +121,7 @@ async def write_body(
     *,
     offset: int = 0,
     transform: Callable[[bytes, int], bytes] | None = None,
+    on_write: Callable[[int], None] | None = None,
 ) -> bool:
     """Send a prepared response's body, applying drop / stall / trickle and the throttle.
 
@@ -157,6 +158,8 @@ async def write_body(
             await response.write(piece if limit == len(piece) else piece[pos : pos + limit])
             pos += limit
             sent += limit
+            if on_write is not None:
+                on_write(limit)
             if bps:
                 delay = started + sent / bps - loop.time()
                 if delay > 0:

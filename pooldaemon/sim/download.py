@@ -11,6 +11,7 @@ import gzip
 import inspect
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
@@ -28,7 +29,7 @@ from pooldaemon.sim.faults import DOWNLOAD_KINDS, Fault, Faults
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.sim.requestlog import RequestLog
 
-__all__ = ["DownloadServer", "parse_range"]
+__all__ = ["DownloadServer", "Served", "parse_range"]
 
 
 _HTML_ERROR = (
@@ -97,6 +98,15 @@ def _content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
+@dataclass
+class Served:
+    """Bytes [first, end) of a media file written to one answer (end grows as it is sent)."""
+
+    key: str
+    first: int
+    end: int
+
+
 Resolved = str | web.StreamResponse
 Resolver = Callable[[web.Request], Awaitable[Resolved] | Resolved]
 
@@ -136,6 +146,10 @@ class DownloadServer:
         self.on_complete = on_complete
         self.error: ErrorFactory = error or default_error
         self.completed: Counter[str] = Counter()  # media key -> full bodies sent
+        #: The byte ranges of media bodies handed to the transport, in request order.
+        self.served: list[Served] = []
+        #: Media bodies being sent now.
+        self.sending = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -273,9 +287,26 @@ class DownloadServer:
             if filler:
                 yield b"\x00" * filler
 
-        done = await write_body(
-            request, response, pieces(), self.faults, active, offset=first, transform=transform
-        )
+        served = Served(key, first, first)
+        self.served.append(served)
+        self.sending += 1
+
+        def wrote(n: int) -> None:
+            served.end += n
+
+        try:
+            done = await write_body(
+                request,
+                response,
+                pieces(),
+                self.faults,
+                active,
+                offset=first,
+                transform=transform,
+                on_write=wrote,
+            )
+        finally:
+            self.sending -= 1
         if not done:
             return response, False
         await response.write_eof()

@@ -6,6 +6,7 @@ for the part's expected size — never by URL, since URLs carry tokens that expi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,6 +146,27 @@ async def commit_chunk(
             (filled, int(done), job_id, part_key, idx),
         )
         await _sum_progress(db, job_id)
+
+
+async def commit_progress(
+    store: Store, claim: Callable[[], list[tuple[int, str, int, int]]]
+) -> list[tuple[int, str, int, int]]:
+    """Record many chunks' fsynced prefixes in one transaction (docs/reliability.md C7).
+
+    `claim` runs once the write lock is held and returns (job, part, chunk, filled) rows; taking
+    them only then lets a caller drop what changed while it waited for the lock.
+    """
+    async with store.transaction() as db:
+        rows = claim()
+        if rows:
+            await db.executemany(
+                "UPDATE chunks SET filled = ? WHERE job_id = ? AND part_key = ? AND idx = ? "
+                "AND done = 0 AND filled < ?",
+                [(filled, job, key, idx, filled) for job, key, idx, filled in rows],
+            )
+            for job_id in sorted({row[0] for row in rows}):
+                await _sum_progress(db, job_id)
+    return rows
 
 
 async def _sum_progress(db: Any, job_id: int) -> None:

@@ -435,6 +435,7 @@ class Driver:
         progress: bool = False,
         timeout_s: float = 900.0,
         write_tags: bool = False,
+        pythonpath: str | None = None,
     ) -> None:
         self.log = root / "driver.log"
         spec = {
@@ -454,6 +455,9 @@ class Driver:
                 stdout=subprocess.PIPE,
                 stderr=self._err,
                 text=True,
+                # `--before`: the child imports another tree's pooldaemon (this file's driver
+                # code is the same for both).
+                env=None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath},
             )
         )
         self.events: dict[str, dict[str, Any]] = {}
@@ -660,7 +664,16 @@ class Served:
 class Bench:
     """The runs of one invocation, sharing one temp dir and one nginx."""
 
-    def __init__(self, root: Path, nginx: Nginx, reps: int, *, write_tags: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        nginx: Nginx,
+        reps: int,
+        before: str | None = None,
+        *,
+        write_tags: bool = False,
+    ) -> None:
+        self.before = before
         self.root = root
         self.nginx = nginx
         self.reps = reps
@@ -722,7 +735,13 @@ class Bench:
         return Result(test, "aria2c", connections, sum(s.size for s in sources), wall, cpu, rss)
 
     def pooldaemon(
-        self, test: str, sources: list[Served], connections: int, throttled: bool
+        self,
+        test: str,
+        sources: list[Served],
+        connections: int,
+        throttled: bool,
+        *,
+        before: bool = False,
     ) -> Result:
         out = self._out_dir()
         items = [
@@ -734,7 +753,12 @@ class Bench:
             for s in sources
         ]
         driver = Driver(
-            out, items, connections, f"pooldaemon-bench/{out.name}", write_tags=self.write_tags
+            out,
+            items,
+            connections,
+            f"pooldaemon-bench/{out.name}",
+            pythonpath=self.before if before else None,
+            write_tags=self.write_tags,
         )
         code, usage = driver.finish()
         done = driver.events.get("done")
@@ -757,7 +781,7 @@ class Bench:
         )
         return Result(
             test,
-            "pooldaemon",
+            "pooldaemon (before)" if before else "pooldaemon",
             connections,
             sum(s.size for s in sources),
             done["job_s"],
@@ -798,6 +822,20 @@ class Bench:
                 ("pooldaemon 1", lambda: self.pooldaemon(test, [src], 1, throttled)),
                 ("aria2c -x4", lambda: self.aria2c(test, [src], 4, throttled)),
                 ("pooldaemon 4", lambda: self.pooldaemon(test, [src], 4, throttled)),
+                *(
+                    [
+                        (
+                            "before 1",
+                            lambda: self.pooldaemon(test, [src], 1, throttled, before=True),
+                        ),
+                        (
+                            "before 4",
+                            lambda: self.pooldaemon(test, [src], 4, throttled, before=True),
+                        ),
+                    ]
+                    if self.before
+                    else []
+                ),
             ],
         )
 
@@ -808,6 +846,11 @@ class Bench:
             [
                 ("aria2c -j3 -x4", lambda: self.aria2c(test, sources, 4, False)),
                 ("pooldaemon 3×4", lambda: self.pooldaemon(test, sources, 4, False)),
+                *(
+                    [("before 3×4", lambda: self.pooldaemon(test, sources, 4, False, before=True))]
+                    if self.before
+                    else []
+                ),
             ],
         )
 
@@ -1071,6 +1114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the engine tags a copy of each file, as the daemon does by default (the copy, "
         "its fsync and its SHA-256 then count in 'to a verified file')",
     )
+    parser.add_argument(
+        "--before",
+        help="another pooldaemon source tree (e.g. `git archive` of an older commit): its engine "
+        "runs beside this one in tests (1)-(3), alternating, as `pooldaemon (before)`",
+    )
     args = parser.parse_args(argv)
     only = {t.strip() for t in args.only.split(",") if t.strip()}
     if not only or only - {"1", "2", "3", "4"}:
@@ -1131,7 +1179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.link(www / mid.name, www / name)
             three.append(Served(name, mid.size, mid.sha256))
         nginx.start(tools["nginx"])
-        bench = Bench(root, nginx, reps, write_tags=args.write_tags)
+        bench = Bench(root, nginx, reps, args.before, write_tags=args.write_tags)
         if "1" in only:
             print(f"(1) {format_size(size)} unthrottled, 1 and 4 connections", flush=True)
             bench.speed("1", served[size], throttled=False)

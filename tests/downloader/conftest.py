@@ -46,16 +46,24 @@ FINAL_STATES = ("done", "failed", "paused", "cancelled")
 
 
 class TokenCheck:
-    """A download server's token rule: `?token=` must be one of `valid` (else 401)."""
+    """A download server's token rule: `?token=` must be one of `valid` (else 401).
 
-    def __init__(self, *valid: str) -> None:
+    `uses` caps how many requests a token is good for: a token that expires at a known point
+    of the transfer rather than at a moment the test has to catch.
+    """
+
+    def __init__(self, *valid: str, uses: dict[str, int] | None = None) -> None:
         self.valid = set(valid) or {"t0"}
+        self.uses = dict(uses or {})
         self.refused = 0
 
     def __call__(self, request: web.Request) -> str | web.StreamResponse:
-        if request.query.get("token") not in self.valid:
+        token = request.query.get("token")
+        if token not in self.valid or self.uses.get(token, 1) <= 0:
             self.refused += 1
             return json_error(401, "download token expired")
+        if token in self.uses:
+            self.uses[token] -= 1
         return request.match_info["key"]
 
 
@@ -332,3 +340,22 @@ def bytes_requested(servers: Iterable[DownloadServer], total: int) -> int:
             first, _, last = value.split("=", 1)[1].partition("-")
             asked += min(int(last), total - 1) - int(first) + 1
     return asked
+
+
+async def scheduler_ran(engine: Engine, timeout: float = 20.0) -> None:
+    """Wait until a whole scheduler pass ran after this call (it had its chance to act)."""
+    seen = engine.scheduler_passes
+    async with asyncio.timeout(timeout):
+        # The pass under way may have begun before the call: wait for the one after it.
+        while engine.scheduler_passes < seen + 2:
+            engine.wake()
+            await asyncio.sleep(0.01)
+
+
+async def wait_bytes(
+    harness: EngineHarness, job_id: int, at_least: int, timeout: float = 20.0
+) -> None:
+    """Wait until the job's checkpoints claim `at_least` bytes."""
+    async with asyncio.timeout(timeout):
+        while (await store_jobs.get_job(harness.store, job_id))["bytes_done"] < at_least:
+            await asyncio.sleep(0.01)

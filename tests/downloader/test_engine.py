@@ -30,6 +30,8 @@ from .conftest import (
     bytes_requested,
     library_files,
     make_config,
+    scheduler_ran,
+    wait_bytes,
 )
 
 SIZE = 6 * CHUNK + 321
@@ -49,13 +51,6 @@ async def add_track(
     srv = await servers()
     harness.pool.add(item, [PartSpec("main", key, [("s", srv)])])
     return srv
-
-
-async def wait_bytes(harness: EngineHarness, job_id: int, at_least: int) -> None:
-    deadline = time.monotonic() + 20
-    while (await store_jobs.get_job(harness.store, job_id))["bytes_done"] < at_least:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
 
 
 async def test_downloads_a_track_into_the_library(
@@ -190,10 +185,14 @@ async def test_every_state_change_and_progress_is_an_event(
                 events.append(event)
 
     collector = asyncio.create_task(collect())
-    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        while not harness.events.subscribers:
+            await asyncio.sleep(0.005)
     job_id = await harness.get("1", engine)
     await harness.wait(job_id)
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):  # the bus delivers after the store says done
+        while not [e for e in events if e["type"] == "job.state" and e["job"]["state"] == "done"]:
+            await asyncio.sleep(0.005)
     collector.cancel()
     states = [e["job"]["state"] for e in events if e["type"] == "job.state"]
     assert states == ["queued", "resolving", "downloading", "verifying", "done"]
@@ -217,8 +216,9 @@ async def test_pause_keeps_checkpoints_and_resume_finishes(
     assert durable >= 3 * CHUNK
     before = bytes_requested([srv], 16 * CHUNK)
     calls = srv.log.calls["download"]
-    await asyncio.sleep(0.2)
+    await scheduler_ran(engine)
     assert srv.log.calls["download"] == calls  # paused means no requests
+    assert (await store_jobs.get_job(harness.store, job_id))["state"] == "paused"
     srv.faults.throttle_bps = None
     resumed = await engine.resume(job_id)
     assert resumed["state"] == "queued"
@@ -264,7 +264,7 @@ async def test_pause_all_holds_every_job_until_resume_all(
     assert engine.paused
     job = await store_jobs.get_job(harness.store, job_id)
     assert job["state"] == "queued"  # back in the queue, checkpointed, not started
-    await asyncio.sleep(0.2)
+    await scheduler_ran(engine)
     assert (await store_jobs.get_job(harness.store, job_id))["state"] == "queued"
     srv.faults.throttle_bps = None
     await engine.resume_all()
@@ -295,7 +295,9 @@ async def test_no_more_than_max_active_downloads_at_once(
                 most = max(most, len(active))
 
     watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        while not harness.events.subscribers:
+            await asyncio.sleep(0.005)
     ids = [await harness.get(item, engine) for item in ("1", "2", "3")]
     for job_id in ids:
         assert (await harness.wait(job_id))["state"] == "done"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from pooldaemon.downloader.checkpoint import Checkpointer
 from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
 from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.part import TransferFailed
@@ -30,7 +32,7 @@ from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import parts as store_parts
 from pooldaemon.store.db import Store
 
-from .conftest import CHUNK, MIB, ServerFactory, TokenCheck, bytes_requested, requested_ranges
+from .conftest import CHUNK, KIB, MIB, ServerFactory, TokenCheck, bytes_requested, requested_ranges
 
 SETTINGS = TransferSettings(
     chunk_size=CHUNK, connections=4, stall_timeout_s=2.0, speed_floor_bps=0, cooldown_s=0.05
@@ -77,6 +79,7 @@ async def make_transfer(
     renew: Renew = _no_renewal,
     job_id: int | None = None,
     hash_parts: bool = True,
+    checkpointer: Checkpointer | None = None,
 ) -> JobTransfer:
     if job_id is None:
         job, _ = await store_jobs.create_job(
@@ -94,6 +97,7 @@ async def make_transfer(
         gates=HostGates(),
         health=HealthBook(store, cooldown_s=0.05),
         hash_parts=hash_parts,
+        checkpointer=checkpointer,
     )
 
 
@@ -295,6 +299,58 @@ async def test_an_interrupted_transfer_resumes_from_its_checkpoints(
     assert bytes_requested([srv], size) == size - durable
     # The hash taken while downloading covers the resumed chunks too (read back from disk).
     assert second.digests()["main"].sha256 == hashlib.sha256(media.get("a")).hexdigest()
+
+
+async def test_received_bytes_are_checkpointed_on_a_timer(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+) -> None:
+    """docs/reliability.md C7: mid-chunk bytes are made durable and recorded about once a second,
+    one fsync per work file and one commit for all connections, never past what is written."""
+    chunk = 8 * CHUNK
+    size = 4 * chunk
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    srv.faults.throttle_bps = 256 * KIB  # per answer: a chunk takes 8 s, a tick is 1 s
+    ticks: list[tuple[int, int]] = []
+    checkpointer = Checkpointer(store, on_tick=lambda files, rows: ticks.append((files, rows)))
+    settings = replace(SETTINGS, chunk_size=chunk, connections=4)
+    jt = await make_transfer(
+        store,
+        session,
+        library,
+        plan_for([("s", url(srv, "a"))], size),
+        settings=settings,
+        checkpointer=checkpointer,
+    )
+    task = asyncio.create_task(jt.run())
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                chunks = await store_parts.load_chunks(store, jt.job_id, "main")
+                if sum(1 for c in chunks if 0 < c.filled < c.size) >= 3:
+                    break
+                assert not task.done(), task
+                await asyncio.sleep(0.05)
+        # Every chunk in flight got a checkpoint before any finished: the timer took them.
+        assert not any(c.done for c in chunks)
+        work = (await store_parts.load_parts(store, jt.job_id))["main"].work_path
+        assert work is not None
+        data = Path(work).read_bytes()
+        source = media.get("a")
+        for c in chunks:
+            assert data[c.start : c.start + c.filled] == source[c.start : c.start + c.filled]
+        # Coalesced: one work file synced per tick, however many connections write it.
+        assert ticks and all(files == 1 for files, _ in ticks)
+        assert max(rows for _, rows in ticks) >= 3
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await checkpointer.close()
 
 
 async def test_parts_are_hashed_while_they_download(
@@ -538,31 +594,22 @@ async def test_many_workers_refused_at_once_renew_exactly_once(
 ) -> None:
     size = 8 * CHUNK
     media.add_generated("a", "mp3", "a", size)
-    check = TokenCheck("t0")
+    # t0 is good for one request, the probe's: every other connection is refused with it.
+    check = TokenCheck("t0", "t1", uses={"t0": 1})
     srv = await servers(check)
-    gate = asyncio.Event()
     calls = []
 
     async def renew(plan: DownloadPlan, key: str | None) -> DownloadPlan:
         calls.append(key)
-        await gate.wait()
+        # Held until all four connections were refused: they all want a renewal at once.
+        async with asyncio.timeout(20):
+            while check.refused < 4:
+                await asyncio.sleep(0.005)
         return plan_for([("s", url(srv, "a", "?token=t1"))], size)
 
     plan = plan_for([("s", url(srv, "a", "?token=t0"))], size)
     jt = await make_transfer(store, session, library, plan, renew=renew)
-
-    async def expire_after_probe() -> None:
-        # The probe succeeds with t0; then the token expires for every worker at once.
-        while not (await store_parts.load_parts(store, jt.job_id)):
-            await asyncio.sleep(0.005)
-        check.valid = {"t1"}
-        while check.refused < 4:
-            await asyncio.sleep(0.005)
-        gate.set()
-
-    expirer = asyncio.create_task(expire_after_probe())
     paths = await jt.run()
-    await expirer
     assert paths["main"].read_bytes() == media.get("a")
     assert len(calls) == 1
     assert check.refused >= 4

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from pooldaemon.downloader.fetch import TransferSettings
+from pooldaemon.downloader.part import connection_floor
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
 
 from .conftest import KIB, MIB
@@ -28,9 +32,32 @@ async def test_bucket_serves_waiting_jobs_round_robin() -> None:
 
 
 async def test_unlimited_bucket_never_waits() -> None:
-    bucket = FairBucket(0)
+    # Time stands still: a take that had to wait for tokens would suspend and never finish.
+    bucket = FairBucket(0, clock=lambda: 0.0)
     for _ in range(1000):
-        await bucket.take("A", MIB)
+        take = bucket.take("A", MIB)
+        with pytest.raises(StopIteration):
+            take.send(None)  # ran to its end without suspending once
+    # The same check tells a waiting take apart: a limited bucket suspends.
+    limited = FairBucket(64 * KIB, clock=lambda: 0.0)
+    take = limited.take("A", MIB)
+    assert isinstance(take.send(None), asyncio.Future)
+    take.close()
+
+
+def test_the_speed_floor_never_exceeds_a_connections_share_of_the_limit() -> None:
+    """docs/reliability.md H6 under bandwidth_limit: the floor follows the limit in force and
+    the connections streaming now, across all jobs."""
+    settings = TransferSettings(connections=4, speed_floor_bps=64 * KIB)
+    bucket = FairBucket(0)
+    assert connection_floor(settings, bucket) == 16 * KIB  # unlimited: speed_floor / conns
+    bucket.set_rate(32 * KIB)
+    bucket.streams = 12  # three downloads, four connections each
+    assert connection_floor(settings, bucket) == pytest.approx(32 * KIB / 12)
+    bucket.set_rate(MIB)  # a schedule raised the limit: the configured floor again
+    assert connection_floor(settings, bucket) == 16 * KIB
+    bucket.set_rate(0)
+    assert connection_floor(settings, bucket) == 16 * KIB
 
 
 def test_host_gates_hold_a_host_until_its_time() -> None:
