@@ -15,6 +15,10 @@ Identity versus version, as a DJ reads a title: a remix *by someone* (``(Dillon 
 a rework, bootleg, live or acoustic recording is a different song and stays in the key; an
 extended, intro, clean or acapella cut — also one credited to a pool editor (``(PeteDown Intro
 Edit)``) — is a version of the same song.
+
+One concept in ~700 lines: reading a title into song, key and version. The tokenizer, the
+annotation reader and the title splitter are stages of that one reading, sharing its `_Reading`
+type and caches; the table of version spellings they read with is `songkey_forms.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,25 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Final
+
+from pooldaemon.songkey_forms import (
+    ADV,
+    EDIT,
+    IDENTITY_WORDS,
+    LONGEST,
+    MAIN,
+    MIX,
+    MIX_ORDER,
+    MIX_RANK,
+    MIXWORD,
+    NEUTRAL,
+    QNUM,
+    QUAL,
+    REMIX,
+    TRANS,
+    VIDEO,
+    VOCAB,
+)
 
 __all__ = [
     "LENGTH_TOLERANCE_S",
@@ -166,152 +189,6 @@ def _artists_key(artist: str) -> str:
     return key
 
 
-# -- version vocabulary ----------------------------------------------------------------------
-
-_ADV, _MIX, _QUAL, _QNUM, _VIDEO, _NEUTRAL, _MAIN, _EDIT, _REMIX, _MIXWORD, _TRANS = range(11)
-
-# Mix words in the order a label lists them.
-_MIX_ORDER: Final = (
-    "extended",
-    "xtendz",
-    "club",
-    "dub",
-    "radio edit",
-    "short edit",
-    "quick hit",
-    "snippet",
-    "hype intro",
-    "intro",
-    "outro",
-    "acapella",
-    "acapella in",
-    "acapella out",
-    "instrumental",
-    "redrum",
-    "remix",
-    "mashup",
-    "loop",
-    "underscore",
-    "sting",
-    "edit",
-)
-_MIX_RANK = {name: rank for rank, name in enumerate(_MIX_ORDER)}
-
-
-def _vocabulary() -> dict[tuple[str, ...], tuple[int, str]]:
-    table: dict[str, tuple[int, str]] = {
-        "clean": (_ADV, "clean"),
-        "cln": (_ADV, "clean"),
-        "dirty": (_ADV, "dirty"),
-        "dty": (_ADV, "dirty"),
-        "explicit": (_ADV, "dirty"),
-        "uncensored": (_ADV, "dirty"),
-        "super clean": (_ADV, "super clean"),
-        "superclean": (_ADV, "super clean"),
-        "extra clean": (_ADV, "super clean"),
-        "extended": (_MIX, "extended"),
-        "ext": (_MIX, "extended"),
-        "xtended": (_MIX, "extended"),
-        "extended mix": (_MIX, "extended"),
-        "extended edit": (_MIX, "extended"),
-        "extended version": (_MIX, "extended"),
-        "xtendz": (_MIX, "xtendz"),
-        "xtendamix": (_MIX, "xtendz"),
-        "club": (_MIX, "club"),
-        "club mix": (_MIX, "club"),
-        "club edit": (_MIX, "club"),
-        "club version": (_MIX, "club"),
-        "dub": (_MIX, "dub"),
-        "dub mix": (_MIX, "dub"),
-        "radio edit": (_MIX, "radio edit"),
-        "radio": (_MIX, "radio edit"),
-        "radio mix": (_MIX, "radio edit"),
-        "radio version": (_MIX, "radio edit"),
-        "short edit": (_MIX, "short edit"),
-        "short": (_MIX, "short edit"),
-        "short version": (_MIX, "short edit"),
-        "quick hit": (_MIX, "quick hit"),
-        "quickhit": (_MIX, "quick hit"),
-        "quick hitter": (_MIX, "quick hit"),
-        "snippet": (_MIX, "snippet"),
-        "hype intro": (_MIX, "hype intro"),
-        "intro": (_MIX, "intro"),
-        "intro edit": (_MIX, "intro"),
-        "outro": (_MIX, "outro"),
-        "outro edit": (_MIX, "outro"),
-        "instrumental": (_MIX, "instrumental"),
-        "inst": (_MIX, "instrumental"),
-        "instr": (_MIX, "instrumental"),
-        "redrum": (_MIX, "redrum"),
-        "re drum": (_MIX, "redrum"),
-        "loop": (_MIX, "loop"),
-        # Production libraries (Harvest): the bed without the lead, the short ending.
-        "underscore": (_MIX, "underscore"),
-        "bed": (_MIX, "underscore"),
-        "sting": (_MIX, "sting"),
-        "stinger": (_MIX, "sting"),
-        "mashup": (_MIX, "mashup"),
-        "mash up": (_MIX, "mashup"),
-        "transition": (_TRANS, "transition"),
-        "trans": (_TRANS, "transition"),
-        "edit": (_EDIT, "edit"),
-        "remix": (_REMIX, "remix"),
-        "rmx": (_REMIX, "remix"),
-        "mix": (_MIXWORD, "mix"),
-        "version": (_NEUTRAL, ""),
-        "vers": (_NEUTRAL, ""),
-        "bpm": (_NEUTRAL, ""),
-        "16x9": (_NEUTRAL, ""),
-        "4x3": (_NEUTRAL, ""),
-        "remaster": (_NEUTRAL, ""),
-        "remastered": (_NEUTRAL, ""),
-        "main": (_MAIN, ""),
-        "main mix": (_MAIN, ""),
-        "single": (_MAIN, ""),
-        "original": (_MAIN, ""),
-        "original mix": (_MAIN, ""),
-        "album version": (_MAIN, ""),
-        "lp version": (_MAIN, ""),
-        "video": (_VIDEO, ""),
-        "music video": (_VIDEO, ""),
-        "official video": (_VIDEO, ""),
-        "official music video": (_VIDEO, ""),
-        "sd": (_QUAL, "sd"),
-        "qhd": (_QUAL, "qhd"),
-        "hd": (_QUAL, "hd"),
-        "fhd": (_QUAL, "fhd"),
-        "full hd": (_QUAL, "fhd"),
-        "fullhd": (_QUAL, "fhd"),
-        "uhd": (_QUAL, "4k"),
-        "4k": (_QUAL, "4k"),
-        "360p": (_QNUM, "sd"),
-        "480p": (_QNUM, "sd"),
-        "540": (_QNUM, "qhd"),
-        "540p": (_QNUM, "qhd"),
-        "720": (_QNUM, "hd"),
-        "720p": (_QNUM, "hd"),
-        "1080": (_QNUM, "fhd"),
-        "1080p": (_QNUM, "fhd"),
-        "1080i": (_QNUM, "fhd"),
-        "2160": (_QNUM, "4k"),
-        "2160p": (_QNUM, "4k"),
-    }
-    for acapella in ("acapella", "acappella", "accapella", "acap", "acc", "acca", "a cappella"):
-        table[acapella] = (_MIX, "acapella")
-        table["a capella" if acapella == "a cappella" else acapella] = (_MIX, "acapella")
-        table[f"{acapella} in"] = (_MIX, "acapella in")
-        table[f"{acapella} out"] = (_MIX, "acapella out")
-    return {tuple(phrase.split()): meaning for phrase, meaning in table.items()}
-
-
-_VOCAB: Final = _vocabulary()
-_LONGEST: Final = max(len(phrase) for phrase in _VOCAB)
-# Words that, beside a name, make an annotation a different song: "(Kaskade Bootleg)". Remix and
-# mix are in the vocabulary (a bare "(Remix)" is a version) and count the same way.
-_IDENTITY_WORDS: Final = frozenset(
-    "rework bootleg flip refix remake vip cover live acoustic unplugged reprise".split()  # noqa: SIM905
-)
-
 # "[124-101]", "(Transition 124 to 101)": two BPMs joined by a dash, "to" or ">".
 # "30 sec", "15 seconds": a library's cutdown, one "30sec" token.
 _TOKEN = re.compile(
@@ -385,49 +262,48 @@ def _read_uncached(text: str, field: bool) -> _Reading:
     while i < n:
         word = tokens[i]
         if "-" in word:
-            items.append((word, (_TRANS, word)))
+            items.append((word, (TRANS, word)))
             i += 1
             continue
-        for size in range(min(_LONGEST, n - i), 0, -1):
-            meaning = _VOCAB.get(tuple(tokens[i : i + size]))
+        for size in range(min(LONGEST, n - i), 0, -1):
+            meaning = VOCAB.get(tuple(tokens[i : i + size]))
             if meaning is not None:
                 items.append((" ".join(tokens[i : i + size]), meaning))
                 i += size
                 break
         else:
             if _CUTDOWN.fullmatch(word):
-                meaning = (_MIX, f"{word[:-3]} sec")
+                meaning = (MIX, f"{word[:-3]} sec")
             elif (word.isdigit() and 40 <= int(word) <= 250) or _CAMELOT.fullmatch(word):
-                meaning = (_NEUTRAL, "")  # a BPM or a Camelot key: neither song nor version
+                meaning = (NEUTRAL, "")  # a BPM or a Camelot key: neither song nor version
             elif has_remaster and _YEAR.fullmatch(word):
-                meaning = (_NEUTRAL, "")
+                meaning = (NEUTRAL, "")
             items.append((word, meaning))
             i += 1
     others = [word for word, meaning in items if meaning is None]
     identity_word = bool(others) and any(
-        word in _IDENTITY_WORDS if meaning is None else meaning[0] in (_REMIX, _MIXWORD)
+        word in IDENTITY_WORDS if meaning is None else meaning[0] in (REMIX, MIXWORD)
         for word, meaning in items
     )
     real_version = any(
-        meaning is not None and meaning[0] not in (_NEUTRAL, _MAIN, _MIXWORD)
-        for _, meaning in items
+        meaning is not None and meaning[0] not in (NEUTRAL, MAIN, MIXWORD) for _, meaning in items
     )
     ends_in_name = not field and bool(items) and items[-1][1] is None  # "(Dirty Money)"
     if others and (identity_word or not real_version or ends_in_name):
         if field and not identity_word:
             # A mix field's own words ("From The Battle Of Mexico City") name a version.
-            return _version([(" ".join(others), (_MIX, " ".join(others))), *items], "")
+            return _version([(" ".join(others), (MIX, " ".join(others))), *items], "")
         if not identity_word:
             return _Reading(_IDENT)  # a song's own words: "(Cap.1: Augurio)", "(Dirty Money)"
         # A named remix is identity; version words after its name still name the version:
         # "(Dillon Francis Extended Remix)", but "(Club Killers Remix)" is all name.
         last_name = max(index for index, (_, meaning) in enumerate(items) if meaning is None)
         name = [word for word, _ in items[: last_name + 1]]
-        tail = [item for item in items[last_name + 1 :] if item[1] and item[1][0] != _NEUTRAL]
-        versions = [item for item in tail if item[1] and item[1][0] not in (_REMIX, _MIXWORD)]
+        tail = [item for item in items[last_name + 1 :] if item[1] and item[1][0] != NEUTRAL]
+        versions = [item for item in tail if item[1] and item[1][0] not in (REMIX, MIXWORD)]
         if not versions:
             return _Reading(_IDENT)
-        name += [word for word, meaning in tail if meaning and meaning[0] in (_REMIX, _MIXWORD)]
+        name += [word for word, meaning in tail if meaning and meaning[0] in (REMIX, MIXWORD)]
         reading = _version(versions, "")
         return _Reading(
             _IDENT,
@@ -450,21 +326,21 @@ def _version(items: list[tuple[str, tuple[int, str] | None]], editor: str) -> _R
         if meaning is None:
             continue
         kind, value = meaning
-        if kind == _ADV:
+        if kind == ADV:
             advisory = advisory or value
-        elif kind == _MIX and value not in mix:
+        elif kind == MIX and value not in mix:
             mix.append(value)
-        elif kind == _QUAL:
+        elif kind == QUAL:
             quality = quality or value
-        elif kind == _QNUM:
+        elif kind == QNUM:
             qnum = qnum or value
-        elif kind == _VIDEO:
+        elif kind == VIDEO:
             video = True
-        elif kind == _EDIT:
+        elif kind == EDIT:
             has_edit = True
-        elif kind == _REMIX:
+        elif kind == REMIX:
             has_remix = True
-        elif kind == _TRANS:
+        elif kind == TRANS:
             has_trans = True
             if value != "transition":
                 mix.append(f"transition {value}")
@@ -484,12 +360,12 @@ def _version(items: list[tuple[str, tuple[int, str] | None]], editor: str) -> _R
 
 def _ordered(mix: list[str]) -> list[str]:
     # Transitions and cutdowns (mix words outside the table) go last: "intro transition 124-101".
-    return sorted(mix, key=lambda part: _MIX_RANK.get(part, len(_MIX_ORDER)))
+    return sorted(mix, key=lambda part: MIX_RANK.get(part, len(MIX_ORDER)))
 
 
 def _is_mix_word(part: str) -> bool:
     """A mix part from the vocabulary (not an editor's or a mix field's own words)."""
-    return part in _MIX_RANK or part.startswith("transition") or part.endswith(" sec")
+    return part in MIX_RANK or part.startswith("transition") or part.endswith(" sec")
 
 
 # -- titles -----------------------------------------------------------------------------------
@@ -816,7 +692,7 @@ def is_version_text(text: str) -> bool:
 
 def version_phrases() -> tuple[str, ...]:
     """Every version phrase the vocabulary knows, folded ("extended mix", "quick hit")."""
-    return tuple(" ".join(phrase) for phrase in _VOCAB)
+    return tuple(" ".join(phrase) for phrase in VOCAB)
 
 
 def version_in_name(name: str, mix: str) -> bool:

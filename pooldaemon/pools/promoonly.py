@@ -2,6 +2,12 @@
 
 Seeds 000–002 and CONTRACT §6. The pool has no documented catalog listing, so the adapter offers
 the queue (read, add, remove), redownload requests and the `download/success` outbox call only.
+
+One concept in ~700 lines, the account's protocol: every call carries the 5-minute token this
+module signs in and renews, a download plan is a queue call (its `dl_token` and servers), and the
+outbox acknowledges what the queue handed out, so splitting it would split that token chain.
+The answers' fields are read by `pools/promoonly_wire.py`, retries and HTTP errors by
+`pools/http.py`.
 """
 
 from __future__ import annotations

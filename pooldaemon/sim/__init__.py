@@ -6,8 +6,10 @@ must not hide itself.
 
 from pooldaemon.sim.catalog import Catalog
 from pooldaemon.sim.crateq import CrateQSim
-from pooldaemon.sim.faults import DownloadServer, Faults, RequestLog
+from pooldaemon.sim.download import DownloadServer
+from pooldaemon.sim.faults import Faults
 from pooldaemon.sim.media import MediaStore, mp3_bytes, mp4_bytes, wav_bytes, zip_bytes
+from pooldaemon.sim.requestlog import RequestLog
 
 __all__ = [
     "Catalog",

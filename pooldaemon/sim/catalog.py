@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pooldaemon.sim.catalog_names import EDITORS, SPECIAL, artist_name, title_name
+from pooldaemon.sim.catalog_query import (
+    FILTER_PARAMS,
+    SORT_FIELDS,
+    Record,
+    record_filter,
+    sorted_ids,
+)
 from pooldaemon.sim.media import min_size
 
 __all__ = [
     "FIELDS",
-    "FILTER_PARAMS",
     "GENRES",
     "GENRE_CATEGORIES",
     "MIXES",
@@ -166,106 +172,6 @@ SOURCES: tuple[str, ...] = ("smashvidz", "lnrp", "dms")
 _SOURCE_ABBREV = {"smashvidz": "SZ", "lnrp": "LN", "dms": "DMS"}
 
 
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
-
-
-_FIRST = _words(
-    "Aaliyah Andre Bianca Carlos Chris Dana Darius Elena Eric Faith Gabriel Gina Hector Imani "
-    "Jada Jamal Jasmine Jay Kayla Kevin Lena Luis Malik Marcus Maya Nadia Nia Omar Priya Quinn "
-    "Rico Rosa Sasha Shawn Tasha Teddy Tyrone Vanessa Victor Wes Xavier Yara Zoe Tony Keisha "
-    "Miguel Brandon Alicia"
-)
-_LAST = _words(
-    "Banks Brooks Carter Cruz Davis Diaz Ellis Flores Garcia Gordon Grant Hayes Jackson James "
-    "Jenkins Johnson Jones King Knight Lewis Lopez Martin Mendez Miller Moore Morales Nash "
-    "Owens Parker Perez Price Reed Reyes Rivera Robinson Ross Santos Scott Simmons Stone Torres "
-    "Turner Vega Walker Ward Washington Young"
-)
-_STAGE_PREFIX = ("Lil", "Young", "DJ", "MC", "Big", "Yung")
-_STAGE_WORD = _words(
-    "Blaze Cash Dolla Flex Ghost Haze Jet Kilo Loco Maze Nova Ocean Prince Rocket Saint "
-    "Smoke Sway Tempo Vybz Wave Zeus Kid Chulo Bandz"
-)
-_TITLE_A = _words(
-    "Sexy Lost Golden Midnight Crazy Dirty Electric Lonely Wild Sweet Broken Brand New Fast "
-    "Heavy Hot Cold Big Little Last First Real Secret Summer Velvet Neon"
-)
-_TITLE_N = _words(
-    "Lady Fire Love Night City Money Heart Dream Party Rain Feeling Thing Island Groove Rhythm "
-    "Motion Diamonds Highway Weekend Window Sunset Paradise Shadow Anthem Signal"
-)
-_TITLE_V = _words(
-    "Move Dance Shake Hold Take Call Drop Ride Run Feel Turn Let Work Bounce Wine Push"
-)
-_TITLE_T = ("Me", "It", "Up", "Down", "Back", "Slow", "Right", "Tonight", "Away", "Around")
-_EDITORS = (
-    "PeteDown",
-    "DJ Scooter",
-    "Jeff Jayz",
-    "Mixx Master Lee",
-    "Krisz",
-    "DJ Snake Eyes",
-    "Coolmaster Dee",
-    "Rob Mendez",
-    "Nico Vega",
-)
-
-# Songs with accents and punctuation, for search and file-name tests: every 17th song.
-_SPECIAL: tuple[tuple[str, str], ...] = (
-    ("Beyoncé", "Déjà Vu"),
-    ("Rosalía", "Malamente (Cap.1: Augurio)"),
-    ("Ñengo Flow ft Jowell & Randy", "Qué Calor"),
-    ("Sinéad O'Connor", "Nothing Compares 2 U"),
-    ("AC/DC", "Back In Black"),
-    ("Guns N' Roses", "Sweet Child O' Mine"),
-    ("P!nk", "Get the Party Started"),
-    ("Ke$ha", "Tik Tok"),
-    ("Motörhead", "Ace of Spades"),
-    ("Los Del Río", "Macarena (Bayside Boys Mix)"),
-    ("Björk", "Army of Me"),
-    ("Chloë Moriondo", "Manta Rays?"),
-    ("Zé Neto & Cristiano", "Notificação Preferida"),
-    ("Mötley Crüe", 'Kickstart My Heart "Live"'),
-    ("Beyoncé ft JAY-Z", "Crazy In Love * 2024"),
-    ("Bad Bunny & Rosalía", "La Noche de Anoche <Remix>"),
-)
-
-# Seed 004 "Music Catalog" filter parameters the simulator applies.
-FILTER_PARAMS = (
-    "keywords",
-    "artist",
-    "title",
-    "editor",
-    "genreId",
-    "categoryId",
-    "genreCategoryId",
-    "bpm",
-    "releaseYear",
-    "mix",
-    "advisory",
-    "qualityId",
-    "groupId",
-    "days",
-)
-_SORT_FIELDS = {
-    "date": "date",
-    "artist": "artist",
-    "title": "title",
-    "genre": "genre",
-    "bpm": "bpm",
-    "releaseyear": "releaseYear",
-    "length": "length",
-    "size": "sizeBytes",
-    "tool": "tool",
-    "mix": "tool",
-    "editor": "editor",
-    "mediaid": "mediaId",
-    "advisory": "advisory",
-    "source": "source",
-}
-
-
 def _mix64(value: int) -> int:
     # splitmix64: cheap, well-spread bits per index (no Random object per record).
     value = (value + 0x9E3779B97F4A7C15) & _M64
@@ -283,103 +189,6 @@ _MIX_PICK = tuple(
 def format_size(size_bytes: int) -> str:
     """Seed 004's size text: MiB with two decimals, e.g. "75.26 MB"."""
     return f"{size_bytes / 1048576:.2f} MB"
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form of a text, for matching."""
-    if text.isascii():
-        return text.casefold()
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
-
-
-def _int_set(name: str, value: str) -> set[int]:
-    try:
-        return {int(part) for part in value.split(",") if part.strip()}
-    except ValueError:
-        raise ValueError(name) from None
-
-
-def _int_match(name: str, value: str) -> Callable[[int], bool]:
-    # Seed 004: an exact value, "a,b,c", or a range "a-b".
-    text = value.strip()
-    if "-" in text and "," not in text:
-        low_text, _, high_text = text.partition("-")
-        try:
-            low, high = int(low_text), int(high_text)
-        except ValueError:
-            raise ValueError(name) from None
-        return lambda number: low <= number <= high
-    wanted = _int_set(name, text)
-    return lambda number: number in wanted
-
-
-Record = dict[str, Any]
-
-
-def _text_test(fields: tuple[str, ...], needle: str) -> Callable[[Record], bool]:
-    def test(record: Record) -> bool:
-        return any(needle in fold(str(record[name])) for name in fields)
-
-    return test
-
-
-def _member_test(field: str, allowed: set[Any], folded: bool = False) -> Callable[[Record], bool]:
-    def test(record: Record) -> bool:
-        value = record[field]
-        return (str(value).casefold() if folded else value) in allowed
-
-    return test
-
-
-def _int_test(field: str, match: Callable[[int], bool]) -> Callable[[Record], bool]:
-    def test(record: Record) -> bool:
-        return match(int(record[field]))
-
-    return test
-
-
-def _predicate(filters: Mapping[str, str]) -> Callable[[Record], bool] | None:
-    tests: list[Callable[[Record], bool]] = []
-    for name, value in filters.items():
-        if name == "keywords":
-            tests.append(_text_test(("artist", "title", "editor"), fold(value.strip())))
-        elif name in ("artist", "title", "editor"):
-            tests.append(_text_test((name,), fold(value.strip())))
-        elif name == "genreId":
-            tests.append(_member_test("genreId", _int_set(name, value)))
-        elif name in ("categoryId", "genreCategoryId"):
-            tests.append(_member_test("categoryId", _int_set(name, value)))
-        elif name in ("bpm", "releaseYear"):
-            tests.append(_int_test(name, _int_match(name, value)))
-        elif name == "mix":
-            mixes = {part.strip().casefold() for part in value.split(",") if part.strip()}
-            tests.append(_member_test("tool", mixes, folded=True))
-        elif name == "advisory":
-            # The documents disagree: "Clean"/"Dirty" in examples, "Clean"/"Explicit" in tables.
-            wanted = value.strip().casefold().replace("explicit", "dirty")
-            tests.append(_member_test("advisory", {wanted}, folded=True))
-        elif name == "qualityId":
-            tests.append(_member_test("qualityId", _int_set(name, value)))
-        elif name == "groupId":
-            tests.append(_member_test("groupId", _int_set(name, value)))
-    if not tests:
-        return None
-    return lambda record: all(test(record) for test in tests)
-
-
-def _sorted_ids(records: list[Record], field: str, descending: bool) -> list[int]:
-    def key(record: Record) -> tuple[Any, int]:
-        value = record[field]
-        if field == "length":
-            minutes, _, seconds = str(value).partition(":")
-            value = int(minutes) * 60 + int(seconds or 0)
-        elif isinstance(value, str):
-            value = fold(value)
-        return value, record["mediaId"]
-
-    records.sort(key=key, reverse=descending)
-    return [record["mediaId"] for record in records]
 
 
 class Catalog:
@@ -483,9 +292,9 @@ class Catalog:
         if cached is None:
             h1 = _mix64(self._song_seed ^ song)
             if song % 17 == 2:
-                artist, base_title = _SPECIAL[(song // 17) % len(_SPECIAL)]
+                artist, base_title = SPECIAL[(song // 17) % len(SPECIAL)]
             else:
-                artist, base_title = _artist(h1 >> 8), _title(h1 >> 36)
+                artist, base_title = artist_name(h1 >> 8), title_name(h1 >> 36)
             if len(self._songs) >= 4096:
                 self._songs.clear()
             cached = self._songs[song] = (h1, artist, base_title)
@@ -555,7 +364,7 @@ class Catalog:
             format_size(size_bytes),
             size_bytes,
             tool,
-            _EDITORS[(h3 >> 40) % len(_EDITORS)] if (h3 >> 36) % 2 else "",
+            EDITORS[(h3 >> 40) % len(EDITORS)] if (h3 >> 36) % 2 else "",
             advisory,
             release_year,
             quality,
@@ -689,7 +498,7 @@ class Catalog:
         Text filters are case- and accent-insensitive substrings; `days=N` keeps records whose
         updated day is on or after today - N (by the clock). Unknown parameters are ignored."""
         wanted = {k: v for k, v in filters.items() if k in FILTER_PARAMS and v.strip()}
-        field = _SORT_FIELDS.get(sort.strip().lower() or "date")
+        field = SORT_FIELDS.get(sort.strip().lower() or "date")
         if field is None:
             raise ValueError("sort")
         descending = direction.strip().lower() != "asc"
@@ -700,7 +509,7 @@ class Catalog:
             return cached
         days = wanted.pop("days", None)
         candidates = self._live if days is None else self._window(days, today)
-        predicate = _predicate(wanted)
+        predicate = record_filter(wanted)
         if predicate is None and field in ("date", "mediaId") and self._dates_by_id:
             result = candidates[::-1] if descending else list(candidates)
         else:
@@ -711,7 +520,7 @@ class Catalog:
                 records.sort(key=lambda r: (r["date"], r["mediaId"]), reverse=descending)
                 result = [record["mediaId"] for record in records]
             else:
-                result = _sorted_ids(records, field, descending)
+                result = sorted_ids(records, field, descending)
         if len(self._cache) >= 16:
             self._cache.pop(next(iter(self._cache)))
         self._cache[cache_key] = result
@@ -735,38 +544,3 @@ class Catalog:
             if media_id in touched
             or (first_id is not None and first_id <= media_id and media_id not in self._updated)
         ]
-
-
-def _person(value: int) -> str:
-    if value % 5 == 0:
-        prefix = _STAGE_PREFIX[(value >> 3) % len(_STAGE_PREFIX)]
-        return f"{prefix} {_STAGE_WORD[(value >> 6) % len(_STAGE_WORD)]}"
-    return f"{_FIRST[(value >> 3) % len(_FIRST)]} {_LAST[(value >> 9) % len(_LAST)]}"
-
-
-def _artist(bits: int) -> str:
-    shape = bits % 20
-    main = _person(bits >> 5)
-    if shape < 13:
-        return main
-    other = _person(bits >> 12)
-    if shape < 16:
-        return f"{main} ft {other}"
-    if shape < 18:
-        return f"{main} & {other}"
-    return f"{main} feat {other} and {_person(bits >> 18)}"
-
-
-def _title(bits: int) -> str:
-    shape = bits % 4
-    adjective = _TITLE_A[(bits >> 2) % len(_TITLE_A)]
-    noun = _TITLE_N[(bits >> 7) % len(_TITLE_N)]
-    verb = _TITLE_V[(bits >> 12) % len(_TITLE_V)]
-    tail = _TITLE_T[(bits >> 17) % len(_TITLE_T)]
-    if shape == 0:
-        return f"{adjective} {noun}"
-    if shape == 1:
-        return f"{verb} {tail}"
-    if shape == 2:
-        return f"{noun} Of The {_TITLE_N[(bits >> 21) % len(_TITLE_N)]}"
-    return f"{verb} It {tail}"

@@ -2,11 +2,14 @@
 
 Written from seed 004 and CONTRACT §6 alone. The download URL the seed leaves out is
 `{base_url}/Content/Download/{mediaId}?key={api_key}&token={auth}` with the JWT Bearer header.
+
+One concept in ~740 lines: a single server whose endpoints and test switches all read and
+write the same users, queues and catalog. Its wire (record JSON, parameters) is
+`sim/crateq_wire.py`, its credentials `sim/crateq_tokens.py`, the records `sim/catalog.py`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -15,65 +18,34 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from pooldaemon.sim.answer import api_response, fault_response, json_error, start_app
 from pooldaemon.sim.catalog import (
-    FIELDS,
     GENRE_CATEGORIES,
     GENRES,
     MIXES,
     VIDEO_QUALITIES,
     Catalog,
 )
-from pooldaemon.sim.faults import (
-    API_KINDS,
-    DownloadServer,
-    Faults,
-    RequestLog,
-    api_response,
-    fault_response,
-    json_error,
-    start_app,
+from pooldaemon.sim.crateq_tokens import CLAIM, CrateQKeys
+from pooldaemon.sim.crateq_wire import (
+    Json,
+    RecordRenderer,
+    dumps,
+    page_and_rows,
+    request_params,
 )
+from pooldaemon.sim.download import DownloadServer
+from pooldaemon.sim.faults import API_KINDS, Faults
 from pooldaemon.sim.media import KINDS, MediaStore
+from pooldaemon.sim.requestlog import RequestLog
 
-__all__ = ["API_FIELDS", "ENDPOINTS", "QUEUE_FIELDS", "CrateQSim", "QueueEntry", "SimUser"]
+__all__ = ["ENDPOINTS", "CrateQSim", "QueueEntry", "SimUser"]
 
-# Seed 004 "Music Catalog Properties", in the order of its example.
-API_FIELDS = (
-    "mediaId",
-    "artist",
-    "title",
-    "genre",
-    "bpm",
-    "length",
-    "size",
-    "tool",
-    "editor",
-    "advisory",
-    "releaseYear",
-    "quality",
-    "preview",
-    "date",
-    "auth",
-    "queueId",
-    "downloaded",
-    "audio",
-    "video",
-    "source",
-    "img",
-)
-QUEUE_FIELDS = (*API_FIELDS, "queueDate")
-# The per-user fields (auth, queueId, downloaded) sit between these two cached parts.
-_HEAD_FIELDS = tuple((name, FIELDS.index(name)) for name in API_FIELDS[: API_FIELDS.index("auth")])
-_TAIL_FIELDS = tuple(
-    (name, FIELDS.index(name)) for name in API_FIELDS[API_FIELDS.index("downloaded") + 1 :]
-)
-_RENDER_CACHE_MAX = 250_000
 # Endpoint names used in `calls`, the request log and fault `match`.
 ENDPOINTS = (
     "Auth/Login",
@@ -87,7 +59,6 @@ ENDPOINTS = (
     "Content/Download",
 )
 _TOKEN_STATUSES = ("active", "current", "pending")
-_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/"
 _USER_KEY = web.RequestKey("crateq_sim_user", object)
 
 
@@ -116,46 +87,8 @@ class SimUser:
     token_generation: int = 0  # bumped by revoke_tokens(): older JWTs get 401
 
 
-@dataclass
-class _Json:
-    body: bytes
-    status: int = 200
-
-
-def _dumps(value: Any) -> bytes:
-    # Seed 004: "The responses are minified".
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _json_value(value: Any) -> str:
-    # Faster than json.dumps per record for the plain values records hold.
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if type(value) is int:
-        return str(value)
-    if type(value) is str:
-        return _encode_string(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _json_fields(row: tuple[Any, ...], fields: tuple[tuple[str, int], ...]) -> bytes:
-    return ",".join([f'"{name}":{_json_value(row[at])}' for name, at in fields]).encode()
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 UserRef = str | int | SimUser | None
-Handler = Callable[[web.Request, SimUser | None], Awaitable[_Json | web.StreamResponse]]
+Handler = Callable[[web.Request, SimUser | None], Awaitable[Json | web.StreamResponse]]
 
 
 class CrateQSim:
@@ -188,8 +121,7 @@ class CrateQSim:
         self.seed = seed
         digest = hashlib.sha256(f"crateq-sim:{seed}".encode()).hexdigest()
         self.api_key = api_key or digest[:32]
-        self._jwt_secret = hashlib.sha256(f"jwt:{seed}".encode()).digest()
-        self._auth_secret = hashlib.sha256(f"auth:{seed}".encode()).digest()
+        self.keys = CrateQKeys(seed)
         self.jwt_lifetime_s = jwt_lifetime_s
         self.auth_lifetime_s = auth_lifetime_s  # seed 004: "a 15 minute validation period"
         self.thousands = thousands  # seed 004 prints "records":174,420 — not JSON
@@ -220,7 +152,7 @@ class CrateQSim:
             log=self.log,
             on_complete=self._mark_downloaded,
         )
-        self._rendered: dict[int, tuple[int, bytes, bytes]] = {}
+        self._renderer = RecordRenderer(self.catalog)
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -260,7 +192,7 @@ class CrateQSim:
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         self._runner, self.port = await start_app(app, self.host, self.port)
         self.catalog.base_url = self.base_url
-        self._rendered.clear()
+        self._renderer.clear()
         return self
 
     async def close(self) -> None:
@@ -299,7 +231,7 @@ class CrateQSim:
         """Render every record now, so a benchmark's full sync measures the client, not the
         simulator's first pass (a few seconds for 174,420 records)."""
         for media_id in self.catalog.ids():
-            self._render(media_id)
+            self._renderer.render(media_id)
 
     def config_toml(self, name: str = "crateq") -> str:
         """The `[pools.<name>]` table that points pooldaemon at this simulator (CONTRACT §2)."""
@@ -473,7 +405,7 @@ class CrateQSim:
 
     def issue_auth(self, media_id: int, user: UserRef = None) -> str:
         """A fresh download `auth` for (user, track), as a catalog or queue read would show."""
-        return self._auth(self.user_for(user).user_id, media_id, int(self.clock()))
+        return self.keys.auth(self.user_for(user).user_id, media_id, int(self.clock()))
 
     def auth_issued_at(self, token: str) -> float | None:
         """When an `auth` token was displayed (None if it is not one of ours)."""
@@ -490,38 +422,32 @@ class CrateQSim:
     # -- tokens ----------------------------------------------------------------------------------
 
     def _jwt(self, user: SimUser) -> str:
-        header = {"alg": "HS256", "typ": "JWT"}
         now = int(self.clock())
-        claims = {
-            f"{_CLAIM}nameidentifier": str(user.user_id),
-            f"{_CLAIM}emailaddress": user.username,
-            "status": user.status,
-            f"{_CLAIM}country": user.country,
-            "http://schemas.microsoft.com/ws/2008/06/identity/claims/role": "DJ",
-            "crateq": "true" if user.crateq else "false",
-            "plan": "",
-            "renewal": "1900-01-01",
-            "gen": user.token_generation,
-            "iat": now,
-            "exp": now + int(self.jwt_lifetime_s),
-            "iss": "https://api.crateq.com",
-            "aud": "https://api.crateq.com",
-        }
-        signing_input = f"{_b64url(_dumps(header))}.{_b64url(_dumps(claims))}"
-        signature = hmac.new(self._jwt_secret, signing_input.encode(), hashlib.sha256).digest()
-        return f"{signing_input}.{_b64url(signature)}"
+        return self.keys.jwt(
+            {
+                f"{CLAIM}nameidentifier": str(user.user_id),
+                f"{CLAIM}emailaddress": user.username,
+                "status": user.status,
+                f"{CLAIM}country": user.country,
+                "http://schemas.microsoft.com/ws/2008/06/identity/claims/role": "DJ",
+                "crateq": "true" if user.crateq else "false",
+                "plan": "",
+                "renewal": "1900-01-01",
+                "gen": user.token_generation,
+                "iat": now,
+                "exp": now + int(self.jwt_lifetime_s),
+                "iss": "https://api.crateq.com",
+                "aud": "https://api.crateq.com",
+            }
+        )
 
     def _verify_jwt(self, token: str) -> SimUser | str:
         """The token's user, or the reason it is refused."""
+        claims = self.keys.jwt_claims(token)
+        if isinstance(claims, str):
+            return claims
         try:
-            header_part, claims_part, signature_part = token.split(".")
-            expected = hmac.new(
-                self._jwt_secret, f"{header_part}.{claims_part}".encode(), hashlib.sha256
-            ).digest()
-            if not hmac.compare_digest(expected, _unb64url(signature_part)):
-                return "Invalid token signature."
-            claims = json.loads(_unb64url(claims_part))
-            user = self.user_for(int(claims[f"{_CLAIM}nameidentifier"]))
+            user = self.user_for(int(claims[f"{CLAIM}nameidentifier"]))
         except (ValueError, KeyError, TypeError):
             return "Invalid token."
         if claims.get("gen") != user.token_generation:
@@ -530,18 +456,11 @@ class CrateQSim:
             return "Token expired."
         return user
 
-    def _auth(self, user_id: int, media_id: int, issued: int) -> str:
-        # 40 hex characters like seed 004's: when it was shown, then a MAC over user and track.
-        mac = hashlib.sha1(
-            self._auth_secret + f"{user_id}:{media_id}:{issued}".encode(), usedforsecurity=False
-        ).hexdigest()
-        return f"{issued:08x}{mac[:32]}"
-
     def _check_auth(self, token: str, media_id: int, user: SimUser) -> str | None:
         """None when the download `auth` is good, else why not."""
         issued = self.auth_issued_at(token)
         if issued is None or not hmac.compare_digest(
-            self._auth(user.user_id, media_id, int(issued)), token
+            self.keys.auth(user.user_id, media_id, int(issued)), token
         ):
             return "Invalid download token."
         if self.clock() - issued > self.auth_lifetime_s:
@@ -610,46 +529,11 @@ class CrateQSim:
         self.log.record(request, "404")
         return json_error(404, "Resource Not Found.")
 
-    @staticmethod
-    async def _params(request: web.Request) -> dict[str, str]:
-        """Query parameters overlaid with a JSON or form body."""
-        params = dict(request.query.items())
-        if request.can_read_body:
-            if request.content_type == "application/json":
-                try:
-                    body = await request.json()
-                except ValueError:
-                    body = None
-                if isinstance(body, list) and body and isinstance(body[0], dict):
-                    body = body[0]
-                if isinstance(body, dict):
-                    params.update({str(k): "" if v is None else str(v) for k, v in body.items()})
-            else:
-                form = await request.post()
-                params.update({k: v for k, v in form.items() if isinstance(v, str)})
-        return params
-
     def _day(self, stamp: float) -> str:
         return datetime.fromtimestamp(stamp, UTC).date().isoformat()
 
     def _number(self, value: int) -> str:
         return f"{value:,}" if self.thousands else str(value)
-
-    def _render(self, media_id: int) -> tuple[bytes, bytes] | None:
-        """A record's JSON around the per-user fields, cached until the record changes."""
-        revision = self.catalog.revision(media_id)
-        cached = self._rendered.get(media_id)
-        if cached is not None and cached[0] == revision:
-            return cached[1], cached[2]
-        row = self.catalog.row(media_id)
-        if row is None:
-            return None
-        head = b"{" + _json_fields(row, _HEAD_FIELDS)
-        tail = _json_fields(row, _TAIL_FIELDS) + b"}"
-        if len(self._rendered) >= _RENDER_CACHE_MAX:
-            self._rendered.clear()
-        self._rendered[media_id] = (revision, head, tail)
-        return head, tail
 
     def _envelope(
         self,
@@ -660,7 +544,7 @@ class CrateQSim:
         direction: str,
         user: SimUser,
         queue: Mapping[int, QueueEntry] | None = None,
-    ) -> _Json:
+    ) -> Json:
         """Seed 004's paged envelope, built by hand so `thousands` can print 174,420.
 
         Records are rendered only for the page asked for (a full sync pages 174,420 of them)."""
@@ -670,7 +554,7 @@ class CrateQSim:
         queued = {e.media_id: e.queue_id for e in user.queue}
         items = []
         for media_id in ids[start : start + rows]:
-            rendered = self._render(media_id)
+            rendered = self._renderer.render(media_id)
             if rendered is None:
                 continue
             head, tail = rendered
@@ -680,7 +564,7 @@ class CrateQSim:
                 b'%s,"auth":"%s","queueId":%d,"downloaded":%s,%s'
                 % (
                     head,
-                    self._auth(user.user_id, media_id, issued).encode(),
+                    self.keys.auth(user.user_id, media_id, issued).encode(),
                     queued.get(media_id, 0),
                     b"true" if media_id in user.downloaded else b"false",
                     tail,
@@ -693,23 +577,12 @@ class CrateQSim:
             f'"page":{self._number(page)},'
             f'"sort":{json.dumps(sort)},"dir":{json.dumps(direction)},"data":['
         )
-        return _Json(head_text.encode() + b",".join(items) + b"]}")
-
-    @staticmethod
-    def _paging(query: Mapping[str, str], max_rows: int) -> tuple[int, int] | web.StreamResponse:
-        try:
-            page = int(query.get("page") or 1)
-            rows = int(query.get("rows") or 100)
-        except ValueError:
-            return json_error(400, "Invalid parameter: page and rows must be integers.")
-        if page < 1 or rows < 1:
-            return json_error(400, "Invalid parameter: page and rows start at 1.")
-        return page, min(rows, max_rows)
+        return Json(head_text.encode() + b",".join(items) + b"]}")
 
     # -- endpoints -------------------------------------------------------------------------------
 
-    async def _login(self, request: web.Request, _: SimUser | None) -> _Json | web.StreamResponse:
-        params = await self._params(request)
+    async def _login(self, request: web.Request, _: SimUser | None) -> Json | web.StreamResponse:
+        params = await request_params(request)
         username, password = params.get("username", ""), params.get("password", "")
         if not username or not password:
             # Seed 004's own error example.
@@ -728,13 +601,13 @@ class CrateQSim:
             "originator": params.get("originator") or self.originator,
             "token": self._jwt(user) if allowed else "",
         }
-        return _Json(_dumps([answer]))
+        return Json(dumps([answer]))
 
     async def _media_list(
         self, request: web.Request, user: SimUser | None
-    ) -> _Json | web.StreamResponse:
+    ) -> Json | web.StreamResponse:
         assert user is not None
-        paging = self._paging(request.query, self.max_rows)
+        paging = page_and_rows(request.query, self.max_rows)
         if isinstance(paging, web.StreamResponse):
             return paging
         page, rows = paging
@@ -746,7 +619,7 @@ class CrateQSim:
             return json_error(400, f"Invalid parameter: {err}.")
         return self._envelope(ids, page, rows, sort, direction, user)
 
-    async def _genres(self, request: web.Request, _: SimUser | None) -> _Json | web.StreamResponse:
+    async def _genres(self, request: web.Request, _: SimUser | None) -> Json | web.StreamResponse:
         title = request.query.get("title", "").strip().casefold()
         wanted: set[int] | None = None
         if request.query.get("categoryId", "").strip():
@@ -761,28 +634,28 @@ class CrateQSim:
             if title in name.casefold() and (wanted is None or cid in wanted)
         ]
         rows.sort(key=lambda row: str(row["title"]).casefold())
-        return _Json(_dumps(rows))
+        return Json(dumps(rows))
 
-    async def _genre_categories(self, _r: web.Request, _u: SimUser | None) -> _Json:
+    async def _genre_categories(self, _r: web.Request, _u: SimUser | None) -> Json:
         rows = [{"categoryId": cid, "title": title} for cid, title in GENRE_CATEGORIES]
         rows.sort(key=lambda row: str(row["title"]).casefold())
-        return _Json(_dumps(rows))
+        return Json(dumps(rows))
 
-    async def _video_qualities(self, _r: web.Request, _u: SimUser | None) -> _Json:
+    async def _video_qualities(self, _r: web.Request, _u: SimUser | None) -> Json:
         rows = [
             {"qualityId": qid, "title": title, "pixel_height": height, "pixel_width": width}
             for qid, title, width, height in VIDEO_QUALITIES
         ]
-        return _Json(_dumps(rows))
+        return Json(dumps(rows))
 
-    async def _video_mixes(self, _r: web.Request, _u: SimUser | None) -> _Json:
-        return _Json(_dumps(sorted(MIXES)))
+    async def _video_mixes(self, _r: web.Request, _u: SimUser | None) -> Json:
+        return Json(dumps(sorted(MIXES)))
 
     async def _queue_list(
         self, request: web.Request, user: SimUser | None
-    ) -> _Json | web.StreamResponse:
+    ) -> Json | web.StreamResponse:
         assert user is not None
-        paging = self._paging(request.query, self.max_rows)
+        paging = page_and_rows(request.query, self.max_rows)
         if isinstance(paging, web.StreamResponse):
             return paging
         page, rows = paging
@@ -795,9 +668,9 @@ class CrateQSim:
 
     async def _update_queue(
         self, request: web.Request, user: SimUser | None
-    ) -> _Json | web.StreamResponse:
+    ) -> Json | web.StreamResponse:
         assert user is not None
-        params = await self._params(request)
+        params = await request_params(request)
         try:
             queue_id = int(params.get("queueId") or 0)
             media_id = int(params.get("mediaId") or 0)
@@ -815,9 +688,7 @@ class CrateQSim:
             entry = next((e for e in user.queue if e.queue_id == queue_id), None)
             if entry is not None:
                 user.queue.remove(entry)
-                return _Json(
-                    _dumps([{"id": entry.queue_id, "message": "Media removed from queue."}])
-                )
+                return Json(dumps([{"id": entry.queue_id, "message": "Media removed from queue."}]))
             if not media_id:
                 return json_error(404, "Queue item not found.")
         if not media_id:
@@ -826,13 +697,11 @@ class CrateQSim:
         existing = self._queued(user, media_id)
         if existing is not None:
             user.queue.remove(existing)
-            return _Json(
-                _dumps([{"id": existing.queue_id, "message": "Media removed from queue."}])
-            )
+            return Json(dumps([{"id": existing.queue_id, "message": "Media removed from queue."}]))
         if media_id not in self.catalog:
             return json_error(404, "Media not found.")
         entry = self._enqueue(user, media_id)
-        return _Json(_dumps([{"id": entry.queue_id, "message": "Media added to queue."}]))
+        return Json(dumps([{"id": entry.queue_id, "message": "Media added to queue."}]))
 
     def _queued(self, user: SimUser, media_id: int) -> QueueEntry | None:
         return next((e for e in user.queue if e.media_id == media_id), None)

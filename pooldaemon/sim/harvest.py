@@ -14,227 +14,59 @@ Fault endpoints (for `sim.faults`, `match=`): "getservicetoken", "getmembertoken
 "getmemberplaylist", "getlatestalbums", "getdownloadhistorybymembertoken", "getmusicdownload",
 "oauth2/token"; the download host has its own `sim.download.faults` (endpoint "download").
 
-One concept in ~1,100 lines: a single server whose endpoints all read and write the same token
-tables, member lists and packages. The ZIP parts it serves are built by `sim/archive.py`.
+One concept in ~800 lines: a single server whose endpoints all read and write the same token
+book, member lists and packages. The wire rendering is `sim/harvest_wire.py`, the seeded
+library `sim/harvest_library.py`, the tokens `sim/harvest_tokens.py`, the ZIP parts
+`sim/archive.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import defusedxml.ElementTree as SafeET
 from aiohttp import web
 
+from pooldaemon.sim.answer import api_response, fault_response, json_error, start_app
 from pooldaemon.sim.archive import split_parts, zip_parts
-from pooldaemon.sim.faults import (
-    API_KINDS,
-    DownloadServer,
-    Faults,
-    RequestLog,
-    api_response,
-    fault_response,
-    json_error,
-    start_app,
+from pooldaemon.sim.download import DownloadServer
+from pooldaemon.sim.faults import API_KINDS, Faults
+from pooldaemon.sim.harvest_library import (
+    ARCHIVE_KINDS,
+    EXTENSIONS,
+    WORDS,
+    Package,
+    SimAlbum,
+    SimPlaylist,
+    SimTrack,
+    hex_id,
+    make_album,
+    make_formats,
+    package_entries,
 )
-from pooldaemon.sim.media import MediaStore, aiff_bytes, mp3_bytes, wav_bytes
+from pooldaemon.sim.harvest_tokens import TokenBook
+from pooldaemon.sim.harvest_wire import (
+    HarvestError,
+    Wire,
+    decode_body,
+    encode,
+    oauth_error,
+    zone,
+)
+from pooldaemon.sim.harvest_wire import content_type as wire_content_type
+from pooldaemon.sim.media import MediaStore
+from pooldaemon.sim.requestlog import RequestLog
 
-__all__ = ["ARCHIVE_KINDS", "ERROR_TEXTS", "HarvestSim", "Package", "SimAlbum", "SimTrack"]
+__all__ = ["HarvestSim"]
 
-Wire = Literal["json", "xml"]
 
 SERVICE_PATH = "/HMP-WS.svc"
 AUTH_PATH = "/oauth2/token"
-#: Seed 003's own example of an error; the rest are this simulator's words for CONTRACT §6's codes.
-ERROR_TEXTS: dict[int, str] = {
-    2: "Invalid username or password",
-    3: "Invalid AccessKey",
-    5: "Invalid Token",
-    8: "Invalid Format",
-    9: "Not Found",
-    10: "Download type not supported",
-    12: "Member is not permitted to download",
-    13: "Member account is not active",
-    14: "Download limit reached",
-    18: "Downloads are disabled for this account",
-    21: "Token Expired",
-    22: "Invalid Persistent Login Token",
-}
-#: `next_archive_kind` values: how the next package's parts are spoiled (RELIABILITY Z1–Z3).
-ARCHIVE_KINDS = (
-    "normal",
-    "slip",  # an entry named ../../escaped.txt
-    "absolute",  # an entry named /tmp/escaped.txt
-    "symlink",  # a symlink entry, then a file written through it
-    "bomb",  # a 4 MiB entry of zeros deflated to a few KB (ratio ≫ 100)
-    "corrupt",  # one byte of an entry's data flipped: the CRC no longer matches
-    "truncated",  # part 1 cut short
-    "duplicate",  # the same entry name in parts 1 and 2
-)
-_SINGULAR = {
-    "tracks": "track",
-    "albums": "album",
-    "playlists": "playlist",
-    "fileformats": "fileformat",
-    "downloadtokens": "downloadtoken",
-    "downloadhistory": "download",
-}
-_XML_ROOTS = {
-    "getservicetoken": "responseservicetoken",
-    "getmembertoken": "responsemembertoken",
-    "validatepersistentlogintoken": "responsemembertoken",
-    "getserviceinfo": "responseserviceinfo",
-    "getfavourites": "responsefavourites",
-    "getmemberplaylistsnotracks": "responseplaylists",
-    "getmemberplaylist": "responseplaylist",
-    "getlatestalbums": "responsealbums",
-    "getdownloadhistorybymembertoken": "responsedownloadhistory",
-    "getmusicdownload": "responsemusicdownload",
-}
-_EXTENSIONS = {"mp3": "mp3", "wav": "wav", "aiff": "aif"}
-_ARTISTS = ("Nordic Echo", "Velvet Static", "Kai Marlowe", "Solenne", "The Tideline", "Amara Vox")
-_WORDS = (
-    "Golden",
-    "Hour",
-    "Neon",
-    "Drift",
-    "Skyline",
-    "Pulse",
-    "Rise",
-    "Midnight",
-    "Signal",
-    "Bloom",
-    "Horizon",
-    "Ember",
-    "Wild",
-    "Motion",
-)
-_GENRES = ("Pop / Rock", "Electronica", "Hip Hop", "Cinematic", "Corporate", "Acoustic")
-_VERSIONS = ("Main", "Instrumental", "30 sec", "Underscore")
-_LIBRARIES = ("Harvest Originals", "Northbound Music", "Circuit Library")
-
-
-def _hex(*parts: object, length: int = 16) -> str:
-    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()[:length]
-
-
-@dataclass(frozen=True)
-class SimTrack:
-    """One track of the simulated library."""
-
-    id: str
-    album_id: str
-    number: int
-    title: str
-    artist: str
-    genre: str
-    bpm: int
-    length_s: int
-    version: str
-    release_date: str
-    library: str
-    album_title: str
-
-    def record(self) -> dict[str, Any]:
-        """The track as the JSON API lists it (PascalCase)."""
-        minutes, seconds = divmod(self.length_s, 60)
-        return {
-            "ID": self.id,
-            "TrackNumber": self.number,
-            "Name": self.title,
-            "DisplayTitle": self.title,
-            "Artist": self.artist,
-            "AlbumID": self.album_id,
-            "AlbumName": self.album_title,
-            "LibraryName": self.library,
-            "Genre": self.genre,
-            "Bpm": self.bpm,
-            "Duration": self.length_s,
-            "Time": f"{minutes:02d}:{seconds:02d}",
-            "Version": self.version,
-            "ReleaseDate": f"{self.release_date}T00:00:00",
-        }
-
-
-@dataclass(frozen=True)
-class SimAlbum:
-    """One album: the unit of getlatestalbums."""
-
-    id: str
-    title: str
-    artist: str
-    library: str
-    genre: str
-    release_date: str
-    tracks: tuple[SimTrack, ...]
-
-    def record(self, *, with_tracks: bool = True) -> dict[str, Any]:
-        """The album as the JSON API lists it (PascalCase), with its tracks."""
-        record: dict[str, Any] = {
-            "ID": self.id,
-            "Name": self.title,
-            "DisplayTitle": self.title,
-            "Artist": self.artist,
-            "LibraryName": self.library,
-            "Genre": self.genre,
-            "ReleaseDate": f"{self.release_date}T00:00:00",
-            "TrackCount": len(self.tracks),
-        }
-        if with_tracks:
-            record["Tracks"] = [track.record() for track in self.tracks]
-        return record
-
-
-@dataclass
-class SimPlaylist:
-    """A member playlist."""
-
-    id: str
-    name: str
-    track_ids: list[str]
-    created: str
-
-
-@dataclass
-class Package:
-    """The truth about one requested download: the files it holds and the parts served."""
-
-    key: str
-    download_type: str
-    identifier: str
-    format_ext: str
-    name: str
-    kind: str
-    #: The files a correct extraction yields (name in the archive → bytes).
-    entries: dict[str, bytes]
-    #: Each part's ZIP bytes, part 1 first.
-    parts: list[bytes]
-    #: Entries planted by a spoiled `kind` (zip-slip names, links, bombs).
-    bad_entries: list[str] = field(default_factory=list)
-
-    @property
-    def media_keys(self) -> list[str]:
-        """The download host's media keys of the parts, part 1 first."""
-        return [f"{self.key}/{n}" for n in range(1, len(self.parts) + 1)]
-
-
-@dataclass
-class _Token:
-    expires_at: float
-    owner: str = ""
-
-
-class _HarvestError(Exception):
-    def __init__(self, code: int, description: str | None = None) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description if description is not None else ERROR_TEXTS.get(code, "")
 
 
 @dataclass
@@ -328,14 +160,9 @@ class HarvestSim:
         #: Every getmusicdownload body received (lower-case keys), oldest first.
         self.download_requests: list[dict[str, Any]] = []
         self._offset_s = 0.0
-        self._counter = 0
         self._pending: list[_Pending] = []
         self._overrides: list[_Override] = []
-        self._access: dict[str, _Token] = {}
-        self._service: dict[str, _Token] = {}
-        self._member: dict[str, _Token] = {}
-        self._persistent: dict[str, _Token] = {}
-        self._download_tokens: dict[str, tuple[str, float]] = {}
+        self.tokens = TokenBook(seed, self.clock)
         self._splits: dict[tuple[str, str, str], int] = {}
         self._archive_kinds: dict[tuple[str, str], str] = {}
         self._runner: web.AppRunner | None = None
@@ -351,15 +178,15 @@ class HarvestSim:
             "getdownloadhistorybymembertoken": self._history,
             "getmusicdownload": self._music_download,
         }
-        self.formats = self._make_formats()
-        self.albums: list[SimAlbum] = [self._make_album(i, tracks_per_album) for i in range(albums)]
+        self.formats = make_formats(seed)
+        self.albums: list[SimAlbum] = [make_album(seed, i, tracks_per_album) for i in range(albums)]
         self.tracks: dict[str, SimTrack] = {t.id: t for a in self.albums for t in a.tracks}
         ids = list(self.tracks)
         rng = random.Random(f"{seed}:lists")
         self.playlists: list[SimPlaylist] = [
             SimPlaylist(
-                id=_hex(seed, "playlist", i),
-                name=f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} Mix {i + 1}",
+                id=hex_id(seed, "playlist", i),
+                name=f"{rng.choice(WORDS)} {rng.choice(WORDS)} Mix {i + 1}",
                 track_ids=rng.sample(ids, min(3, len(ids))),
                 created="2024-03-01T09:00:00",
             )
@@ -454,74 +281,61 @@ class HarvestSim:
     def local_expiry(self, unix: float) -> str | int | float:
         """`Expiry` as the pool writes it: wall-clock time at UTCOffset (or another style)."""
         if self.expiry_style == "netdate":
-            return f"/Date({int(unix * 1000)}{_zone(self.utc_offset_h, colon=False)})/"
+            return f"/Date({int(unix * 1000)}{zone(self.utc_offset_h, colon=False)})/"
         local = datetime.fromtimestamp(unix, UTC) + timedelta(hours=self.utc_offset_h)
         text = local.replace(tzinfo=None).isoformat(timespec="seconds")
         if self.expiry_style == "zoned":
-            return text + _zone(self.utc_offset_h, colon=True)
+            return text + zone(self.utc_offset_h, colon=True)
         return text
-
-    def _new_token(self, kind: str) -> str:
-        self._counter += 1
-        return _hex(self.seed, kind, self._counter, time.time_ns(), length=32)
 
     def expire_service_tokens(self) -> None:
         """Every service token issued so far expires now (code 21 next time it is used)."""
-        for token in self._service.values():
-            token.expires_at = min(token.expires_at, self.clock() - 1)
+        self.tokens.expire(self.tokens.service)
 
     def expire_member_tokens(self) -> None:
         """Every member token issued so far expires now."""
-        for token in self._member.values():
-            token.expires_at = min(token.expires_at, self.clock() - 1)
+        self.tokens.expire(self.tokens.member)
 
     def revoke_member_tokens(self) -> None:
         """Forget every member token (code 5 next time one is used)."""
-        self._member.clear()
+        self.tokens.member.clear()
 
     def revoke_persistent_tokens(self) -> None:
         """Forget every persistent login token (only the password works after this)."""
-        self._persistent.clear()
+        self.tokens.persistent.clear()
 
     def expire_download_tokens(self) -> None:
         """Every download token handed out so far stops working."""
-        for token, (key, _) in list(self._download_tokens.items()):
-            self._download_tokens[token] = (key, self.clock() - 1)
+        self.tokens.expire_downloads()
 
     def token_expiry(self, token: str) -> float:
         """The true expiry (unix time) of a service, member or download token."""
-        for store in (self._service, self._member, self._persistent, self._access):
-            if token in store:
-                return store[token].expires_at
-        if token in self._download_tokens:
-            return self._download_tokens[token][1]
-        raise KeyError(token)
+        return self.tokens.expiry(token)
 
     def issue_service_token(self) -> str:
         """A service token as the pool would hand one out for `service_token` in the config."""
-        token = self._new_token("service")
-        self._service[token] = _Token(self.clock() + self.service_token_lifetime_s)
+        token, _ = self.tokens.issue(self.tokens.service, "service", self.service_token_lifetime_s)
         return token
 
     @property
     def download_tokens(self) -> list[str]:
         """Download tokens handed out, oldest first."""
-        return list(self._download_tokens)
+        return list(self.tokens.download)
 
     @property
     def member_tokens(self) -> list[str]:
         """Member tokens issued (and not revoked), oldest first."""
-        return list(self._member)
+        return list(self.tokens.member)
 
     @property
     def service_tokens(self) -> list[str]:
         """Service tokens issued, oldest first."""
-        return list(self._service)
+        return list(self.tokens.service)
 
     @property
     def persistent_tokens(self) -> list[str]:
         """Persistent login tokens that still work, oldest first."""
-        return list(self._persistent)
+        return list(self.tokens.persistent)
 
     # -- switches for tests ---------------------------------------------------------------------
 
@@ -547,11 +361,7 @@ class HarvestSim:
     ) -> None:
         """Answer the next call (of `endpoint`, or any) with exactly `body` (DTDs, HTML, …)."""
         data = body.encode() if isinstance(body, str) else body
-        ctype = content_type or (
-            "application/json; charset=utf-8"
-            if self.wire == "json"
-            else "application/xml; charset=utf-8"
-        )
+        ctype = content_type or wire_content_type(self.wire)
         self._overrides.append(_Override(data, ctype, endpoint and endpoint.lower(), status))
 
     def add_favourite(self, track_id: str) -> None:
@@ -567,7 +377,9 @@ class HarvestSim:
 
     def add_album(self, tracks: int = 4) -> SimAlbum:
         """A new album released after every other one (first in getlatestalbums)."""
-        album = self._make_album(len(self.albums), tracks, newest=True)
+        album = make_album(
+            self.seed, len(self.albums), tracks, after=self.albums[0] if self.albums else None
+        )
         self.albums.insert(0, album)
         self.tracks.update({t.id: t for t in album.tracks})
         return album
@@ -582,59 +394,21 @@ class HarvestSim:
 
     def format_id(self, ext: str) -> str:
         """The best format ID listed for "mp3", "wav" or "aiff"."""
-        matching = [f for f in self.formats if f["FileExtension"] == _EXTENSIONS[ext]]
+        matching = [f for f in self.formats if f["FileExtension"] == EXTENSIONS[ext]]
         return str(max(matching, key=lambda f: int(f["Bitrate"]))["ID"])
 
     def expected_entries(
         self, download_type: str, identifier: str, fmt: str = "mp3"
     ) -> dict[str, bytes]:
         """The files a download of this item holds (truth for extraction tests)."""
-        ext = fmt if fmt in _EXTENSIONS else self._format_ext(fmt)
-        return self._entries(download_type, self._resolve_tracks(download_type, identifier), ext)
+        ext = fmt if fmt in EXTENSIONS else self._format_ext(fmt)
+        tracks = self._resolve_tracks(download_type, identifier)
+        return self._entries(download_type, tracks, ext)
 
-    # -- data -----------------------------------------------------------------------------------
-
-    def _make_formats(self) -> list[dict[str, Any]]:
-        table = (("mp3", 320), ("mp3", 128), ("wav", 1411), ("aif", 1411))
-        return [
-            {
-                "ID": _hex(self.seed, "format", ext, rate),
-                "FileExtension": ext,
-                "Bitrate": rate,
-                "Name": f"{ext.upper()} {rate}kbps",
-            }
-            for ext, rate in table
-        ]
-
-    def _make_album(self, index: int, count: int, *, newest: bool = False) -> SimAlbum:
-        rng = random.Random(f"{self.seed}:album:{index}")
-        album_id = _hex(self.seed, "album", index)
-        if newest and self.albums:
-            released = date.fromisoformat(self.albums[0].release_date) + timedelta(days=7)
-        else:
-            released = date(2024, 6, 1) - timedelta(days=7 * index)
-        title = f"{rng.choice(_WORDS)} {rng.choice(_WORDS)}"
-        artist = rng.choice(_ARTISTS)
-        library = rng.choice(_LIBRARIES)
-        genre = rng.choice(_GENRES)
-        tracks = tuple(
-            SimTrack(
-                id=_hex(self.seed, "track", index, n),
-                album_id=album_id,
-                number=n,
-                title=f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} {n}",
-                artist=artist,
-                genre=genre,
-                bpm=rng.randint(70, 170),
-                length_s=rng.randint(60, 300),
-                version=rng.choice(_VERSIONS),
-                release_date=released.isoformat(),
-                library=library,
-                album_title=title,
-            )
-            for n in range(1, count + 1)
+    def _entries(self, download_type: str, tracks: list[SimTrack], ext: str) -> dict[str, bytes]:
+        return package_entries(
+            download_type, tracks, ext, mp3_size=self.mp3_size, wav_size=self.wav_size
         )
-        return SimAlbum(album_id, title, artist, library, genre, released.isoformat(), tracks)
 
     # -- the HTTP side --------------------------------------------------------------------------
 
@@ -653,13 +427,12 @@ class HarvestSim:
         form = await request.post()
         fields = {k.lower(): str(v) for k, v in form.items()}
         if fields.get("grant_type") != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type")
+            return oauth_error(400, "unsupported_grant_type")
         if fields.get("client_id") != self.client_id or (
             fields.get("client_secret") != self.client_secret
         ):
-            return _oauth_error(401, "invalid_client")
-        token = self._new_token("access")
-        self._access[token] = _Token(self.clock() + self.access_token_lifetime_s)
+            return oauth_error(401, "invalid_client")
+        token, _ = self.tokens.issue(self.tokens.access, "access", self.access_token_lifetime_s)
         body = {
             "access_token": token,
             "token_type": "Bearer",
@@ -692,21 +465,17 @@ class HarvestSim:
         try:
             pending = self._take_pending(name)
             if pending is not None:
-                raise _HarvestError(pending.code, pending.description)
+                raise HarvestError(pending.code, pending.description)
             body = await self._body(request)
             payload = await handler(request, segments[1:], body)
-        except _HarvestError as err:
+        except HarvestError as err:
             payload = {"Error": {"Code": err.code, "Description": err.description}}
         return await api_response(
             request,
             self.faults,
             active,
-            self._encode(name, payload),
-            content_type=(
-                "application/json; charset=utf-8"
-                if self.wire == "json"
-                else "application/xml; charset=utf-8"
-            ),
+            encode(self.wire, name, payload),
+            content_type=wire_content_type(self.wire),
         )
 
     def _take(self, overrides: list[_Override], name: str) -> _Override | None:
@@ -728,42 +497,7 @@ class HarvestSim:
         """A request body of either wire as a dict with lower-case keys."""
         if request.method != "POST" or not request.can_read_body:
             return {}
-        raw = await request.read()
-        if not raw.strip():
-            return {}
-        if raw.lstrip().startswith(b"<"):
-            try:
-                root = SafeET.fromstring(raw, forbid_dtd=True)
-            except Exception as err:  # defusedxml raises several unrelated types
-                raise _HarvestError(1, f"Malformed request body: {type(err).__name__}") from err
-            return {child.tag.lower(): (child.text or "").strip() for child in root}
-        try:
-            parsed = json.loads(raw)
-        except ValueError as err:
-            raise _HarvestError(1, "Malformed request body") from err
-        if not isinstance(parsed, dict):
-            raise _HarvestError(1, "Malformed request body")
-        return {str(k).lower(): v for k, v in parsed.items()}
-
-    def _encode(self, endpoint: str, payload: dict[str, Any]) -> bytes:
-        if self.wire == "json":
-            return json.dumps(payload).encode()
-        root = _XML_ROOTS.get(endpoint, "response")
-        lines = ['<?xml version="1.0" encoding="utf-8"?>', f"<{root}>"]
-        for key, value in payload.items():
-            lines.extend(_xml(key.lower(), value, 1))
-        lines.append(f"</{root}>")
-        return ("\n".join(lines) + "\n").encode()
-
-    # -- token checks ---------------------------------------------------------------------------
-
-    def _check(self, store: dict[str, _Token], token: str | None) -> _Token:
-        record = store.get(token or "")
-        if record is None:
-            raise _HarvestError(5)
-        if self.clock() >= record.expires_at:
-            raise _HarvestError(21)
-        return record
+        return decode_body(await request.read())
 
     def _token_record(self, value: str, expires_at: float) -> dict[str, Any]:
         return {
@@ -773,15 +507,15 @@ class HarvestSim:
         }
 
     def _issue_member(self) -> dict[str, Any]:
-        token = self._new_token("member")
-        expires_at = self.clock() + self.member_token_lifetime_s
-        self._member[token] = _Token(expires_at, self.username)
-        persistent = self._new_token("persistent")
-        self._persistent[persistent] = _Token(
-            self.clock() + self.persistent_token_lifetime_s, self.username
+        tokens = self.tokens
+        token, expires_at = tokens.issue(
+            tokens.member, "member", self.member_token_lifetime_s, self.username
+        )
+        persistent, _ = tokens.issue(
+            tokens.persistent, "persistent", self.persistent_token_lifetime_s, self.username
         )
         return {
-            "Member": {"ID": _hex(self.seed, "member"), "UserName": self.username},
+            "Member": {"ID": hex_id(self.seed, "member"), "UserName": self.username},
             "MemberToken": self._token_record(token, expires_at),
             "PersistentLoginToken": persistent,
         }
@@ -793,44 +527,44 @@ class HarvestSim:
     ) -> dict[str, Any]:
         bearer = request.headers.get("Authorization", "")
         access = bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
-        record = self._access.get(access)
+        record = self.tokens.access.get(access)
         if record is None or self.clock() >= record.expires_at:
             raise web.HTTPUnauthorized(
                 text=json.dumps({"error": "invalid_token"}), content_type="application/json"
             )
         if request.headers.get("AccessKey") != self.access_key:
-            raise _HarvestError(3)
-        token = self._new_token("service")
-        expires_at = self.clock() + self.service_token_lifetime_s
-        self._service[token] = _Token(expires_at)
+            raise HarvestError(3)
+        token, expires_at = self.tokens.issue(
+            self.tokens.service, "service", self.service_token_lifetime_s
+        )
         return {"Token": self._token_record(token, expires_at)}
 
     async def _member_token(
         self, _request: web.Request, args: list[str], body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._service, _arg(args, 0))
+        self.tokens.check(self.tokens.service, _arg(args, 0))
         if body.get("username") != self.username or body.get("password") != self.password:
-            raise _HarvestError(2)
+            raise HarvestError(2)
         return self._issue_member()
 
     async def _validate_persistent(
         self, _request: web.Request, args: list[str], body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._service, _arg(args, 0))
+        self.tokens.check(self.tokens.service, _arg(args, 0))
         value = str(body.get("persistentlogintoken") or "")
-        record = self._persistent.get(value)
+        record = self.tokens.persistent.get(value)
         if record is None or self.clock() >= record.expires_at:
-            raise _HarvestError(22)
+            raise HarvestError(22)
         answer = self._issue_member()
         # The persistent login stays the same one; the fresh one _issue_member made is dropped.
-        self._persistent.pop(answer["PersistentLoginToken"], None)
+        self.tokens.persistent.pop(answer["PersistentLoginToken"], None)
         answer["PersistentLoginToken"] = value
         return answer
 
     async def _service_info(
         self, _request: web.Request, args: list[str], _body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._service, _arg(args, 0))
+        self.tokens.check(self.tokens.service, _arg(args, 0))
         urls_key, url_key = (
             ("ServiceInfoURLs", "DirectDownloadURL")
             if self.wire == "json"
@@ -853,14 +587,14 @@ class HarvestSim:
     async def _favourites(
         self, request: web.Request, args: list[str], _body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._member, _arg(args, 0))
+        self.tokens.check(self.tokens.member, _arg(args, 0))
         records = [self.tracks[i].record() for i in self.favourite_ids]
         return {"Tracks": self._page(request, records), "TotalCount": len(records)}
 
     async def _playlists(
         self, request: web.Request, args: list[str], _body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._member, _arg(args, 0))
+        self.tokens.check(self.tokens.member, _arg(args, 0))
         records = [
             {"ID": p.id, "Name": p.name, "TrackCount": len(p.track_ids), "DateCreated": p.created}
             for p in self.playlists
@@ -870,11 +604,11 @@ class HarvestSim:
     async def _playlist(
         self, request: web.Request, args: list[str], _body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._member, _arg(args, 0))
+        self.tokens.check(self.tokens.member, _arg(args, 0))
         wanted = _arg(args, 1)
         found = [p for p in self.playlists if p.id == wanted]
         if not found:
-            raise _HarvestError(9, "Playlist not found")
+            raise HarvestError(9, "Playlist not found")
         playlist = found[0]
         record: dict[str, Any] = {"ID": playlist.id, "Name": playlist.name}
         query = {k.lower(): v for k, v in request.query.items()}
@@ -887,7 +621,7 @@ class HarvestSim:
     async def _latest_albums(
         self, request: web.Request, args: list[str], _body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._member, _arg(args, 0))
+        self.tokens.check(self.tokens.member, _arg(args, 0))
         top = _int(_arg(args, 1), 10)
         albums = sorted(self.albums, key=lambda a: a.release_date, reverse=True)[:top]
         records = [album.record() for album in albums]
@@ -896,7 +630,7 @@ class HarvestSim:
     async def _history(
         self, request: web.Request, args: list[str], _body: dict[str, Any]
     ) -> dict[str, Any]:
-        self._check(self._member, _arg(args, 0))
+        self.tokens.check(self.tokens.member, _arg(args, 0))
         entries = list(reversed(self.history))
         return {"DownloadHistory": self._page(request, entries), "TotalCount": len(entries)}
 
@@ -907,13 +641,13 @@ class HarvestSim:
         self.download_requests.append(dict(body))
         if body.get("membertoken"):
             # Seed 003's XML form: the service token in the path, the member's in the body.
-            self._check(self._service, path_token)
-            self._check(self._member, str(body["membertoken"]))
+            self.tokens.check(self.tokens.service, path_token)
+            self.tokens.check(self.tokens.member, str(body["membertoken"]))
         else:
-            self._check(self._member, path_token)
+            self.tokens.check(self.tokens.member, path_token)
         download_type = str(body.get("downloadtype") or "").strip().lower()
         if download_type not in ("track", "playlist", "album", "favourites"):
-            raise _HarvestError(10)
+            raise HarvestError(10)
         identifier = str(body.get("identifier") or "").strip()
         ext = self._format_ext(str(body.get("format") or ""))
         tracks = self._resolve_tracks(download_type, identifier)
@@ -927,8 +661,7 @@ class HarvestSim:
         package = self._package(download_type, identifier, ext, name, tracks)
         pairs = []
         for number, key in enumerate(package.media_keys, 1):
-            token = self._new_token("download")
-            self._download_tokens[token] = (key, self.clock() + self.download_token_lifetime_s)
+            token = self.tokens.issue_download(key, self.download_token_lifetime_s)
             pairs.append((token, number))
         if self.mangle_parts_next is not None:
             pairs = self.mangle_parts_next(pairs)
@@ -941,34 +674,34 @@ class HarvestSim:
 
     def _format_ext(self, wanted: str) -> str:
         lowered = wanted.strip().lower()
-        if lowered in _EXTENSIONS:
+        if lowered in EXTENSIONS:
             return lowered  # seed 003: "wav", "aiff" or "mp3" instead of an ID
         for record in self.formats:
             if record["ID"] == wanted.strip():
                 ext = str(record["FileExtension"])
                 return "aiff" if ext == "aif" else ext
-        raise _HarvestError(8)
+        raise HarvestError(8)
 
     def _resolve_tracks(self, download_type: str, identifier: str) -> list[SimTrack]:
         if download_type == "track":
             ids = [i.strip() for i in identifier.split(",") if i.strip()]
             if not ids or any(i not in self.tracks for i in ids):
-                raise _HarvestError(9, "Track not found")
+                raise HarvestError(9, "Track not found")
             return [self.tracks[i] for i in ids]
         if download_type == "album":
             found = [a for a in self.albums if a.id == identifier]
             if not found:
-                raise _HarvestError(9, "Album not found")
+                raise HarvestError(9, "Album not found")
             return list(found[0].tracks)
         if download_type == "playlist":
             playlists = [p for p in self.playlists if p.id == identifier]
             if not playlists:
-                raise _HarvestError(9, "Playlist not found")
+                raise HarvestError(9, "Playlist not found")
             return [self.tracks[i] for i in playlists[0].track_ids]
         wanted = [i.strip() for i in identifier.split(",") if i.strip()]
         ids = [i for i in self.favourite_ids if not wanted or i in wanted]
         if not ids:
-            raise _HarvestError(9, "No favourites to download")
+            raise HarvestError(9, "No favourites to download")
         return [self.tracks[i] for i in ids]
 
     def _default_name(self, download_type: str, identifier: str) -> str:
@@ -994,26 +727,6 @@ class HarvestSim:
             )
 
     # -- packages -------------------------------------------------------------------------------
-
-    def _entries(self, download_type: str, tracks: list[SimTrack], ext: str) -> dict[str, bytes]:
-        entries: dict[str, bytes] = {}
-        suffix = _EXTENSIONS[ext]
-        for track in tracks:
-            stem = f"{track.artist} - {track.title}"
-            if download_type == "album":
-                stem = f"{track.number:02d} {stem}"
-            name = f"{stem}.{suffix}"
-            if name in entries:
-                name = f"{stem} ({track.id[:6]}).{suffix}"
-            entries[name] = self._audio(track, ext)
-        return entries
-
-    def _audio(self, track: SimTrack, ext: str) -> bytes:
-        if ext == "mp3":
-            return mp3_bytes(f"{track.id}:mp3", self.mp3_size)
-        if ext == "wav":
-            return wav_bytes(f"{track.id}:wav", self.wav_size)
-        return aiff_bytes(f"{track.id}:aiff", self.wav_size)
 
     def _package(
         self,
@@ -1042,7 +755,7 @@ class HarvestSim:
             groups = split_parts(list(entries.items()), self.part_size_bytes, 2)
         shape = "/".join(",".join(name for name, _ in group) for group in groups)
         sizes = (self.mp3_size, self.wav_size)
-        key = _hex(self.seed, download_type, identifier, ext, shape, kind, sizes)
+        key = hex_id(self.seed, download_type, identifier, ext, shape, kind, sizes)
         if key in self.packages:
             package = self.packages[key]
         else:
@@ -1072,16 +785,13 @@ class HarvestSim:
     def _resolve_download(self, request: web.Request) -> str | web.StreamResponse:
         """The download host's token check: unknown or expired tokens are refused (403)."""
         token = request.match_info.get("token", "")
-        record = self._download_tokens.get(token)
+        record = self.tokens.download.get(token)
         if record is None:
             return json_error(403, "Invalid download token")
         key, expires_at = record
         if self.clock() >= expires_at:
             return json_error(403, "Download token expired")
         return key
-
-
-# -- helpers --------------------------------------------------------------------------------------
 
 
 def _arg(args: list[str], index: int) -> str | None:
@@ -1099,42 +809,3 @@ def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value or "").strip().lower() == "true"
-
-
-def _zone(hours: float, *, colon: bool) -> str:
-    sign = "-" if hours < 0 else "+"
-    minutes = round(abs(hours) * 60)
-    return f"{sign}{minutes // 60:02d}{':' if colon else ''}{minutes % 60:02d}"
-
-
-def _oauth_error(status: int, error: str) -> web.Response:
-    return web.Response(
-        status=status, text=json.dumps({"error": error}), content_type="application/json"
-    )
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _xml(tag: str, value: Any, depth: int) -> list[str]:
-    """One value as seed 003 lays XML out: an element per line, lists under plural names."""
-    pad = "  " * depth
-    if isinstance(value, dict):
-        lines = [f"{pad}<{tag}>"]
-        for key, item in value.items():
-            lines.extend(_xml(key.lower(), item, depth + 1))
-        return [*lines, f"{pad}</{tag}>"]
-    if isinstance(value, list):
-        singular = _SINGULAR.get(tag, "item")
-        lines = [f"{pad}<{tag}>"]
-        for item in value:
-            lines.extend(_xml(singular, item, depth + 1))
-        return [*lines, f"{pad}</{tag}>"]
-    if value is None:
-        return [f"{pad}<{tag} />"]
-    text = ("true" if value else "false") if isinstance(value, bool) else _escape(str(value))
-    if tag == "tokenvalue":
-        # Seed 003: the token value sits on its own line between the tags.
-        return [f"{pad}<{tag}>\n{text}\n{pad}</{tag}>"]
-    return [f"{pad}<{tag}>{text}</{tag}>"]

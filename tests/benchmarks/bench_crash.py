@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pooldaemon.sim.faults import DownloadServer
+from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore
 from tests.downloader.test_crash import RefetchMeter, World, _item
 

@@ -32,7 +32,8 @@ from pooldaemon.models import (
 from pooldaemon.outbox import Outbox
 from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.pools.http import PoolHttp
-from pooldaemon.sim.faults import DownloadServer, json_error
+from pooldaemon.sim.answer import json_error
+from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store

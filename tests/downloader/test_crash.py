@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from pooldaemon.downloader.failpoints import NAMES
-from pooldaemon.sim.faults import DownloadServer
+from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore, mp3_bytes, zip_bytes
 
 from .conftest import KIB, MIB

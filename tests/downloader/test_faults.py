@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pooldaemon.models import DownloadPlan
-from pooldaemon.sim.faults import DownloadServer
+from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore, mp3_bytes, zip_bytes
 from pooldaemon.store import health as store_health
 from pooldaemon.store import jobs as store_jobs

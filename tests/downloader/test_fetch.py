@@ -24,7 +24,8 @@ from pooldaemon.downloader.ratelimit import FairBucket, HostGates
 from pooldaemon.downloader.workfile import work_dir_for
 from pooldaemon.errors import AuthError
 from pooldaemon.models import DownloadPlan, PlanPart, Request, Source
-from pooldaemon.sim.faults import DownloadServer, start_app
+from pooldaemon.sim.answer import start_app
+from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import health as store_health
 from pooldaemon.store import jobs as store_jobs

@@ -19,7 +19,8 @@ import pytest
 from multidict import CIMultiDict
 
 from pooldaemon.sim.catalog import MIXES, Catalog, format_size
-from pooldaemon.sim.crateq import API_FIELDS, QUEUE_FIELDS, CrateQSim
+from pooldaemon.sim.crateq import CrateQSim
+from pooldaemon.sim.crateq_wire import API_FIELDS, QUEUE_FIELDS
 from pooldaemon.sim.faults import CONTENT_RANGE_VARIANTS
 from pooldaemon.sim.media import write_media
 

@@ -14,7 +14,8 @@ import aiohttp
 import defusedxml.ElementTree as SafeET
 import pytest
 
-from pooldaemon.sim.harvest import HarvestSim, Package
+from pooldaemon.sim.harvest import HarvestSim
+from pooldaemon.sim.harvest_library import Package
 from pooldaemon.sim.media import aiff_bytes
 
 

@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 from mutagen.mp3 import MP3
 
-from pooldaemon.sim.faults import DownloadServer, json_error
+from pooldaemon.sim.answer import json_error
+from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import (
     MediaStore,
     iter_media,
