@@ -146,6 +146,7 @@ class Finisher:
             tag_meta = {**meta, "pool": plan.pool, "id": plan.item_id}
             try:
                 await asyncio.to_thread(_copy_and_tag, work, tagged, tag_meta)
+                failpoint("after_tag_before_sync")
                 # The copy is fsynced and hashed at once, in two threads (the disk and a core
                 # work side by side): both end before the intent is recorded, so the checksum
                 # describes durable bytes.
