@@ -61,6 +61,16 @@ def _mutagen() -> Any:
     )
 
 
+_MUTAGEN_NAMES = frozenset({"AIFF", "COMM", "FLAC", "Frames", "ID3", "MP4", "TXXX", "WAVE"})
+
+
+def __getattr__(name: str) -> Any:
+    """mutagen's classes as attributes of this module (`tags.ID3`), imported when first asked."""
+    if name in _MUTAGEN_NAMES:
+        return getattr(_mutagen(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class TagError(PoolDaemonError):
     """A file that sniffs as taggable media could not be read or written by mutagen."""
 
