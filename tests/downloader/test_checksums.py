@@ -11,12 +11,15 @@ import blake3
 import pytest
 
 from pooldaemon.downloader.digest import (
+    Digests,
     PrefixHasher,
     checksum_matches,
     file_checksum,
     split_checksum,
 )
-from pooldaemon.models import JobState, Request
+from pooldaemon.downloader.finish import _check_checksum
+from pooldaemon.errors import IntegrityError
+from pooldaemon.models import JobState, PlanPart, Request
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
@@ -172,3 +175,21 @@ async def test_an_old_intent_whose_file_changed_is_not_adopted(
         for outbox in harness.outboxes:
             await outbox.stop()
         await store.close()
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_a_pools_checksum_is_still_verified_beside_blake3(tmp_path: Path, algorithm: str) -> None:
+    """The pool's checksum is of the bytes it sent: a digest taken while downloading that lacks
+    the pool's algorithm makes the file be read again, and a mismatch is refused."""
+    data = b"\x00pool bytes" * 5000
+    path = tmp_path / "part"
+    path.write_bytes(data)
+    right = hashlib.new(algorithm, data).hexdigest()
+    known = Digests(library_checksum(data), None, len(data))  # what the transfer hashed
+    part = PlanPart(key="main", sources=[], **{algorithm: right.upper()})
+    assert _check_checksum(path, part, known, len(data)) == library_checksum(data)
+    wrong = PlanPart(
+        key="main", sources=[], **{algorithm: hashlib.new(algorithm, b"x").hexdigest()}
+    )
+    with pytest.raises(IntegrityError, match="does not match the pool's"):
+        _check_checksum(path, wrong, known, len(data))
