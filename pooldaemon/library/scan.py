@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-
 from pooldaemon import songkey
 from pooldaemon.audiohash import EXTENSIONS, audio_problem
 
@@ -219,7 +218,7 @@ _TAG_KEYS = {
 
 def _tags(fh: Any, path: str) -> tuple[str | None, str | None, float | None] | str:
     """(artist, title, length) from the file's tags; a reason when mutagen cannot read them."""
-    import mutagen  # noqa: PLC0415  (loaded on the first scan: the idle daemon never needs it)
+    import mutagen
 
     try:
         media = mutagen.File(fh)
