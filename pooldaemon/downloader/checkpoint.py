@@ -68,6 +68,11 @@ class Checkpointer:
                 self._loop(), name="downloader-checkpoints"
             )
 
+    @property
+    def streaming(self) -> int:
+        """How many streams are registered now."""
+        return len(self._streams)
+
     def unregister(self, stream: Stream) -> None:
         """`stream` ended: its own completion or failure path records what it holds."""
         self._streams.discard(stream)

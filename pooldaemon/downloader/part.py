@@ -16,6 +16,7 @@ pass that state through another module's API.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from collections import Counter, deque
@@ -863,7 +864,7 @@ class PartRun:
             jt.checkpointer.unregister(stream)
             kept = err.keep and keep_ok and writer.received >= 1 and head_checked
             if kept:
-                await self._checkpoint(idx, writer, start)
+                await self._checkpoint(idx, writer)
                 err.progressed = writer.received >= PROGRESS_BYTES
             else:
                 await writer.abandon()
@@ -877,7 +878,7 @@ class PartRun:
             # Pause or shutdown: what arrived is made durable so it is not fetched again.
             if keep_ok and head_checked and writer.received:
                 try:
-                    await self._checkpoint(idx, writer, start)
+                    await self._checkpoint(idx, writer)
                 except (OSError, PoolDaemonError):
                     pass
             else:
@@ -891,11 +892,19 @@ class PartRun:
             bucket.streams -= 1
         jt.checkpointer.unregister(stream)
         # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
-        await uncancelled(self._commit_done(idx))
+        await uncancelled(self._commit_done(idx, writer))
 
-    async def _commit_done(self, idx: int) -> None:
+    async def _commit_done(self, idx: int, writer: ChunkWriter) -> None:
         """Durable data first, then the checkpoint that claims it (docs/reliability.md C2)."""
         chunk = self.chunks[idx]
+        if writer.written != chunk.end + 1:
+            # docs/reliability.md C2: the claim follows the writes that completed, never the
+            # bytes received; a chunk whose writes do not reach its end is not done.
+            raise OSError(
+                errno.EIO,
+                f"chunk {idx} received whole but written only to byte {writer.written} "
+                f"of {chunk.start}-{chunk.end}",
+            )
         await self.file.run(datasync)
         failpoint("after_chunk_fsync")
         chunk.filled = chunk.size
@@ -906,12 +915,14 @@ class PartRun:
         )
         self.advance_hash()
 
-    async def _checkpoint(self, idx: int, writer: ChunkWriter, start: int) -> None:
+    async def _checkpoint(self, idx: int, writer: ChunkWriter) -> None:
         """Make a chunk's received prefix durable and record how far it goes."""
         await writer.drain()
         await self.file.run(datasync)
         chunk = self.chunks[idx]
-        chunk.filled = start + writer.received - chunk.start
+        # docs/reliability.md C2: what the completed writes cover (all of `received` once the
+        # drain returned), as the timer claims too; never bytes merely received.
+        chunk.filled = max(chunk.filled, writer.written - chunk.start)
         # A stop that lands after the chunk's last byte arrived: the chunk is whole (and
         # durable), not a prefix to resume with a Range that would start past its end.
         chunk.done = chunk.filled >= chunk.size

@@ -15,7 +15,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +168,14 @@ class SharedFd:
                 os.close(self._fd)
                 self._fd = -1
 
-    def run(self, func: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """Run `func(fd, *args)` in a thread, holding the descriptor open meanwhile."""
+    def run(self, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run `func(fd, *args)` in a thread, holding the descriptor open meanwhile.
+
+        Once handed over the call always runs: a caller cancelled while it still waits for a
+        thread must not take it out of the queue. A write dropped there would be lost although
+        its bytes count as received (docs/reliability.md C2), and the descriptor it holds
+        would never be released.
+        """
         fd = self.enter()
 
         def call() -> Any:
@@ -178,7 +184,15 @@ class SharedFd:
             finally:
                 self.exit()
 
-        return asyncio.get_running_loop().run_in_executor(None, call)
+        inner = asyncio.get_running_loop().run_in_executor(None, call)
+        inner.add_done_callback(_observed)
+        return asyncio.shield(inner)
+
+
+def _observed(fut: asyncio.Future[Any]) -> None:
+    """Mark an outcome as seen: the caller may have stopped waiting for it."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _write_blocks(fd: int, blocks: list[bytes], offset: int, mid_chunk: bool) -> None:
@@ -252,15 +266,13 @@ class ChunkWriter:
 
     async def flush(self, *, mid_chunk: bool) -> None:
         """Hand the buffered block to a thread; at most one write is in flight."""
-        if self._pending is not None:
-            await self._pending
-            self._pending = None
+        await self._wait()
         if not self._bufs:
             return
         bufs, offset = self._bufs, self.offset
         end = offset + self._buffered
         self._bufs, self.offset, self._buffered = [], end, 0
-        pending = asyncio.ensure_future(self.fd.run(_write_blocks, bufs, offset, mid_chunk))
+        pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
         pending.add_done_callback(lambda fut: self._wrote(fut, end))
         self._pending = pending
 
@@ -268,19 +280,26 @@ class ChunkWriter:
         if not fut.cancelled() and fut.exception() is None:
             self.written = max(self.written, end)
 
+    async def _wait(self) -> None:
+        """Wait for the write in flight to end.
+
+        A caller cancelled meanwhile leaves the write running and still tracked here, so the
+        checkpoint its stop takes next (docs/reliability.md C2) waits for it too instead of
+        claiming bytes that are still on their way to the file.
+        """
+        if self._pending is not None:
+            await asyncio.shield(self._pending)
+            self._pending = None
+
     async def drain(self) -> None:
         """Write everything buffered and wait for it."""
         await self.flush(mid_chunk=False)
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        await self._wait()
 
     async def abandon(self) -> None:
         """Drop what is buffered; let a write in flight finish (its bytes stay unclaimed)."""
         self._bufs, self._buffered = [], 0
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            except OSError:
-                pass
+        try:
+            await self._wait()
+        except OSError:
+            self._pending = None

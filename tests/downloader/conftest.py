@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,3 +367,57 @@ async def wait_bytes(
     async with asyncio.timeout(timeout):
         while (await store_jobs.get_job(harness.store, job_id))["bytes_done"] < at_least:
             await asyncio.sleep(0.01)
+
+
+class HeldThreads(ThreadPoolExecutor):
+    """Worker threads a test can keep busy, so that work handed to them waits in the queue.
+
+    What a loaded machine does by chance (a write waits for a free thread while its task is
+    cancelled), made to happen at a chosen moment. Install with `loop.set_default_executor`.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self.workers = workers
+        self._open = threading.Event()
+        self._open.set()
+        self._lock = threading.Lock()
+        self._busy = 0
+        #: Calls handed over while the threads were held.
+        self.queued = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not self._open.is_set():
+            self.queued += 1
+        return super().submit(fn, *args, **kwargs)
+
+    async def hold(self, timeout: float = 10.0) -> None:
+        """Occupy every thread; returns once all of them are waiting."""
+        self._open.clear()
+        self.queued = 0
+        for _ in range(self.workers):
+            super().submit(self._wait_open)
+        deadline = time.monotonic() + timeout
+        while self._busy < self.workers:
+            assert time.monotonic() < deadline, "the worker threads never became free"
+            await asyncio.sleep(0.005)
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _wait_open(self) -> None:
+        with self._lock:
+            self._busy += 1
+        self._open.wait()
+        with self._lock:
+            self._busy -= 1
+
+
+async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
+    """Wait until `check()` holds; the seconds it took."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > deadline_s:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start

@@ -21,7 +21,17 @@ from pooldaemon.informed_config import GigConfig, ScheduleWindow
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import jobs as store_jobs
 
-from .conftest import MIB, EngineHarness, PartSpec, ServerFactory, make_config
+from .conftest import (
+    CHUNK,
+    MIB,
+    EngineHarness,
+    HeldThreads,
+    PartSpec,
+    ServerFactory,
+    eventually,
+    make_config,
+    requested_ranges,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SIZE = 256 * MIB
@@ -158,6 +168,44 @@ async def test_a_hold_and_the_users_pause_do_not_undo_each_other(
         assert (await store_jobs.get_job(harness.store, second))["state"] == "queued"
     await engine.resume_all()
     assert (await harness.wait(second, "done", "failed"))["state"] == "done"
+
+
+async def test_a_hold_while_a_chunks_last_write_waits_for_a_thread_keeps_its_bytes(
+    harness: EngineHarness, servers: ServerFactory, media: MediaStore, library: Path
+) -> None:
+    # What a loaded machine did by chance: the last bytes of a chunk all arrived, their write
+    # waited for a free thread, and the hold stopped the connection there. The hold's checkpoint
+    # must claim those bytes only once they are in the file; the resumed job then finishes
+    # without asking for them again, byte-exact.
+    size = 2 * CHUNK + 1000  # the last chunk is a 1000-byte tail, written when the body ends
+    media.add_generated("tail", "mp3", "tail", size)
+    srv = await servers()
+    srv.faults.stall(after_bytes=0, skip=2, count=1)  # the tail's answer waits after its headers
+    harness.pool.add("1", [PartSpec("main", "tail", [("s", srv)])])
+    config = make_config(library, connections_per_download=1, stall_timeout_s=30.0)
+    engine = await harness.start(config)
+    threads = HeldThreads(workers=2)
+    asyncio.get_running_loop().set_default_executor(threads)
+    tail = f"bytes={2 * CHUNK}-{size - 1}"
+    job_id = await harness.get("1", engine)
+    try:
+        await eventually(
+            lambda: requested_ranges(srv)[-1:] == [tail] and engine.checkpointer.streaming == 1,
+            deadline_s=20,
+        )
+        await threads.hold()
+        srv.faults.release_stalls()
+        await eventually(lambda: threads.queued >= 1)  # the tail's write waits for a thread
+        hold = asyncio.ensure_future(engine.hold("gig: rekordbox"))
+        await eventually(lambda: engine.checkpointer.streaming == 0)  # the stop reached it
+    finally:
+        threads.release()
+    assert await hold == [job_id]
+    engine.release()
+    job = await harness.wait(job_id, "done", "failed", timeout=60)
+    assert job["state"] == "done", job["error"]
+    assert Path(job["path"]).read_bytes() == media.get("tail")
+    assert requested_ranges(srv).count(tail) == 1
 
 
 async def test_a_hold_that_lands_as_chunks_complete_resumes_with_ranges(

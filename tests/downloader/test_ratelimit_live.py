@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 from pooldaemon.downloader.ratelimit import FairBucket
+
+from .conftest import eventually
 
 KIB = 1024
 MIB = 1024 * KIB
 READ = 64 * KIB
-
-
-async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - start
 
 
 class Consumer:
