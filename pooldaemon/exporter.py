@@ -227,6 +227,7 @@ class Exporter:
         log.info(
             "exports written",
             files=len(written),
+            rewritten=sum(w.replaced for w in written),
             tracks=len(view.tracks),
             playlists=len(view.playlists),
             seconds=round(time.monotonic() - started, 2),

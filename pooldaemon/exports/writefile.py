@@ -30,6 +30,8 @@ class Written:
     target: Path  # the path the config asked for
     path: Path  # where the bytes went: `target`, or beside it when the user edited `target`
     digest: str  # SHA-256 (hex) of the bytes written; the caller keeps it for the next run
+    # False when the file already held exactly these bytes and was left alone (not rewritten).
+    replaced: bool = True
 
     @property
     def beside(self) -> bool:
@@ -61,15 +63,25 @@ def write_export(
     """
     on_disk = file_digest(target)
     path = target if on_disk is None or on_disk == last_digest else beside_path(target)
-    digest = replace_atomically(path, chunks)
-    return Written(format=fmt, target=target, path=path, digest=digest)
+    if path != target:
+        on_disk = file_digest(path)
+    # What we wrote last is still there: identical new bytes leave it as it is (same inode,
+    # same mtime), so DJ software and backups see no change.
+    keep = on_disk if on_disk is not None and on_disk == last_digest else None
+    digest, replaced = replace_atomically(path, chunks, keep_if=keep)
+    return Written(format=fmt, target=target, path=path, digest=digest, replaced=replaced)
 
 
-def replace_atomically(path: Path, chunks: Iterable[bytes]) -> str:
-    """Stream `chunks` into a temp file beside `path`, fsync, rename over `path`; its SHA-256.
+def replace_atomically(
+    path: Path, chunks: Iterable[bytes], keep_if: str | None = None
+) -> tuple[str, bool]:
+    """Stream `chunks` into a temp file beside `path`, fsync, rename over `path`.
 
-    The temp file is in the same directory so the rename never crosses a filesystem; a kill
-    before the rename leaves the old `path` untouched (and a `.NAME.*.tmp` the next run removes).
+    Returns the SHA-256 of the bytes and whether `path` was replaced: when their digest is
+    `keep_if` (the caller knows `path` holds exactly that), the temp file is dropped unsynced
+    and `path` is left untouched. The temp file is in the same directory so the rename never
+    crosses a filesystem; a kill before the rename leaves the old `path` untouched (and a
+    `.NAME.*.tmp` the next run removes).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
@@ -83,15 +95,20 @@ def replace_atomically(path: Path, chunks: Iterable[bytes]) -> str:
                 for chunk in chunks:
                     hasher.update(chunk)
                     out.write(chunk)
-            full_fsync(fd)
+            digest = hasher.hexdigest()
+            if digest != keep_if:
+                full_fsync(fd)
         finally:
             os.close(fd)
+        if digest == keep_if:
+            tmp.unlink()
+            return digest, False
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return hasher.hexdigest()
+    return digest, True
 
 
 def _remove_stale_temps(path: Path) -> None:
