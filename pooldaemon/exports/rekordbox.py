@@ -5,6 +5,7 @@ docs/formats.md (rekordbox XML) lists each element and attribute and where it is
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,15 @@ LOCATION_PREFIX = "file://localhost"
 # sub-delimiters a path segment may hold, as rekordbox's own exports leave `&` and parentheses;
 # `%`, `#`, `?`, spaces, quotes, `<`, `>` and every non-ASCII byte are percent-encoded.
 _PATH_SAFE = "/!$&'()*+,;=:@~"
+# ASCII characters `quote` changes, other than the space. A path of ASCII characters without
+# them (most file names) needs only its spaces encoded: quoting is per character, so this gives
+# the same text as `quote`, several times faster (a 100,000-file collection calls it for each).
+_ASCII_QUOTED = "".join(
+    char
+    for char in map(chr, range(128))
+    if char != " " and urllib.parse.quote(char, safe=_PATH_SAFE) != char
+)
+_ASCII_OTHER = re.compile(f"[{re.escape(_ASCII_QUOTED)}]")
 
 
 def location(path: Path) -> str:
@@ -27,8 +37,10 @@ def location(path: Path) -> str:
     still round-trips.
     """
     # `str(path)` holds undecodable bytes as surrogate escapes; surrogateescape turns them back.
-    quoted = urllib.parse.quote(str(path), safe=_PATH_SAFE, errors="surrogateescape")
-    return LOCATION_PREFIX + quoted
+    text = str(path)
+    if text.isascii() and _ASCII_OTHER.search(text) is None:
+        return LOCATION_PREFIX + text.replace(" ", "%20")
+    return LOCATION_PREFIX + urllib.parse.quote(text, safe=_PATH_SAFE, errors="surrogateescape")
 
 
 def _track(track_id: int, track: ExportTrack) -> str:
