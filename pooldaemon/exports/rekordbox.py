@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pooldaemon import __version__
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
-from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt
+from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt, shared_attr
 
 LOCATION_PREFIX = "file://localhost"
 # Characters that stay literal in a `Location` path: RFC 3986's unreserved set plus the
@@ -50,11 +50,12 @@ def _track(track_id: int, track: ExportTrack) -> str:
     year_attr = "" if year is None else f' Year="{year}"'
     bpm_attr = "" if bpm is None else f' AverageBpm="{bpm:.2f}"'
     return (
-        f'<TRACK TrackID="{track_id}" Name="{attr(track.title)}" Artist="{attr(track.artist)}"'
-        f' Album="{attr(track.album)}" Genre="{attr(track.genre)}"'
-        f' Kind="{attr(track.kind_label)}" Size="{track.size_bytes}"{total_time}{year_attr}'
+        f'<TRACK TrackID="{track_id}" Name="{attr(track.title)}"'
+        f' Artist="{shared_attr(track.artist)}"'
+        f' Album="{shared_attr(track.album)}" Genre="{shared_attr(track.genre)}"'
+        f' Kind="{shared_attr(track.kind_label)}" Size="{track.size_bytes}"{total_time}{year_attr}'
         f'{bpm_attr} DateAdded="{track.added.date().isoformat()}"{opt("Tonality", track.key)}'
-        f' Label="{attr(track.label)}" Mix="{attr(track.mix)}"'
+        f' Label="{shared_attr(track.label)}" Mix="{shared_attr(track.mix)}"'
         f' Comments="{attr(track.comment)}" Location="{attr(location(track.path))}"/>\n'
     )
 

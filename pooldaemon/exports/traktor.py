@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
 from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
-from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt
+from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt, shared_attr
 
 NML_VERSION = "19"
 
@@ -82,10 +82,10 @@ def _date(value: date) -> str:
 
 def _entry(track: ExportTrack, where: tuple[str, str, str]) -> str:
     # One f-string per entry rather than lists of pairs: this runs 100,000 times an export.
-    volume, directory, file = attr(where[0]), attr(where[1]), attr(where[2])
+    volume, directory, file = shared_attr(where[0]), shared_attr(where[1]), attr(where[2])
     added = _date(track.added.date())
     duration, year, bpm = track.duration_s, track.year, track.bpm
-    album = f'<ALBUM TITLE="{attr(track.album)}"></ALBUM>' if track.album else ""
+    album = f'<ALBUM TITLE="{shared_attr(track.album)}"></ALBUM>' if track.album else ""
     playtime = (
         "" if duration is None else f' PLAYTIME="{round(duration)}" PLAYTIME_FLOAT="{duration:.6f}"'
     )
@@ -95,7 +95,7 @@ def _entry(track: ExportTrack, where: tuple[str, str, str]) -> str:
     key = "" if key_value is None else f'<MUSICAL_KEY VALUE="{key_value}"></MUSICAL_KEY>'
     return (
         f'<ENTRY MODIFIED_DATE="{added}" MODIFIED_TIME="0" TITLE="{attr(track.title)}"'
-        f' ARTIST="{attr(track.artist)}"><LOCATION DIR="{directory}" FILE="{file}"'
+        f' ARTIST="{shared_attr(track.artist)}"><LOCATION DIR="{directory}" FILE="{file}"'
         f' VOLUME="{volume}" VOLUMEID="{volume}"></LOCATION>{album}'
         f"<INFO{opt('GENRE', track.genre)}{opt('LABEL', track.label)}"
         f"{opt('COMMENT', track.comment)}{opt('MIX', track.mix)}{opt('KEY', track.key)}"

@@ -79,7 +79,7 @@ def test_an_unchanged_export_is_not_rewritten(tmp_path: Path) -> None:
         same = (stat.st_ino, stat.st_mtime_ns) == before[w.path]
         assert same == (w.path not in rewritten), w.path
         assert _sha(w.path.read_bytes()) == w.digest
-    assert not [p for p in tmp_path.rglob("*.tmp")]
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_an_unchanged_file_beside_the_users_edit_is_not_rewritten(tmp_path: Path) -> None:
