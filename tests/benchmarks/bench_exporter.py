@@ -9,8 +9,8 @@ tracks, a tenth of them from rules, three pools), then times `Exporter.export_no
 rekordbox XML, Traktor NML and Serato crates on: the whole path the daemon takes (the library
 query, building tracks and playlists, writing, recording digests). Then 10 more entries and an
 export again (files whose bytes did not change are left alone). Reports wall seconds, the peak
-RSS (`ru_maxrss`, which includes the library held in memory) and the RSS before. The media files are not created:
-the exports only name them.
+RSS (`ru_maxrss`, which includes the library held in memory) and the RSS before. The media
+files are not created: the exports only name them.
 """
 
 from __future__ import annotations
