@@ -25,7 +25,14 @@ from typing import Any
 from pooldaemon.config import ExportsConfig
 from pooldaemon.errors import DiskFull, ExportError, PoolDaemonError
 from pooldaemon.events import EventBus
-from pooldaemon.exports import ExportTargets, ExportTrack, Playlist, PlaylistKind, export_all
+from pooldaemon.exports import (
+    ExportTargets,
+    ExportTrack,
+    Fragments,
+    Playlist,
+    PlaylistKind,
+    export_all,
+)
 from pooldaemon.exports.serato import SUBCRATES_DIR
 from pooldaemon.exports.writefile import Written, file_digest
 from pooldaemon.log import get_logger
@@ -92,6 +99,9 @@ class Exporter:
         self._tasks: list[asyncio.Task[None]] = []
         self._current: asyncio.Task[list[Written]] | None = None
         self._last_duration_s = 0.0
+        # Each collection's entries as last written, with that file's digest: the next export
+        # copies unchanged entries from the file instead of rendering them (exports/reuse.py).
+        self._fragments: dict[Path, tuple[str, Fragments]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -224,6 +234,8 @@ class Exporter:
         )
         for w in written:
             _log_beside(w, records.get(str(w.target)))
+            if w.fragments is not None:
+                self._fragments[w.target] = (w.digest, w.fragments)
         log.info(
             "exports written",
             files=len(written),
@@ -249,6 +261,12 @@ class Exporter:
             traktor_nml=cfg.traktor_nml,
             serato_dir=cfg.serato_dir,
             last_digests={Path(target): r.digest for target, r in records.items()},
+            # Only for the file the record describes: a mismatch means it is not what we think.
+            fragments={
+                target: fragments
+                for target, (digest, fragments) in self._fragments.items()
+                if (record := records.get(str(target))) is not None and record.digest == digest
+            },
         )
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pooldaemon import __version__
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
-from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt, shared_attr
+from pooldaemon.exports.reuse import Part, Reuse
+from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
 
 LOCATION_PREFIX = "file://localhost"
 # Characters that stay literal in a `Location` path: RFC 3986's unreserved set plus the
@@ -60,17 +61,17 @@ def _track(track_id: int, track: ExportTrack) -> str:
     )
 
 
-def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]) -> Iterator[str]:
-    """The document as a stream of text pieces; TrackIDs number `tracks` from 1 in order."""
+def rekordbox_parts(
+    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], reuse: Reuse
+) -> Iterator[Part]:
+    """The document as a stream of pieces; TrackIDs number `tracks` from 1 in order."""
     yield '<?xml version="1.0" encoding="UTF-8"?>\n<DJ_PLAYLISTS Version="1.0.0">\n'
     product = (("Name", "pooldaemon"), ("Version", __version__), ("Company", "pooldaemon"))
     yield f"<PRODUCT{attrs(product)}/>\n"
     yield f'<COLLECTION Entries="{len(tracks)}">\n'
+    yield from reuse.entries(tracks, _track)
     # Keyed by the path's text: hashing a Path caches a list of its parts on it.
-    ids: dict[str, int] = {}
-    for track_id, track in enumerate(tracks, start=1):
-        ids[str(track.path)] = track_id
-        yield _track(track_id, track)
+    ids = {str(track.path): track_id for track_id, track in enumerate(tracks, start=1)}
     yield "</COLLECTION>\n<PLAYLISTS>\n"
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
     yield f'<NODE Type="0" Name="ROOT" Count="{len(folders)}">\n'
@@ -89,7 +90,9 @@ def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]
 
 
 def rekordbox_bytes(
-    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]
+    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], reuse: Reuse | None = None
 ) -> Iterator[bytes]:
-    """`rekordbox_parts` as UTF-8 chunks for `write_export`."""
-    return batched_utf8(rekordbox_parts(tracks, playlists))
+    """`rekordbox_parts` as UTF-8 chunks for `write_export`; with `reuse`, unchanged track
+    entries are copied from the file written last time."""
+    reuse = Reuse() if reuse is None else reuse
+    return reuse.encode(rekordbox_parts(tracks, playlists, reuse))

@@ -13,8 +13,9 @@ from datetime import date
 from pathlib import Path
 
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
+from pooldaemon.exports.reuse import Part, Reuse
 from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
-from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt, shared_attr
+from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
 
 NML_VERSION = "19"
 
@@ -114,8 +115,10 @@ def traktor_parts(
     tracks: Sequence[ExportTrack],
     playlists: Sequence[Playlist],
     system_volume: str = SYSTEM_VOLUME_NAME,
-) -> Iterator[str]:
-    """The NML document as a stream of text pieces."""
+    reuse: Reuse | None = None,
+) -> Iterator[Part]:
+    """The NML document as a stream of pieces (`reuse`: see `traktor_bytes`)."""
+    reuse = Reuse(system_volume) if reuse is None else reuse
     where = NmlLocations(system_volume)
     yield '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n'
     yield f'<NML VERSION="{NML_VERSION}">'
@@ -124,10 +127,8 @@ def traktor_parts(
     yield f'<COLLECTION ENTRIES="{len(tracks)}">\n'
     # Path text only (hashing a Path caches a list of its parts on it); playlist keys are
     # recomputed for members rather than kept for all 100,000 entries.
-    library: set[str] = set()
-    for track in tracks:
-        library.add(str(track.path))
-        yield _entry(track, where.location(track.path))
+    yield from reuse.entries(tracks, lambda _, track: _entry(track, where.location(track.path)))
+    library = {str(track.path) for track in tracks}
     yield '</COLLECTION>\n<SETS ENTRIES="0"></SETS>\n<PLAYLISTS>\n'
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
     yield f'<NODE TYPE="FOLDER" NAME="$ROOT"><SUBNODES COUNT="{len(folders)}">\n'
@@ -157,6 +158,9 @@ def traktor_bytes(
     tracks: Sequence[ExportTrack],
     playlists: Sequence[Playlist],
     system_volume: str = SYSTEM_VOLUME_NAME,
+    reuse: Reuse | None = None,
 ) -> Iterator[bytes]:
-    """`traktor_parts` as UTF-8 chunks for `write_export`."""
-    return batched_utf8(traktor_parts(tracks, playlists, system_volume))
+    """`traktor_parts` as UTF-8 chunks for `write_export`; with `reuse` (salted with
+    `system_volume`), unchanged entries are copied from the file written last time."""
+    reuse = Reuse(system_volume) if reuse is None else reuse
+    return reuse.encode(traktor_parts(tracks, playlists, system_volume, reuse))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 # `&`, `<`, `>` and `"` are markup; tab, newline and carriage return are escaped so a parser
 # hands them back instead of normalising them to spaces; the rest are not allowed in XML 1.0 at
@@ -44,15 +44,3 @@ def attrs(pairs: Iterable[tuple[str, str | None]]) -> str:
 def opt(name: str, value: str | None) -> str:
     """` NAME="value"`, or nothing when `value` is None or empty (for values tracks share)."""
     return f' {name}="{shared_attr(value)}"' if value else ""
-
-
-def batched_utf8(parts: Iterator[str], batch: int = 512) -> Iterator[bytes]:
-    """Join `parts` a few hundred at a time and encode them: few, large writes, little memory."""
-    pending: list[str] = []
-    for part in parts:
-        pending.append(part)
-        if len(pending) >= batch:
-            yield "".join(pending).encode("utf-8")
-            pending.clear()
-    if pending:
-        yield "".join(pending).encode("utf-8")
