@@ -14,10 +14,11 @@ from pathlib import Path
 
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
 from pooldaemon.exports.reuse import Part, Reuse
-from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
+from pooldaemon.exports.volumes import MOUNTS_DIR, SYSTEM_VOLUME_NAME, split_volume_str
 from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
 
 NML_VERSION = "19"
+_MOUNTS = str(MOUNTS_DIR)
 
 # Traktor's MUSICAL_KEY VALUE: 0-11 are C, C#, D, … B major and 12-23 the same tonics in
 # minor (docs/formats.md). Pools give keys in Camelot ("8A") or in musical notation ("Am").
@@ -106,6 +107,13 @@ def _entry(track: ExportTrack, where: tuple[str, str, str]) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _key_prefix(where: NmlLocations, directory: str) -> str:
+    """VOLUME + DIR of the files in `directory` (an absolute path), escaped for an attribute."""
+    volume, _, inner = split_volume_str(f"{directory}/x", where.system_volume)
+    return attr(volume + traktor_dir(inner.rpartition("/")[0]))
+
+
 def _playlist_uuid(folder: str, name: str) -> str:
     # Stable across runs, so Traktor sees the same playlist each time, and unique per name.
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pooldaemon:{folder}/{name}").hex
@@ -145,10 +153,16 @@ def traktor_parts(
             yield f'<NODE TYPE="PLAYLIST"{attrs([("NAME", playlist.name)])}>'
             yield f'<PLAYLIST ENTRIES="{count}" TYPE="LIST" UUID="{list_id}">\n'
             for path in playlist.tracks:
-                if str(path) not in library:
+                if (text := str(path)) not in library:
                     continue
-                pk = attrs([("KEY", where.primary_key(where.location(path)))])
-                yield f'<ENTRY><PRIMARYKEY TYPE="TRACK"{pk}></PRIMARYKEY></ENTRY>\n'
+                # VOLUME + DIR + FILE (`primary_key`), the directory's part escaped once per
+                # directory: a 100,000-file library lists each file in two or three playlists.
+                head, _, file = text.rpartition("/")
+                if head != _MOUNTS:
+                    key = _key_prefix(where, head) + attr(file)
+                else:  # "/Volumes/NAME" is a volume's root, not a file on the system volume
+                    key = attr(where.primary_key(where.location(path)))
+                yield f'<ENTRY><PRIMARYKEY TYPE="TRACK" KEY="{key}"></PRIMARYKEY></ENTRY>\n'
             yield "</PLAYLIST></NODE>\n"
         yield "</SUBNODES></NODE>\n"
     yield "</SUBNODES></NODE>\n</PLAYLISTS>\n</NML>\n"
