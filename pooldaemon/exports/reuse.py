@@ -9,6 +9,8 @@ still what was written (so its bytes are ours, docs/reliability.md E1) is read f
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -47,12 +49,19 @@ Part = str | bytes | _Copy | _Mark
 Render = Callable[[int, ExportTrack], str]
 
 
+# Every field but the path, which is hashed as text: hashing a Path keeps its hash on it, a few
+# megabytes for 100,000 tracks.
+_FIELDS = operator.attrgetter(
+    *(field.name for field in dataclasses.fields(ExportTrack) if field.name != "path")
+)
+
+
 def _key(salt: str, position: int, track: ExportTrack) -> int:
     # Everything an entry is made of: its position (rekordbox's TrackID), the track's fields
     # and what the format adds from outside (Traktor's system volume name). In memory only,
     # for the daemon's lifetime, so Python's per-process hash is fine; 64 bits make a
     # collision between two different tracks at the same position out of reach.
-    return hash((salt, position, track))
+    return hash((salt, position, str(track.path), _FIELDS(track)))
 
 
 class Reuse:
