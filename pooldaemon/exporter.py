@@ -25,7 +25,14 @@ from typing import Any
 from pooldaemon.config import ExportsConfig
 from pooldaemon.errors import DiskFull, ExportError, PoolDaemonError
 from pooldaemon.events import EventBus
-from pooldaemon.exports import ExportTargets, ExportTrack, Playlist, PlaylistKind, export_all
+from pooldaemon.exports import (
+    ExportTargets,
+    ExportTrack,
+    Fragments,
+    Playlist,
+    PlaylistKind,
+    export_all,
+)
 from pooldaemon.exports.serato import SUBCRATES_DIR
 from pooldaemon.exports.writefile import Written, file_digest
 from pooldaemon.log import get_logger
@@ -92,6 +99,9 @@ class Exporter:
         self._tasks: list[asyncio.Task[None]] = []
         self._current: asyncio.Task[list[Written]] | None = None
         self._last_duration_s = 0.0
+        # Each collection's entries as last written, with that file's digest: the next export
+        # copies unchanged entries from the file instead of rendering them (exports/reuse.py).
+        self._fragments: dict[Path, tuple[str, Fragments]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -224,9 +234,12 @@ class Exporter:
         )
         for w in written:
             _log_beside(w, records.get(str(w.target)))
+            if w.fragments is not None:
+                self._fragments[w.target] = (w.digest, w.fragments)
         log.info(
             "exports written",
             files=len(written),
+            rewritten=sum(w.replaced for w in written),
             tracks=len(view.tracks),
             playlists=len(view.playlists),
             seconds=round(time.monotonic() - started, 2),
@@ -248,6 +261,12 @@ class Exporter:
             traktor_nml=cfg.traktor_nml,
             serato_dir=cfg.serato_dir,
             last_digests={Path(target): r.digest for target, r in records.items()},
+            # Only for the file the record describes: a mismatch means it is not what we think.
+            fragments={
+                target: fragments
+                for target, (digest, fragments) in self._fragments.items()
+                if (record := records.get(str(target))) is not None and record.digest == digest
+            },
         )
 
 
@@ -319,10 +338,7 @@ class LibraryBuilder:
 
     def __init__(self, *, now: float) -> None:
         self.recent_since = now - RECENT_S
-        # One time zone object and one comment text shared by every track: per track, they
-        # cost a 100,000-file library ~20 MB.
-        self._tz = datetime.fromtimestamp(now, UTC).astimezone().tzinfo
-        self._comments: dict[str, str] = {}
+        self._shared = _Shared(datetime.fromtimestamp(now, UTC).astimezone().tzinfo)
         self.tracks: list[ExportTrack] = []
         self._seen: set[str] = set()
         self._by_pool: dict[str, list[Path]] = {}
@@ -334,7 +350,7 @@ class LibraryBuilder:
             origin = row[_ORIGIN] or ""
             rule = origin[5:] if origin.startswith("rule:") else None
             recent = row[_CREATED] >= self.recent_since
-            for track in _row_tracks(row, self._tz, self._comments):
+            for track in _row_tracks(row, self._shared):
                 key = str(track.path)
                 if key in self._seen:
                     continue
@@ -367,25 +383,52 @@ def _family(members: dict[str, list[Path]], kind: PlaylistKind) -> list[Playlist
     ]
 
 
-def _row_tracks(row: Any, tz: tzinfo | None, comments: dict[str, str]) -> list[ExportTrack]:
+class _Shared:
+    """One object for each value many tracks have in common, for the length of one export.
+
+    A 100,000-file library read row by row gets its own copy of every artist, genre, label and
+    directory; shared, they cost ~50 MB less (docs/interface.md §12: exports under 200 MB).
+    """
+
+    def __init__(self, tz: tzinfo | None) -> None:
+        self.tz = tz  # one time zone object for every `added`
+        self._texts: dict[str, str] = {}
+        self._dirs: dict[str, Path] = {}
+
+    def text(self, value: Any) -> str:
+        text = _text(value)
+        return self._texts.setdefault(text, text)
+
+    def path(self, text: str) -> Path:
+        """`Path(text)`, built on a shared parent: the directory's parts are held once."""
+        head, _, name = text.rpartition("/")
+        if not head:
+            return Path(text)
+        parent = self._dirs.get(head)
+        if parent is None:
+            parent = self._dirs[head] = Path(head)
+        return parent / name
+
+
+def _row_tracks(row: Any, shared: _Shared) -> list[ExportTrack]:
     """The library entry's file, or the playable files of an extracted set (a folder)."""
-    path = Path(row[_PATH])
+    path = shared.path(row[_PATH])
     if not path.is_absolute():
         return []
     pool = row[_POOL]
     common: dict[str, Any] = {
-        "artist": row[_ARTIST] or "",
-        "genre": _text(row[_GENRE]),
+        "artist": shared.text(row[_ARTIST]),
+        "genre": shared.text(row[_GENRE]),
         "bpm": _number(row[_BPM]),
-        "key": _text(row[_KEY]) or None,
+        "key": shared.text(row[_KEY]) or None,
         "year": _whole(row[_YEAR]),
-        "label": _text(row[_LABEL]),
-        "mix": _text(row[_MIX]),
+        "label": shared.text(row[_LABEL]),
+        "mix": shared.text(row[_MIX]),
         # The tag writer's default comment, so the DJ app shows the same text either way.
-        "comment": _text(row[_COMMENT]) or comments.setdefault(pool, f"{pool} via pooldaemon"),
+        "comment": shared.text(row[_COMMENT]) or shared.text(f"{pool} via pooldaemon"),
         "pool": pool,
         "ref": row[_REF] or f"{pool}:{row[_ITEM_ID]}",
-        "added": datetime.fromtimestamp(row[_CREATED], tz),  # local time
+        "added": datetime.fromtimestamp(row[_CREATED], shared.tz),  # local time
     }
     files = [(path, int(row[_SIZE] or 0))]
     # A ZIP download is a folder, unless it was one track placed as a file (Harvest).
@@ -396,7 +439,7 @@ def _row_tracks(row: Any, tz: tzinfo | None, comments: dict[str, str]) -> list[E
         # One track (a Harvest track comes as a folder holding its one file): the pool's words.
         title = (row[_TITLE] or files[0][0].stem) if files else ""
         duration = _number(row[_LENGTH_S])
-        album = _text(row[_ALBUM])
+        album = shared.text(row[_ALBUM])
         return [
             ExportTrack(
                 path=file, title=title, album=album, size_bytes=size, duration_s=duration, **common

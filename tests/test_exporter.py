@@ -238,3 +238,54 @@ def test_poolctl_export_lines_mark_a_file_written_beside_the_users() -> None:
     console = Console(width=200, record=True)
     console.print(export_view({"written": []}))
     assert "no export is switched on" in console.export_text()
+
+
+async def test_an_export_after_new_files_equals_a_fresh_full_export_byte_for_byte(
+    library: Library, tmp_path: Path
+) -> None:
+    await library.add("old & <one>.mp3", origin="rule:deep-house", age_days=30)
+    await library.add("Кино 🔥.mp3", pool="promoonly", origin="rule:Tech House", age_days=1)
+    await library.add("plain.mp3", pool="harvest")
+
+    def formats(out: Path, lists: str) -> dict[str, object]:
+        return {
+            "m3u8_dir": str(library.root / lists),
+            "rekordbox_xml": str(out / "rekordbox.xml"),
+            "traktor_nml": str(out / "collection.nml"),
+            "serato_dir": str(out / "_Serato_"),
+        }
+
+    exporter = await _exporter(library, **formats(tmp_path / "out", "Playlists"))
+    try:
+        first = await exporter.export_now()
+        before = {w.path: (w.path.stat().st_ino, w.path.stat().st_mtime_ns) for w in first}
+        # Two new files in one pool: the other pool's and the rules' playlists stay as they are.
+        await library.add("new #1.mp3", age_days=0.5)
+        await library.add("new 100%.mp3", age_days=0.1)
+        again = await exporter.export_now()
+    finally:
+        await exporter.stop()
+    fresh = await _exporter(library, **formats(tmp_path / "fresh", "Fresh"))
+    try:
+        full = await fresh.export_now()
+    finally:
+        await fresh.stop()
+
+    assert len(again) == len(full) == len(first)
+    for incremental, whole in zip(again, full, strict=True):
+        assert incremental.path.name == whole.path.name
+        assert incremental.path.read_bytes() == whole.path.read_bytes(), incremental.path.name
+    untouched = {w.path.name for w in again if not w.replaced}
+    assert untouched == {
+        "Pools - promoonly.m3u8",
+        "Pools - harvest.m3u8",
+        "Rules - Tech House.m3u8",
+        "Rules - deep-house.m3u8",
+        "Pools%%promoonly.crate",
+        "Pools%%harvest.crate",
+        "Rules%%Tech House.crate",
+        "Rules%%deep-house.crate",
+    }
+    for w in again:
+        stat = w.path.stat()
+        assert ((stat.st_ino, stat.st_mtime_ns) == before[w.path]) == (not w.replaced)

@@ -7,14 +7,17 @@ digest of each file it wrote (`Written.digest`, keyed by `Written.target`) and h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pooldaemon.exports.m3u8 import m3u8_bytes, playlist_file_name
 from pooldaemon.exports.model import ExportTrack, Playlist, PlaylistKind, file_kind
 from pooldaemon.exports.names import unique_name
 from pooldaemon.exports.rekordbox import rekordbox_bytes
+from pooldaemon.exports.reuse import Fragments, Reuse
 from pooldaemon.exports.serato import SUBCRATES_DIR, crate_chunks, crate_file_name
 from pooldaemon.exports.traktor import traktor_bytes
 from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
@@ -23,6 +26,7 @@ from pooldaemon.exports.writefile import Written, write_export
 __all__ = [
     "ExportTargets",
     "ExportTrack",
+    "Fragments",
     "Playlist",
     "PlaylistKind",
     "Written",
@@ -45,6 +49,9 @@ class ExportTargets:
     system_volume: str = SYSTEM_VOLUME_NAME  # Traktor's name for the volume mounted at /
     # SHA-256 of what pooldaemon last wrote to each target path; absent means never.
     last_digests: Mapping[Path, str] = field(default_factory=dict)
+    # Where the tracks' entries are in each collection as last written (`Written.fragments`),
+    # for unchanged entries to be copied rather than rendered again.
+    fragments: Mapping[Path, Fragments] = field(default_factory=dict)
 
 
 def export_all(
@@ -70,13 +77,45 @@ def export_all(
             chunks = m3u8_bytes(playlist, by_path, targets.m3u8_dir, targets.m3u8_root)
             write("m3u8", target, chunks)
     if targets.rekordbox_xml is not None:
-        write("rekordbox", targets.rekordbox_xml, rekordbox_bytes(tracks, playlists))
+        target = targets.rekordbox_xml
+        written.append(
+            _collection(
+                "rekordbox", target, lambda r: rekordbox_bytes(tracks, playlists, r), "", targets
+            )
+        )
     if targets.traktor_nml is not None:
-        chunks = traktor_bytes(tracks, playlists, targets.system_volume)
-        write("traktor", targets.traktor_nml, chunks)
+        volume = targets.system_volume
+        written.append(
+            _collection(
+                "traktor",
+                targets.traktor_nml,
+                lambda r: traktor_bytes(tracks, playlists, volume, r),
+                volume,
+                targets,
+            )
+        )
     if targets.serato_dir is not None:
         written.extend(_serato(tracks, playlists, targets))
     return written
+
+
+def _collection(
+    fmt: str,
+    target: Path,
+    render: Callable[[Reuse], Iterable[bytes]],
+    salt: str,
+    targets: ExportTargets,
+) -> Written:
+    """Write a collection, copying the entries that did not change from the file written last."""
+    reuses: list[Reuse] = []
+
+    def chunks(old: BinaryIO | None) -> Iterable[bytes]:
+        reuse = Reuse(salt, targets.fragments.get(target), old)
+        reuses.append(reuse)
+        return render(reuse)
+
+    written = write_export(fmt, target, chunks, targets.last_digests.get(target))
+    return dataclasses.replace(written, fragments=reuses[0].result)
 
 
 def _serato(

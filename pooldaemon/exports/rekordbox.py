@@ -5,19 +5,30 @@ docs/formats.md (rekordbox XML) lists each element and attribute and where it is
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pooldaemon import __version__
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
-from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt
+from pooldaemon.exports.reuse import Part, Reuse
+from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
 
 LOCATION_PREFIX = "file://localhost"
 # Characters that stay literal in a `Location` path: RFC 3986's unreserved set plus the
 # sub-delimiters a path segment may hold, as rekordbox's own exports leave `&` and parentheses;
 # `%`, `#`, `?`, spaces, quotes, `<`, `>` and every non-ASCII byte are percent-encoded.
 _PATH_SAFE = "/!$&'()*+,;=:@~"
+# ASCII characters `quote` changes, other than the space. A path of ASCII characters without
+# them (most file names) needs only its spaces encoded: quoting is per character, so this gives
+# the same text as `quote`, several times faster (a 100,000-file collection calls it for each).
+_ASCII_QUOTED = "".join(
+    char
+    for char in map(chr, range(128))
+    if char != " " and urllib.parse.quote(char, safe=_PATH_SAFE) != char
+)
+_ASCII_OTHER = re.compile(f"[{re.escape(_ASCII_QUOTED)}]")
 
 
 def location(path: Path) -> str:
@@ -27,8 +38,10 @@ def location(path: Path) -> str:
     still round-trips.
     """
     # `str(path)` holds undecodable bytes as surrogate escapes; surrogateescape turns them back.
-    quoted = urllib.parse.quote(str(path), safe=_PATH_SAFE, errors="surrogateescape")
-    return LOCATION_PREFIX + quoted
+    text = str(path)
+    if text.isascii() and _ASCII_OTHER.search(text) is None:
+        return LOCATION_PREFIX + text.replace(" ", "%20")
+    return LOCATION_PREFIX + urllib.parse.quote(text, safe=_PATH_SAFE, errors="surrogateescape")
 
 
 def _track(track_id: int, track: ExportTrack) -> str:
@@ -38,26 +51,27 @@ def _track(track_id: int, track: ExportTrack) -> str:
     year_attr = "" if year is None else f' Year="{year}"'
     bpm_attr = "" if bpm is None else f' AverageBpm="{bpm:.2f}"'
     return (
-        f'<TRACK TrackID="{track_id}" Name="{attr(track.title)}" Artist="{attr(track.artist)}"'
-        f' Album="{attr(track.album)}" Genre="{attr(track.genre)}"'
-        f' Kind="{attr(track.kind_label)}" Size="{track.size_bytes}"{total_time}{year_attr}'
+        f'<TRACK TrackID="{track_id}" Name="{attr(track.title)}"'
+        f' Artist="{shared_attr(track.artist)}"'
+        f' Album="{shared_attr(track.album)}" Genre="{shared_attr(track.genre)}"'
+        f' Kind="{shared_attr(track.kind_label)}" Size="{track.size_bytes}"{total_time}{year_attr}'
         f'{bpm_attr} DateAdded="{track.added.date().isoformat()}"{opt("Tonality", track.key)}'
-        f' Label="{attr(track.label)}" Mix="{attr(track.mix)}"'
+        f' Label="{shared_attr(track.label)}" Mix="{shared_attr(track.mix)}"'
         f' Comments="{attr(track.comment)}" Location="{attr(location(track.path))}"/>\n'
     )
 
 
-def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]) -> Iterator[str]:
-    """The document as a stream of text pieces; TrackIDs number `tracks` from 1 in order."""
+def rekordbox_parts(
+    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], reuse: Reuse
+) -> Iterator[Part]:
+    """The document as a stream of pieces; TrackIDs number `tracks` from 1 in order."""
     yield '<?xml version="1.0" encoding="UTF-8"?>\n<DJ_PLAYLISTS Version="1.0.0">\n'
     product = (("Name", "pooldaemon"), ("Version", __version__), ("Company", "pooldaemon"))
     yield f"<PRODUCT{attrs(product)}/>\n"
     yield f'<COLLECTION Entries="{len(tracks)}">\n'
+    yield from reuse.entries(tracks, _track)
     # Keyed by the path's text: hashing a Path caches a list of its parts on it.
-    ids: dict[str, int] = {}
-    for track_id, track in enumerate(tracks, start=1):
-        ids[str(track.path)] = track_id
-        yield _track(track_id, track)
+    ids = {str(track.path): track_id for track_id, track in enumerate(tracks, start=1)}
     yield "</COLLECTION>\n<PLAYLISTS>\n"
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
     yield f'<NODE Type="0" Name="ROOT" Count="{len(folders)}">\n'
@@ -76,7 +90,9 @@ def rekordbox_parts(tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]
 
 
 def rekordbox_bytes(
-    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]
+    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], reuse: Reuse | None = None
 ) -> Iterator[bytes]:
-    """`rekordbox_parts` as UTF-8 chunks for `write_export`."""
-    return batched_utf8(rekordbox_parts(tracks, playlists))
+    """`rekordbox_parts` as UTF-8 chunks for `write_export`; with `reuse`, unchanged track
+    entries are copied from the file written last time."""
+    reuse = Reuse() if reuse is None else reuse
+    return reuse.encode(rekordbox_parts(tracks, playlists, reuse))

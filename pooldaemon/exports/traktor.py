@@ -13,10 +13,12 @@ from datetime import date
 from pathlib import Path
 
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
-from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
-from pooldaemon.exports.xmltext import attr, attrs, batched_utf8, opt
+from pooldaemon.exports.reuse import Part, Reuse
+from pooldaemon.exports.volumes import MOUNTS_DIR, SYSTEM_VOLUME_NAME, split_volume_str
+from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
 
 NML_VERSION = "19"
+_MOUNTS = str(MOUNTS_DIR)
 
 # Traktor's MUSICAL_KEY VALUE: 0-11 are C, C#, D, … B major and 12-23 the same tonics in
 # minor (docs/formats.md). Pools give keys in Camelot ("8A") or in musical notation ("Am").
@@ -82,10 +84,10 @@ def _date(value: date) -> str:
 
 def _entry(track: ExportTrack, where: tuple[str, str, str]) -> str:
     # One f-string per entry rather than lists of pairs: this runs 100,000 times an export.
-    volume, directory, file = attr(where[0]), attr(where[1]), attr(where[2])
+    volume, directory, file = shared_attr(where[0]), shared_attr(where[1]), attr(where[2])
     added = _date(track.added.date())
     duration, year, bpm = track.duration_s, track.year, track.bpm
-    album = f'<ALBUM TITLE="{attr(track.album)}"></ALBUM>' if track.album else ""
+    album = f'<ALBUM TITLE="{shared_attr(track.album)}"></ALBUM>' if track.album else ""
     playtime = (
         "" if duration is None else f' PLAYTIME="{round(duration)}" PLAYTIME_FLOAT="{duration:.6f}"'
     )
@@ -95,7 +97,7 @@ def _entry(track: ExportTrack, where: tuple[str, str, str]) -> str:
     key = "" if key_value is None else f'<MUSICAL_KEY VALUE="{key_value}"></MUSICAL_KEY>'
     return (
         f'<ENTRY MODIFIED_DATE="{added}" MODIFIED_TIME="0" TITLE="{attr(track.title)}"'
-        f' ARTIST="{attr(track.artist)}"><LOCATION DIR="{directory}" FILE="{file}"'
+        f' ARTIST="{shared_attr(track.artist)}"><LOCATION DIR="{directory}" FILE="{file}"'
         f' VOLUME="{volume}" VOLUMEID="{volume}"></LOCATION>{album}'
         f"<INFO{opt('GENRE', track.genre)}{opt('LABEL', track.label)}"
         f"{opt('COMMENT', track.comment)}{opt('MIX', track.mix)}{opt('KEY', track.key)}"
@@ -103,6 +105,13 @@ def _entry(track: ExportTrack, where: tuple[str, str, str]) -> str:
         f'{playtime} IMPORT_DATE="{added}"{release} FILESIZE="{track.size_bytes // 1024}">'
         f"</INFO>{tempo}{key}</ENTRY>\n"
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_prefix(where: NmlLocations, directory: str) -> str:
+    """VOLUME + DIR of the files in `directory` (an absolute path), escaped for an attribute."""
+    volume, _, inner = split_volume_str(f"{directory}/x", where.system_volume)
+    return attr(volume + traktor_dir(inner.rpartition("/")[0]))
 
 
 def _playlist_uuid(folder: str, name: str) -> str:
@@ -114,8 +123,10 @@ def traktor_parts(
     tracks: Sequence[ExportTrack],
     playlists: Sequence[Playlist],
     system_volume: str = SYSTEM_VOLUME_NAME,
-) -> Iterator[str]:
-    """The NML document as a stream of text pieces."""
+    reuse: Reuse | None = None,
+) -> Iterator[Part]:
+    """The NML document as a stream of pieces (`reuse`: see `traktor_bytes`)."""
+    reuse = Reuse(system_volume) if reuse is None else reuse
     where = NmlLocations(system_volume)
     yield '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n'
     yield f'<NML VERSION="{NML_VERSION}">'
@@ -124,10 +135,8 @@ def traktor_parts(
     yield f'<COLLECTION ENTRIES="{len(tracks)}">\n'
     # Path text only (hashing a Path caches a list of its parts on it); playlist keys are
     # recomputed for members rather than kept for all 100,000 entries.
-    library: set[str] = set()
-    for track in tracks:
-        library.add(str(track.path))
-        yield _entry(track, where.location(track.path))
+    yield from reuse.entries(tracks, lambda _, track: _entry(track, where.location(track.path)))
+    library = {str(track.path) for track in tracks}
     yield '</COLLECTION>\n<SETS ENTRIES="0"></SETS>\n<PLAYLISTS>\n'
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
     yield f'<NODE TYPE="FOLDER" NAME="$ROOT"><SUBNODES COUNT="{len(folders)}">\n'
@@ -144,10 +153,16 @@ def traktor_parts(
             yield f'<NODE TYPE="PLAYLIST"{attrs([("NAME", playlist.name)])}>'
             yield f'<PLAYLIST ENTRIES="{count}" TYPE="LIST" UUID="{list_id}">\n'
             for path in playlist.tracks:
-                if str(path) not in library:
+                if (text := str(path)) not in library:
                     continue
-                pk = attrs([("KEY", where.primary_key(where.location(path)))])
-                yield f'<ENTRY><PRIMARYKEY TYPE="TRACK"{pk}></PRIMARYKEY></ENTRY>\n'
+                # VOLUME + DIR + FILE (`primary_key`), the directory's part escaped once per
+                # directory: a 100,000-file library lists each file in two or three playlists.
+                head, _, file = text.rpartition("/")
+                if head != _MOUNTS:
+                    key = _key_prefix(where, head) + attr(file)
+                else:  # "/Volumes/NAME" is a volume's root, not a file on the system volume
+                    key = attr(where.primary_key(where.location(path)))
+                yield f'<ENTRY><PRIMARYKEY TYPE="TRACK" KEY="{key}"></PRIMARYKEY></ENTRY>\n'
             yield "</PLAYLIST></NODE>\n"
         yield "</SUBNODES></NODE>\n"
     yield "</SUBNODES></NODE>\n</PLAYLISTS>\n</NML>\n"
@@ -157,6 +172,9 @@ def traktor_bytes(
     tracks: Sequence[ExportTrack],
     playlists: Sequence[Playlist],
     system_volume: str = SYSTEM_VOLUME_NAME,
+    reuse: Reuse | None = None,
 ) -> Iterator[bytes]:
-    """`traktor_parts` as UTF-8 chunks for `write_export`."""
-    return batched_utf8(traktor_parts(tracks, playlists, system_volume))
+    """`traktor_parts` as UTF-8 chunks for `write_export`; with `reuse` (salted with
+    `system_volume`), unchanged entries are copied from the file written last time."""
+    reuse = Reuse(system_volume) if reuse is None else reuse
+    return reuse.encode(traktor_parts(tracks, playlists, system_volume, reuse))

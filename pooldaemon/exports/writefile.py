@@ -10,10 +10,12 @@ import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from pooldaemon.exports.reuse import Fragments
 from pooldaemon.fsutil import fsync_dir, full_fsync
 
 # Exports are read by DJ software running as the same user; other users may read them too,
@@ -30,6 +32,10 @@ class Written:
     target: Path  # the path the config asked for
     path: Path  # where the bytes went: `target`, or beside it when the user edited `target`
     digest: str  # SHA-256 (hex) of the bytes written; the caller keeps it for the next run
+    # False when the file already held exactly these bytes and was left alone (not rewritten).
+    replaced: bool = True
+    # Where each track's entry is in a collection file, for the next export to copy from.
+    fragments: Fragments | None = None
 
     @property
     def beside(self) -> bool:
@@ -52,24 +58,55 @@ def file_digest(path: Path) -> str | None:
 
 
 def write_export(
-    fmt: str, target: Path, chunks: Iterable[bytes], last_digest: str | None
+    fmt: str,
+    target: Path,
+    chunks: Iterable[bytes] | Callable[[BinaryIO | None], Iterable[bytes]],
+    last_digest: str | None,
 ) -> Written:
     """Write `chunks` to `target`, or beside it when `target` is not what we wrote last.
 
     `last_digest` is the SHA-256 of what pooldaemon wrote to `target` last time (None: never).
-    A file at `target` with any other content is the user's, and stays as it is.
+    A file at `target` with any other content is the user's, and stays as it is. `chunks` may
+    be a function given the file being replaced, open, when it still holds exactly what we
+    wrote last (else None): a collection copies its unchanged parts from it.
     """
-    on_disk = file_digest(target)
-    path = target if on_disk is None or on_disk == last_digest else beside_path(target)
-    digest = replace_atomically(path, chunks)
-    return Written(format=fmt, target=target, path=path, digest=digest)
+    with contextlib.ExitStack() as stack:
+        old, on_disk = _open_digest(target, stack)
+        path = target
+        if on_disk is not None and on_disk != last_digest:
+            path = beside_path(target)
+            old, on_disk = _open_digest(path, stack)
+        # What we wrote last is still there: identical new bytes leave it as it is (same inode,
+        # same mtime), so DJ software and backups see no change.
+        ours = on_disk is not None and on_disk == last_digest
+        if callable(chunks):
+            chunks = chunks(old if ours else None)
+        digest, replaced = replace_atomically(path, chunks, keep_if=on_disk if ours else None)
+    return Written(format=fmt, target=target, path=path, digest=digest, replaced=replaced)
 
 
-def replace_atomically(path: Path, chunks: Iterable[bytes]) -> str:
-    """Stream `chunks` into a temp file beside `path`, fsync, rename over `path`; its SHA-256.
+def _open_digest(path: Path, stack: contextlib.ExitStack) -> tuple[BinaryIO | None, str | None]:
+    """The file at `path` open for reading, and its SHA-256; (None, None) when there is none.
 
-    The temp file is in the same directory so the rename never crosses a filesystem; a kill
-    before the rename leaves the old `path` untouched (and a `.NAME.*.tmp` the next run removes).
+    Kept open: what is read later is the file that was hashed, even if it is replaced meanwhile.
+    """
+    try:
+        handle = stack.enter_context(path.open("rb"))
+    except FileNotFoundError:
+        return None, None
+    return handle, hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def replace_atomically(
+    path: Path, chunks: Iterable[bytes], keep_if: str | None = None
+) -> tuple[str, bool]:
+    """Stream `chunks` into a temp file beside `path`, fsync, rename over `path`.
+
+    Returns the SHA-256 of the bytes and whether `path` was replaced: when their digest is
+    `keep_if` (the caller knows `path` holds exactly that), the temp file is dropped unsynced
+    and `path` is left untouched. The temp file is in the same directory so the rename never
+    crosses a filesystem; a kill before the rename leaves the old `path` untouched (and a
+    `.NAME.*.tmp` the next run removes).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
@@ -83,15 +120,20 @@ def replace_atomically(path: Path, chunks: Iterable[bytes]) -> str:
                 for chunk in chunks:
                     hasher.update(chunk)
                     out.write(chunk)
-            full_fsync(fd)
+            digest = hasher.hexdigest()
+            if digest != keep_if:
+                full_fsync(fd)
         finally:
             os.close(fd)
+        if digest == keep_if:
+            tmp.unlink()
+            return digest, False
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return hasher.hexdigest()
+    return digest, True
 
 
 def _remove_stale_temps(path: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 # `&`, `<`, `>` and `"` are markup; tab, newline and carriage return are escaped so a parser
 # hands them back instead of normalising them to spaces; the rest are not allowed in XML 1.0 at
@@ -30,23 +31,16 @@ def attr(value: str) -> str:
     return _OTHER.sub(_replace, value)
 
 
+# For the values many tracks share (genre, label, album, artist, a directory): a dict lookup
+# instead of a regular-expression search, millions of times in a 100,000-file collection.
+shared_attr = functools.lru_cache(maxsize=4096)(attr)
+
+
 def attrs(pairs: Iterable[tuple[str, str | None]]) -> str:
     """` NAME="value"` for each pair whose value is not None, escaped."""
     return "".join(f' {name}="{attr(value)}"' for name, value in pairs if value is not None)
 
 
 def opt(name: str, value: str | None) -> str:
-    """` NAME="value"`, or nothing when `value` is None or empty."""
-    return f' {name}="{attr(value)}"' if value else ""
-
-
-def batched_utf8(parts: Iterator[str], batch: int = 512) -> Iterator[bytes]:
-    """Join `parts` a few hundred at a time and encode them: few, large writes, little memory."""
-    pending: list[str] = []
-    for part in parts:
-        pending.append(part)
-        if len(pending) >= batch:
-            yield "".join(pending).encode("utf-8")
-            pending.clear()
-    if pending:
-        yield "".join(pending).encode("utf-8")
+    """` NAME="value"`, or nothing when `value` is None or empty (for values tracks share)."""
+    return f' {name}="{shared_attr(value)}"' if value else ""

@@ -12,6 +12,7 @@ import textwrap
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from pooldaemon.exports import export_all
@@ -56,6 +57,43 @@ def test_a_hand_edited_file_survives_and_ours_lands_beside_it(tmp_path: Path) ->
     assert _sha(moved.path.read_bytes()) == moved.digest == digests[xml]
     # Files nobody edited were simply replaced.
     assert all(not w.beside for w in second if w.target != xml)
+
+
+def test_an_unchanged_export_is_not_rewritten(tmp_path: Path) -> None:
+    library = make_library(tmp_path)
+    first = export_all(library.tracks, library.playlists, all_targets(tmp_path, library))
+    before = {w.path: (w.path.stat().st_ino, w.path.stat().st_mtime_ns) for w in first}
+    digests = {w.target: w.digest for w in first}
+    # One playlist changes (a track leaves it); every other file would get the same bytes.
+    changed = library.playlists[0]
+    playlists = [replace(changed, tracks=changed.tracks[1:]), *library.playlists[1:]]
+    again = all_targets(tmp_path, library, last_digests=digests)
+    second = export_all(library.tracks, playlists, again)
+
+    rewritten = {w.path for w in second if w.replaced}
+    # The changed playlist's M3U8 and crate and the two collections listing it.
+    assert {w.format for w in second if w.replaced} == {"m3u8", "serato", "rekordbox", "traktor"}
+    assert len(rewritten) == 4
+    for w in second:
+        stat = w.path.stat()
+        same = (stat.st_ino, stat.st_mtime_ns) == before[w.path]
+        assert same == (w.path not in rewritten), w.path
+        assert _sha(w.path.read_bytes()) == w.digest
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_an_unchanged_file_beside_the_users_edit_is_not_rewritten(tmp_path: Path) -> None:
+    target = tmp_path / "list.m3u8"
+    target.write_bytes(b"the user's own list\n")
+    first = write_export("m3u8", target, [b"ours\n"], None)
+    assert first.beside and first.replaced
+    inode = first.path.stat().st_ino
+    second = write_export("m3u8", target, [b"ours\n"], first.digest)
+    assert second.path == first.path and not second.replaced
+    assert first.path.stat().st_ino == inode
+    third = write_export("m3u8", target, [b"ours, changed\n"], second.digest)
+    assert third.replaced and third.path.read_bytes() == b"ours, changed\n"
+    assert target.read_bytes() == b"the user's own list\n"
 
 
 def test_a_file_we_never_wrote_is_not_replaced(tmp_path: Path) -> None:
