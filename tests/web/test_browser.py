@@ -32,7 +32,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -387,6 +387,14 @@ async def test_a_rule_previews_and_backfills_and_the_library_audits_what_landed(
     await run(browser.viewport, 375, 812, dark=True)
     await snapshot(browser, screens, "rules-375-dark.png", at="#rule-detail")
     assert await run(browser.overflow_px) <= 0
+    # The date is sent: nothing in the mirror is dated 2099 or later.
+    since = await run(browser.find, 'form.confirm input[name="since"]')
+    await run(browser.driver.execute_script, "arguments[0].value = '2099-01-01'", since)
+    await run(browser.click, 'button[data-action="confirm-backfill"]')
+    answer = await run(browser.find, "#rule-detail p[data-queued]")
+    assert (await run(lambda: answer.text)).startswith("0 queued, 0 skipped")
+    assert (await dashboard.client.get("/v1/jobs"))["total"] == 1
+    await run(browser.click, backfill)  # a fresh form, no date: the whole mirror
     await run(browser.click, 'button[data-action="confirm-backfill"]')
     answer = await run(browser.find, "#rule-detail p[data-queued]")
     text = await run(lambda: answer.text)
@@ -428,6 +436,43 @@ async def test_a_rule_previews_and_backfills_and_the_library_audits_what_landed(
     assert "quick audit" in await run(lambda: browser.driver.find_element(By.ID, "last-audit").text)
     await snapshot(browser, screens, "library-375-dark.png", shared=True)
     assert await run(browser.overflow_px) <= 0
+    dupes = await run(lambda: browser.driver.find_element(By.ID, "library-duplicates").text)
+    assert (await dashboard.client.get("/v1/library/duplicates"))["items"] == []
+    assert dupes.startswith("None")  # three versions of one song: no two files alike
+
+    # A damaged file: the full audit finds it lost, the filter shows it, Heal fetches it again.
+    media_id = int(first[0]["ref"].split(":")[1])
+    with open(landed, "r+b") as damaged:
+        damaged.seek(os.path.getsize(landed) // 2)
+        byte = damaged.read(1)
+        damaged.seek(-1, os.SEEK_CUR)
+        damaged.write(bytes([byte[0] ^ 0xFF]))
+    await run(browser.click, 'button[data-action="audit-full"]')
+    await run(
+        browser.wait,
+        lambda d: d.find_element(By.ID, "library-answer").text.startswith("Full audit: "),
+    )
+    said = await run(lambda: browser.driver.find_element(By.ID, "library-answer").text)
+    assert said == f"Full audit: {len(house)} checked, {len(house) - 1} ok, 0 deleted, 1 lost."
+    state = await run(browser.find, '#main select[name="state"]')
+    await run(Select(state).select_by_value, "lost")
+    await run(browser.click, "#main form.filters button[type=submit]")
+    await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, files)) == 1)
+    await run(browser.find, f'#library-list tr[data-path="{landed}"][data-state="lost"]')
+    await run(browser.click, 'button[data-action="heal"]')
+    await run(
+        browser.wait,
+        lambda d: (
+            d.find_element(By.ID, "library-answer").text == "Heal: 1 download requested, 0 skipped."
+        ),
+    )
+    deadline = time.monotonic() + 60
+    while (await dashboard.client.get("/v1/library", {"state": "lost"}))["total"]:
+        assert time.monotonic() < deadline, "the healed file did not come back"
+        await asyncio.sleep(0.1)
+    assert hashlib.sha256(Path(landed).read_bytes()).hexdigest() == dashboard.crateq.sha256(
+        media_id
+    )
     await run(browser.viewport, 1440, 900)
     await snapshot(browser, screens, "library-1440-light.png")
     assert await run(browser.overflow_px) <= 0
@@ -435,4 +480,6 @@ async def test_a_rule_previews_and_backfills_and_the_library_audits_what_landed(
     await run(browser.show, "overview")
     line = await run(browser.find, "#library-line")
     assert (await run(lambda: line.text)).startswith(f"{len(house)} downloaded")
+    held = await run(lambda: browser.driver.find_element(By.ID, "downloads-held").text)
+    assert held == "No schedule window in force · no DJ app running"
     assert await run(browser.console_errors) == []
