@@ -473,6 +473,12 @@ async def test_a_rule_previews_and_backfills_and_the_library_audits_what_landed(
     assert hashlib.sha256(Path(landed).read_bytes()).hexdigest() == dashboard.crateq.sha256(
         media_id
     )
+    # The page follows on its own (the event stream): the lost count is back to 0.
+    lost = '#library-summary .card[data-state="lost"] b'
+    await run(browser.wait, lambda d: d.find_element(By.CSS_SELECTOR, lost).text == "0")
+    await run(Select(state).select_by_value, "")  # every state again
+    await run(browser.click, "#main form.filters button[type=submit]")
+    await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, files)) == len(house))
     await run(browser.viewport, 1440, 900)
     await snapshot(browser, screens, "library-1440-light.png")
     assert await run(browser.overflow_px) <= 0
