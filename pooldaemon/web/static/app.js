@@ -67,6 +67,21 @@ function table(headers, rows) {
     h("tbody", {}, rows));
 }
 
+// Redraw `box` without losing the keyboard: a control focused inside it hands focus to its twin
+// (same label) in the new content, else to the view.
+function redraw(box, ...nodes) {
+  const active = document.activeElement;
+  const name = box.contains(active) && active !== box ? controlName(active) : null;
+  box.replaceChildren(...nodes);
+  if (name === null) return;
+  const twin = [...box.querySelectorAll("button, input, select")].find((el) => controlName(el) === name);
+  (twin || main).focus();
+}
+
+function controlName(el) {
+  return el.getAttribute("aria-label") || el.getAttribute("name") || el.textContent;
+}
+
 function note(text) {
   return h("p", { class: "note" }, text);
 }
@@ -416,7 +431,7 @@ async function rules(view) {
   // Preview and backfill of one rule, below the list; a refresh of the counts leaves it alone.
   const detail = h("section", { id: "rule-detail", "aria-live": "polite" });
   const render = (answer) => {
-    list.replaceChildren(table(["Rule", "Matched", "Queued", "Skipped", "Waiting", "Last match", ""],
+    redraw(list, table(["Rule", "Matched", "Queued", "Skipped", "Waiting", "Last match", ""],
       answer.items.map((rule) => ruleRow(rule, detail, load))));
   };
   const load = async () => render(await api("/rules"));
@@ -560,7 +575,7 @@ async function library(view) {
     params.set("offset", offset);
     const data = await api("/library?" + params);
     const more = offset + data.items.length < data.total;
-    list.replaceChildren(
+    redraw(list,
       h("p", { class: "muted" }, `${data.total} file${data.total === 1 ? "" : "s"}`),
       data.items.length ? table(["File", "Song", "State", "Size", "Pool", "Checked"], data.items.map(entryRow)) : "",
       h("p", { class: "actions" },
