@@ -21,12 +21,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
-
-import apprise
+from typing import TYPE_CHECKING, Literal
 
 from pooldaemon.informed_config import NotifyConfig
 from pooldaemon.log import get_logger
+
+if TYPE_CHECKING:
+    import apprise
 
 log = get_logger(__name__)
 
@@ -300,6 +301,12 @@ class Alerts:
         if config.desktop and (desktop := desktop_url(env)) is not None:
             urls.append(("desktop", desktop))
         senders: list[tuple[str, Sender]] = []
+        if not urls:
+            return senders
+        # Imported only when there is somewhere to send: apprise and its plugins are several
+        # MiB a daemon without [notify] urls would carry for nothing (issue 13).
+        import apprise
+
         for name, url in urls:
             client = apprise.Apprise()
             if not client.add(url):

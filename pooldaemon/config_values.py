@@ -24,9 +24,9 @@ from pooldaemon.units import format_duration, format_size, parse_duration, parse
 
 _ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
-# BaseSettings has its own __init__, which drops model_validate's `context`; so load_config hands
-# the environment and the config file's directory to the validators through this variable (the
-# pattern pydantic's docs give for validation context with custom initialisers).
+# load_config hands the environment and the config file's directory to the validators through
+# this variable (the pattern pydantic's docs give for validation context with custom
+# initialisers): the validators of nested models read it wherever they are.
 LOAD_CONTEXT: ContextVar[tuple[Mapping[str, str], Path] | None] = ContextVar(
     "LOAD_CONTEXT", default=None
 )

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -477,6 +479,7 @@ class Daemon:
         # READY only now: the socket answers (issue 2), so `systemctl start` returning means
         # `poolctl status` works.
         self.notifier.ready(summary)
+        _release_memory()
         self._spawn(self.notifier.watchdog_loop(), "watchdog")
         self._spawn(self._watch_events(), "status-events")
         self._spawn(self._refresh_status(), "status-refresh")
@@ -881,6 +884,19 @@ class Daemon:
 
 
 # -- entry point -------------------------------------------------------------------------------
+
+
+def _release_memory() -> None:
+    """Give the heap that start-up freed (imports' schema builds, the config's parse) back to
+    the OS: glibc keeps it otherwise, ~1.5 MiB of idle RSS (issue 13)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc (musl has no malloc_trim): nothing to give back this way
 
 
 async def run(config: Config, *, env: Mapping[str, str] | None = None) -> int:

@@ -21,6 +21,9 @@ NAMES = (
     "after_rename_before_done",
     "mid_extract",
 )
+#: Reached only when tags are written (`write_tags`), between "after_chunk_fsync" and
+#: "after_verify_before_rename": the tagged copy exists but is not yet fsynced or hashed.
+TAGGING_NAMES = ("after_tag_before_sync",)
 
 
 def _parse(spec: str | None) -> tuple[str, int] | None:

@@ -1,14 +1,16 @@
 """Finishing a download: verify the bytes, tag a copy, place it, record it — or adopt it.
 
 A final path only ever receives a verified file, by a link that never replaces another file;
-the intent (path and hash) is recorded first, so a run that dies between placing and recording
-finds the file and adopts it instead of downloading it again (docs/reliability.md C4).
+the intent (path and checksum) is recorded first, so a run that dies between placing and
+recording finds the file and adopts it instead of downloading it again (docs/reliability.md C4).
+Checksums are the library's (`<algorithm>:<hex>`, downloader/digest.py), of the bytes at the
+final path, tags included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import errno
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,7 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pooldaemon.downloader import tags
-from pooldaemon.downloader.digest import Digests, file_digests
+from pooldaemon.downloader.digest import (
+    LIBRARY_ALGORITHM,
+    Digests,
+    checksum_matches,
+    checksum_value,
+    file_checksum,
+    file_digests,
+    new_hash,
+)
 from pooldaemon.downloader.failpoints import failpoint
 from pooldaemon.downloader.paths import (
     ensure_dirs,
@@ -139,6 +149,14 @@ class Finisher:
             tag_meta = {**meta, "pool": plan.pool, "id": plan.item_id}
             try:
                 await asyncio.to_thread(_copy_and_tag, work, tagged, tag_meta)
+                failpoint("after_tag_before_sync")
+                # The copy is fsynced and hashed at once, in two threads (the disk and a core
+                # work side by side): both end before the intent is recorded, so the checksum
+                # describes durable bytes.
+                _, (sha, size) = await asyncio.gather(
+                    asyncio.to_thread(_fsync_file, tagged),
+                    asyncio.to_thread(_hash_file, tagged),
+                )
             except OSError as err:
                 tagged.unlink(missing_ok=True)
                 if no_space(err):
@@ -150,7 +168,6 @@ class Finisher:
                 tagged.unlink(missing_ok=True)
             else:
                 source = tagged
-                sha, size = await asyncio.to_thread(_hash_file, tagged)
         if sha is None:
             sha, size = await asyncio.to_thread(_hash_file, work)
         assert sha is not None
@@ -182,7 +199,7 @@ class Finisher:
         dest = final_path(self.download_dir, components)
 
         def same(path: Path) -> bool:
-            return path.stat().st_size == size and _hash_file(path)[0] == sha
+            return checksum_matches(path, sha, size)
 
         chosen = unique_path(dest, same_content=same)
         return chosen, os.path.lexists(chosen)
@@ -205,7 +222,10 @@ class Finisher:
                 _verify_zip_part, paths[part.key], part, digests.get(part.key)
             )
             summary.append(f"{part.key}:{digest}")
-        combined = hashlib.sha256("\n".join(summary).encode()).hexdigest()
+        # The set's checksum: of its parts' (no one file holds the whole set).
+        whole = new_hash(LIBRARY_ALGORITHM)
+        whole.update("\n".join(summary).encode())
+        combined = checksum_value(LIBRARY_ALGORITHM, whole.hexdigest())
         archives = [paths[p.key] for p in plan.parts]
         if plan.kind == "track" and await asyncio.to_thread(lone_entry, archives) is not None:
             await self._track_from_archive(job_id, plan, adapter, archives)
@@ -308,10 +328,14 @@ class Finisher:
         if plan.archive and dest.is_dir() and not dest.is_symlink():
             size = await asyncio.to_thread(_tree_size, dest)
             adopted = (size, sha)
-        elif dest.is_file() and not dest.is_symlink():  # a track, or a one-track archive's file
-            digest, size = await asyncio.to_thread(_hash_file, dest)
-            if digest == sha:
-                adopted = (size, sha)
+        elif (
+            dest.is_file()
+            and not dest.is_symlink()  # a track, or a one-track archive's file
+            # Hashed with the algorithm the intent names: an intent recorded before the
+            # library switched to BLAKE3 is still a SHA-256.
+            and await asyncio.to_thread(checksum_matches, dest, sha)
+        ):
+            adopted = (dest.stat().st_size, sha)
         if adopted is None:
             await store_jobs.update_job(self.store, job_id, path=None, final_sha256=None)
             return False
@@ -326,25 +350,35 @@ class Finisher:
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 (hex) and size of a file."""
-    digests = file_digests(path)
-    return digests.sha256, digests.size
+    """The library checksum (`<algorithm>:<hex>`) and size of a file."""
+    return file_checksum(path)
 
 
 def _check_checksum(path: Path, part: PlanPart, known: Digests | None, size: int) -> str | None:
-    """Compare with the pool's checksum when it gives one; returns the SHA-256 if known.
+    """Compare with the pool's checksum when it gives one; returns the library checksum if
+    known.
 
     `known` holds the hashes taken while the part downloaded; the file is read again only
-    when they are missing or do not cover it."""
-    if known is None or known.size != size or (part.md5 and known.md5 is None):
+    when they are missing or do not cover it (a pool's SHA-256 is hashed apart from the
+    library's BLAKE3)."""
+    usable = (
+        known is not None
+        and known.size == size
+        and (not part.md5 or known.md5 is not None)
+        and (not part.sha256 or known.plain_sha256 is not None)
+    )
+    if not usable:
         if not part.sha256 and not part.md5:
             return None
-        known = file_digests(path, md5=bool(part.md5))
-    if part.sha256 and part.sha256.lower() != known.sha256:
-        raise IntegrityError(f"part {part.key}: SHA-256 {known.sha256} does not match the pool's")
+        known = file_digests(path, md5=bool(part.md5), sha256=bool(part.sha256))
+    assert known is not None
+    if part.sha256 and part.sha256.lower() != known.plain_sha256:
+        raise IntegrityError(
+            f"part {part.key}: SHA-256 {known.plain_sha256} does not match the pool's"
+        )
     if part.md5 and part.md5.lower() != known.md5:
         raise IntegrityError(f"part {part.key}: MD5 {known.md5} does not match the pool's")
-    return known.sha256
+    return known.checksum
 
 
 def _verify_media(
@@ -352,7 +386,7 @@ def _verify_media(
 ) -> tuple[str | None, str, str | None, int]:
     """Size, magic bytes against the extension (docs/reliability.md H9), checksum.
 
-    Returns (kind, ext, sha256 when computed, size)."""
+    Returns (kind, ext, the library checksum when computed, size)."""
     size = path.stat().st_size
     if part.expected_size is not None and size != part.expected_size:
         raise IntegrityError(f"part {part.key}: {size} bytes, the pool says {part.expected_size}")
@@ -387,11 +421,42 @@ def _verify_zip_part(path: Path, part: PlanPart, known: Digests | None = None) -
 
 
 def _copy_and_tag(src: Path, dst: Path, meta: Mapping[str, Any]) -> None:
-    """Tags go into a copy in the work area, merged (never clobbering), then fsynced."""
+    """Tags go into a copy in the work area, merged (never clobbering); the caller fsyncs it.
+
+    The work file is never changed: a crash while tagging leaves it whole, and the next run
+    tags a fresh copy (docs/reliability.md C4)."""
     dst.unlink(missing_ok=True)
-    shutil.copyfile(src, dst)
+    _copy_file(src, dst)
     tags.write_tags(dst, meta)
-    fd = os.open(dst, os.O_RDONLY)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy inside the kernel: `copy_file_range` shares the blocks where the filesystem can
+    (XFS, Btrfs: no bytes move, and the fsync after has only metadata to write) and copies
+    without a trip through user space elsewhere; `shutil.copyfile` where it is missing or
+    refused (macOS, another filesystem)."""
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is not None:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            size = os.fstat(fin.fileno()).st_size
+            done = 0
+            try:
+                while done < size:
+                    n = copy_range(fin.fileno(), fout.fileno(), size - done, done, done)
+                    if n == 0:
+                        break
+                    done += n
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+            else:
+                if done == size:
+                    return
+    shutil.copyfile(src, dst)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         full_fsync(fd)
     finally:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-
-import mutagen.aiff
-import mutagen.flac
-import mutagen.id3
-import mutagen.mp4
-import mutagen.wave
-from mutagen import MutagenError
-from mutagen.id3 import ID3NoHeaderError
 
 from pooldaemon.errors import PoolDaemonError
 
@@ -40,17 +34,41 @@ TAG_FIELDS = (
 )
 
 
-# mutagen's functions carry no annotations; reaching them through Any keeps mypy --strict useful
-# for the rest of this module.
-AIFF: Any = mutagen.aiff.AIFF
-COMM: Any = mutagen.id3.COMM
-FLAC: Any = mutagen.flac.FLAC
-Frames: Any = mutagen.id3.Frames
-ID3: Any = mutagen.id3.ID3
-MP4: Any = mutagen.mp4.MP4
-MP4FreeForm: Any = mutagen.mp4.MP4FreeForm
-TXXX: Any = mutagen.id3.TXXX
-WAVE: Any = mutagen.wave.WAVE
+@functools.cache
+def _mutagen() -> Any:
+    """mutagen's classes, imported on the first write: sniffing needs none of them, and the idle
+    daemon does not carry them (~1.8 MiB). mutagen's functions carry no annotations; reaching
+    them through Any keeps mypy --strict useful for the rest of this module."""
+    import mutagen
+    import mutagen.aiff
+    import mutagen.flac
+    import mutagen.id3
+    import mutagen.mp4
+    import mutagen.wave
+
+    return SimpleNamespace(
+        AIFF=mutagen.aiff.AIFF,
+        COMM=mutagen.id3.COMM,
+        FLAC=mutagen.flac.FLAC,
+        Frames=mutagen.id3.Frames,
+        ID3=mutagen.id3.ID3,
+        ID3NoHeaderError=mutagen.id3.ID3NoHeaderError,
+        MP4=mutagen.mp4.MP4,
+        MP4FreeForm=mutagen.mp4.MP4FreeForm,
+        MutagenError=mutagen.MutagenError,
+        TXXX=mutagen.id3.TXXX,
+        WAVE=mutagen.wave.WAVE,
+    )
+
+
+_MUTAGEN_NAMES = frozenset({"AIFF", "COMM", "FLAC", "Frames", "ID3", "MP4", "TXXX", "WAVE"})
+
+
+def __getattr__(name: str) -> Any:
+    """mutagen's classes as attributes of this module (`tags.ID3`), imported when first asked."""
+    if name in _MUTAGEN_NAMES:
+        return getattr(_mutagen(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TagError(PoolDaemonError):
@@ -247,7 +265,7 @@ def write_tags(path: Path, meta: Mapping[str, object]) -> bool:
         return False
     try:
         writer(path, values)
-    except (MutagenError, struct.error, ValueError, EOFError) as err:
+    except (_mutagen().MutagenError, struct.error, ValueError, EOFError) as err:
         why = str(err) or type(err).__name__
         raise TagError(f"cannot tag {path.name}: the {kind} file looks corrupt ({why})") from err
     return True
@@ -310,19 +328,20 @@ def _present(existing: Iterable[object]) -> bool:
 
 def _merge_id3(tags: Any, values: Mapping[str, str]) -> bool:
     """Fill missing ID3 frames; return whether anything changed."""
+    m = _mutagen()
     changed = False
     for field, frame_id in _ID3_FRAMES.items():
         if field in values and not any(_present(f.text) for f in tags.getall(frame_id)):
-            tags.setall(frame_id, [Frames[frame_id](encoding=3, text=[values[field]])])
+            tags.setall(frame_id, [m.Frames[frame_id](encoding=3, text=[values[field]])])
             changed = True
     comments = [f for f in tags.getall("COMM") if f.desc == ""]
     if "comment" in values and not any(_present(f.text) for f in comments):
         tags.delall("COMM::eng")
-        tags.add(COMM(encoding=3, lang="eng", desc="", text=[values["comment"]]))
+        tags.add(m.COMM(encoding=3, lang="eng", desc="", text=[values["comment"]]))
         changed = True
     refs = tags.getall(f"TXXX:{REF_TXXX}")
     if "ref" in values and not any(_present(f.text) for f in refs):
-        tags.setall(f"TXXX:{REF_TXXX}", [TXXX(encoding=3, desc=REF_TXXX, text=[values["ref"]])])
+        tags.setall(f"TXXX:{REF_TXXX}", [m.TXXX(encoding=3, desc=REF_TXXX, text=[values["ref"]])])
         changed = True
     return changed
 
@@ -341,10 +360,11 @@ def _to_v23(tags: Any) -> None:
 
 def _tag_mp3(path: Path, values: Mapping[str, str]) -> None:
     """ID3v2.3 at the start of an MPEG file."""
+    m = _mutagen()
     try:
-        tags = ID3(path)
-    except ID3NoHeaderError:
-        tags = ID3()
+        tags = m.ID3(path)
+    except m.ID3NoHeaderError:
+        tags = m.ID3()
     if _merge_id3(tags, values):
         _to_v23(tags)
         tags.save(path, v2_version=3)
@@ -362,7 +382,7 @@ def _tag_iff(path: Path, values: Mapping[str, str], cls: Any) -> None:
 
 def _tag_flac(path: Path, values: Mapping[str, str]) -> None:
     """Vorbis comments."""
-    audio = FLAC(path)
+    audio = _mutagen().FLAC(path)
     if audio.tags is None:
         audio.add_tags()
     changed = False
@@ -376,7 +396,7 @@ def _tag_flac(path: Path, values: Mapping[str, str]) -> None:
 
 def _tag_mp4(path: Path, values: Mapping[str, str]) -> None:
     """iTunes-style atoms; fields without a standard atom go into freeform (`----`) atoms."""
-    audio = MP4(path)
+    audio = _mutagen().MP4(path)
     if audio.tags is None:
         audio.add_tags()
     changed = False
@@ -387,7 +407,7 @@ def _tag_mp4(path: Path, values: Mapping[str, str]) -> None:
         if field == "bpm":
             audio.tags["tmpo"] = [int(value)]
         elif keys[0].startswith("----:"):
-            audio.tags[keys[0]] = [MP4FreeForm(value.encode())]
+            audio.tags[keys[0]] = [_mutagen().MP4FreeForm(value.encode())]
         else:
             audio.tags[keys[0]] = [value]
         changed = True
@@ -397,8 +417,8 @@ def _tag_mp4(path: Path, values: Mapping[str, str]) -> None:
 
 _WRITERS: dict[str, Callable[[Path, Mapping[str, str]], None]] = {
     "mp3": _tag_mp3,
-    "wav": lambda path, values: _tag_iff(path, values, WAVE),
-    "aiff": lambda path, values: _tag_iff(path, values, AIFF),
+    "wav": lambda path, values: _tag_iff(path, values, _mutagen().WAVE),
+    "aiff": lambda path, values: _tag_iff(path, values, _mutagen().AIFF),
     "flac": _tag_flac,
     "mp4": _tag_mp4,
 }

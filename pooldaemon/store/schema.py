@@ -604,4 +604,20 @@ MIGRATIONS.append(
     ]
 )
 
+# Checksums name their algorithm (`<algorithm>:<hex>`, downloader/digest.py): the library's is
+# BLAKE3 from now on, and the SHA-256 values recorded before stay SHA-256 and are verified as
+# such. The columns keep their old name `sha256`; they hold the named value.
+MIGRATIONS.append(
+    # 15: every recorded library checksum gets its algorithm's name.
+    [
+        f"UPDATE {table} SET {column} = 'sha256:' || lower({column}) "
+        f"WHERE {column} IS NOT NULL AND instr({column}, ':') = 0"
+        for table, column in (
+            ("library", "sha256"),
+            ("jobs", "final_sha256"),
+            ("job_parts", "sha256"),
+        )
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 
 from pooldaemon.config import DaemonConfig
+from pooldaemon.downloader.digest import LIBRARY_ALGORITHM, new_hash
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.events import EventBus
 from pooldaemon.log import configure_logging
@@ -1050,8 +1051,9 @@ def _verdicts(rows: dict[tuple[str, str, int], Row], res: dict[str, Any]) -> lis
         )
         if pd.bytes_cpu is not None:
             out.append(
-                f"{mark(pd.bytes_cpu <= limit)} (1) CPU, 4 conns, to durable bytes (the SHA-256 "
-                f"is taken meanwhile): pooldaemon {pd.bytes_cpu:.2f} CPU-s/GiB vs ≤ {limit:.2f}"
+                f"{mark(pd.bytes_cpu <= limit)} (1) CPU, 4 conns, to durable bytes (the library "
+                f"checksum is taken meanwhile): pooldaemon {pd.bytes_cpu:.2f} CPU-s/GiB "
+                f"vs ≤ {limit:.2f}"
             )
     for tool, want in (("pooldaemon", TARGET_SCALING), ("aria2c", 0.90)):
         scaling = _scaling(rows, tool)
@@ -1112,7 +1114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--write-tags",
         action="store_true",
         help="the engine tags a copy of each file, as the daemon does by default (the copy, "
-        "its fsync and its SHA-256 then count in 'to a verified file')",
+        "its fsync and its checksum then count in 'to a verified file')",
     )
     parser.add_argument(
         "--before",
@@ -1209,18 +1211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"medians of {reps} run(s); every output's SHA-256 matched its source"
         f"{' (tagged: apart from the RIFF size and the tag chunk)' if args.write_tags else ''}; "
-        f"total {time.monotonic() - began:.0f} s; SHA-256 itself costs "
-        f"{sha256_cpu_per_gib():.2f} CPU-s/GiB here now (pooldaemon's figures include it)"
+        f"total {time.monotonic() - began:.0f} s; the library checksum (BLAKE3) itself costs "
+        f"{checksum_cpu_per_gib():.2f} CPU-s/GiB here now (pooldaemon's figures include it)"
     )
     return 0
 
 
-def sha256_cpu_per_gib() -> float:
+def checksum_cpu_per_gib() -> float:
     """What hashing costs on this machine at this moment: the engine's floor above aria2c's
-    (its SHA-256 of every file, which aria2c does not take). Shared machines vary by 2× over
-    an hour, so it is measured in the same run."""
+    (the library checksum of every file, which aria2c does not take). Shared machines vary by
+    2× over an hour, so it is measured in the same run."""
     block = os.urandom(1 << 20)
-    digest = hashlib.sha256()
+    digest = new_hash(LIBRARY_ALGORITHM)
     start = time.process_time()
     for _ in range(256):
         digest.update(block)

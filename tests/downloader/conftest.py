@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import blake3
 import pytest
 from aiohttp import web
 
@@ -309,6 +310,11 @@ async def harness(
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def library_checksum(data: bytes) -> str:
+    """What the library records for these bytes: BLAKE3, named (downloader/digest.py)."""
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 def library_files(root: Path) -> list[Path]:

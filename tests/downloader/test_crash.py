@@ -24,9 +24,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import blake3
+import mutagen.id3
 import pytest
 
-from pooldaemon.downloader.failpoints import NAMES
+from pooldaemon.downloader.failpoints import NAMES, TAGGING_NAMES
 from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore, mp3_bytes, zip_bytes
 
@@ -99,7 +101,7 @@ def _item(w: World, key: str, ext: str, meta: dict[str, str]) -> dict[str, objec
     return {"kind": "track", "meta": meta, "parts": [_part(w, key, "main", ext)]}
 
 
-def write_spec(w: World, base: Path) -> Path:
+def write_spec(w: World, base: Path, *, write_tags: bool = False) -> Path:
     spec = {
         "state": str(base / "state" / "state.db"),
         "library": str(base / "library"),
@@ -111,7 +113,7 @@ def write_spec(w: World, base: Path) -> Path:
             "speed_floor_bps": 0,
             "min_free_space_bytes": 0,
             "max_attempts": 5,
-            "write_tags": False,
+            "write_tags": write_tags,
             "file_template": "{pool}/{artist} - {title}",
         },
         "items": w.spec_items,
@@ -635,3 +637,71 @@ async def test_a_single_track_archive_killed_while_landing_lands_once(
     check_library(world, tmp_path, complete=False)
     assert await run_driver(spec) == 0, spec.with_name("driver.log").read_text()[-3000:]
     check_library(world, tmp_path, complete=True)
+
+
+def _audio(data: bytes) -> bytes:
+    """The bytes after a leading ID3v2 tag (its size is a 28-bit syncsafe integer)."""
+    if data[:3] != b"ID3":
+        return data
+    size = 0
+    for byte in data[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    return data[10 + size + (10 if data[5] & 0x10 else 0) :]
+
+
+def check_tagged_library(w: World, base: Path, *, complete: bool) -> None:
+    """Every file at a final path holds the pool's audio behind our tags; when complete, every
+    track is there once and the library recorded the checksum of the bytes at its path."""
+    library = base / "library"
+    found = {
+        p.relative_to(library).as_posix(): p
+        for p in library.rglob("*")
+        if p.is_file() and ".pooldaemon" not in p.relative_to(library).parts
+    }
+    for rel, path in found.items():
+        assert rel in w.expected, f"unexpected file {rel}"
+        data = path.read_bytes()
+        assert _audio(data) == _audio(w.expected[rel]), f"{rel}: not the pool's audio"
+        tags = mutagen.id3.ID3(path)
+        item = rel.rsplit(" ", 1)[-1].removesuffix(".mp3")
+        assert tags["TPE1"].text == ["Artist"]
+        assert tags["TXXX:POOLDAEMON_REF"].text == [f"testpool:{item}"]
+    if not complete:
+        return
+    assert set(found) == set(w.expected)
+    with contextlib.closing(sqlite3.connect(base / "state" / "state.db")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = db.execute("SELECT path, sha256 FROM library WHERE state = 'downloaded'").fetchall()
+    assert sorted(Path(p).relative_to(library).as_posix() for p, _ in rows) == sorted(found)
+    for path, checksum in rows:
+        assert checksum == "blake3:" + blake3.blake3(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *TAGGING_NAMES,
+        "after_verify_before_rename",
+        "after_rename_before_dirsync",
+        "after_rename_before_done",
+    ],
+)
+async def test_a_kill_while_a_tagged_track_lands_recovers(
+    world: World, tmp_path: Path, name: str
+) -> None:
+    """docs/reliability.md C4 with tags written (the daemon's default): the work file is never
+    changed, so a kill at any point of finishing leaves it whole; the next run tags a fresh
+    copy, or adopts the placed one by its checksum. Each track lands once, tagged, with the
+    pool's audio, and nothing durable is fetched again."""
+    world.spec_items.pop("pack")
+    world.expected = {k: v for k, v in world.expected.items() if "/Pack/" not in k}
+    spec = write_spec(world, tmp_path, write_tags=True)
+    code = await run_driver(spec, failpoint=f"{name}:2")
+    assert code == -signal.SIGKILL, f"the failpoint {name} was never reached (exit {code})"
+    check_tagged_library(world, tmp_path, complete=False)
+    meter = RefetchMeter(world)
+    assert meter.end_run() == 0
+    assert await run_driver(spec) == 0, spec.with_name("driver.log").read_text()[-3000:]
+    check_tagged_library(world, tmp_path, complete=True)
+    assert meter.end_run() <= IN_FLIGHT
+    assert not list((tmp_path / "library" / ".pooldaemon").glob("job-*"))

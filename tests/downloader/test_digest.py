@@ -7,9 +7,18 @@ import hashlib
 import os
 from pathlib import Path
 
+import blake3
 import pytest
 
 from pooldaemon.downloader.digest import READ_BLOCK, Digests, PrefixHasher, file_digests
+
+#: BLAKE3 of no bytes, from the BLAKE3 specification's test vectors.
+BLAKE3_EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+
+
+def b3(data: bytes) -> str:
+    """The library checksum as recorded: the algorithm's name, then the hex digest."""
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 def _file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
@@ -27,7 +36,7 @@ async def test_prefixes_fed_in_steps_hash_the_whole_file(tmp_path: Path) -> None
         hasher.advance(upto)
         await asyncio.sleep(0)
     digests = await hasher.finish(size)
-    assert digests.sha256 == hashlib.sha256(data).hexdigest()
+    assert digests.checksum == b3(data)
     assert digests.md5 is None and digests.size == size
 
 
@@ -37,7 +46,7 @@ async def test_md5_is_computed_when_asked_for(tmp_path: Path) -> None:
     hasher.advance(30_000)
     digests = await hasher.finish(70_000)
     assert digests.md5 == hashlib.md5(data).hexdigest()
-    assert digests.sha256 == hashlib.sha256(data).hexdigest()
+    assert digests.checksum == b3(data)
 
 
 async def test_reset_forgets_what_was_hashed(tmp_path: Path) -> None:
@@ -49,7 +58,7 @@ async def test_reset_forgets_what_was_hashed(tmp_path: Path) -> None:
     assert hasher.hashed == 0
     fresh = os.urandom(5000)  # the part restarted and its file now holds other bytes
     path.write_bytes(fresh)
-    assert (await hasher.finish(5000)).sha256 == hashlib.sha256(fresh).hexdigest()
+    assert (await hasher.finish(5000)).checksum == b3(fresh)
 
 
 async def test_a_file_shorter_than_promised_is_an_error_not_a_digest(tmp_path: Path) -> None:
@@ -73,17 +82,18 @@ async def test_close_waits_for_the_read_in_flight(tmp_path: Path) -> None:
     await asyncio.sleep(0)
     await hasher.close()  # whatever it had read is consistent: finishing resumes from there
     assert 0 <= hasher.hashed <= size
-    assert (await hasher.finish(size)).sha256 == hashlib.sha256(data).hexdigest()
+    assert (await hasher.finish(size)).checksum == b3(data)
 
 
 def test_whole_files_are_hashed_with_the_same_reader(tmp_path: Path) -> None:
     path, data = _file(tmp_path, 2 * READ_BLOCK + 3)
-    found = file_digests(path, md5=True)
-    assert (found.sha256, found.md5, found.size) == (
-        hashlib.sha256(data).hexdigest(),
+    found = file_digests(path, md5=True, sha256=True)
+    assert (found.checksum, found.md5, found.size, found.plain_sha256) == (
+        b3(data),
         hashlib.md5(data).hexdigest(),
         len(data),
+        hashlib.sha256(data).hexdigest(),
     )
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    assert file_digests(empty) == Digests(hashlib.sha256(b"").hexdigest(), None, 0)
+    assert file_digests(empty) == Digests(f"blake3:{BLAKE3_EMPTY}", None, 0)

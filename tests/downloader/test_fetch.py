@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ssl
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,16 @@ from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import parts as store_parts
 from pooldaemon.store.db import Store
 
-from .conftest import CHUNK, KIB, MIB, ServerFactory, TokenCheck, bytes_requested, requested_ranges
+from .conftest import (
+    CHUNK,
+    KIB,
+    MIB,
+    ServerFactory,
+    TokenCheck,
+    bytes_requested,
+    library_checksum,
+    requested_ranges,
+)
 
 SETTINGS = TransferSettings(
     chunk_size=CHUNK, connections=4, stall_timeout_s=2.0, speed_floor_bps=0, cooldown_s=0.05
@@ -298,7 +306,7 @@ async def test_an_interrupted_transfer_resumes_from_its_checkpoints(
     # Only what was not durable is fetched again.
     assert bytes_requested([srv], size) == size - durable
     # The hash taken while downloading covers the resumed chunks too (read back from disk).
-    assert second.digests()["main"].sha256 == hashlib.sha256(media.get("a")).hexdigest()
+    assert second.digests()["main"].sha256 == library_checksum(media.get("a"))
 
 
 async def test_received_bytes_are_checkpointed_on_a_timer(
@@ -362,7 +370,7 @@ async def test_parts_are_hashed_while_they_download(
 ) -> None:
     size = 9 * CHUNK + 4321
     media.add_generated("a", "mp3", "a", size)
-    want = hashlib.sha256(media.get("a")).hexdigest()
+    want = library_checksum(media.get("a"))
     srv = await servers()
     plan = plan_for([("s", url(srv, "a"))], size)
     first = await make_transfer(store, session, library, plan)
