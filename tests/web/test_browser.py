@@ -363,6 +363,9 @@ async def test_a_rule_previews_and_backfills_and_the_library_audits_what_landed(
     await run(preview_button.send_keys, Keys.ENTER)  # the keyboard opens the preview
     preview = "#rule-detail table tbody tr"
     await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, preview)) == len(house))
+    # The keyboard lands on what it opened.
+    focused = "return document.activeElement.textContent"
+    assert await run(browser.driver.execute_script, focused) == "Preview: house"
     shown = await run(
         lambda: {
             r.get_attribute("data-ref"): r.get_attribute("data-in-library")

@@ -490,6 +490,7 @@ async function rulePreview(name, detail, offset) {
   } catch (err) {
     detail.replaceChildren(heading, h("p", { class: "error", role: "alert" }, err.message));
   }
+  heading.focus(); // moved in the DOM again: focus it where it now is
 }
 
 // A backfill takes the back catalog: it is asked for, then confirmed, never started by one click.
