@@ -22,8 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import mutagen
-
 from pooldaemon import songkey
 from pooldaemon.audiohash import EXTENSIONS, audio_problem
 
@@ -220,6 +218,8 @@ _TAG_KEYS = {
 
 def _tags(fh: Any, path: str) -> tuple[str | None, str | None, float | None] | str:
     """(artist, title, length) from the file's tags; a reason when mutagen cannot read them."""
+    import mutagen
+
     try:
         media = mutagen.File(fh)
     except Exception as err:  # docs/reliability.md L1: one bad file never ends the scan
