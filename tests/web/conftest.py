@@ -3,6 +3,7 @@ HTTP helpers that hold the session cookie by hand (so every header a test sends 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -94,14 +95,17 @@ def daemon_config(tmp: Path, crateq: CrateQSim, sock_dir: Path, **daemon: str) -
     return path
 
 
-@pytest.fixture
-async def dashboard(tmp_path: Path) -> AsyncIterator[Dashboard]:
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, tail: str = "") -> AsyncIterator[Dashboard]:
+    """A daemon on the CrateQ simulator with its dashboard; `tail` is more config (rules)."""
     sock_dir = Path(tempfile.mkdtemp(prefix="pdweb-"))
     async with (
         CrateQSim(records=60, seed="web", media_sizes=(600 * KIB, 900 * KIB)) as crateq,
         aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
     ):
-        config = load_config(daemon_config(tmp_path, crateq, sock_dir), env={})
+        path = daemon_config(tmp_path, crateq, sock_dir)
+        path.write_text(path.read_text() + tail)
+        config = load_config(path, env={})
         daemon = Daemon(config, env={})
         await daemon.start()
         try:
@@ -110,6 +114,12 @@ async def dashboard(tmp_path: Path) -> AsyncIterator[Dashboard]:
         finally:
             await daemon.stop()
             shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def dashboard(tmp_path: Path) -> AsyncIterator[Dashboard]:
+    async with started(tmp_path) as dash:
+        yield dash
 
 
 async def request(

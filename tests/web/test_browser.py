@@ -1,6 +1,7 @@
 """The dashboard in a real browser (headless Chromium through Selenium) against a real daemon and
 the CrateQ simulator: log in through the one-time link, search and download, watch the progress
-bar move to `done`, pause and resume, and look right at 375 px and 1440 px, light and dark.
+bar move to `done`, pause and resume, preview and backfill a rule, list and audit the library,
+and look right at 375 px and 1440 px, light and dark.
 
 Needs Debian's `chromium` and `chromium-driver` (CI installs them). Screenshots go to
 $PD_SCREENSHOT_DIR, else the test's temporary directory.
@@ -11,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from .conftest import KIB, Dashboard
+from .conftest import KIB, Dashboard, started
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
@@ -29,7 +32,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -292,3 +295,200 @@ async def test_signing_out_and_a_used_link_show_how_to_sign_in(
     await run(browser.driver.get, link)  # and the link was used already
     body = await run(browser.find, "main.signin")
     assert "poolctl ui" in await run(lambda: body.text)
+
+
+RULE = """
+[[rules]]
+name = "house"
+genre = ["House"]
+"""
+#: Where the lead looks at two of the screenshots (besides $PD_SCREENSHOT_DIR).
+SHARED_SCREENS = Path("/work/screens")
+
+
+@pytest.fixture
+async def ruled(tmp_path: Path) -> AsyncIterator[Dashboard]:
+    """The dashboard's daemon with one rule: House tracks."""
+    async with started(tmp_path, RULE) as dash:
+        yield dash
+
+
+async def jobs_done(dashboard: Dashboard, ids: set[int], timeout_s: float = 60.0) -> None:
+    """Wait until every job in `ids` is `done` (a failed one fails the test at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = {i: await dashboard.job_state(i) for i in ids}
+        assert not {i: s for i, s in states.items() if s in ("failed", "cancelled")}, states
+        if all(state == "done" for state in states.values()):
+            return
+        assert time.monotonic() < deadline, states
+        await asyncio.sleep(0.1)
+
+
+async def snapshot(
+    browser: Browser, screens: Path, name: str, *, at: str | None = None, shared: bool = False
+) -> None:
+    """A screenshot from the page's top, or with `at` (CSS) scrolled into view."""
+    if at is None:
+        await run(browser.driver.execute_script, "window.scrollTo(0, 0)")
+    else:
+        element = await run(browser.find, at)
+        await run(browser.driver.execute_script, "arguments[0].scrollIntoView()", element)
+    await run(browser.driver.save_screenshot, str(screens / name))
+    if shared:
+        SHARED_SCREENS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screens / name, SHARED_SCREENS / name)
+
+
+async def test_a_rule_previews_and_backfills_and_the_library_audits_what_landed(
+    ruled: Dashboard, browser: Browser, screens: Path
+) -> None:
+    dashboard = ruled
+    await logged_in(dashboard, browser)  # the first sync: the back catalog, which feeds no rule
+    assert (await dashboard.client.get("/v1/jobs"))["total"] == 0
+    house = (await dashboard.client.get("/v1/catalog", {"genre": "House", "limit": "100"}))["items"]
+    assert len(house) >= 2
+    # One House track is downloaded by name first: the preview marks it, the backfill skips it.
+    first = (await dashboard.client.post("/v1/jobs", {"refs": [house[0]["ref"]]}))["accepted"]
+    await jobs_done(dashboard, {first[0]["job"]})
+
+    await run(browser.show, "rules")
+    row = 'tr[data-rule="house"]'
+    await run(browser.find, row)
+    cells = await run(
+        lambda: [c.text for c in browser.driver.find_elements(By.CSS_SELECTOR, row + " td")]
+    )
+    assert cells[:6] == ["house", "0", "0", "0", "0", "never"]
+    preview_button = await run(browser.find, row + ' button[data-action="preview"]')
+    await run(preview_button.send_keys, Keys.ENTER)  # the keyboard opens the preview
+    preview = "#rule-detail table tbody tr"
+    await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, preview)) == len(house))
+    # The keyboard lands on what it opened.
+    focused = "return document.activeElement.textContent"
+    assert await run(browser.driver.execute_script, focused) == "Preview: house"
+    shown = await run(
+        lambda: {
+            r.get_attribute("data-ref"): r.get_attribute("data-in-library")
+            for r in browser.driver.find_elements(By.CSS_SELECTOR, preview)
+        }
+    )
+    assert shown == {t["ref"]: ("yes" if t["ref"] == house[0]["ref"] else "no") for t in house}
+    detail = await run(lambda: browser.driver.find_element(By.ID, "rule-detail").text)
+    assert f"{len(house)} tracks in the mirror match" in detail and "in library" in detail
+    await run(browser.viewport, 1440, 900)
+    await snapshot(browser, screens, "rules-1440-light.png", shared=True)
+    assert await run(browser.overflow_px) <= 0
+
+    # Backfill asks first: opening it and cancelling starts nothing.
+    backfill = row + ' button[data-action="backfill"]'
+    await run(browser.click, backfill)
+    await run(browser.click, 'button[data-action="cancel-backfill"]')
+    await run(browser.wait, lambda d: not d.find_elements(By.CSS_SELECTOR, "form.confirm"))
+    await run(browser.click, backfill)
+    await run(browser.find, "form.confirm")
+    assert (await dashboard.client.get("/v1/jobs"))["total"] == 1
+    await run(browser.viewport, 375, 812, dark=True)
+    await snapshot(browser, screens, "rules-375-dark.png", at="#rule-detail")
+    assert await run(browser.overflow_px) <= 0
+    # The date is sent: nothing in the mirror is dated 2099 or later.
+    since = await run(browser.find, 'form.confirm input[name="since"]')
+    await run(browser.driver.execute_script, "arguments[0].value = '2099-01-01'", since)
+    await run(browser.click, 'button[data-action="confirm-backfill"]')
+    answer = await run(browser.find, "#rule-detail p[data-queued]")
+    assert (await run(lambda: answer.text)).startswith("0 queued, 0 skipped")
+    assert (await dashboard.client.get("/v1/jobs"))["total"] == 1
+    await run(browser.click, backfill)  # a fresh form, no date: the whole mirror
+    await run(browser.click, 'button[data-action="confirm-backfill"]')
+    answer = await run(browser.find, "#rule-detail p[data-queued]")
+    text = await run(lambda: answer.text)
+    assert text.startswith(f"{len(house) - 1} queued, 1 skipped"), text
+
+    ruled_jobs = [
+        job
+        for job in (await dashboard.client.get("/v1/jobs", {"limit": "100"}))["items"]
+        if job["origin"] == "rule:house"
+    ]
+    assert sorted(job["ref"] for job in ruled_jobs) == sorted(t["ref"] for t in house[1:])
+    await run(
+        browser.wait,
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, row + ' td[data-label="Queued"]').text
+            == str(len(house) - 1)
+        ),
+    )
+    await run(browser.show, "jobs")
+    for job in ruled_jobs:
+        await run(browser.find, f'tr[data-job="{job["id"]}"]')
+    await jobs_done(dashboard, {job["id"] for job in ruled_jobs})
+
+    # The library lists what landed, and an audit checks it.
+    await run(browser.show, "library")
+    files = "#library-list tbody tr"
+    await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, files)) == len(house))
+    landed = (await dashboard.client.get(f"/v1/jobs/{first[0]['job']}"))["path"]
+    await run(browser.find, f'#library-list tr[data-path="{landed}"][data-state="downloaded"]')
+    await run(browser.click, 'button[data-action="audit"]')
+    await run(
+        browser.wait,
+        lambda d: d.find_element(By.ID, "library-answer").text.startswith("Audit: "),
+    )
+    said = await run(lambda: browser.driver.find_element(By.ID, "library-answer").text)
+    match = re.match(r"Audit: (\d+) checked, (\d+) ok, 0 deleted, 0 lost\.", said)
+    assert match and int(match[1]) >= 1 and match[1] == match[2], said
+    await run(browser.find, "#last-audit")
+    assert "quick audit" in await run(lambda: browser.driver.find_element(By.ID, "last-audit").text)
+    await snapshot(browser, screens, "library-375-dark.png", shared=True)
+    assert await run(browser.overflow_px) <= 0
+    dupes = await run(lambda: browser.driver.find_element(By.ID, "library-duplicates").text)
+    assert (await dashboard.client.get("/v1/library/duplicates"))["items"] == []
+    assert dupes.startswith("None")  # three versions of one song: no two files alike
+
+    # A damaged file: the full audit finds it lost, the filter shows it, Heal fetches it again.
+    media_id = int(first[0]["ref"].split(":")[1])
+    with open(landed, "r+b") as damaged:
+        damaged.seek(os.path.getsize(landed) // 2)
+        byte = damaged.read(1)
+        damaged.seek(-1, os.SEEK_CUR)
+        damaged.write(bytes([byte[0] ^ 0xFF]))
+    await run(browser.click, 'button[data-action="audit-full"]')
+    await run(
+        browser.wait,
+        lambda d: d.find_element(By.ID, "library-answer").text.startswith("Full audit: "),
+    )
+    said = await run(lambda: browser.driver.find_element(By.ID, "library-answer").text)
+    assert said == f"Full audit: {len(house)} checked, {len(house) - 1} ok, 0 deleted, 1 lost."
+    state = await run(browser.find, '#main select[name="state"]')
+    await run(Select(state).select_by_value, "lost")
+    await run(browser.click, "#main form.filters button[type=submit]")
+    await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, files)) == 1)
+    await run(browser.find, f'#library-list tr[data-path="{landed}"][data-state="lost"]')
+    await run(browser.click, 'button[data-action="heal"]')
+    await run(
+        browser.wait,
+        lambda d: (
+            d.find_element(By.ID, "library-answer").text == "Heal: 1 download requested, 0 skipped."
+        ),
+    )
+    deadline = time.monotonic() + 60
+    while (await dashboard.client.get("/v1/library", {"state": "lost"}))["total"]:
+        assert time.monotonic() < deadline, "the healed file did not come back"
+        await asyncio.sleep(0.1)
+    assert hashlib.sha256(Path(landed).read_bytes()).hexdigest() == dashboard.crateq.sha256(
+        media_id
+    )
+    # The page follows on its own (the event stream): the lost count is back to 0.
+    lost = '#library-summary .card[data-state="lost"] b'
+    await run(browser.wait, lambda d: d.find_element(By.CSS_SELECTOR, lost).text == "0")
+    await run(Select(state).select_by_value, "")  # every state again
+    await run(browser.click, "#main form.filters button[type=submit]")
+    await run(browser.wait, lambda d: len(d.find_elements(By.CSS_SELECTOR, files)) == len(house))
+    await run(browser.viewport, 1440, 900)
+    await snapshot(browser, screens, "library-1440-light.png")
+    assert await run(browser.overflow_px) <= 0
+
+    await run(browser.show, "overview")
+    line = await run(browser.find, "#library-line")
+    assert (await run(lambda: line.text)).startswith(f"{len(house)} downloaded")
+    held = await run(lambda: browser.driver.find_element(By.ID, "downloads-held").text)
+    assert held == "No schedule window in force · no DJ app running"
+    assert await run(browser.console_errors) == []

@@ -67,27 +67,23 @@ function table(headers, rows) {
     h("tbody", {}, rows));
 }
 
-function note(text) {
-  return h("p", { class: "note" }, text);
+// Redraw `box` without losing the keyboard: a control focused inside it hands focus to its twin
+// (same label) in the new content, else to the view.
+function redraw(box, ...nodes) {
+  const active = document.activeElement;
+  const name = box.contains(active) && active !== box ? controlName(active) : null;
+  box.replaceChildren(...nodes);
+  if (name === null) return;
+  const twin = [...box.querySelectorAll("button, input, select")].find((el) => controlName(el) === name);
+  (twin || main).focus();
 }
 
-// Any JSON value as a definition list or a table, for answers whose shape the page does not know.
-function show(value) {
-  if (value === null || value === undefined) return "—";
-  if (Array.isArray(value)) {
-    if (value.length === 0) return h("span", { class: "muted" }, "none");
-    if (value.every((item) => item && typeof item === "object" && !Array.isArray(item))) {
-      const keys = [...new Set(value.flatMap(Object.keys))];
-      return table(keys, value.slice(0, MAX_ROWS).map((item) =>
-        h("tr", {}, keys.map((key) => cell(key, show(item[key]))))));
-    }
-    return value.map((item) => (typeof item === "object" ? JSON.stringify(item) : item)).join(", ");
-  }
-  if (typeof value === "object") {
-    return h("dl", { class: "kv" },
-      Object.entries(value).flatMap(([key, item]) => [h("dt", {}, key), h("dd", {}, show(item))]));
-  }
-  return String(value);
+function controlName(el) {
+  return el.getAttribute("aria-label") || el.getAttribute("name") || el.textContent;
+}
+
+function note(text) {
+  return h("p", { class: "note" }, text);
 }
 
 // -- the API ------------------------------------------------------------------------------------
@@ -183,10 +179,9 @@ async function overview(view) {
         ? note("No pools are configured yet: add one to the config file and restart pooldaemon.")
         : table(["Pool", "Catalog synced", "Queue synced", "Problem", ""], status.pools.map(poolRow)),
     ];
-    // Schedules and gig mode, when this daemon reports them.
-    for (const key of ["schedule", "schedules", "gig"]) {
-      if (key in status) parts.push(h("h2", {}, key[0].toUpperCase() + key.slice(1)), show(status[key]));
-    }
+    const held = holdText(status.schedule, status.gig);
+    if (held) parts.splice(3, 0, h("p", { id: "downloads-held" }, held));
+    if (status.library) parts.push(h("h2", {}, "Library"), h("p", { id: "library-line" }, libraryLine(status.library)));
     mount(view, ...parts);
   };
   view.refresh = debounce(render);
@@ -194,6 +189,30 @@ async function overview(view) {
     if (/^(job\.state|sync|pool\.|downloader\.)/.test(event.type)) view.refresh();
   };
   await render();
+}
+
+// What the schedule window and gig mode do to downloads now (docs/interface.md §10), or "".
+function holdText(schedule, gig) {
+  const parts = [];
+  if (schedule && schedule.paused) parts.push("Downloads held" + (schedule.reason ? ": " + schedule.reason : ""));
+  else if (schedule && schedule.limit_bps) {
+    parts.push(`Downloads limited to ${size(schedule.limit_bps)}/s` + (schedule.reason ? ": " + schedule.reason : ""));
+  }
+  if (schedule && schedule.window) {
+    parts.push("schedule " + schedule.window + (schedule.next_change ? ` until ${new Date(schedule.next_change).toLocaleString()}` : ""));
+  }
+  if (gig) parts.push(`gig mode: ${gig.app} is running (${gig.action})`);
+  else if (schedule) parts.push("no DJ app running");
+  if (schedule && !schedule.window) parts.unshift("No schedule window in force");
+  return parts.join(" · ");
+}
+
+function libraryLine(library) {
+  const counts = library.states || {};
+  const shown = LIBRARY_STATES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`);
+  const audit = library.last_audit;
+  return (shown.length ? shown.join(", ") : "No files yet") +
+    (audit ? ` · last audit ${when(audit.finished)}: ${audit.checked} checked, ${audit.lost} lost` : "");
 }
 
 function poolRow(pool) {
@@ -399,29 +418,240 @@ async function download(track, btn) {
   }
 }
 
-// -- rules, library, settings -------------------------------------------------------------------
+// -- rules --------------------------------------------------------------------------------------
 
 async function rules(view) {
   const data = await optional("/rules");
-  const items = data && (Array.isArray(data) ? data : data.items || data.rules);
+  const items = (data && data.items) || [];
+  if (items.length === 0) {
+    mount(view, h("h1", {}, "Rules"), note("No rules configured."));
+    return;
+  }
+  const list = h("div", { id: "rules-list" });
+  // Preview and backfill of one rule, below the list; a refresh of the counts leaves it alone.
+  const detail = h("section", { id: "rule-detail", "aria-live": "polite" });
+  const render = (answer) => {
+    redraw(list, table(["Rule", "Matched", "Queued", "Skipped", "Waiting", "Last match", ""],
+      answer.items.map((rule) => ruleRow(rule, detail, load))));
+  };
+  const load = async () => render(await api("/rules"));
+  render(data);
   mount(view, h("h1", {}, "Rules"),
-    !items || items.length === 0 ? note("No rules configured.") : show(items));
+    h("p", { class: "muted" }, "A rule downloads the matching tracks that enter a pool's catalog after it " +
+      "first appeared. Counts are since then. Edit rules in the config file and restart pooldaemon."),
+    list, detail);
+  view.refresh = debounce(load);
+  view.onEvent = (event) => { if (/^(sync|job\.state)/.test(event.type)) view.refresh(); };
 }
 
-async function library(view) {
-  const data = await optional("/library");
-  const parts = [h("h1", {}, "Library")];
-  if (!data) {
-    parts.push(note("No library data yet."));
-  } else {
-    parts.push(show(data));
-    for (const [path, title] of [["/library/duplicates", "Duplicates"], ["/library/audit", "Audit"]]) {
-      const extra = await optional(path);
-      if (extra) parts.push(h("h2", {}, title), show(extra));
-    }
-  }
-  mount(view, ...parts);
+function ruleRow(rule, detail, reload) {
+  const name = rule.name;
+  const num = (label, value) => h("td", { "data-label": label, class: "num" }, String(value ?? 0));
+  return h("tr", { "data-rule": name },
+    cell("Rule", h("strong", {}, name), rule.enabled ? "" : h("span", { class: "muted" }, " (disabled)")),
+    num("Matched", rule.matched), num("Queued", rule.queued), num("Skipped", rule.skipped),
+    num("Waiting", rule.waiting),
+    cell("Last match", rule.last_match ? new Date(rule.last_match).toLocaleString() : "never"),
+    cell("", h("div", { class: "actions" },
+      button("Preview", () => rulePreview(name, detail, 0),
+        { "data-action": "preview", "aria-label": "Preview " + name, class: "quiet" }),
+      button("Backfill…", () => ruleBackfill(name, rule.enabled, detail, reload),
+        { "data-action": "backfill", "aria-label": "Backfill " + name, class: "quiet" }))));
 }
+
+async function rulePreview(name, detail, offset) {
+  const limit = 25;
+  const heading = h("h2", { tabindex: "-1" }, "Preview: " + name);
+  detail.replaceChildren(heading, h("p", { class: "muted" }, "Loading…"));
+  heading.focus();
+  try {
+    const data = await api(`/rules/${encodeURIComponent(name)}/preview?limit=${limit}&offset=${offset}`);
+    const more = offset + data.items.length < data.total;
+    const rows = data.items.map((track) => {
+      const title = track.title + (track.mix ? ` (${track.mix})` : "");
+      return h("tr", { "data-ref": track.ref, "data-in-library": track.in_library ? "yes" : "no" },
+        cell("Track", h("div", {}, h("strong", {}, track.artist || "?"), " – ", title),
+          track.version ? h("div", { class: "muted" }, track.version) : null),
+        cell("Genre", track.genre || "—"),
+        cell("BPM", track.bpm ?? "—"),
+        cell("Date", track.date || "—"),
+        cell("Pool", track.pool),
+        cell("Library", track.in_library
+          ? h("span", { class: "state done" }, "in library")
+          : h("span", { class: "muted" }, "not yet")));
+    });
+    detail.replaceChildren(heading,
+      h("p", { class: "muted" }, `${data.total} track${data.total === 1 ? "" : "s"} in the mirror match this ` +
+        "rule: what a backfill would take (tracks in the library are skipped). Nothing is downloaded."),
+      rows.length ? table(["Track", "Genre", "BPM", "Date", "Pool", "Library"], rows) : "",
+      h("p", { class: "actions" },
+        offset > 0 ? button("Previous", () => rulePreview(name, detail, Math.max(0, offset - limit)), { class: "quiet" }) : "",
+        more ? button("Next", () => rulePreview(name, detail, offset + limit), { class: "quiet" }) : ""));
+  } catch (err) {
+    detail.replaceChildren(heading, h("p", { class: "error", role: "alert" }, err.message));
+  }
+  heading.focus(); // moved in the DOM again: focus it where it now is
+}
+
+// A backfill takes the back catalog: it is asked for, then confirmed, never started by one click.
+function ruleBackfill(name, enabled, detail, reload) {
+  const heading = h("h2", { tabindex: "-1" }, "Backfill: " + name);
+  const answer = h("p", { role: "status" });
+  const since = h("input", { name: "since", type: "date" });
+  const confirm = h("button", { type: "submit", "data-action": "confirm-backfill" }, "Yes, download them");
+  const cancel = button("Cancel", () => detail.replaceChildren(), { class: "quiet", "data-action": "cancel-backfill" });
+  const form = h("form", { class: "confirm", onsubmit: async (e) => {
+    e.preventDefault();
+    confirm.disabled = true;
+    since.disabled = true;
+    answer.textContent = "Queueing…";
+    try {
+      const body = { backfill: true };
+      if (since.value) body.since = since.value;
+      const r = await api(`/rules/${encodeURIComponent(name)}/run`, body);
+      answer.className = "";
+      answer.textContent = `${r.queued} queued, ${r.skipped} skipped (already in the library or ` +
+        "waiting for the rule's daily limit). The queued ones are under Jobs.";
+      answer.dataset.queued = r.queued;
+      cancel.textContent = "Close";
+      reload().catch((err) => toast(err.message));
+    } catch (err) {
+      answer.className = "error";
+      answer.textContent = err.message;
+      confirm.disabled = false;
+      since.disabled = false;
+    }
+  } },
+  h("p", {}, "This downloads every track already in the mirror that the rule matches, not only new " +
+    "ones. Use Preview first to see what that is."),
+  h("label", {}, "Only tracks dated on or after (optional)", since),
+  h("p", { class: "actions" }, confirm, cancel),
+  answer);
+  form.addEventListener("keydown", (e) => { if (e.key === "Escape") detail.replaceChildren(); });
+  if (!enabled) confirm.disabled = true;
+  detail.replaceChildren(heading, enabled ? form
+    : note("This rule is disabled in the config (enabled = false): it takes nothing."));
+  heading.focus();
+}
+
+// -- library ------------------------------------------------------------------------------------
+
+const LIBRARY_STATES = ["downloaded", "adopted", "deleted", "lost", "failed"];
+
+async function library(view) {
+  if (!FEATURES.has("library")) {
+    mount(view, h("h1", {}, "Library"), note("No library data yet."));
+    return;
+  }
+  const pools = await api("/pools");
+  const summary = h("div", { id: "library-summary" });
+  const answer = h("p", { id: "library-answer", role: "status" });
+  const list = h("div", { id: "library-list", "aria-live": "polite" });
+  const dupes = h("div", { id: "library-duplicates" });
+  const limit = 50;
+  let offset = 0;
+  const choice = (label, name, options) => h("label", {}, label,
+    h("select", { name }, options.map(([value, text]) => h("option", { value }, text))));
+  const form = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); offset = 0; loadList(); } },
+    h("label", { class: "wide" }, "Path or song", h("input", { name: "q", type: "search", autocomplete: "off" })),
+    choice("State", "state", [["", "Any state"], ...LIBRARY_STATES.map((s) => [s, s])]),
+    choice("Pool", "pool", [["", "All pools"], ...pools.map((p) => [p.name, p.name])]),
+    h("button", { type: "submit" }, "Show"));
+
+  const loadSummary = async () => {
+    const state = await api("/library/audit");
+    const counts = state.states || {};
+    const card = (value, label) => h("div", { class: "card", "data-state": label }, h("b", {}, value), h("span", {}, label));
+    const audit = state.last_audit;
+    summary.replaceChildren(
+      h("div", { class: "cards states" }, LIBRARY_STATES.map((s) => card(counts[s] || 0, s))),
+      h("p", { class: "muted", id: "last-audit" }, audit
+        ? `Last ${audit.full ? "full" : "quick"} audit ${when(audit.finished)}: ${auditText(audit)}.`
+        : "No audit since pooldaemon started."));
+  };
+  const loadList = async () => {
+    const params = new URLSearchParams();
+    for (const [key, value] of new FormData(form)) if (String(value).trim()) params.set(key, String(value).trim());
+    params.set("limit", limit);
+    params.set("offset", offset);
+    const data = await api("/library?" + params);
+    const more = offset + data.items.length < data.total;
+    redraw(list,
+      h("p", { class: "muted" }, `${data.total} file${data.total === 1 ? "" : "s"}`),
+      data.items.length ? table(["File", "Song", "State", "Size", "Pool", "Checked"], data.items.map(entryRow)) : "",
+      h("p", { class: "actions" },
+        offset > 0 ? button("Previous", () => { offset = Math.max(0, offset - limit); loadList().catch(fail); }, { class: "quiet" }) : "",
+        more ? button("Next", () => { offset += limit; loadList().catch(fail); }, { class: "quiet" }) : ""));
+  };
+  const fail = (err) => list.replaceChildren(h("p", { class: "error", role: "alert" }, err.message));
+  const loadDupes = async () => {
+    const groups = (await api("/library/duplicates")).items;
+    dupes.replaceChildren(groups.length === 0
+      ? h("p", { class: "muted" }, "None: every song and version is held once.")
+      : table(["Song", "Version", "Files"], groups.map((group) => h("tr", {},
+        cell("Song", group.song),
+        cell("Version", group.version || "—"),
+        cell("Files", group.items.map((entry) => h("div", {}, entry.path, " ",
+          h("span", { class: "muted" }, entry.pool))))))));
+  };
+  const load = () => Promise.all([loadSummary(), loadList(), loadDupes()]);
+
+  // Audit and heal answer in place; then what they changed is shown.
+  const act = (label, path, body, describe) => button(label, async (e) => {
+    const btn = e.target;
+    btn.disabled = true;
+    answer.className = "";
+    answer.textContent = label + "…";
+    try {
+      const r = await api(path, body);
+      answer.textContent = describe(r);
+      await load();
+    } catch (err) {
+      answer.className = "error";
+      answer.textContent = err.message;
+    } finally {
+      btn.disabled = false;
+    }
+  }, { "data-action": path.split("/").pop() + (body && body.full ? "-full" : ""), class: "quiet" });
+
+  mount(view, h("h1", {}, "Library"), summary,
+    h("p", { class: "actions" },
+      act("Audit now", "/library/audit", { full: false }, (r) => "Audit: " + auditText(r) + "."),
+      act("Full audit", "/library/audit", { full: true }, (r) => "Full audit: " + auditText(r) + "."),
+      act("Heal", "/library/heal", {}, healText)),
+    answer,
+    h("h2", {}, "Files"), form, list,
+    h("h2", {}, "Duplicates"), dupes);
+  view.refresh = debounce(load);
+  view.onEvent = (event) => { if (/^(job\.state|library\.)/.test(event.type)) view.refresh(); };
+  await load();
+}
+
+function auditText(r) {
+  return `${r.checked} checked, ${r.ok} ok, ${r.deleted} deleted, ${r.lost} lost`;
+}
+
+function healText(r) {
+  const skipped = r.skipped || [];
+  const text = `Heal: ${r.requested.length} download${r.requested.length === 1 ? "" : "s"} requested, ` +
+    `${skipped.length} skipped.`;
+  return skipped.length ? text + " " + skipped.map((s) => `${s.path}: ${s.reason}`).join("; ") : text;
+}
+
+function entryRow(entry) {
+  const cut = entry.path.lastIndexOf("/");
+  const numeric = (label, text) => h("td", { "data-label": label, class: "num" }, text);
+  return h("tr", { "data-path": entry.path, "data-state": entry.state },
+    cell("File", h("div", {}, h("strong", { class: "path" }, entry.path.slice(cut + 1))),
+      h("div", { class: "muted path", title: entry.path }, "in " + (entry.path.slice(0, cut) || "/"))),
+    cell("Song", entry.song || "—", entry.version ? h("div", { class: "muted" }, entry.version) : null),
+    cell("State", h("span", { class: "state " + entry.state }, entry.state)),
+    numeric("Size", size(entry.size_bytes)),
+    cell("Pool", entry.pool || "—"),
+    numeric("Checked", entry.checked ? when(entry.checked) : "not yet"));
+}
+
+// -- settings -----------------------------------------------------------------------------------
 
 async function settings(view) {
   const data = await api("/settings");
