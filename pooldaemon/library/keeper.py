@@ -1,6 +1,6 @@
 """The library keeper: adopt what is on disk, audit and heal, and its background pass.
 
-docs/interface.md §8. One component with `start()`/`stop()` (daemon.py):
+docs/interface.md §8. One component with `start()`/`stop()` (wired in wiring.py):
 
 - **the background pass** stores the song key and version of every mirrored track the store
   has not keyed yet (catalog writes leave them `NULL`, so a full sync keeps its speed), and
