@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from pooldaemon.config_values import describe
+from pooldaemon.config_values import describe, template_validator
+from pooldaemon.daemon_config import FILE_TEMPLATE_FIELDS
 from pooldaemon.songkey import is_version_text, version_phrases
 
 #: A rule's name is shown in `poolctl rules`, in origins ("rule:NAME") and in folders.
@@ -113,11 +114,6 @@ def _word_list(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _folder(value: str) -> str:
-    # The file template's fields ({rule} among them); imported here, not at the top, because
-    # config.py imports this module.
-    from pooldaemon.config import FILE_TEMPLATE_FIELDS
-    from pooldaemon.config_values import template_validator
-
     if not value:
         return value
     if value.startswith(("/", "\\", "~")):

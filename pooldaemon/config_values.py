@@ -232,3 +232,11 @@ def list_from_text(value: object) -> object:
                 raise ValueError(f'"{text}" is not a JSON list of strings') from None
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+def no_duplicates(items: tuple[str, ...]) -> tuple[str, ...]:
+    """A list key names each item once (the first repeated one, in sorted order, is reported)."""
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise ValueError(f'"{repeated[0]}" is listed twice')
+    return items

@@ -11,17 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-from pooldaemon.config_values import ConfigPath, Duration, list_from_text, toml_key
+from pooldaemon.config_values import ConfigPath, Duration, list_from_text, no_duplicates, toml_key
 
 #: docs/interface.md §8: the copy a rule takes when several pools offer a song in one sync.
 DEFAULT_PREFER_POOLS = ("promoonly", "crateq", "harvest")
-
-
-def _no_duplicates(items: tuple[str, ...]) -> tuple[str, ...]:
-    repeated = sorted({item for item in items if items.count(item) > 1})
-    if repeated:
-        raise ValueError(f'"{repeated[0]}" is listed twice')
-    return items
 
 
 def _interval(value: float) -> float:
@@ -37,7 +30,7 @@ class LibraryConfig(BaseModel):
 
     duplicates: Literal["skip", "skip_all", "download"] = "skip"
     prefer_pools: Annotated[
-        tuple[str, ...], BeforeValidator(list_from_text), AfterValidator(_no_duplicates)
+        tuple[str, ...], BeforeValidator(list_from_text), AfterValidator(no_duplicates)
     ] = DEFAULT_PREFER_POOLS
     adopt_dirs: Annotated[tuple[ConfigPath, ...], BeforeValidator(list_from_text)] = ()
     audit_interval_s: Annotated[Duration, AfterValidator(_interval)] = toml_key(

@@ -13,6 +13,10 @@ first); of one song+version offered by several pools in the same look, the copy 
 `[library] prefer_pools` is taken; with `one_version`, of the versions of one song the first of
 `prefer_mix` is taken, and only once. A look waits until no catalog pass is running, so pools
 synced together are "the same sync".
+
+One concept in one module (~600 lines): the `Rules` component, whose matching, choosing and
+daily cap share one look's state (`_Round`) and the per-rule decisions; the SQL is in
+`store/rules.py` and `store/search.py`.
 """
 
 from __future__ import annotations

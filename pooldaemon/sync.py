@@ -32,7 +32,7 @@ NewItems = Callable[[list[QueueItem]], Awaitable[None]]
 
 
 class Submit(Protocol):
-    """The daemon's way to request a download (daemon.SubmitFn): (request, origin) → job."""
+    """The daemon's way to request a download (ports.SubmitFn): (request, origin) → job."""
 
     def __call__(
         self,
@@ -500,7 +500,7 @@ class PoolSync:
 
 
 class SyncCoordinator:
-    """Every enabled pool's PoolSync, behind the daemon's `SyncPort` (daemon.py)."""
+    """Every enabled pool's PoolSync, behind the daemon's `SyncPort` (ports.py)."""
 
     def __init__(
         self,

@@ -5,131 +5,42 @@ error (click); 3 the daemon is not reachable (the message says how to start it).
 
 Shell completion comes with click: `eval "$(_POOLCTL_COMPLETE=bash_source poolctl)"` (or
 `zsh_source`, `fish_source`).
+
+Here: the `poolctl` group and the commands about pools, the catalog and jobs; `poolctl rules` is
+in poolctl_rules.py, `poolctl library` and `dupes` in poolctl_library.py; what every command
+shares (the socket, exit codes, paging) in ctl.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
-from urllib.parse import quote
+from typing import Any
 
 import click
-import platformdirs
-from rich.console import Console, Group, RenderableType
-from rich.text import Text
+from rich.console import Console
 
 from pooldaemon import __version__
 from pooldaemon.cli import render
+from pooldaemon.cli.ctl import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Ctl,
+    call,
+    more_hint,
+    page,
+    paging,
+    pass_ctl,
+    wide_option,
+)
+from pooldaemon.cli.poolctl_library import dupes, library
+from pooldaemon.cli.poolctl_rules import rules
 from pooldaemon.control.client import ControlClient, DaemonRefused, DaemonUnreachable
-from pooldaemon.models import MAX_PAGE
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-T = TypeVar("T")
 
 # CONTRACT §1: `--bpm`/`--year` take N, N,M,… or N-M as in the CrateQ API.
 _NUMBERS = re.compile(r"^\d+(-\d+|(,\d+)*)$")
-
-
-@dataclass
-class Ctl:
-    """What every command gets: where the socket is and how to print."""
-
-    socket_option: Path | None
-    config_option: Path | None
-    as_json: bool
-    wide: bool = False
-    _socket: Path | None = None
-
-    @property
-    def socket_path(self) -> Path:
-        if self._socket is None:
-            self._socket = resolve_socket(self.socket_option, self.config_option)
-        return self._socket
-
-    def client(self) -> ControlClient:
-        return ControlClient(self.socket_path)
-
-    def show(self, data: Any, view: Callable[[Any], RenderableType]) -> None:
-        """The socket's answer as one JSON document, or `view` of it as a table."""
-        if self.as_json:
-            click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-        else:
-            shown, console = view(data), Console(soft_wrap=False)
-            if self.wide:  # every value whole, one line per row, however long the line
-                console = Console(soft_wrap=False, width=render.wide_width(shown, console))
-            console.print(shown)
-
-
-def resolve_socket(socket_option: Path | None, config_option: Path | None) -> Path:
-    """--socket, else the config's socket_path (a broken config: the default, with a warning)."""
-    if socket_option is not None:
-        return socket_option
-    from pooldaemon.config import ConfigError, load_config  # pydantic only when needed
-
-    try:
-        return load_config(config_option).daemon.socket_path
-    except ConfigError as err:
-        first = err.problems[0] if err.problems else str(err)
-        fallback = default_socket_path()
-        click.echo(
-            f"poolctl: warning: cannot use the config ({first}); trying {fallback}", err=True
-        )
-        return fallback
-
-
-def default_socket_path() -> Path:
-    """CONTRACT §2 default: $XDG_RUNTIME_DIR/pooldaemon/control.sock, else <state_dir>/…."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
-    if runtime:
-        return Path(runtime) / "pooldaemon" / "control.sock"
-    return Path(platformdirs.user_data_dir("pooldaemon", appauthor=False)) / "control.sock"
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"poolctl: {message}", err=True)
-    sys.exit(code)
-
-
-def call(ctl: Ctl, work: Callable[[ControlClient], Awaitable[T]], *, interrupted: int = 130) -> T:
-    """Run `work` against the daemon, turning its failures into CONTRACT §1 exit codes."""
-
-    async def go() -> T:
-        async with ctl.client() as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(go())
-    except DaemonUnreachable as err:
-        _fail(err.message, EXIT_UNREACHABLE)
-    except DaemonRefused as err:
-        _fail(err.message, EXIT_FAILED)
-    except KeyboardInterrupt:
-        sys.exit(interrupted)
-
-
-pass_ctl = click.make_pass_decorator(Ctl)
-
-
-def _wide(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_object(Ctl).wide = True  # type: ignore[union-attr]  # the group made it
-
-
-#: `poolctl search --wide` as well as `poolctl --wide search`.
-wide_option = click.option(
-    "--wide",
-    is_flag=True,
-    expose_value=False,
-    callback=_wide,
-    help="Show every value whole (tables fit the terminal otherwise).",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -214,67 +125,6 @@ def sync(ctl: Ctl, pool_names: tuple[str, ...], full: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _paging(command: Callable[..., None]) -> Callable[..., None]:
-    """`--limit`, `--offset` and `--all`: the socket's paging, with one maximum for both."""
-    for option in reversed(
-        [
-            click.option(
-                "--limit",
-                type=click.IntRange(1, MAX_PAGE),
-                default=50,
-                show_default=True,
-                help=f"At most this many (1-{MAX_PAGE}; --all for every one).",
-            ),
-            click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many."),
-            click.option("--all", "all_pages", is_flag=True, help="Every page, not just one."),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-def _page(
-    ctl: Ctl, path: str, query: dict[str, str], limit: int, offset: int, all_pages: bool
-) -> dict[str, Any]:
-    """One page of a paged answer, or (`--all`) every page from `offset` on, as one answer."""
-    if not all_pages:
-        page = {"limit": str(limit), **({"offset": str(offset)} if offset else {})}
-        return dict(call(ctl, lambda c: c.get(path, {**query, **page})))
-
-    async def every_page(client: ControlClient) -> dict[str, Any]:
-        items: list[Any] = []
-        seen: set[str] = set()
-        at, total = offset, 0
-        while True:
-            answer = await client.get(path, {**query, "limit": str(MAX_PAGE), "offset": str(at)})
-            total = int(answer["total"])
-            for item in answer["items"]:
-                # Newest-first lists shift while they are read: one copy of each item.
-                key = json.dumps(
-                    [item.get("id"), item.get("ref"), item.get("pool"), item.get("path")]
-                )
-                if key not in seen:
-                    seen.add(key)
-                    items.append(item)
-            at += len(answer["items"])
-            if not answer["items"] or at >= total:
-                return {"total": total, "items": items}
-
-    return call(ctl, every_page)
-
-
-def _more_hint(ctl: Ctl, data: dict[str, Any], offset: int, what: str) -> None:
-    """Say on stderr when a table shows only part of the answer (never in --json output)."""
-    total, shown = data.get("total"), len(data.get("items", []))
-    if ctl.as_json or not isinstance(total, int) or offset + shown >= total:
-        return
-    click.echo(
-        f"poolctl: {shown} of {total} {what} shown (from {offset + 1}); "
-        "--all for every one, --offset for the next page",
-        err=True,
-    )
-
-
 def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not _NUMBERS.match(value.replace(" ", "")):
         raise click.BadParameter(f"{value!r}: use N, N,M,… or N-M (e.g. 120-128)")
@@ -292,7 +142,7 @@ def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 @click.option("--video", "media", flag_value="video", help="Only tracks with video.")
 @click.option("--audio", "media", flag_value="audio", help="Only tracks with audio.")
 @click.option("--removed", is_flag=True, help="Include tracks the pool no longer lists.")
-@_paging
+@paging
 @wide_option
 @pass_ctl
 def search(
@@ -323,9 +173,9 @@ def search(
         "removed": "1" if removed else None,
     }
     query = {k: v for k, v in params.items() if v is not None}
-    data = _page(ctl, "/v1/catalog", query, limit, offset, all_pages)
+    data = page(ctl, "/v1/catalog", query, limit, offset, all_pages)
     ctl.show(data, render.search_table)
-    _more_hint(ctl, data, offset, "tracks")
+    more_hint(ctl, data, offset, "tracks")
 
 
 def _submitted(ctl: Ctl, data: dict[str, Any]) -> None:
@@ -374,7 +224,7 @@ def redownload(ctl: Ctl, refs: tuple[str, ...], reason: str) -> None:
     ),
 )
 @click.option("--pool", help="Only this pool's jobs.")
-@_paging
+@paging
 @wide_option
 @pass_ctl
 def jobs(
@@ -382,9 +232,9 @@ def jobs(
 ) -> None:
     """List download jobs, newest first."""
     query = {k: v for k, v in (("state", state), ("pool", pool)) if v}
-    data = _page(ctl, "/v1/jobs", query, limit, offset, all_pages)
+    data = page(ctl, "/v1/jobs", query, limit, offset, all_pages)
     ctl.show(data, lambda d: render.jobs_table(d["items"]))
-    _more_hint(ctl, data, offset, "jobs")
+    more_hint(ctl, data, offset, "jobs")
 
 
 def _job_actions(ctl: Ctl, action: str, job_ids: tuple[int, ...]) -> None:
@@ -476,56 +326,6 @@ def queue(ctl: Ctl, pool: str, action: str | None, item_id: str | None) -> None:
     ctl.show(call(ctl, lambda c: c.post(f"/v1/pools/{pool}/queue", body)), render.queue_table)
 
 
-@main.group(invoke_without_command=True)
-@click.pass_context
-def rules(click_ctx: click.Context) -> None:
-    """List the rules with what they matched, queued, skipped and hold for tomorrow."""
-    if click_ctx.invoked_subcommand is None:
-        ctl = click_ctx.find_object(Ctl)
-        assert ctl is not None
-        ctl.show(call(ctl, lambda c: c.get("/v1/rules")), render.rules_table)
-
-
-@rules.command("test")
-@click.argument("name")
-@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
-@pass_ctl
-def rules_test(ctl: Ctl, name: str, limit: int, offset: int) -> None:
-    """The mirror's tracks the rule matches (what --backfill would take); downloads nothing."""
-    query = {"limit": str(limit), "offset": str(offset)}
-    path = f"/v1/rules/{quote(name, safe='')}/preview"
-    ctl.show(call(ctl, lambda c: c.get(path, query)), render.rule_test_table)
-
-
-def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        raise click.BadParameter(f"{value!r}: use YYYY-MM-DD (e.g. 2026-01-01)")
-    return None if value is None else value.strip()
-
-
-@rules.command("run")
-@click.argument("name")
-@click.option("--backfill", is_flag=True, help="Take matching tracks already in the mirror.")
-@click.option("--since", callback=_date, help="Only tracks dated DATE (YYYY-MM-DD) or later.")
-@pass_ctl
-def rules_run(ctl: Ctl, name: str, backfill: bool, since: str | None) -> None:
-    """Run a rule over the back catalog now (new tracks are matched after every sync)."""
-    if not backfill:
-        raise click.UsageError("rules run needs --backfill (new tracks are matched by every sync)")
-    body: dict[str, Any] = {"backfill": True}
-    if since is not None:
-        body["since"] = since
-    path = f"/v1/rules/{quote(name, safe='')}/run"
-    ctl.show(
-        call(ctl, lambda c: c.post(path, body)),
-        lambda d: (
-            f"{d['queued']} queued, {d['skipped']} skipped "
-            "(over max_per_day: waiting, see poolctl rules)"
-        ),
-    )
-
-
 @main.command()
 @pass_ctl
 def export(ctl: Ctl) -> None:
@@ -579,87 +379,10 @@ def watch(ctl: Ctl) -> None:
     call(ctl, work, interrupted=EXIT_OK)  # Ctrl-C is how watch is meant to end
 
 
+main.add_command(rules)
+main.add_command(library)
+main.add_command(dupes)
+
+
 if __name__ == "__main__":
     main()
-
-
-# -- the library (docs/interface.md §8) -----------------------------------------------------------
-
-
-@main.group(invoke_without_command=True)
-@click.option("--state", type=click.Choice(["downloaded", "adopted", "deleted", "lost", "failed"]))
-@click.option("--pool", help="Only this pool's entries.")
-@click.option("--q", "text", help="Only entries whose path or song contains this text.")
-@_paging
-@wide_option
-@click.pass_context
-def library(
-    ctx: click.Context,
-    state: str | None,
-    pool: str | None,
-    text: str | None,
-    limit: int,
-    offset: int,
-    all_pages: bool,
-) -> None:
-    """List the library (files downloaded or adopted, and what became of them)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    ctl = ctx.find_object(Ctl)
-    assert ctl is not None
-    query = {k: v for k, v in (("state", state), ("pool", pool), ("q", text)) if v}
-    data = _page(ctl, "/v1/library", query, limit, offset, all_pages)
-    ctl.show(data, render.library_table)
-    _more_hint(ctl, data, offset, "entries")
-    if not ctl.as_json:
-        summary = call(ctl, lambda c: c.get("/v1/library/audit"))
-        Console(soft_wrap=False).print(render.library_summary(summary))
-
-
-@library.command("adopt")
-@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
-@click.option("--dry-run", is_flag=True, help="Show the matches; record nothing.")
-@pass_ctl
-def library_adopt(ctl: Ctl, paths: tuple[str, ...], dry_run: bool) -> None:
-    """Adopt files you already have: match them to mirrored tracks (read-only)."""
-    body = {"paths": [os.path.abspath(p) for p in paths], "dry_run": dry_run}
-    data = call(ctl, lambda c: c.post("/v1/library/adopt", body))
-    ctl.show(data, render.adopt_view)
-
-
-@library.command("audit")
-@click.option("--full", is_flag=True, help="Verify every audio checksum, not only changed files.")
-@pass_ctl
-def library_audit(ctl: Ctl, full: bool) -> None:
-    """Check the library's files now."""
-    data = call(ctl, lambda c: c.post("/v1/library/audit", {"full": full}))
-    ctl.show(
-        data,
-        lambda d: Text(
-            f"{d['checked']} checked: {d['ok']} ok, {d['deleted']} deleted, {d['lost']} lost"
-        ),
-    )
-
-
-@library.command("heal")
-@pass_ctl
-def library_heal(ctl: Ctl) -> None:
-    """Fetch lost files again and put them back where they were."""
-    data = call(ctl, lambda c: c.post("/v1/library/heal"))
-
-    def view(d: dict[str, Any]) -> RenderableType:
-        lines = [Text(f"healing {len(d['requested'])} file(s)")]
-        lines += [Text(f"  job {r['job']}: {r['path']}") for r in d["requested"]]
-        lines += [Text(f"  not healed: {s['path']} ({s['reason']})", "dim") for s in d["skipped"]]
-        return Group(*lines)
-
-    ctl.show(data, view)
-
-
-@main.command()
-@wide_option
-@pass_ctl
-def dupes(ctl: Ctl) -> None:
-    """List library files that hold the same song and version."""
-    data = call(ctl, lambda c: c.get("/v1/library/duplicates"))
-    ctl.show(data, render.dupes_view)

@@ -1,6 +1,6 @@
 """The library keeper: adopt what is on disk, audit and heal, and its background pass.
 
-docs/interface.md §8. One component with `start()`/`stop()` (daemon.py):
+docs/interface.md §8. One component with `start()`/`stop()` (wired in wiring.py):
 
 - **the background pass** stores the song key and version of every mirrored track the store
   has not keyed yet (catalog writes leave them `NULL`, so a full sync keeps its speed), and
@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from pooldaemon import songkey
-from pooldaemon.audiohash import read_audio
 from pooldaemon.errors import BadRequest
 from pooldaemon.events import EventBus
-from pooldaemon.fsutil import fsync_dir
+from pooldaemon.library.files import look, put_back, same_stat
 from pooldaemon.library.scan import FileRead, Found, read_files, shown, walk
 from pooldaemon.library_config import LibraryConfig
 from pooldaemon.log import get_logger
@@ -247,7 +244,7 @@ class Library:
             song = (row["song_key"], row["l_version"] or "")
         seen = None
         if row["state"] in store_library.PRESENT_STATES and row["audio_hash"] is None:
-            seen = await asyncio.to_thread(_look, row["path"], True)
+            seen = await asyncio.to_thread(look, row["path"], True)
         await store_library.fill_entry(
             self.store,
             row["id"],
@@ -416,9 +413,9 @@ class Library:
         return result.to_api()
 
     async def _check(self, entry: dict[str, Any], full: bool, result: AuditResult) -> None:
-        unchanged = _same_stat(entry)
+        unchanged = same_stat(entry)
         seen = await asyncio.to_thread(
-            _look, entry["path"], full or not unchanged or entry["audio_hash"] is None
+            look, entry["path"], full or not unchanged or entry["audio_hash"] is None
         )
         adopted = entry["state"] == LibraryState.ADOPTED
         if seen.missing:
@@ -503,7 +500,7 @@ class Library:
                 continue
             target = entry["path"]
             if job["path"] != target:
-                await asyncio.to_thread(_put_back, job["path"], target)
+                await asyncio.to_thread(put_back, job["path"], target)
             await store_library.finish_heal(self.store, entry["id"], int(job["id"]), target)
             log.info("library file healed", path=target, job=job["id"])
             self.events.publish("library.healed", path=target, job=job["id"])
@@ -524,70 +521,6 @@ class Library:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    missing: bool = False
-    #: Written to while it was read (DJ software saving tags): no verdict this time.
-    changing: bool = False
-    size: int | None = None
-    mtime_ns: int | None = None
-    inode: int | None = None
-    audio_hash: str | None = None
-    problem: str | None = None
-
-
-def _same_stat(entry: dict[str, Any]) -> bool:
-    try:
-        st = os.stat(entry["path"])
-    except OSError:
-        return False
-    return (st.st_size, st.st_mtime_ns, st.st_ino) == (
-        entry["size"],
-        entry["mtime_ns"],
-        entry["inode"],
-    )
-
-
-def _open_read_only(path: str, flags: int) -> int:
-    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-
-
-def _look(path: str, read: bool) -> _Seen:
-    """A library file as it is now: missing, or its stat and (when `read`) audio checksum."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return _Seen(missing=True)
-    except OSError as err:
-        return _Seen(problem=f"cannot reach the file: {err.strerror or err}")
-    if stat.S_ISDIR(st.st_mode):
-        # An album's folder (Harvest ZIP sets): its presence is what is checked; "" is the
-        # checksum of "a folder", so it is not computed again.
-        return _Seen(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, audio_hash="")
-    if not stat.S_ISREG(st.st_mode):
-        return _Seen(problem="no longer a regular file")
-    if not read:
-        return _Seen(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
-    try:
-        with open(path, "rb", opener=_open_read_only) as fh:
-            now = os.fstat(fh.fileno())
-            if not stat.S_ISREG(now.st_mode):
-                return _Seen(problem="no longer a regular file")
-            audio = read_audio(fh, now.st_size, path)
-            after = os.fstat(fh.fileno())
-    except OSError as err:
-        return _Seen(problem=f"cannot read the file: {err.strerror or err}")
-    if (after.st_size, after.st_mtime_ns) != (now.st_size, now.st_mtime_ns):
-        return _Seen(changing=True)
-    return _Seen(
-        size=now.st_size,
-        mtime_ns=now.st_mtime_ns,
-        inode=now.st_ino,
-        audio_hash=audio.audio_hash,
-        problem=audio.problem,
-    )
-
-
 def key_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, int]]:
     """(song key, version, rowid) of mirrored tracks given as (rowid, artist, title, mix,
     advisory, video, quality): a pure function, so it may run in the worker process."""
@@ -596,16 +529,6 @@ def key_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, int]]:
         parsed = track_song(artist, title, mix, advisory, video, quality)
         keyed.append((parsed.key, parsed.version.label, rowid))
     return keyed
-
-
-def _put_back(source: str, target: str) -> None:
-    """The healed file replaces what is at `target` in one rename (same folder tree: the
-    download folder), made durable."""
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)
-    fsync_dir(Path(target).parent)
-    if Path(source).parent != Path(target).parent:
-        fsync_dir(Path(source).parent)
 
 
 def _cache_row(read: FileRead) -> tuple[Any, ...]:

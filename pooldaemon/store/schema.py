@@ -2,6 +2,9 @@
 
 Each migration is a list of statements run in one transaction. Append new versions; never edit
 a released one, since databases in the field have already run it.
+
+One concept, so one module however long it grows: the list is the schema's history, read top to
+bottom, and its index is the version a database is at.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pooldaemon.daemon import GovernedDownloads
+from pooldaemon.bridges import GovernedDownloads
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.governor import Governor
 from pooldaemon.informed_config import GigConfig, ScheduleWindow

@@ -13,7 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from mutagen.id3 import ID3, TIT2, TPE1
 
 from pooldaemon.events import EventBus
-from pooldaemon.library import keeper
+from pooldaemon.library import files as library_files
 from pooldaemon.library.keeper import Library
 from pooldaemon.library_config import LibraryConfig
 from pooldaemon.models import Request, Track
@@ -119,7 +119,7 @@ async def test_a_file_saved_during_the_audit_is_judged_next_time(
     )
     library = Library(store, LibraryConfig(), EventBus(), no_submit)
     await library.complete()
-    real = keeper.read_audio
+    real = library_files.read_audio
 
     def saving_meanwhile(fh: Any, size: int, name: str = "") -> Any:
         """The read sees a half-saved file: audio bytes overwritten, then put back."""
@@ -134,9 +134,9 @@ async def test_a_file_saved_during_the_audit_is_judged_next_time(
             other.write(kept)
         return seen
 
-    monkeypatch.setattr(keeper, "read_audio", saving_meanwhile)
+    monkeypatch.setattr(library_files, "read_audio", saving_meanwhile)
     assert await library.audit(full=True) == {"checked": 1, "ok": 1, "deleted": 0, "lost": 0}
-    monkeypatch.setattr(keeper, "read_audio", real)
+    monkeypatch.setattr(library_files, "read_audio", real)
     assert await library.audit() == {"checked": 1, "ok": 1, "deleted": 0, "lost": 0}
     (entry,) = (await store_library.list_entries(store))["items"]
     assert entry["state"] == "downloaded"
