@@ -170,7 +170,9 @@ async def list_jobs(
 
 
 async def job_counts(store: Store) -> dict[str, int]:
-    rows = await store.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+    """Jobs per state, read on the searches' connection (`Store.reads`): `GET /v1/status` and
+    the systemd status line never wait behind a catalog page or index build (issue 13)."""
+    rows = await store.reads.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
     counts = {state.value: 0 for state in JobState}
     counts.update({r[0]: r[1] for r in rows})
     return counts

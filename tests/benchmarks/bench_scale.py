@@ -28,10 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_catalog import BROAD, QUERIES, SimProcess, percentile  # noqa: E402
+from bench_catalog import BROAD, QUERIES, SimProcess, percentile
 
-from pooldaemon.control.client import ControlClient  # noqa: E402
-from pooldaemon.sim.catalog import Catalog  # noqa: E402
+from pooldaemon.control.client import ControlClient
+from pooldaemon.sim.catalog import Catalog
 
 SIZES = "174420,500000,1000000"
 #: Bytes of disk per mirrored record, with room for the WAL and the index builds' temp files.
@@ -273,8 +273,10 @@ def report(run: dict[str, Any]) -> None:
 
 
 def table(runs: list[dict[str, Any]]) -> None:
-    print("\n| records | sync s (CPU-s) | records/s | status p95 in sync / after | "
-          "search p50 / p95 | broad p95 | 1,000 jobs listed p95 | RSS after sync / VmHWM |")
+    print(
+        "\n| records | sync s (CPU-s) | records/s | status p95 in sync / after | "
+        "search p50 / p95 | broad p95 | 1,000 jobs listed p95 | RSS after sync / VmHWM |"
+    )
     print("|--:|--:|--:|--:|--:|--:|--:|--:|")
     for run in runs:
         print(
@@ -282,7 +284,8 @@ def table(runs: list[dict[str, Any]]) -> None:
             f"{run['rate']:,.0f} | {percentile(run['status_during'], 0.95):.1f} / "
             f"{percentile(run['status_after'], 0.95):.1f} ms | "
             f"{statistics.median(run['search']):.1f} / {percentile(run['search'], 0.95):.1f} ms | "
-            f"{percentile(run['broad'], 0.95):.1f} ms | {percentile(run['jobs_list'], 0.95):.1f} ms | "
+            f"{percentile(run['broad'], 0.95):.1f} ms | "
+            f"{percentile(run['jobs_list'], 0.95):.1f} ms | "
             f"{run['rss_after_sync_mb']:.0f} / {run['hwm_mb']:.0f} MB |"
         )
 
@@ -296,8 +299,10 @@ async def main() -> None:
     base = Path(args.dir)
     free = shutil.disk_usage(base).free
     if free < max(sizes) * DISK_PER_RECORD:
-        sys.exit(f"{base} has {free / 1e9:.1f} GB free; {max(sizes):,} records need about "
-                 f"{max(sizes) * DISK_PER_RECORD / 1e9:.1f} GB (--dir puts them elsewhere)")
+        sys.exit(
+            f"{base} has {free / 1e9:.1f} GB free; {max(sizes):,} records need about "
+            f"{max(sizes) * DISK_PER_RECORD / 1e9:.1f} GB (--dir puts them elsewhere)"
+        )
     runs = []
     for size in sizes:
         before = probe()
