@@ -145,18 +145,22 @@ def describe(samples: list[float]) -> str:
 
 async def watch_during(
     client: ControlClient, pid: int, done: asyncio.Event
-) -> tuple[list[float], float]:
-    """`GET /v1/status` every 0.2 s until `done`: latencies, and the peak RSS seen."""
-    samples: list[float] = []
+) -> tuple[list[float], list[float], float]:
+    """`GET /v1/status` and one search every 0.2 s until `done`: their latencies, and the peak
+    RSS seen. (During a first sync the word index is built only at the end: searches count
+    through the tables until then.)"""
+    status: list[float] = []
+    searches: list[float] = []
     peak = 0.0
     while not done.is_set():
-        samples.append(await timed_ms(client, "/v1/status"))
+        status.append(await timed_ms(client, "/v1/status"))
+        searches.append(await timed_ms(client, "/v1/catalog", QUERIES[len(status) % len(QUERIES)]))
         peak = max(peak, memory_mb(pid)["VmRSS"])
         try:
             await asyncio.wait_for(done.wait(), 0.2)
         except TimeoutError:
             pass
-    return samples, peak
+    return status, searches, peak
 
 
 async def wait_scheduled_pass(client: ControlClient, after: float, deadline_s: float) -> bool:
@@ -211,10 +215,10 @@ async def run_size(records: int, base: Path) -> dict[str, Any]:
             result = await client.post("/v1/pools/crateq/sync", {"full": True})
             wall, cpu = time.perf_counter() - wall0, cpu_s(pid) - cpu0
             done.set()
-            during, peak_seen = await watcher
+            during, searching, peak_seen = await watcher
             assert result["added"] == records, result
             out.update(sync_s=wall, sync_cpu_s=cpu, rate=records / wall, cpu_rate=records / cpu)
-            out.update(status_during=during, rss_during_peak_mb=peak_seen)
+            out.update(status_during=during, search_during=searching, rss_during_peak_mb=peak_seen)
             out["rss_after_sync_mb"] = memory_mb(pid)["VmRSS"]
             out["scheduled_pass_seen"] = await wait_scheduled_pass(client, time.time() - 1, 120)
             out["status_after"] = [await timed_ms(client, "/v1/status") for _ in range(50)]
@@ -233,7 +237,10 @@ async def run_size(records: int, base: Path) -> dict[str, Any]:
             out["status_with_jobs"] = [await timed_ms(client, "/v1/status") for _ in range(20)]
             mem = memory_mb(pid)
             out["rss_end_mb"], out["hwm_mb"] = mem["VmRSS"], mem["VmHWM"]
-        out["db_bytes"] = sum(p.stat().st_size for p in (root / "state").glob("state.db*"))
+        state = root / "state" / "state.db"
+        out["db_bytes"] = state.stat().st_size
+        wal = state.with_name("state.db-wal")
+        out["wal_bytes"] = wal.stat().st_size if wal.exists() else 0
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -254,6 +261,7 @@ def report(run: dict[str, Any]) -> None:
         f"{run['rate']:9,.0f} records/s  ({run['cpu_rate']:,.0f} per CPU-s; target >= 25,000)"
     )
     print(f"  status in sync    {describe(run['status_during'])}   (target < 100 ms)")
+    print(f"  search in sync    {describe(run['search_during'])}")
     print(f"  status after      {describe(run['status_after'])}")
     print(f"  status, 1k jobs   {describe(run['status_with_jobs'])}")
     print(f"  /v1/catalog       {describe(run['search'])}   (target p95 < 50 ms)")
@@ -267,26 +275,34 @@ def report(run: dict[str, Any]) -> None:
         f"{run['rss_during_peak_mb']:.0f}, after sync {run['rss_after_sync_mb']:.0f}, "
         f"end {run['rss_end_mb']:.0f}, VmHWM {run['hwm_mb']:.0f}   (target < 300)"
     )
-    print(f"  mirror on disk    {run['db_bytes'] / 1e6:7.1f} MB ({run['db_bytes'] / n:,.0f} B/rec)")
+    print(
+        f"  mirror on disk    {run['db_bytes'] / 1e6:7.1f} MB ({run['db_bytes'] / n:,.0f} B/rec), "
+        f"WAL {run['wal_bytes'] / 1e6:.1f} MB"
+    )
     if not run["scheduled_pass_seen"]:
         print("  (the scheduler's first pass was not seen to end: it may overlap the searches)")
 
 
 def table(runs: list[dict[str, Any]]) -> None:
+    """The curve as a markdown table (tests/benchmarks/README.md)."""
     print(
-        "\n| records | sync s (CPU-s) | records/s | status p95 in sync / after | "
-        "search p50 / p95 | broad p95 | 1,000 jobs listed p95 | RSS after sync / VmHWM |"
+        "\n| records | sync s wall (CPU-s) | records/s wall (per CPU-s) | status p95 in sync / "
+        "after | search p95 in sync | search p50 / p95 after | broad p95 | 1,000 jobs listed "
+        "p95 | RSS after sync / VmHWM | probe |"
     )
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for run in runs:
         print(
             f"| {run['records']:,} | {run['sync_s']:.1f} ({run['sync_cpu_s']:.1f}) | "
-            f"{run['rate']:,.0f} | {percentile(run['status_during'], 0.95):.1f} / "
+            f"{run['rate']:,.0f} ({run['cpu_rate']:,.0f}) | "
+            f"{percentile(run['status_during'], 0.95):.1f} / "
             f"{percentile(run['status_after'], 0.95):.1f} ms | "
+            f"{percentile(run['search_during'], 0.95):.1f} ms | "
             f"{statistics.median(run['search']):.1f} / {percentile(run['search'], 0.95):.1f} ms | "
             f"{percentile(run['broad'], 0.95):.1f} ms | "
             f"{percentile(run['jobs_list'], 0.95):.1f} ms | "
-            f"{run['rss_after_sync_mb']:.0f} / {run['hwm_mb']:.0f} MB |"
+            f"{run['rss_after_sync_mb']:.0f} / {run['hwm_mb']:.0f} MB | "
+            f"{run['probe'][0].split()[0]}/{run['probe'][1].split()[0]} µs |"
         )
 
 
