@@ -28,10 +28,11 @@ async def page_jobs(
         where.append("pool = ?")
         params.append(pool)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()).
+    # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()), last,
+    # since job_dict reads the job's columns by position.
     # On the searches' connection, like the status counts: never behind a sync's writes.
     rows = await store.reads.fetchall(
-        f"SELECT COUNT(*) OVER () AS total, {JOB_COLUMNS} FROM jobs{clause} "
+        f"SELECT {JOB_COLUMNS}, COUNT(*) OVER () AS total FROM jobs{clause} "
         "ORDER BY id DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
