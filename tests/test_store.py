@@ -13,7 +13,7 @@ import pytest
 
 from pooldaemon.models import JobState, Request, Track
 from pooldaemon.search import search
-from pooldaemon.store import Store, StoreError
+from pooldaemon.store import Store, StoreError, job_pages
 from pooldaemon.store import catalog as mirror
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
@@ -140,6 +140,40 @@ async def test_a_search_reads_the_last_commit_while_the_writer_is_busy(tmp_path:
             await page
         assert sorted(item["id"] for item in found["items"]) == ["1", "2"]
         assert (await store.fetchone("SELECT COUNT(*) FROM tracks"))[0] == 3  # committed after
+    finally:
+        await store.close()
+
+
+async def test_status_and_job_reads_do_not_wait_behind_the_writer(tmp_path: Path) -> None:
+    """`GET /v1/status` and `GET /v1/jobs` read the last commit on the searches' connection:
+    a sync page or an index build holding the writer's thread does not hold them up, and what
+    that writer has not committed is not counted yet."""
+    store = await Store.open(tmp_path / "state.db")
+    writing, release = threading.Event(), threading.Event()
+
+    def slow_write(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO pools (name, type) VALUES ('uncommitted', 'crateq')")
+        db.execute("UPDATE jobs SET state = 'failed'")
+        writing.set()
+        release.wait(30)  # the writer's thread is busy until the reads are done
+
+    try:
+        await store_pools.ensure_pools(store, {"crateq": "crateq"})
+        await store_jobs.create_job(store, Request("crateq", "570291"), origin="test")
+        write = asyncio.ensure_future(store.run_in_transaction(slow_write))
+        assert await asyncio.to_thread(writing.wait, 30)
+        try:
+            # On the writer's connection each of these waited for `release`.
+            counts = await asyncio.wait_for(store_jobs.job_counts(store), 10)
+            pools = await asyncio.wait_for(store_pools.pool_rows(store), 10)
+            total, page = await asyncio.wait_for(job_pages.page_jobs(store, limit=10), 10)
+        finally:
+            release.set()
+            await write
+        assert (counts["queued"], counts["failed"]) == (1, 0)
+        assert set(pools) == {"crateq"}
+        assert (total, [job["state"] for job in page]) == (1, ["queued"])
+        assert (await store_jobs.job_counts(store))["failed"] == 1  # committed after
     finally:
         await store.close()
 

@@ -1,5 +1,5 @@
 """The SQLite connections: one for everything, WAL, explicit transactions, migrations on open;
-and a second, read-only one that catalog searches use."""
+and a second, read-only one that catalog searches, `/v1/status` and job lists use."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ class StoreError(PoolDaemonError):
 
 
 class Reads:
-    """Catalog searches' own read-only connection (`Store.reads`).
+    """The read-only connection of catalog searches and of the status and job-list reads
+    (`Store.reads`).
 
     On the one connection a search queued in aiosqlite's thread behind whatever was there:
     during a full re-sync, a sync page's transaction before each of its statements (p50

@@ -28,13 +28,15 @@ async def page_jobs(
         where.append("pool = ?")
         params.append(pool)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()).
-    rows = await store.fetchall(
-        f"SELECT COUNT(*) OVER () AS total, {JOB_COLUMNS} FROM jobs{clause} "
+    # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()), last,
+    # since job_dict reads the job's columns by position.
+    # On the searches' connection, like the status counts: never behind a sync's writes.
+    rows = await store.reads.fetchall(
+        f"SELECT {JOB_COLUMNS}, COUNT(*) OVER () AS total FROM jobs{clause} "
         "ORDER BY id DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
     if rows:
         return int(rows[0]["total"]), [job_dict(r) for r in rows]
-    row = await store.fetchone(f"SELECT COUNT(*) FROM jobs{clause}", params)  # past the end
+    row = await store.reads.fetchone(f"SELECT COUNT(*) FROM jobs{clause}", params)  # past the end
     return (int(row[0]) if row else 0), []

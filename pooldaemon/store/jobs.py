@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from pooldaemon.errors import Conflict, NotFound
@@ -31,10 +31,10 @@ LIVE_STATES = (
     JobState.DONE,
 )
 
-JOB_COLUMNS = (
-    "id, pool, kind, item_id, format, ref, origin, title, artist, state, attempts, error, "
-    "error_code, bytes_done, bytes_total, path, final_sha256, not_before, created, updated"
-)
+#: The jobs table's columns a `Job` holds, in `Job`'s order: `job_from_row` reads by position.
+_COLUMN_NAMES = tuple(f.name for f in fields(Job))
+JOB_COLUMNS = ", ".join(_COLUMN_NAMES)
+_STATE_AT, _WIDTH = _COLUMN_NAMES.index("state"), len(_COLUMN_NAMES)
 
 
 async def find_live_job(store: Store, req: Request, fmt: str = "") -> dict[str, Any] | None:
@@ -181,7 +181,9 @@ async def list_jobs(
 
 
 async def job_counts(store: Store) -> dict[str, int]:
-    rows = await store.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+    """Jobs per state, read on the searches' connection (`Store.reads`): `GET /v1/status` and
+    the systemd status line never wait behind a catalog page or index build (issue 13)."""
+    rows = await store.reads.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
     counts = {state.value: 0 for state in JobState}
     counts.update({r[0]: r[1] for r in rows})
     return counts
@@ -232,29 +234,13 @@ async def load_plan(store: Store, job_id: int) -> dict[str, Any] | None:
 
 
 def job_from_row(row: Any) -> Job:
-    """A row of `SELECT {JOB_COLUMNS}` as a `Job`."""
-    return Job(
-        id=row["id"],
-        pool=row["pool"],
-        kind=row["kind"],
-        item_id=row["item_id"],
-        format=row["format"],
-        ref=row["ref"],
-        origin=row["origin"],
-        title=row["title"],
-        artist=row["artist"],
-        state=JobState(row["state"]),
-        attempts=row["attempts"],
-        error=row["error"],
-        error_code=row["error_code"],
-        bytes_done=row["bytes_done"],
-        bytes_total=row["bytes_total"],
-        path=row["path"],
-        final_sha256=row["final_sha256"],
-        not_before=row["not_before"],
-        created=row["created"],
-        updated=row["updated"],
-    )
+    """A row that starts with the columns of `JOB_COLUMNS`, in their order, as a `Job`.
+
+    Read by position: by name, a row of 20 columns cost ~12 µs, a third of listing 1,000 queued
+    jobs through the socket (issue 13)."""
+    values: list[Any] = list(row)[:_WIDTH]
+    values[_STATE_AT] = JobState(values[_STATE_AT])
+    return Job(*values)
 
 
 def job_dict(row: Any) -> dict[str, Any]:
