@@ -13,10 +13,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pooldaemon.config import Config
+    from pooldaemon.control.client import ControlClient
+    from pooldaemon.daemon import Daemon
 
 #: Environment variables a test daemon must not inherit from whoever runs the tests.
 _SCRUB = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -69,6 +75,46 @@ class ConfigFactory:
     def cleanup(self) -> None:
         for directory in self._dirs:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def started_daemon(
+    tmp_path: Path, *tables: str, **daemon: object
+) -> AsyncIterator[tuple[Config, Daemon, ControlClient]]:
+    """A daemon started in this process, with a client on its socket.
+
+    Its library, drop folder and state live under `tmp_path`, its socket in a short directory;
+    `daemon` keys are added to [daemon] (strings are quoted), `tables` follow it (the
+    simulators' pool tables, [library], …). Stopped, and the socket's directory removed, after.
+    """
+    from pooldaemon.config import load_config
+    from pooldaemon.control.client import ControlClient
+    from pooldaemon.daemon import Daemon
+
+    sock_dir = short_dir()
+    values: dict[str, object] = {
+        "download_dir": str(tmp_path / "library"),
+        "drop_dir": str(tmp_path / "drop"),
+        "state_dir": str(tmp_path / "state"),
+        "socket_path": str(sock_dir / "c.sock"),
+        **daemon,
+    }
+    config_path = tmp_path / "config.toml"
+    lines = ["[daemon]", *(f"{key} = {_toml(value)}" for key, value in values.items()), ""]
+    config_path.write_text("\n".join([*lines, *tables]))
+    config_path.chmod(0o600)
+    (tmp_path / "library").mkdir()
+    try:
+        config = load_config(config_path, env={})
+        running = Daemon(config, env={})
+        await running.start()
+        try:
+            async with ControlClient(config.daemon.socket_path) as client:
+                yield config, running, client
+        finally:
+            await running.stop()
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def _toml(value: object) -> str:
