@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from pooldaemon.control.client import ControlClient
     from pooldaemon.daemon import Daemon
 
+#: A CrateQ pool that is configured but offline (a closed port on loopback): nothing may reach
+#: for the network, yet the daemon starts with a pool to show.
+OFFLINE_CRATEQ = """
+[pools.crateq]
+type = "crateq"
+base_url = "http://127.0.0.1:9/api"
+api_key = "k-123456"
+username = "dj"
+password = "p-123456"
+"""
+
 #: Environment variables a test daemon must not inherit from whoever runs the tests.
 _SCRUB = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
