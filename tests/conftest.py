@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from pooldaemon.config import Config
     from pooldaemon.control.client import ControlClient
     from pooldaemon.daemon import Daemon
+    from pooldaemon.store.db import Store
 
 #: A CrateQ pool that is configured but offline (a closed port on loopback): nothing may reach
 #: for the network, yet the daemon starts with a pool to show.
@@ -338,6 +341,25 @@ def notify_receiver() -> Iterator[type[NotifyReceiver]]:
     yield _Receiver
     for receiver in made:
         receiver.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for talking to the simulators."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh state database in tmp_path, closed after the test."""
+    from pooldaemon.store.db import Store
+
+    db = await Store.open(tmp_path / "state.db")
+    yield db
+    await db.close()
 
 
 @pytest.fixture

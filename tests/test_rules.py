@@ -125,19 +125,6 @@ class Harness:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "state.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[CrateQSim]:
     async with CrateQSim(records=RECORDS, seed="rules") as server:
         yield server

@@ -55,19 +55,6 @@ async def sim() -> AsyncIterator[CrateQSim]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "state.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
 def bus() -> RecordingBus:
     return RecordingBus()
 

@@ -210,12 +210,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 def library(tmp_path: Path) -> Path:
     path = tmp_path / "library"
     path.mkdir()

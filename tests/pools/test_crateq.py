@@ -39,12 +39,6 @@ async def sim() -> AsyncIterator[CrateQSim]:
         yield server
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def config_for(sim: CrateQSim, **overrides: Any) -> CrateQConfig:
     return CrateQConfig.model_validate(
         {
