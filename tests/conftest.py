@@ -42,6 +42,10 @@ password = "p-123456"
 _SCRUB = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
+async def no_sleep(delay: float) -> None:
+    """Back-off is not slept in tests (passed where the code takes a sleep function)."""
+
+
 def short_dir() -> Path:
     """A fresh directory with a short path: tmp_path can exceed the 108-byte sun_path limit."""
     return Path(tempfile.mkdtemp(prefix="pd", dir="/tmp"))

@@ -34,12 +34,9 @@ from pooldaemon.store import rules as rule_rows
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, auto_download_jobs
+from tests.conftest import no_sleep
 
 RECORDS = 600
-
-
-async def no_sleep(delay: float) -> None:
-    """Back-off is not slept in tests."""
 
 
 def crateq_adapter(sim: CrateQSim, session: aiohttp.ClientSession, name: str = "crateq") -> CrateQ:

@@ -23,10 +23,7 @@ from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.store import pools as pool_rows
 from pooldaemon.store.db import Store
 from pooldaemon.sync import PoolSync
-
-
-async def no_sleep(delay: float) -> None:
-    """Back-off is not slept in tests."""
+from tests.conftest import no_sleep
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from pooldaemon.store import queue as remote_queue
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, SyncCoordinator, auto_download_jobs
+from tests.conftest import no_sleep
 
 RECORDS = 300
 
@@ -42,10 +43,6 @@ class RecordingBus(EventBus):
     def publish(self, kind: str, **fields: Any) -> None:
         self.events.append({"type": kind, **fields})
         super().publish(kind, **fields)
-
-
-async def no_sleep(delay: float) -> None:
-    """Back-off is not slept in tests."""
 
 
 @pytest.fixture
