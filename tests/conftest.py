@@ -3,6 +3,7 @@ socket standing in for systemd's NOTIFY_SOCKET (RELIABILITY §4 harness notes, i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,16 @@ password = "p-123456"
 
 #: Environment variables a test daemon must not inherit from whoever runs the tests.
 _SCRUB = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
+async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
+    """Wait until `check()` holds; the seconds it took; fails after `deadline_s`."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > deadline_s:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
 
 
 async def no_sleep(delay: float) -> None:
