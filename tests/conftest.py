@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from pooldaemon.config import Config
     from pooldaemon.control.client import ControlClient
     from pooldaemon.daemon import Daemon
+    from pooldaemon.pools.crateq import CrateQ
+    from pooldaemon.sim.crateq import CrateQSim
     from pooldaemon.store.db import Store
 
 #: A CrateQ pool that is configured but offline (a closed port on loopback): nothing may reach
@@ -55,6 +57,34 @@ async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> flo
 
 async def no_sleep(delay: float) -> None:
     """Back-off is not slept in tests (passed where the code takes a sleep function)."""
+
+
+def crateq_adapter(
+    sim: CrateQSim,
+    session: aiohttp.ClientSession,
+    name: str = "crateq",
+    *,
+    rows: int = 100,
+    **config: object,
+) -> CrateQ:
+    """A CrateQ adapter on the simulator `sim` (`config`: more keys of its pool table), on the
+    sim's clock; back-off is not slept."""
+    from pooldaemon.pool_config import CrateQConfig
+    from pooldaemon.pools.crateq import CrateQ
+    from pooldaemon.pools.http import PoolHttp
+
+    table = {
+        "type": "crateq",
+        "base_url": sim.base_url,
+        "api_key": sim.api_key,
+        "username": sim.username,
+        "password": sim.password,
+        **config,
+    }
+    http = PoolHttp(session, name, sleep=no_sleep, timeout_s=10)
+    return CrateQ(
+        name, CrateQConfig.model_validate(table), http, clock=sim.clock, rows=rows, sleep=no_sleep
+    )
 
 
 def short_dir() -> Path:
