@@ -13,7 +13,6 @@ and are logged only as `urls[N] (scheme://…)`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pooldaemon.informed_config import NotifyConfig
 from pooldaemon.log import get_logger
+from pooldaemon.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import apprise
@@ -226,11 +226,7 @@ class Alerts:
     async def stop(self) -> None:
         """Cancel the tasks; undelivered messages are let go (they are not worth a slow stop)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if self._executor is not None:
             # A thread stuck in a hanging HTTP call ends at Apprise's own socket timeouts.
             self._executor.shutdown(wait=False, cancel_futures=True)

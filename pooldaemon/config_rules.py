@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from pooldaemon.config_values import describe, template_validator
+from pooldaemon.config_values import describe, first_repeat, template_validator
 from pooldaemon.daemon_config import FILE_TEMPLATE_FIELDS
 from pooldaemon.songkey import is_version_text, version_phrases
 
@@ -37,13 +37,11 @@ def _values(items: tuple[str, ...]) -> tuple[str, ...]:
         raise ValueError("holds an empty value; remove it")
     if len(cleaned) > _MAX_VALUES:
         raise ValueError(f"at most {_MAX_VALUES} values")
-    seen: dict[str, str] = {}
-    for item in cleaned:
-        if item.casefold() in seen:
-            first = seen[item.casefold()]
-            same = "" if first == item else f' (as "{first}": case does not count)'
-            raise ValueError(f'"{item}" is listed twice{same}')
-        seen[item.casefold()] = item
+    repeat = first_repeat(cleaned, any_case=True)
+    if repeat:
+        item, first = repeat
+        same = "" if first == item else f' (as "{first}": case does not count)'
+        raise ValueError(f'"{item}" is listed twice{same}')
     return cleaned
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, StringConstraints
 
-from pooldaemon.units import format_duration, format_size, parse_duration, parse_size
+from pooldaemon.units import format_duration, format_size, parse_duration, parse_rate, parse_size
 
 _ENV_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
@@ -69,9 +69,9 @@ def _to_bytes(value: object) -> int:
 
 
 def _to_bytes_per_s(value: object) -> int:
-    """A rate: a size per second, optionally written with "/s" ("2 MiB/s")."""
-    if isinstance(value, str) and value.rstrip().endswith("/s"):
-        value = value.rstrip()[:-2]
+    """A rate: a size per second, optionally written with "/s" ("2 MiB/s"); 0 is unlimited."""
+    if isinstance(value, str):
+        return parse_rate(value)
     return _to_bytes(value)
 
 
@@ -234,9 +234,28 @@ def list_from_text(value: object) -> object:
     return value
 
 
+def first_repeat(items: tuple[str, ...], *, any_case: bool = False) -> tuple[str, str] | None:
+    """The first item that repeats an earlier one, with that earlier one; None if none repeats."""
+    seen: dict[str, str] = {}
+    for item in items:
+        key = item.casefold() if any_case else item
+        if key in seen:
+            return item, seen[key]
+        seen[key] = item
+    return None
+
+
 def no_duplicates(items: tuple[str, ...]) -> tuple[str, ...]:
-    """A list key names each item once (the first repeated one, in sorted order, is reported)."""
-    repeated = sorted({item for item in items if items.count(item) > 1})
-    if repeated:
-        raise ValueError(f'"{repeated[0]}" is listed twice')
+    """A list key names each item once (the first repeated one is reported)."""
+    repeat = first_repeat(items)
+    if repeat:
+        raise ValueError(f'"{repeat[0]}" is listed twice')
+    return items
+
+
+def no_duplicates_any_case(items: tuple[str, ...]) -> tuple[str, ...]:
+    """A list key names each item once, "Traktor" and "traktor" being the same item."""
+    repeat = first_repeat(items, any_case=True)
+    if repeat:
+        raise ValueError(f'"{repeat[0]}" is listed twice')
     return items

@@ -39,6 +39,7 @@ from pooldaemon.log import get_logger
 from pooldaemon.store import Store
 from pooldaemon.store import exports as store_exports
 from pooldaemon.store.exports import ExportRecord
+from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -120,11 +121,7 @@ class Exporter:
     async def stop(self) -> None:
         """Stop scheduling; an export being written is finished (its record kept) first."""
         current = self._current
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         for waiter in self._waiters:
             if not waiter.done():

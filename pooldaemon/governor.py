@@ -10,7 +10,6 @@ called, on the event loop, only when the throttle changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -22,6 +21,7 @@ from pooldaemon.gig import running_app
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
 from pooldaemon.log import get_logger
 from pooldaemon.schedule import Policy, policy_at
+from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -147,11 +147,7 @@ class Governor:
     async def stop(self) -> None:
         """Cancel and await the owned tasks."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
     def status(self) -> dict[str, Any]:
         """The `"schedule"` and `"gig"` entries of `status` (docs/interface.md §10)."""

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pooldaemon.informed_config import HooksConfig
 from pooldaemon.log import get_logger
+from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -113,11 +114,7 @@ class HookRunner:
     async def stop(self) -> None:
         """Cancel the workers; running hooks are killed with their process groups."""
         workers, self._workers = self._workers, []
-        for task in workers:
-            task.cancel()
-        for task in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(workers)
 
     async def _worker(self) -> None:
         while True:

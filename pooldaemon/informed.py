@@ -10,7 +10,6 @@ of a refused account at once and of a pool failing for hours once a spell.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pooldaemon.alerts import Alerts
 from pooldaemon.events import EventBus
 from pooldaemon.hooks import HookEvent, HookRunner
 from pooldaemon.log import get_logger
+from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -66,10 +66,7 @@ class Informer:
     async def stop(self) -> None:
         """Stop reading, then stop the hook runner and the notifier."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([task])
         await self._hooks.stop()
         await self._alerts.stop()
 

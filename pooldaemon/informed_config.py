@@ -7,7 +7,6 @@ them as fields of the root `Config`; its error formatting turns their ValueError
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import time
 from pathlib import Path
@@ -23,8 +22,16 @@ from pydantic import (
     model_validator,
 )
 
-from pooldaemon.config_values import Problem, list_from_text, load_context, read_secret_file
-from pooldaemon.units import format_size, parse_rate
+from pooldaemon.config_values import (
+    Problem,
+    Rate,
+    describe,
+    list_from_text,
+    load_context,
+    no_duplicates_any_case,
+    read_secret_file,
+)
+from pooldaemon.units import format_size
 
 NotifyEvent = Literal["done", "failed", "account", "disk"]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("done", "failed", "account", "disk")
@@ -42,40 +49,6 @@ DEFAULT_GIG_APPS = (
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_default=True, populate_by_name=True)
 
 
-def _got(value: object) -> str:
-    """A value as TOML would spell it, for the "(got …)" part of a message."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return str(value)
-    return "a table" if isinstance(value, dict) else type(value).__name__
-
-
-def _to_rate(value: object) -> int:
-    """A bandwidth: a size per second ("2 MiB", "2 MiB/s", "0" = unlimited), as bytes/s."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        return parse_rate(value)
-    raise ValueError(f"{_got(value)} is not a size (examples: 8 MiB, 512 KiB, 1 GiB)")
-
-
-def _no_duplicates(items: tuple[str, ...]) -> tuple[str, ...]:
-    seen: set[str] = set()
-    for item in items:
-        if item.lower() in seen:
-            raise ValueError(f'"{item}" is listed twice')
-        seen.add(item.lower())
-    return items
-
-
-def _list_from_text(value: object) -> object:
-    """An env override gives text: a JSON list, or comma-separated items (config.py's rule)."""
-    return list_from_text(value)
-
-
 def _urls_from_text(value: object) -> object:
     """An env override gives text: a JSON list, or URLs separated by spaces or newlines.
 
@@ -83,10 +56,7 @@ def _urls_from_text(value: object) -> object:
     """
     if isinstance(value, str) and not value.strip().startswith("["):
         return value.split()
-    return _list_from_text(value)
-
-
-Rate = Annotated[int, BeforeValidator(_to_rate)]
+    return list_from_text(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +90,9 @@ class NotifyConfig(BaseModel):
         BeforeValidator(_urls_from_text),
     ] = ()
     on: Annotated[
-        tuple[NotifyEvent, ...], BeforeValidator(_list_from_text), AfterValidator(_no_duplicates)
+        tuple[NotifyEvent, ...],
+        BeforeValidator(list_from_text),
+        AfterValidator(no_duplicates_any_case),
     ] = NOTIFY_EVENTS
     desktop: bool = True
 
@@ -153,10 +125,12 @@ def _executable(value: object) -> Path | None:
     if isinstance(value, Path):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be the absolute path of an executable (got {_got(value)})")
+        raise ValueError(f"must be the absolute path of an executable (got {describe(value)})")
     path = Path(value)
     if not path.is_absolute():
-        raise ValueError(f"must be an absolute path (got {_got(value)}); hooks run without a shell")
+        raise ValueError(
+            f"must be an absolute path (got {describe(value)}); hooks run without a shell"
+        )
     if not path.is_file():
         raise ValueError(f'"{path}" does not exist or is not a file')
     if not os.access(path, os.X_OK):
@@ -195,14 +169,14 @@ def _clock_time(value: object) -> time:
         and int(minutes) < 60
     ):
         return time(int(hours), int(minutes))
-    raise ValueError(f'must be a time of day as "HH:MM", 00:00 to 23:59 (got {_got(value)})')
+    raise ValueError(f'must be a time of day as "HH:MM", 00:00 to 23:59 (got {describe(value)})')
 
 
 def _day(value: object) -> str:
     text = value.strip().lower() if isinstance(value, str) else ""
     if text in DAYS:
         return text
-    raise ValueError(f"{_got(value)} is not a day (use {', '.join(DAYS)})")
+    raise ValueError(f"{describe(value)} is not a day (use {', '.join(DAYS)})")
 
 
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
@@ -214,7 +188,7 @@ class ScheduleWindow(BaseModel):
     model_config = _FROZEN
 
     days: Annotated[
-        tuple[Annotated[str, BeforeValidator(_day)], ...], AfterValidator(_no_duplicates)
+        tuple[Annotated[str, BeforeValidator(_day)], ...], AfterValidator(no_duplicates_any_case)
     ] = DAYS
     start: ClockTime = Field(validation_alias="from")
     end: ClockTime = Field(validation_alias="to")
@@ -255,8 +229,8 @@ class GigConfig(BaseModel):
 
     apps: Annotated[
         tuple[Annotated[str, AfterValidator(_app_name)], ...],
-        BeforeValidator(_list_from_text),
-        AfterValidator(_no_duplicates),
+        BeforeValidator(list_from_text),
+        AfterValidator(no_duplicates_any_case),
     ] = DEFAULT_GIG_APPS
     action: Literal["pause", "limit"] = "pause"
     bandwidth_limit_bps: Rate = Field(256 * 1024, validation_alias="bandwidth_limit")
@@ -276,7 +250,7 @@ class GigConfig(BaseModel):
 
 
 # [[schedule]] from the environment: a JSON list of tables.
-Schedule = Annotated[tuple[ScheduleWindow, ...], BeforeValidator(_list_from_text)]
+Schedule = Annotated[tuple[ScheduleWindow, ...], BeforeValidator(list_from_text)]
 
 #: The tables this module adds to the config, by TOML name (for config.py's key hints).
 SECTIONS: dict[str, type[BaseModel]] = {

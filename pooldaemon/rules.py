@@ -43,6 +43,7 @@ from pooldaemon.store.search import CatalogQuery, key_range, matching_tracks, sp
 from pooldaemon.store.search import search as search_catalog
 from pooldaemon.store.songs import Held, library_songs, track_song
 from pooldaemon.sync import Submit
+from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -141,11 +142,8 @@ class Rules:
         self._task = asyncio.create_task(self._midnights(), name="rules-midnight")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
 
     async def _midnights(self) -> None:
         """max_per_day: what waited starts when the local day changes."""

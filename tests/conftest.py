@@ -3,6 +3,7 @@ socket standing in for systemd's NOTIFY_SOCKET (RELIABILITY §4 harness notes, i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -13,13 +14,77 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    import aiohttp
+
+    from pooldaemon.config import Config
+    from pooldaemon.control.client import ControlClient
+    from pooldaemon.daemon import Daemon
+    from pooldaemon.pools.crateq import CrateQ
+    from pooldaemon.sim.crateq import CrateQSim
+    from pooldaemon.store.db import Store
+
+#: A CrateQ pool that is configured but offline (a closed port on loopback): nothing may reach
+#: for the network, yet the daemon starts with a pool to show.
+OFFLINE_CRATEQ = """
+[pools.crateq]
+type = "crateq"
+base_url = "http://127.0.0.1:9/api"
+api_key = "k-123456"
+username = "dj"
+password = "p-123456"
+"""
+
 #: Environment variables a test daemon must not inherit from whoever runs the tests.
 _SCRUB = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
+async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
+    """Wait until `check()` holds; the seconds it took; fails after `deadline_s`."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > deadline_s:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - start
+
+
+async def no_sleep(delay: float) -> None:
+    """Back-off is not slept in tests (passed where the code takes a sleep function)."""
+
+
+def crateq_adapter(
+    sim: CrateQSim,
+    session: aiohttp.ClientSession,
+    name: str = "crateq",
+    *,
+    rows: int = 100,
+    **config: object,
+) -> CrateQ:
+    """A CrateQ adapter on the simulator `sim` (`config`: more keys of its pool table), on the
+    sim's clock; back-off is not slept."""
+    from pooldaemon.pool_config import CrateQConfig
+    from pooldaemon.pools.crateq import CrateQ
+    from pooldaemon.pools.http import PoolHttp
+
+    table = {
+        "type": "crateq",
+        "base_url": sim.base_url,
+        "api_key": sim.api_key,
+        "username": sim.username,
+        "password": sim.password,
+        **config,
+    }
+    http = PoolHttp(session, name, sleep=no_sleep, timeout_s=10)
+    return CrateQ(
+        name, CrateQConfig.model_validate(table), http, clock=sim.clock, rows=rows, sleep=no_sleep
+    )
 
 
 def short_dir() -> Path:
@@ -69,6 +134,46 @@ class ConfigFactory:
     def cleanup(self) -> None:
         for directory in self._dirs:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def started_daemon(
+    tmp_path: Path, *tables: str, **daemon: object
+) -> AsyncIterator[tuple[Config, Daemon, ControlClient]]:
+    """A daemon started in this process, with a client on its socket.
+
+    Its library, drop folder and state live under `tmp_path`, its socket in a short directory;
+    `daemon` keys are added to [daemon] (strings are quoted), `tables` follow it (the
+    simulators' pool tables, [library], …). Stopped, and the socket's directory removed, after.
+    """
+    from pooldaemon.config import load_config
+    from pooldaemon.control.client import ControlClient
+    from pooldaemon.daemon import Daemon
+
+    sock_dir = short_dir()
+    values: dict[str, object] = {
+        "download_dir": str(tmp_path / "library"),
+        "drop_dir": str(tmp_path / "drop"),
+        "state_dir": str(tmp_path / "state"),
+        "socket_path": str(sock_dir / "c.sock"),
+        **daemon,
+    }
+    config_path = tmp_path / "config.toml"
+    lines = ["[daemon]", *(f"{key} = {_toml(value)}" for key, value in values.items()), ""]
+    config_path.write_text("\n".join([*lines, *tables]))
+    config_path.chmod(0o600)
+    (tmp_path / "library").mkdir()
+    try:
+        config = load_config(config_path, env={})
+        running = Daemon(config, env={})
+        await running.start()
+        try:
+            async with ControlClient(config.daemon.socket_path) as client:
+                yield config, running, client
+        finally:
+            await running.stop()
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def _toml(value: object) -> str:
@@ -281,6 +386,25 @@ def notify_receiver() -> Iterator[type[NotifyReceiver]]:
     yield _Receiver
     for receiver in made:
         receiver.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for talking to the simulators."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh state database in tmp_path, closed after the test."""
+    from pooldaemon.store.db import Store
+
+    db = await Store.open(tmp_path / "state.db")
+    yield db
+    await db.close()
 
 
 @pytest.fixture

@@ -13,17 +13,9 @@ from aiohttp import web
 
 from pooldaemon.alerts import Alerts, Timing, channel_name, desktop_url
 from pooldaemon.informed_config import NotifyConfig
+from tests.conftest import eventually
 
 FAST = Timing(batch_s=0.3, give_up_s=1.0, retry_s=0.05, send_timeout_s=0.5)
-
-
-async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 class Receiver:

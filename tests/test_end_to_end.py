@@ -6,20 +6,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pooldaemon.config import Config, load_config
+from pooldaemon.config import Config
 from pooldaemon.control.client import ControlClient, DaemonRefused
-from pooldaemon.daemon import Daemon
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.sim.promoonly import PromoOnlySim
+from tests.conftest import started_daemon
 
 UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 
@@ -50,42 +48,21 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    sock_dir = Path(tempfile.mkdtemp(prefix="pde2e-"))
     # Harvest starts with no favourites, so nothing downloads until a test marks some.
     async with (
         CrateQSim(records=300, seed="e2e") as crateq,
         PromoOnlySim(tracks=4) as promo,
         HarvestSim(seed="e2e", favourites=0) as harvest,
+        started_daemon(
+            tmp_path,
+            crateq.config_toml("crateq"),
+            promo.config_toml("promoonly"),
+            harvest.config_toml("harvest"),
+            chunk_size="256 KiB",
+            write_tags=False,
+        ) as (config, _, client),
     ):
-        config_path = tmp_path / "config.toml"
-        config_path.write_text(
-            "\n".join(
-                [
-                    "[daemon]",
-                    f"download_dir = {json.dumps(str(tmp_path / 'library'))}",
-                    f"drop_dir = {json.dumps(str(tmp_path / 'drop'))}",
-                    f"state_dir = {json.dumps(str(tmp_path / 'state'))}",
-                    f"socket_path = {json.dumps(str(sock_dir / 'c.sock'))}",
-                    'chunk_size = "256 KiB"',
-                    "write_tags = false",
-                    "",
-                    crateq.config_toml("crateq"),
-                    promo.config_toml("promoonly"),
-                    harvest.config_toml("harvest"),
-                ]
-            )
-        )
-        config_path.chmod(0o600)
-        (tmp_path / "library").mkdir()
-        config = load_config(config_path, env={})
-        daemon = Daemon(config, env={})
-        await daemon.start()
-        try:
-            async with ControlClient(config.daemon.socket_path) as client:
-                yield Running(config, client, crateq, harvest)
-        finally:
-            await daemon.stop()
-            shutil.rmtree(sock_dir, ignore_errors=True)
+        yield Running(config, client, crateq, harvest)
 
 
 async def test_queued_tracks_arrive_byte_identical_and_searchable(running: Running) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,20 +15,11 @@ import structlog
 
 from pooldaemon.governor import Governor, Throttle, local_zone, system_clock
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
+from tests.conftest import eventually
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MIB = 1024 * 1024
 KIB = 1024
-
-
-async def eventually(check: Callable[[], bool], deadline_s: float = 5.0) -> float:
-    """Wait until `check()` holds; returns the seconds it took; fails after `deadline_s`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 class Clock:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import structlog
 
 from pooldaemon.hooks import HookEvent, HookRunner
 from pooldaemon.informed_config import HooksConfig
+from tests.conftest import eventually
 
 BASE_ENV = {
     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -29,15 +29,6 @@ DONE = HookEvent(
     artist="Ärtist & Co",
     title='Title "$(touch pwned)"',
 )
-
-
-async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 def script(path: Path, body: str) -> Path:

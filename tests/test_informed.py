@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +12,7 @@ from pooldaemon.events import EventBus
 from pooldaemon.hooks import HookRunner
 from pooldaemon.informed import Informer
 from pooldaemon.informed_config import HooksConfig, NotifyConfig
-
-
-async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> None:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.01)
+from tests.conftest import eventually
 
 
 def job(job_id: int, state: str, **fields: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from typing import Any
 import mutagen.id3
 import pytest
 
-from pooldaemon.config import Config, load_config
+from pooldaemon.config import Config
 from pooldaemon.control.client import ControlClient
-from pooldaemon.daemon import Daemon
 from pooldaemon.sim.crateq import CrateQSim
+from tests.conftest import started_daemon
 
 EXIFTOOL = shutil.which("exiftool")
 FFPROBE = shutil.which("ffprobe")
@@ -33,39 +32,20 @@ _ALTERED = set('/\\<>:"|?*')
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Config, ControlClient, CrateQSim]]:
-    sock_dir = Path(tempfile.mkdtemp(prefix="pdnames-"))
-    async with CrateQSim(records=600, seed="names-e2e") as crateq:
-        config_path = tmp_path / "config.toml"
-        config_path.write_text(
-            "\n".join(
-                [
-                    "[daemon]",
-                    f"download_dir = {json.dumps(str(tmp_path / 'library'))}",
-                    f"drop_dir = {json.dumps(str(tmp_path / 'drop'))}",
-                    f"state_dir = {json.dumps(str(tmp_path / 'state'))}",
-                    f"socket_path = {json.dumps(str(sock_dir / 'c.sock'))}",
-                    'chunk_size = "256 KiB"',
-                    'min_free_space = "0"',
-                    "",
-                    "[web]",
-                    'listen = "127.0.0.1:0"',
-                    "",
-                    crateq.config_toml("crateq"),
-                ]
-            )
-        )
-        config_path.chmod(0o600)
-        (tmp_path / "library").mkdir()
-        config = load_config(config_path, env={})
+    async with (
+        CrateQSim(records=600, seed="names-e2e") as crateq,
+        started_daemon(
+            tmp_path,
+            "[web]",
+            'listen = "127.0.0.1:0"',
+            "",
+            crateq.config_toml("crateq"),
+            chunk_size="256 KiB",
+            min_free_space="0",
+        ) as (config, _, client),
+    ):
         assert config.daemon.write_tags  # the default
-        running = Daemon(config, env={})
-        await running.start()
-        try:
-            async with ControlClient(config.daemon.socket_path) as client:
-                yield config, client, crateq
-        finally:
-            await running.stop()
-            shutil.rmtree(sock_dir, ignore_errors=True)
+        yield config, client, crateq
 
 
 async def _settle(client: ControlClient, count: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from pooldaemon.models import Request, Track
 from pooldaemon.store import Store
 from pooldaemon.store import catalog as mirror
 from pooldaemon.store import jobs as store_jobs
-from tests.conftest import ConfigFactory, DaemonFactory, DaemonProcess
+from tests.conftest import OFFLINE_CRATEQ, ConfigFactory, DaemonFactory, DaemonProcess
 
 #: More than one page of the largest size, so that paging shows.
 JOBS = 620
@@ -27,15 +27,7 @@ TRACKS = 620
 #: Written independently of the code: the contract's one maximum page.
 MAXIMUM = 500
 
-POOLS = """
-[pools.crateq]
-type = "crateq"
-# A closed port on loopback: nothing here may reach for the network.
-base_url = "http://127.0.0.1:9/api"
-api_key = "k-123456"
-username = "dj"
-password = "p-123456"
-"""
+POOLS = OFFLINE_CRATEQ
 
 
 def _seed(state_dir: Path) -> None:

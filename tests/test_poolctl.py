@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import ConfigFactory, DaemonFactory, DaemonProcess, clean_env, short_dir
+from conftest import (
+    OFFLINE_CRATEQ,
+    ConfigFactory,
+    DaemonFactory,
+    DaemonProcess,
+    clean_env,
+    short_dir,
+)
 
 from pooldaemon.cli.poolctl import main as poolctl
 from pooldaemon.cli.render import WatchView, status_view
@@ -22,21 +29,16 @@ from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 
 HOW_TO_START = "Start it with `systemctl --user start pooldaemon` or `pooldaemon run`."
-POOLS = """
-[pools.crateq]
-type = "crateq"
-# A closed port on loopback: nothing here may reach for the network.
-base_url = "http://127.0.0.1:9/api"
-api_key = "k-123456"
-username = "dj"
-password = "p-123456"
-
+POOLS = (
+    OFFLINE_CRATEQ
+    + """
 [pools.promo]
 type = "promoonly"
 enabled = false
 email = "dj@example.com"
 password = "p-654321"
 """
+)
 
 
 def _seed_jobs(state_dir: Path) -> None:

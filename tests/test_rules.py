@@ -18,15 +18,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pooldaemon.config import CrateQConfig, DaemonConfig
+from pooldaemon.config import DaemonConfig
 from pooldaemon.config_rules import RuleConfig
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.errors import BadRequest, NotFound
 from pooldaemon.events import EventBus
 from pooldaemon.models import Request
 from pooldaemon.pools.base import PoolAdapter
-from pooldaemon.pools.crateq import CrateQ
-from pooldaemon.pools.http import PoolHttp
 from pooldaemon.rules import Rules, local_day
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.songkey import parse
@@ -34,26 +32,9 @@ from pooldaemon.store import rules as rule_rows
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, auto_download_jobs
+from tests.conftest import crateq_adapter
 
 RECORDS = 600
-
-
-async def no_sleep(delay: float) -> None:
-    """Back-off is not slept in tests."""
-
-
-def crateq_adapter(sim: CrateQSim, session: aiohttp.ClientSession, name: str = "crateq") -> CrateQ:
-    cfg = CrateQConfig.model_validate(
-        {
-            "type": "crateq",
-            "base_url": sim.base_url,
-            "api_key": sim.api_key,
-            "username": sim.username,
-            "password": sim.password,
-        }
-    )
-    http = PoolHttp(session, name, sleep=no_sleep, timeout_s=10)
-    return CrateQ(name, cfg, http, clock=sim.clock, rows=200, sleep=no_sleep)
 
 
 def rule(**fields: Any) -> RuleConfig:
@@ -125,19 +106,6 @@ class Harness:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "state.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[CrateQSim]:
     async with CrateQSim(records=RECORDS, seed="rules") as server:
         yield server
@@ -147,7 +115,9 @@ async def sim() -> AsyncIterator[CrateQSim]:
 async def harness(
     store: Store, session: aiohttp.ClientSession, sim: CrateQSim, tmp_path: Path
 ) -> AsyncIterator[Harness]:
-    h = Harness(store, session, {"crateq": crateq_adapter(sim, session)}, tmp_path, sim.clock)
+    h = Harness(
+        store, session, {"crateq": crateq_adapter(sim, session, rows=200)}, tmp_path, sim.clock
+    )
     yield h
     await h.stop()
 
@@ -395,7 +365,9 @@ async def test_max_per_day_waits_across_a_faked_midnight_and_a_restart(
     store: Store, session: aiohttp.ClientSession, sim: CrateQSim, tmp_path: Path
 ) -> None:
     now = [time.mktime((2026, 3, 1, 23, 0, 0, 0, 0, -1))]
-    h = Harness(store, session, {"crateq": crateq_adapter(sim, session)}, tmp_path, lambda: now[0])
+    h = Harness(
+        store, session, {"crateq": crateq_adapter(sim, session, rows=200)}, tmp_path, lambda: now[0]
+    )
     capped = rule(name="capped", max_per_day=3)
     rules = await h.start([capped])
     await h.sync()
@@ -582,8 +554,8 @@ async def test_the_same_song_from_two_pools_in_one_sync_comes_from_the_preferred
     """docs/reliability.md R2: pools synced together are one sync; prefer_pools decides."""
     async with CrateQSim(records=50, seed="one") as one, CrateQSim(records=50, seed="two") as two:
         adapters: dict[str, PoolAdapter] = {
-            "cq1": crateq_adapter(one, session, "cq1"),
-            "cq2": crateq_adapter(two, session, "cq2"),
+            "cq1": crateq_adapter(one, session, "cq1", rows=200),
+            "cq2": crateq_adapter(two, session, "cq2", rows=200),
         }
         h = Harness(store, session, adapters, tmp_path, one.clock)
         await h.start([rule(name="all")], prefer_pools=("cq2", "cq1"))

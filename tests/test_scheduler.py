@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,19 +14,13 @@ import pytest
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from pooldaemon.config import CrateQConfig
 from pooldaemon.events import EventBus
-from pooldaemon.pools.crateq import CrateQ
-from pooldaemon.pools.http import PoolHttp
 from pooldaemon.scheduler import PoolScheduler, jitter_for
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.store import pools as pool_rows
 from pooldaemon.store.db import Store
 from pooldaemon.sync import PoolSync
-
-
-async def no_sleep(delay: float) -> None:
-    """Back-off is not slept in tests."""
+from tests.conftest import crateq_adapter
 
 
 @pytest.fixture
@@ -36,36 +29,11 @@ async def sim() -> AsyncIterator[CrateQSim]:
         yield server
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "state.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def make_sync(
     sim: CrateQSim, session: aiohttp.ClientSession, store: Store, name: str = "crateq", **cfg: Any
 ) -> PoolSync:
-    config = CrateQConfig.model_validate(
-        {
-            "type": "crateq",
-            "base_url": sim.base_url,
-            "api_key": sim.api_key,
-            "username": sim.username,
-            "password": sim.password,
-            "catalog_interval": "6h",
-            "queue_interval": "2m",
-            **cfg,
-        }
-    )
-    http = PoolHttp(session, name, sleep=no_sleep, timeout_s=10)
-    adapter = CrateQ(name, config, http, clock=sim.clock, rows=100, sleep=no_sleep)
+    cfg = {"catalog_interval": "6h", "queue_interval": "2m", **cfg}
+    adapter = crateq_adapter(sim, session, name, **cfg)
     return PoolSync(name, adapter, store, EventBus(), clock=sim.clock)
 
 

@@ -28,6 +28,7 @@ from pooldaemon.store import queue as remote_queue
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, SyncCoordinator, auto_download_jobs
+from tests.conftest import crateq_adapter
 
 RECORDS = 300
 
@@ -44,10 +45,6 @@ class RecordingBus(EventBus):
         super().publish(kind, **fields)
 
 
-async def no_sleep(delay: float) -> None:
-    """Back-off is not slept in tests."""
-
-
 @pytest.fixture
 async def sim() -> AsyncIterator[CrateQSim]:
     async with CrateQSim(records=RECORDS, seed="sync") as server:
@@ -55,36 +52,8 @@ async def sim() -> AsyncIterator[CrateQSim]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "state.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
 def bus() -> RecordingBus:
     return RecordingBus()
-
-
-def make_adapter(sim: CrateQSim, session: aiohttp.ClientSession, **config: Any) -> CrateQ:
-    cfg = CrateQConfig.model_validate(
-        {
-            "type": "crateq",
-            "base_url": sim.base_url,
-            "api_key": sim.api_key,
-            "username": sim.username,
-            "password": sim.password,
-            **config,
-        }
-    )
-    http = PoolHttp(session, "crateq", sleep=no_sleep, timeout_s=10)
-    return CrateQ("crateq", cfg, http, clock=sim.clock, rows=100, sleep=no_sleep)
 
 
 class Handed:
@@ -110,7 +79,7 @@ def syncer(
     bus: RecordingBus,
     handed: Handed,
 ) -> PoolSync:
-    return PoolSync("crateq", make_adapter(sim, session), store, bus, handed, clock=sim.clock)
+    return PoolSync("crateq", crateq_adapter(sim, session), store, bus, handed, clock=sim.clock)
 
 
 async def live_ids(store: Store) -> set[str]:
@@ -339,7 +308,7 @@ async def test_without_auto_download_nothing_is_handed_over(
     sim: CrateQSim, session: aiohttp.ClientSession, store: Store, bus: RecordingBus
 ) -> None:
     handed = Handed()
-    adapter = make_adapter(sim, session, auto_download=False)
+    adapter = crateq_adapter(sim, session, auto_download=False)
     sync = PoolSync("crateq", adapter, store, bus, handed, clock=sim.clock)
     sim.add_to_queue(sim.catalog.ids()[:2])
     assert await sync.sync_queue() == 2
@@ -353,7 +322,7 @@ async def test_the_default_hand_over_creates_auto_jobs_without_duplicates(
     bus: RecordingBus,
     tmp_path: Path,
 ) -> None:
-    adapter = make_adapter(sim, session)
+    adapter = crateq_adapter(sim, session)
     # Every job goes through the engine (not started: only its submit is used here).
     config = DaemonConfig.model_validate({"download_dir": str(tmp_path / "library")})
     engine = Engine(store, session, {"crateq": adapter}, config, bus)
@@ -387,7 +356,7 @@ async def test_a_failed_hand_over_is_retried_next_time(
         if len(calls) == 1:
             raise RuntimeError("engine not ready")
 
-    sync = PoolSync("crateq", make_adapter(sim, session), store, bus, flaky)
+    sync = PoolSync("crateq", crateq_adapter(sim, session), store, bus, flaky)
     sim.add_to_queue(sim.catalog.ids()[:2])
     with pytest.raises(RuntimeError):
         await sync.sync_queue()
@@ -426,9 +395,9 @@ async def test_lookups_are_stored(syncer: PoolSync, store: Store) -> None:
 async def test_saved_tokens_are_used_after_a_restart(
     sim: CrateQSim, session: aiohttp.ClientSession, store: Store, bus: RecordingBus
 ) -> None:
-    await PoolSync("crateq", make_adapter(sim, session), store, bus).sync_queue()
+    await PoolSync("crateq", crateq_adapter(sim, session), store, bus).sync_queue()
     assert sim.calls["Auth/Login"] == 1
-    restarted = PoolSync("crateq", make_adapter(sim, session), store, bus)
+    restarted = PoolSync("crateq", crateq_adapter(sim, session), store, bus)
     await restarted.sync_queue()
     assert sim.calls["Auth/Login"] == 1
     await restarted.renew_token()
@@ -508,7 +477,7 @@ async def test_coordinator_serves_the_daemons_sync_port(
         submitted.append((request.ref, origin))
         return {"id": len(submitted)}
 
-    coordinator = SyncCoordinator({"crateq": make_adapter(sim, session)}, store, bus, submit)
+    coordinator = SyncCoordinator({"crateq": crateq_adapter(sim, session)}, store, bus, submit)
     await coordinator.start()
     media_id = sim.catalog.ids()[30]
     sim.add_to_queue([media_id])
@@ -541,7 +510,7 @@ class EagerOffload(Offload):
 async def test_a_sync_decoded_in_a_worker_process_mirrors_the_pool_the_same(
     sim: CrateQSim, session: aiohttp.ClientSession, store: Store, bus: RecordingBus
 ) -> None:
-    adapter = make_adapter(sim, session)
+    adapter = crateq_adapter(sim, session)
     adapter.offload_after = 1
     sync = PoolSync("crateq", adapter, store, bus, clock=sim.clock, offload=EagerOffload)
     EagerOffload.workers = []
@@ -584,7 +553,7 @@ async def test_a_pass_cancelled_while_its_worker_decodes_stops_the_worker_and_lo
                 await asyncio.Event().wait()
             return await super().run(fn, *args)
 
-    adapter = make_adapter(sim, session)
+    adapter = crateq_adapter(sim, session)
     adapter.offload_after = 1
     sync = PoolSync("crateq", adapter, store, bus, clock=sim.clock, offload=Stuck)
     EagerOffload.workers = []

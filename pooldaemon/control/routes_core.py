@@ -9,7 +9,15 @@ from aiohttp import web
 
 from pooldaemon import search
 from pooldaemon.control.services import JOB_ACTIONS
-from pooldaemon.control.wire import Routes, json_line, json_response, json_type, path_job_id
+from pooldaemon.control.wire import (
+    Routes,
+    json_line,
+    json_response,
+    json_type,
+    path_job_id,
+    single_query,
+    state_param,
+)
 from pooldaemon.errors import BadRequest
 from pooldaemon.models import JobState
 
@@ -50,15 +58,7 @@ class CoreRoutes(Routes):
         return json_response(await self.services.sync(request.match_info["pool"], full))
 
     async def _catalog(self, request: web.Request) -> web.Response:
-        params: dict[str, str] = {}
-        for key in request.query:
-            if key not in CATALOG_PARAMS:
-                known = ", ".join(sorted(CATALOG_PARAMS))
-                raise BadRequest(f"unknown query parameter {key!r} (known: {known})")
-            values = request.query.getall(key)
-            if len(values) > 1:
-                raise BadRequest(f"query parameter {key!r} given {len(values)} times")
-            params[key] = values[0]
+        params = single_query(request, CATALOG_PARAMS)
         answer = await self.services.search(params)
         try:
             # Tracks hold only JSON's own types and no free-text field (_FREE_TEXT_KEYS): the
@@ -75,11 +75,7 @@ class CoreRoutes(Routes):
             raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
         # docs/interface.md §12: paged like the catalog; without `limit`, the largest page.
         limit, offset = search.parse_page(request.query, default_limit=search.MAX_LIMIT)
-        state = request.query.get("state") or None
-        if state is not None and state not in {s.value for s in JobState}:
-            raise BadRequest(
-                f"unknown job state {state!r} (states: {', '.join(s.value for s in JobState)})"
-            )
+        state = state_param(request.query.get("state"), JobState, "job")
         pool = request.query.get("pool") or None
         return json_response(await self.services.list_jobs(state, pool, limit, offset))
 

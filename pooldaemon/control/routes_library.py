@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from pooldaemon import search
-from pooldaemon.control.wire import Routes, json_response, single_query, whole
+from pooldaemon.control.wire import Routes, json_response, single_query, state_param, whole
 from pooldaemon.errors import BadRequest
 from pooldaemon.models import LibraryState
 
@@ -37,10 +37,7 @@ class LibraryRoutes(Routes):
 
     async def _library(self, request: web.Request) -> web.Response:
         query = single_query(request, LIBRARY_PARAMS)
-        state = query.get("state") or None
-        if state is not None and state not in {s.value for s in LibraryState}:
-            known = ", ".join(s.value for s in LibraryState)
-            raise BadRequest(f"unknown library state {state!r} (states: {known})")
+        state = state_param(query.get("state"), LibraryState, "library")
         limit, offset = search.parse_page(query, default_limit=LIBRARY_LIMIT)
         answer = await self.services.library(
             state=state,

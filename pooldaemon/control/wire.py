@@ -4,6 +4,7 @@ bodies and query parameters; shared by the socket's routes and the dashboard's A
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 from collections.abc import Set
 from typing import Any
@@ -142,6 +143,16 @@ def single_query(request: web.Request, known: Set[str]) -> dict[str, str]:
             raise BadRequest(f"query parameter {key!r} given {len(values)} times")
         params[key] = values[0]
     return params
+
+
+def state_param(text: str | None, states: type[enum.StrEnum], what: str) -> str | None:
+    """A `state` query value, one of `states` (None when not given); `what` names them."""
+    if not text:
+        return None
+    if text not in {s.value for s in states}:
+        known = ", ".join(s.value for s in states)
+        raise BadRequest(f"unknown {what} state {text!r} (states: {known})")
+    return text
 
 
 def whole(text: str | None, key: str, default: int) -> int:

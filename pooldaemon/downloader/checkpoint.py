@@ -11,7 +11,6 @@ durable before the record claims it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from pooldaemon.downloader.workfile import ChunkWriter, SharedFd, datasync
 from pooldaemon.log import get_logger
 from pooldaemon.store import parts as store_parts
 from pooldaemon.store.db import Store
+from pooldaemon.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from pooldaemon.downloader.part import PartRun
@@ -80,10 +80,7 @@ class Checkpointer:
     async def close(self) -> None:
         """Stop the timer (streams checkpoint themselves when they are cancelled)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([task])
 
     async def _loop(self) -> None:
         while self._streams:

@@ -64,7 +64,7 @@ from pooldaemon.store import parts as store_parts
 from pooldaemon.store import pools as store_pools
 from pooldaemon.store.db import Store
 
-if TYPE_CHECKING:  # only attributes are read: a light config object serves the crash driver
+if TYPE_CHECKING:
     from pooldaemon.config import DaemonConfig
 
 log = get_logger(__name__)

@@ -54,7 +54,7 @@ from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store.db import Store, uncancelled
 
-if TYPE_CHECKING:  # only attributes are read: a light config object serves the crash driver
+if TYPE_CHECKING:
     from pooldaemon.config import DaemonConfig
 
 log = get_logger(__name__)

@@ -1,6 +1,6 @@
 """Pages of the job list for the API: `limit`/`offset` and the `total` they are cut from.
 
-Kept beside store/jobs.py (all other job SQL) so the paged read merges without touching it.
+Kept beside store/jobs.py (all other job SQL), whose filter by state and pool it shares.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooldaemon.store.db import Store
-from pooldaemon.store.jobs import JOB_COLUMNS, job_dict
+from pooldaemon.store.jobs import JOB_COLUMNS, job_dict, jobs_filter
 
 
 async def page_jobs(
@@ -20,14 +20,7 @@ async def page_jobs(
     offset: int = 0,
 ) -> tuple[int, list[dict[str, Any]]]:
     """(total, one page of jobs newest first)."""
-    where, params = [], []
-    if state:
-        where.append("state = ?")
-        params.append(state)
-    if pool:
-        where.append("pool = ?")
-        params.append(pool)
-    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    clause, params = jobs_filter(state, pool)
     # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()), last,
     # since job_dict reads the job's columns by position.
     # On the searches' connection, like the status counts: never behind a sync's writes.

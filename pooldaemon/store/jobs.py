@@ -162,9 +162,8 @@ async def get_job(store: Store, job_id: int) -> dict[str, Any]:
     return (await load_job(store, job_id)).to_api()
 
 
-async def list_jobs(
-    store: Store, *, state: str | None = None, pool: str | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
+def jobs_filter(state: str | None, pool: str | None) -> tuple[str, list[str]]:
+    """The WHERE clause ("" when none) and its parameters for a job list by state and pool."""
     where, params = [], []
     if state:
         where.append("state = ?")
@@ -172,11 +171,16 @@ async def list_jobs(
     if pool:
         where.append("pool = ?")
         params.append(pool)
-    sql = f"SELECT {JOB_COLUMNS} FROM jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT ?"
-    rows = await store.fetchall(sql, (*params, limit))
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+async def list_jobs(
+    store: Store, *, state: str | None = None, pool: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    clause, params = jobs_filter(state, pool)
+    rows = await store.fetchall(
+        f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?", (*params, limit)
+    )
     return [job_dict(r) for r in rows]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from pooldaemon.control.server import json_line
 from pooldaemon.events import EventBus
+from pooldaemon.tasks import cancel_and_wait
 
 #: Events a tab may have waiting; progress comes at most 4×/s per job.
 QUEUE_EVENTS = 64
@@ -113,11 +114,7 @@ class SseHub:
         for client in self._clients:
             client.close()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator[Client]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +19,11 @@ from rich.console import Console, RenderableType
 
 from pooldaemon.cli import render
 from pooldaemon.cli.poolctl import main as poolctl
-from pooldaemon.config import load_config
 from pooldaemon.control.client import ControlClient
-from pooldaemon.daemon import Daemon
 from pooldaemon.log import configure_logging
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.harvest import HarvestSim
+from tests.conftest import started_daemon
 
 WIDTHS = (60, 80, 100)
 #: The box rule rich opens each table row with.
@@ -258,47 +255,28 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    sock_dir = Path(tempfile.mkdtemp(prefix="pdrender-"))
-    async with (
-        CrateQSim(records=400, seed="render") as crateq,
-        HarvestSim(seed="render", favourites=2) as harvest,
-    ):
-        crateq.add_to_queue(crateq.catalog.ids()[:2])
-        config_path = tmp_path / "config.toml"
-        config_path.write_text(
-            "\n".join(
-                [
-                    "[daemon]",
-                    f"download_dir = {json.dumps(str(tmp_path / 'library'))}",
-                    f"drop_dir = {json.dumps(str(tmp_path / 'drop'))}",
-                    f"state_dir = {json.dumps(str(tmp_path / 'state'))}",
-                    f"socket_path = {json.dumps(str(sock_dir / 'c.sock'))}",
-                    "write_tags = false",
-                    "",
-                    crateq.config_toml("crateq"),
-                    harvest.config_toml("harvest"),
-                ]
-            )
-        )
-        config_path.chmod(0o600)
-        (tmp_path / "library").mkdir()
-        config = load_config(config_path, env={})
-        # poolctl runs in this process: the daemon's log must not land in its output.
-        saved = structlog.get_config()
-        log_file = (tmp_path / "pooldaemon.log").open("w", encoding="utf-8")
-        configure_logging("json", stream=log_file)
-        daemon = Daemon(config, env={})
-        await daemon.start()
-        try:
-            async with ControlClient(config.daemon.socket_path) as client:
+    # poolctl runs in this process: the daemon's log must not land in its output.
+    saved = structlog.get_config()
+    log_file = (tmp_path / "pooldaemon.log").open("w", encoding="utf-8")
+    configure_logging("json", stream=log_file)
+    try:
+        async with (
+            CrateQSim(records=400, seed="render") as crateq,
+            HarvestSim(seed="render", favourites=2) as harvest,
+        ):
+            crateq.add_to_queue(crateq.catalog.ids()[:2])
+            async with started_daemon(
+                tmp_path,
+                crateq.config_toml("crateq"),
+                harvest.config_toml("harvest"),
+                write_tags=False,
+            ) as (config, _, client):
                 for pool in ("crateq", "harvest"):
                     await client.post(f"/v1/pools/{pool}/sync", {"full": True})
                 yield Running(client, config.daemon.socket_path, harvest)
-        finally:
-            await daemon.stop()
-            structlog.configure(**saved)
-            log_file.close()
-            shutil.rmtree(sock_dir, ignore_errors=True)
+    finally:
+        structlog.configure(**saved)
+        log_file.close()
 
 
 async def poolctl_at(width: int, *args: str) -> Result:

@@ -210,12 +210,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 def library(tmp_path: Path) -> Path:
     path = tmp_path / "library"
     path.mkdir()
@@ -411,13 +405,3 @@ class HeldThreads(ThreadPoolExecutor):
         self._open.wait()
         with self._lock:
             self._busy -= 1
-
-
-async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
-    """Wait until `check()` holds; the seconds it took."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.005)
-    return time.monotonic() - start

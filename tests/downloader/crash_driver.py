@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from pooldaemon.daemon_config import DaemonConfig
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.drop.parse import SubmitOutcome
 from pooldaemon.drop.watcher import DropWatcher
@@ -32,26 +32,23 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store
 
+#: Where the driver's [daemon] differs from the daemon's defaults: no speed floor or free-space
+#: reserve (the tests' servers are slowed on purpose, their disks small), untagged files.
+DRIVER_DEFAULTS: dict[str, Any] = {
+    "speed_floor_bps": 0,
+    "min_free_space_bytes": 0,
+    "write_tags": False,
+    "file_template": "{pool}/{artist} - {title}",
+}
 
-@dataclass
-class DriverConfig:
-    """The [daemon] settings the engine reads (pydantic stays out: a quicker restart)."""
 
-    download_dir: Path
-    chunk_size_bytes: int = 8 << 20
-    connections_per_download: int = 4
-    max_active_downloads: int = 3
-    bandwidth_limit_bps: int = 0
-    stall_timeout_s: float = 30.0
-    speed_floor_bps: int = 0
-    speed_grace_s: float = 20.0
-    min_free_space_bytes: int = 0
-    max_attempts: int = 5
-    write_tags: bool = False
-    file_template: str = "{pool}/{artist} - {title}"
-    max_extract_size_bytes: int = 8 << 30
-    max_extract_entries: int = 10_000
-    max_extract_ratio: float = 100.0
+def driver_config(library: Path, overrides: dict[str, Any]) -> DaemonConfig:
+    """The daemon's own [daemon] defaults, with the driver's and the spec's (attribute names)."""
+    unknown = set(overrides) - set(DaemonConfig.model_fields)
+    if unknown:
+        raise SystemExit(f"spec: no [daemon] setting named {', '.join(sorted(unknown))}")
+    base = DaemonConfig.model_validate({"download_dir": str(library)})
+    return base.model_copy(update={**DRIVER_DEFAULTS, **overrides})
 
 
 class SpecPool(PoolAdapter):
@@ -110,7 +107,7 @@ async def main(spec_path: Path) -> int:
     spec = json.loads(spec_path.read_text())
     configure_logging("json", stream=sys.stderr)
     store = await Store.open(Path(spec["state"]))
-    config = DriverConfig(download_dir=Path(spec["library"]), **spec["config"])
+    config = driver_config(Path(spec["library"]), spec["config"])
     try:
         async with aiohttp.ClientSession() as session:
             pool = SpecPool(session, spec["items"], spec_path)

@@ -20,6 +20,7 @@ from pooldaemon.governor import Governor
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
 from pooldaemon.sim.media import MediaStore
 from pooldaemon.store import jobs as store_jobs
+from tests.conftest import eventually
 
 from .conftest import (
     CHUNK,
@@ -28,7 +29,6 @@ from .conftest import (
     HeldThreads,
     PartSpec,
     ServerFactory,
-    eventually,
     make_config,
     requested_ranges,
 )

@@ -6,8 +6,7 @@ import asyncio
 import time
 
 from pooldaemon.downloader.ratelimit import FairBucket
-
-from .conftest import eventually
+from tests.conftest import eventually
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pooldaemon.downloader.workfile import ChunkWriter, SharedFd, part_file_name
+from tests.conftest import eventually
 
-from .conftest import HeldThreads, eventually
+from .conftest import HeldThreads
 
 
 def test_part_file_names_are_safe_and_distinct() -> None:

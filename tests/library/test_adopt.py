@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ SIX_SECONDS = 96_000 + 10
 
 async def no_submit(request: Request, origin: str, **_: Any) -> dict[str, Any]:
     raise AssertionError("adopting never downloads")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.db")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def fingerprint(root: Path) -> dict[bytes, tuple[str, int]]:

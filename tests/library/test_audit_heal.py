@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +13,10 @@ from typing import Any
 import pytest
 from mutagen.id3 import GEOB, ID3, TIT2
 
-from pooldaemon.config import Config, load_config
+from pooldaemon.config import Config
 from pooldaemon.control.client import ControlClient
-from pooldaemon.daemon import Daemon
 from pooldaemon.sim.promoonly import PromoOnlySim
+from tests.conftest import started_daemon
 
 UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 
@@ -51,36 +48,13 @@ class Running:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    sock_dir = Path(tempfile.mkdtemp(prefix="pdlib-"))
-    async with PromoOnlySim(tracks=4, seed="heal") as sim:
-        config_path = tmp_path / "config.toml"
-        config_path.write_text(
-            "\n".join(
-                [
-                    "[daemon]",
-                    f"download_dir = {json.dumps(str(tmp_path / 'library'))}",
-                    f"drop_dir = {json.dumps(str(tmp_path / 'drop'))}",
-                    f"state_dir = {json.dumps(str(tmp_path / 'state'))}",
-                    f"socket_path = {json.dumps(str(sock_dir / 'c.sock'))}",
-                    "",
-                    sim.config_toml("promoonly"),
-                    "",
-                    "[library]",
-                    'missing = "deleted"',
-                ]
-            )
-        )
-        config_path.chmod(0o600)
-        (tmp_path / "library").mkdir()
-        config = load_config(config_path, env={})
-        daemon = Daemon(config, env={})
-        await daemon.start()
-        try:
-            async with ControlClient(config.daemon.socket_path) as client:
-                yield Running(config, client, sim)
-        finally:
-            await daemon.stop()
-            shutil.rmtree(sock_dir, ignore_errors=True)
+    async with (
+        PromoOnlySim(tracks=4, seed="heal") as sim,
+        started_daemon(
+            tmp_path, sim.config_toml("promoonly"), "", "[library]", 'missing = "deleted"'
+        ) as (config, _, client),
+    ):
+        yield Running(config, client, sim)
 
 
 def flip(path: Path) -> None:

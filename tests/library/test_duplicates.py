@@ -5,9 +5,6 @@ docs/reliability.md R2): automatic fetches skip what the library or another pool
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from pooldaemon.config import load_config
 from pooldaemon.control.client import ControlClient
 from pooldaemon.daemon import Daemon
 from pooldaemon.downloader import dupes
@@ -24,6 +20,7 @@ from pooldaemon.models import Request
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.sim.promoonly import PromoOnlySim
+from tests.conftest import started_daemon
 
 UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 
@@ -50,42 +47,21 @@ class Pools:
 
 @pytest.fixture
 async def pools(tmp_path: Path) -> AsyncIterator[Pools]:
-    sock_dir = Path(tempfile.mkdtemp(prefix="pddup-"))
     async with (
         CrateQSim(records=200, seed="dupes") as crateq,
         HarvestSim() as harvest,
         PromoOnlySim(tracks=2) as promo,
+        started_daemon(
+            tmp_path,
+            crateq.config_toml("crateq"),
+            harvest.config_toml("harvest"),
+            promo.config_toml("promoonly"),
+            "",
+            "[library]",
+            'prefer_pools = ["harvest", "crateq", "promoonly"]',
+        ) as (_, daemon, client),
     ):
-        config_path = tmp_path / "config.toml"
-        config_path.write_text(
-            "\n".join(
-                [
-                    "[daemon]",
-                    f"download_dir = {json.dumps(str(tmp_path / 'library'))}",
-                    f"drop_dir = {json.dumps(str(tmp_path / 'drop'))}",
-                    f"state_dir = {json.dumps(str(tmp_path / 'state'))}",
-                    f"socket_path = {json.dumps(str(sock_dir / 'c.sock'))}",
-                    "",
-                    crateq.config_toml("crateq"),
-                    harvest.config_toml("harvest"),
-                    promo.config_toml("promoonly"),
-                    "",
-                    "[library]",
-                    'prefer_pools = ["harvest", "crateq", "promoonly"]',
-                ]
-            )
-        )
-        config_path.chmod(0o600)
-        (tmp_path / "library").mkdir()
-        config = load_config(config_path, env={})
-        daemon = Daemon(config, env={})
-        await daemon.start()
-        try:
-            async with ControlClient(config.daemon.socket_path) as client:
-                yield Pools(daemon, client, crateq, harvest, promo)
-        finally:
-            await daemon.stop()
-            shutil.rmtree(sock_dir, ignore_errors=True)
+        yield Pools(daemon, client, crateq, harvest, promo)
 
 
 async def test_one_copy_of_a_song_across_pools(pools: Pools) -> None:

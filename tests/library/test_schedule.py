@@ -4,7 +4,6 @@ with every audit (docs/interface.md §8). Nothing sleeps: jobs are read and call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ from pooldaemon.store import library as store_library
 
 async def no_submit(request: Request, origin: str, **_: Any) -> dict[str, Any]:
     raise AssertionError("nothing is downloaded here")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "state.db")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_the_audit_runs_every_audit_interval_and_never_with_zero(store: Store) -> None:

@@ -25,24 +25,15 @@ from pooldaemon.pools.crateq import AUTH_LIFETIME_S, CrateQ
 from pooldaemon.pools.crateq_wire import check_envelope, jwt_expiry, parse_length, parse_size
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.crateq import CrateQSim
+from tests.conftest import no_sleep
 
 RECORDS = 250
-
-
-async def no_sleep(delay: float) -> None:
-    """Back-off delays are recorded by the sim's clock, never slept (STYLE habit 11)."""
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[CrateQSim]:
     async with CrateQSim(records=RECORDS, seed="adapter") as server:
         yield server
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def config_for(sim: CrateQSim, **overrides: Any) -> CrateQConfig:

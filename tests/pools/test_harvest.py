@@ -31,12 +31,6 @@ Factory = Callable[..., Awaitable[Pair]]
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 async def harvest(session: aiohttp.ClientSession) -> AsyncIterator[Factory]:
     """`await harvest(wire=…, sim={…}, **config)` → a started simulator and an adapter on it."""
     started: list[HarvestSim] = []

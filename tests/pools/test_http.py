@@ -93,12 +93,6 @@ async def origin() -> AsyncIterator[Origin]:
     await server.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 class Sleeps:
     """Records the delays PoolHttp asks for instead of sleeping (tests never sleep)."""
 

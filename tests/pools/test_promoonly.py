@@ -52,12 +52,6 @@ async def sim() -> AsyncIterator[PromoOnlySim]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def make_config(sim: PromoOnlySim, *, fixed: bool = False, **extra: Any) -> PromoOnlyConfig:
     data: dict[str, Any] = {
         "type": "promoonly",

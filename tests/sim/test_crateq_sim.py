@@ -33,12 +33,6 @@ async def sim() -> AsyncIterator[CrateQSim]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 async def login(sim: CrateQSim, session: aiohttp.ClientSession) -> str:
     async with session.post(
         f"{sim.base_url}/Auth/Login",

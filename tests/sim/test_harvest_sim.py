@@ -6,7 +6,6 @@ import io
 import json
 import stat
 import zipfile
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,12 +16,6 @@ import pytest
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.sim.harvest_library import Package
 from pooldaemon.sim.media import aiff_bytes
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def _sim(**kwargs: Any) -> HarvestSim:

@@ -19,12 +19,6 @@ async def sim() -> AsyncIterator[PromoOnlySim]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def bearer(user_id: int, token: str) -> dict[str, str]:
     pair = base64.b64encode(f"{user_id}:{token}".encode()).decode()
     return {"Authorization": f"Bearer {pair}"}

@@ -11,16 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import ConfigFactory, DaemonFactory, clean_env
+from conftest import OFFLINE_CRATEQ, ConfigFactory, DaemonFactory, clean_env
 
-POOL = """
-[pools.crateq]
-type = "crateq"
-base_url = "http://127.0.0.1:9/api"
-api_key = "k-123456"
-username = "dj"
-password = "p-123456"
-"""
+POOL = OFFLINE_CRATEQ
 
 
 def poolctl(socket_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -10,12 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from pooldaemon.cli.render.table import (
-    STATE_STYLES,
     Cell,
     Col,
     FitTable,
     fmt_ago,
     fmt_size,
+    state_counts,
     state_text,
     text_or_dash,
 )
@@ -24,15 +24,7 @@ from pooldaemon.cli.render.table import (
 def library_summary(data: dict[str, Any]) -> Text:
     """The library's line in `poolctl status` and under `poolctl library`: entries by state,
     the last audit."""
-    line = Text("library: ")
-    states = [(state, n) for state, n in (data.get("states") or {}).items() if n]
-    if not states:
-        line.append("empty")
-    for i, (state, n) in enumerate(states):
-        if i:
-            line.append(", ")
-        line.append(f"{n} ", style="bold")
-        line.append(state, style=STATE_STYLES.get(state, ""))
+    line = state_counts("library: ", data.get("states"), "empty")
     audit = data.get("last_audit")
     if audit:
         kind = "full audit" if audit.get("full") else "audit"

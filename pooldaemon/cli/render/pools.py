@@ -10,13 +10,13 @@ from rich.text import Text
 from pooldaemon.cli.render.jobs import throttle_line
 from pooldaemon.cli.render.library import library_summary
 from pooldaemon.cli.render.table import (
-    STATE_STYLES,
     Cell,
     Col,
     FitTable,
     fmt_ago,
     fmt_duration,
     fmt_rate,
+    state_counts,
     text_or_dash,
 )
 
@@ -60,16 +60,7 @@ def status_view(data: dict[str, Any]) -> RenderableType:
         Col("last error", shrink_to=16),
     )
     pools = FitTable(columns, rows, title="pools")
-    counts = data.get("jobs", {})
-    jobs = Text("jobs: ")
-    shown = [(state, n) for state, n in counts.items() if n]
-    if not shown:
-        jobs.append("none")
-    for i, (state, n) in enumerate(shown):
-        if i:
-            jobs.append(", ")
-        jobs.append(f"{n} ", style="bold")
-        jobs.append(state, style=STATE_STYLES.get(state, ""))
+    jobs = state_counts("jobs: ", data.get("jobs"), "none")
     parts: list[RenderableType] = [head, *([throttle] if throttle else []), pools, jobs]
     if data.get("library"):
         parts.append(library_summary(data["library"]))

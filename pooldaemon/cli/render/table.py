@@ -73,6 +73,20 @@ def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 
+def state_counts(label: str, counts: dict[str, int] | None, empty: str) -> Text:
+    """`label` then "N state" for each state with entries, comma-separated, or `empty`."""
+    line = Text(label)
+    shown = [(state, n) for state, n in (counts or {}).items() if n]
+    if not shown:
+        line.append(empty)
+    for i, (state, n) in enumerate(shown):
+        if i:
+            line.append(", ")
+        line.append(f"{n} ", style="bold")
+        line.append(state, style=STATE_STYLES.get(state, ""))
+    return line
+
+
 def text_or_dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
