@@ -153,12 +153,13 @@ class Config(BaseModel):
         return {name: pool for name, pool in self.pools.items() if pool.enabled}
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, longest first, for the log redactor (RELIABILITY S3)."""
+        """Every configured secret value, longest first, for the log redactor (docs/reliability.md
+        S3)."""
         found: set[str] = set()
         for pool in self.pools.values():
             found.update(pool.secret_values())
             if isinstance(pool, PromoOnlyConfig) and pool.user_id is not None and pool.token:
-                # CONTRACT §6: the Bearer value is Base64(userid:token); redact it too.
+                # docs/interface.md §6: the Bearer value is Base64(userid:token); redact it too.
                 pair = f"{pool.user_id}:{pool.token.get_secret_value()}"
                 found.add(base64.b64encode(pair.encode()).decode())
         found.update(self.notify.url_values())
@@ -199,7 +200,8 @@ def _env_tables(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def resolve_config_path(path: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """CONTRACT §1: `--config`, else $POOLDAEMON_CONFIG, else the user config dir's file."""
+    """docs/interface.md §1: `--config`, else $POOLDAEMON_CONFIG, else the user config dir's
+    file."""
     environ = os.environ if env is None else env
     if path is None and environ.get(CONFIG_PATH_VAR, "").strip():
         path = Path(environ[CONFIG_PATH_VAR].strip())

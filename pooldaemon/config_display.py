@@ -156,7 +156,7 @@ def _ignored_keys(cfg: Config) -> list[str]:
 
 
 def config_warnings(cfg: Config, path: Path | None = None) -> list[str]:
-    """What `check-config` warns of: keys a pool type ignores, and (RELIABILITY S3) a config
+    """What `check-config` warns of: keys a pool type ignores, and (docs/reliability.md S3) a config
     file with secrets that others can read or own."""
     warnings = _ignored_keys(cfg)
     path = path or cfg.path

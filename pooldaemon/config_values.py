@@ -111,7 +111,7 @@ def _nonempty_secret(value: SecretStr) -> SecretStr:
 
 def _http_url(value: str) -> str:
     if not re.match(r"https?://[^/\s?#]+", value) or any(c.isspace() for c in value):
-        # RELIABILITY S3: a URL may carry "user:password@"; echo it only when it cannot.
+        # docs/reliability.md S3: a URL may carry "user:password@"; echo it only when it cannot.
         got = "" if "@" in value else f" (got {describe(value)})"
         raise ValueError(f"must be an http:// or https:// URL{got}")
     return value.rstrip("/")
@@ -198,7 +198,8 @@ class Problem(ValueError):
 
 
 def read_secret_file(key: str, value: object, env: Mapping[str, str], base_dir: Path) -> str:
-    """CONTRACT §2: `<key>_file = "path"` holds the secret; a trailing newline is not part of it."""
+    """docs/interface.md §2: `<key>_file = "path"` holds the secret; a trailing newline is not part
+    of it."""
     file_key = f"{key}_file"
     try:
         path = expand_path(value, env, base_dir)

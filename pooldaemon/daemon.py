@@ -1,4 +1,4 @@
-"""The daemon's lifecycle: the only module that sees everything (STYLE habit 8).
+"""The daemon's lifecycle: the only module that sees everything.
 
 config → lock → store → one shared HTTP session → components (wiring.py) → control socket →
 READY=1. SIGTERM/SIGINT: STOPPING=1, close the socket, stop the components in reverse order
@@ -43,7 +43,7 @@ from pooldaemon.wiring import Components, Wiring, build_components
 
 log = get_logger(__name__)
 
-#: CONTRACT §1 allows 10 s from SIGTERM to exit; components share most of it, the rest is
+#: docs/interface.md §1 allows 10 s from SIGTERM to exit; components share most of it, the rest is
 #: for the socket, the session and the database.
 STOP_BUDGET_S = 7.0
 #: Events after which the one-line STATUS= summary may have changed.

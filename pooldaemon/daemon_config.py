@@ -69,7 +69,7 @@ def user_dir(kind: Literal["data", "config"], env: Mapping[str, str]) -> Path:
 
 
 class DaemonConfig(BaseModel):
-    """[daemon]: where files go and how the downloader behaves (CONTRACT §2, §5)."""
+    """[daemon]: where files go and how the downloader behaves (docs/interface.md §2, §5)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -97,8 +97,8 @@ class DaemonConfig(BaseModel):
     )
     max_extract_entries: int = Field(10_000, ge=1, le=1_000_000)
     max_extract_ratio: float = Field(100.0, ge=2.0, le=100_000.0, allow_inf_nan=False)
-    # Drop folder (CONTRACT §3): poll instead of OS events (network shares, some containers), and
-    # rescan this often anyway in case an event was missed.
+    # Drop folder (docs/interface.md §3): poll instead of OS events (network shares, some
+    # containers), and rescan this often anyway in case an event was missed.
     force_polling: bool = False
     drop_rescan_interval_s: Annotated[Duration, AfterValidator(at_least(1, "duration"))] = toml_key(
         "drop_rescan_interval", "30s"
@@ -123,7 +123,8 @@ class DaemonConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _path_defaults(cls, data: Any) -> Any:
-        """Fill the path defaults that depend on other paths or on the environment (CONTRACT §2)."""
+        """Fill the path defaults that depend on other paths or on the environment
+        (docs/interface.md §2)."""
         if not isinstance(data, dict):
             return data
         env, base_dir = load_context()
@@ -150,7 +151,8 @@ class DaemonConfig(BaseModel):
     @field_validator("file_template")
     @classmethod
     def _template_names_files(cls, value: str) -> str:
-        """CONTRACT §5: the template is a relative path whose last part tells tracks apart."""
+        """docs/interface.md §5: the template is a relative path whose last part tells tracks
+        apart."""
         parts = value.split("/")
         if value.startswith(("/", "\\", "~")):
             raise ValueError("must be relative to download_dir (remove the leading / or ~)")
@@ -169,7 +171,8 @@ class DaemonConfig(BaseModel):
     @field_validator("socket_path")
     @classmethod
     def _socket_path_fits(cls, value: Path) -> Path:
-        """RELIABILITY S2: a Unix socket path has a hard length limit; fail here, not at bind()."""
+        """docs/reliability.md S2: a Unix socket path has a hard length limit; fail here, not at
+        bind()."""
         limit = 103 if sys.platform == "darwin" else 107  # sun_path minus the NUL
         length = len(os.fsencode(value))
         if length > limit:

@@ -221,7 +221,7 @@ class DaemonServices:
 
     async def submit_batch(self, requests: list[Request], key: str) -> list[SubmitOutcome]:
         """Submit requests under an idempotency key: replaying the same key after a crash
-        points at the jobs the first call made and creates none (RELIABILITY C5)."""
+        points at the jobs the first call made and creates none (docs/reliability.md C5)."""
         engine = self.components.engine
         if engine is None:
             raise _not_running("the download engine")

@@ -1,4 +1,4 @@
-"""One error vocabulary for the whole daemon, each class with a stable code (STYLE habit 3)."""
+"""One error vocabulary for the whole daemon, each class with a stable code."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class ProtocolError(PoolDaemonError):
 
 
 class IncompleteAnswer(ProtocolError):
-    """An empty or cut-short answer (seed 004's 200-with-[] timeout): never treat as data."""
+    """An empty or cut-short answer (docs/pools/crateq.md's 200-with-[] timeout): never treat as
+    data."""
 
     code = "incomplete"
 

@@ -1,4 +1,5 @@
-"""One daemon per state directory: an flock held for the life of the process (RELIABILITY S4)."""
+"""One daemon per state directory: an flock held for the life of the process (docs/reliability.md
+S4)."""
 
 from __future__ import annotations
 

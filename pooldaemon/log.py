@@ -1,4 +1,4 @@
-"""structlog set-up and the redaction every log line passes through (RELIABILITY S3)."""
+"""structlog set-up and the redaction every log line passes through (docs/reliability.md S3)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import structlog
 MASK = "********"
 
 # Query parameters and headers that carry credentials in the pools' own documents:
-# CrateQ `?key=` and `?token=`/`auth=` (seed 004), `Authorization: Bearer …` (seeds 000-002).
+# CrateQ `?key=` and `?token=`/`auth=` (docs/pools/crateq.md), `Authorization: Bearer …`
+# (docs/pools/promoonly.md).
 _QUERY = re.compile(
     r"(?i)([?&;](?:key|token|auth|api_key|apikey|access_token|password|secret|dl_token|"
     r"membertoken|servicetoken)=)[^&#\s\"']+"
@@ -26,7 +27,8 @@ _KV = re.compile(
     r"(?i)(\"?(?:password|token|auth|api_key|secret|client_secret|access_key|dl_token|"
     r"authorization)\"?\s*[:=]\s*\"?)([^\s\"',}&]{4,})"
 )
-# Long hex runs are what the pools' tokens look like (seed 000 `dl_token`, seed 004 `auth`).
+# Long hex runs are what the pools' tokens look like (docs/pools/promoonly.md §2 `dl_token`,
+# docs/pools/crateq.md `auth`).
 _HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 
 class JobState(enum.StrEnum):
-    """CONTRACT §4 job states."""
+    """docs/interface.md §4 job states."""
 
     QUEUED = "queued"
     RESOLVING = "resolving"
@@ -125,7 +125,7 @@ class LibraryState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Track:
-    """One catalog item, normalized across pools (CONTRACT §4 "a track")."""
+    """One catalog item, normalized across pools (docs/interface.md §4 "a track")."""
 
     pool: str
     id: str
@@ -161,8 +161,8 @@ class CatalogPage:
     page: int
     pages: int
     total: int
-    #: Ids of records skipped as unreadable (RELIABILITY M3); "" when a record had no usable id.
-    #: They are still in the pool, so a full pass must not mark them removed.
+    #: Ids of records skipped as unreadable (docs/reliability.md M3); "" when a record had no usable
+    #: id. They are still in the pool, so a full pass must not mark them removed.
     quarantined: tuple[str, ...] = ()
 
 

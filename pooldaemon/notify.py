@@ -2,7 +2,7 @@
 
 Issue 2: the protocol is a few bytes, so it is written here rather than pulled in from an
 unmaintained package. An `@name` address is Linux's abstract namespace (leading NUL byte),
-which several libraries got wrong (RELIABILITY §3 item 16).
+which several libraries got wrong (docs/reliability.md §3 item 16).
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ class Notifier:
         return self.send("WATCHDOG=1")
 
     async def watchdog_loop(self) -> None:
-        """Ping from the event loop itself, so a blocked loop stops pinging (RELIABILITY S4)."""
+        """Ping from the event loop itself, so a blocked loop stops pinging (docs/reliability.md
+        S4)."""
         interval = self.watchdog_interval()
         if interval is None:
             return
@@ -114,5 +115,5 @@ def _watchdog_interval(env: Mapping[str, str]) -> float | None:
 
 
 def _one_line(text: str) -> str:
-    """A STATUS= value is one line; server text may hold newlines (RELIABILITY N2)."""
+    """A STATUS= value is one line; server text may hold newlines (docs/reliability.md N2)."""
     return " ".join(text.split())[:400]

@@ -38,13 +38,14 @@ from pooldaemon.config_values import Problem as _Problem
 from pooldaemon.units import format_duration
 
 _POOL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-# seed 003: "<format>19b8f5935503adde</format>", "an encrypted format identifier".
+# docs/pools/harvest.md: "<format>19b8f5935503adde</format>", "an encrypted format identifier".
 _HARVEST_FORMAT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 _HARVEST_PLAYLIST_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _PoolBase(BaseModel):
-    """Keys every pool accepts (CONTRACT §2), secret `_file` indirection and the polling floors."""
+    """Keys every pool accepts (docs/interface.md §2), secret `_file` indirection and the polling
+    floors."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -53,8 +54,8 @@ class _PoolBase(BaseModel):
     # Whether the pool type has a catalog to mirror (its adapter's CATALOG capability): without
     # one, `catalog_interval` does nothing and check-config says so.
     HAS_CATALOG: ClassVar[bool] = True
-    # CONTRACT §6, "All pools": each pool has a floor on its polling intervals. Faster polling
-    # buys nothing (catalogs change a few times a day) and risks 429s and bans.
+    # docs/interface.md §6, "All pools": each pool has a floor on its polling intervals. Faster
+    # polling buys nothing (catalogs change a few times a day) and risks 429s and bans.
     INTERVAL_FLOORS_S: ClassVar[dict[str, float]] = {
         "queue_interval_s": 60.0,
         "catalog_interval_s": 15 * 60.0,
@@ -99,7 +100,8 @@ class _PoolBase(BaseModel):
 
 
 def _require_one_form(cfg: BaseModel, forms: dict[str, tuple[str, ...]], description: str) -> None:
-    """Exactly one of several credential forms is given in full (CONTRACT §2: POOL, Harvest)."""
+    """Exactly one of several credential forms is given in full (docs/interface.md §2: POOL,
+    Harvest)."""
     present = {
         name: [key for key in keys if getattr(cfg, key) is not None] for name, keys in forms.items()
     }
@@ -116,7 +118,7 @@ def _require_one_form(cfg: BaseModel, forms: dict[str, tuple[str, ...]], descrip
 
 
 class CrateQConfig(_PoolBase):
-    """[pools.<name>] type = "crateq" (seed 004)."""
+    """[pools.<name>] type = "crateq" (docs/pools/crateq.md)."""
 
     SECRETS: ClassVar[tuple[str, ...]] = ("api_key", "password")
 
@@ -126,7 +128,7 @@ class CrateQConfig(_PoolBase):
     username: NonEmpty
     password: Secret
     originator: str = ""
-    # CONTRACT §6: the content download endpoint is not documented, hence configurable.
+    # docs/interface.md §6: the content download endpoint is not documented, hence configurable.
     download_url: Annotated[
         str,
         AfterValidator(
@@ -136,7 +138,8 @@ class CrateQConfig(_PoolBase):
 
 
 class PromoOnlyConfig(_PoolBase):
-    """[pools.<name>] type = "promoonly": Promo Only POOL (seeds 000–002, CONTRACT §6)."""
+    """[pools.<name>] type = "promoonly": Promo Only POOL (docs/pools/promoonly.md,
+    docs/interface.md §6)."""
 
     HAS_CATALOG: ClassVar[bool] = False  # no catalog listing is documented
     SECRETS: ClassVar[tuple[str, ...]] = ("password", "token")
@@ -163,7 +166,7 @@ class PromoOnlyConfig(_PoolBase):
 
 
 def _queue_source(item: str) -> str:
-    """CONTRACT §2: what counts as a Harvest pool's queue."""
+    """docs/interface.md §2: what counts as a Harvest pool's queue."""
     kind, _, ident = item.partition(":")
     if item in ("favourites", "latest") or (
         kind == "playlist" and _HARVEST_PLAYLIST_ID.fullmatch(ident)
@@ -190,7 +193,8 @@ def _harvest_format(value: str) -> str:
 
 
 class HarvestConfig(_PoolBase):
-    """[pools.<name>] type = "harvest": Harvest Media (seed 003, CONTRACT §6)."""
+    """[pools.<name>] type = "harvest": Harvest Media (docs/pools/harvest.md, docs/interface.md
+    §6)."""
 
     SECRETS: ClassVar[tuple[str, ...]] = (
         "client_secret",

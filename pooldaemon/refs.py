@@ -49,7 +49,8 @@ def parse_ref(text: str, pools: Mapping[str, Sequence[str]]) -> Request:
 
 
 def parse_line(line: str, pools: Mapping[str, Sequence[str]]) -> Request:
-    """Parse one drop-folder line: a ref, or `redownload POOL:ID [reason …]` (CONTRACT §3)."""
+    """Parse one drop-folder line: a ref, or `redownload POOL:ID [reason …]` (docs/interface.md
+    §3)."""
     words = line.strip().split(None, 2)
     if words and words[0].lower() == "redownload":
         if len(words) < 2:

@@ -25,7 +25,8 @@ from pooldaemon.sync import PoolSync
 
 log = get_logger(__name__)
 
-#: CONTRACT §6 "All pools": polling floors, also enforced by the config (a second line here).
+#: docs/interface.md §6 "All pools": polling floors, also enforced by the config (a second line
+#: here).
 CATALOG_FLOOR_S = 15 * 60.0
 QUEUE_FLOOR_S = 60.0
 DAY_S = 86400.0
@@ -37,7 +38,7 @@ def jitter_for(interval_s: float) -> float:
 
 
 class PoolScheduler:
-    """Schedules each enabled pool's syncs on an `AsyncIOScheduler` (STYLE habit 5)."""
+    """Schedules each enabled pool's syncs on an `AsyncIOScheduler`."""
 
     def __init__(
         self,
@@ -103,7 +104,7 @@ class PoolScheduler:
             )
             # Incremental passes (full when there is no earlier pass to start from).
             self._interval(f"{name}:catalog", self.catalog_job, name, every, first=soon)
-            # The daily full pass is what notices removed tracks (RELIABILITY M2).
+            # The daily full pass is what notices removed tracks (docs/reliability.md M2).
             self._interval(f"{name}:full", self.full_catalog_job, name, self.full_interval_s)
         if adapter.supports(Capability.QUEUE):
             every = max(
@@ -182,7 +183,7 @@ class PoolScheduler:
         except Exception as err:  # recorded and logged-on-change by PoolSync
             failures = self._renew_failures.get(name, 0) + 1
             self._renew_failures[name] = failures
-            # Back off in minutes, never in a loop (RELIABILITY T4).
+            # Back off in minutes, never in a loop (docs/reliability.md T4).
             delay = backoff_s(failures, 60.0, 1800.0, jitter=False)
             log.debug("token renewal failed", pool=name, error=str(err), retry_in_s=delay)
             self._renewal_at(name, self.clock() + delay)

@@ -1,4 +1,5 @@
-"""`GET /v1/catalog` parameters → a validated CatalogQuery, and its search (CONTRACT §4)."""
+"""`GET /v1/catalog` parameters → a validated CatalogQuery, and its search (docs/interface.md
+§4)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ PARAMS = frozenset(
 _WORD = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"^\d{1,4}$")
 _POOL = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-#: Seed 004 documents Clean/Explicit but examples say "Dirty" (RELIABILITY §0): both are dirty.
+#: docs/pools/crateq.md documents Clean/Explicit but examples say "Dirty" (docs/reliability.md §0):
+#: both are dirty.
 ADVISORIES = {
     "clean": ("Clean",),
     "dirty": ("Dirty", "Explicit"),
@@ -94,7 +96,8 @@ def _terms(text: str) -> tuple[str, ...]:
 
 
 def _list(key: str, text: str | None) -> tuple[str, ...]:
-    """`a,b,c` → ("a", "b", "c"), blanks dropped (seed 004's comma-separated filters)."""
+    """`a,b,c` → ("a", "b", "c"), blanks dropped (docs/pools/crateq.md's comma-separated
+    filters)."""
     if text is None or not text.strip():
         return ()
     items = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -114,7 +117,7 @@ def _pool(name: str) -> str:
 
 
 def _numbers(key: str, text: str | None, low: int, high: int) -> NumberFilter | None:
-    """Seed 004: `N`, `N,M,…` or `N-M`."""
+    """docs/pools/crateq.md: `N`, `N,M,…` or `N-M`."""
     if text is None or not text.strip():
         return None
     text = text.strip()

@@ -30,7 +30,7 @@ _SYSTEMD_UNIT = """\
 [Unit]
 Description=pooldaemon: record pool mirror and downloader
 # A crash loop (a bad config exits 1 at once) stops after 5 starts in 5 minutes and shows as
-# failed in `systemctl --user status pooldaemon` (RELIABILITY S4).
+# failed in `systemctl --user status pooldaemon` (docs/reliability.md S4).
 StartLimitIntervalSec=300
 StartLimitBurst=5
 
@@ -73,7 +73,7 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
-# Secrets from files systemd hands over instead of the config file (RELIABILITY S3):
+# Secrets from files systemd hands over instead of the config file (docs/reliability.md S3):
 # LoadCredential=crateq-password:%h/.config/pooldaemon/secrets/crateq-password
 # and in config.toml:  password_file = "${{CREDENTIALS_DIRECTORY}}/crateq-password"
 
@@ -123,7 +123,7 @@ def launchd_plist(command: list[str] | None = None, home: Path = EXAMPLE_HOME) -
         "RunAtLoad": True,
         # Restart after a crash, not after a clean exit (SIGTERM → exit 0).
         "KeepAlive": {"SuccessfulExit": False},
-        # launchd's minimum time between starts: throttles a crash loop (RELIABILITY S4).
+        # launchd's minimum time between starts: throttles a crash loop (docs/reliability.md S4).
         "ThrottleInterval": 10,
         # SIGTERM, then this long before SIGKILL.
         "ExitTimeOut": 15,

@@ -3,7 +3,7 @@
 The scheduler and the control socket both call in here; a lock per activity means a manual sync
 and a scheduled one never run side by side. Errors are recorded (store/pools.py), published as
 `sync` events and logged when a pool starts failing and when it recovers, not on every tick
-(STYLE habit 4) – then raised to the caller.
+– then raised to the caller.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class CatalogWatch(Protocol):
 
 T = TypeVar("T")
 
-#: RELIABILITY M2: removing more than this share of a pool's tracks needs two consistent reads.
+#: docs/reliability.md M2: removing more than this share of a pool's tracks needs two consistent
+#: reads.
 MASS_REMOVAL_SHARE = 0.5
 
 
@@ -151,7 +152,8 @@ class PoolSync:
         self._queue_lock = asyncio.Lock()
         self._ready = False
         self._saved_state: dict[str, Any] | None = None
-        #: (records, digest of the ids) of a mass removal seen once and held (RELIABILITY M2).
+        #: (records, digest of the ids) of a mass removal seen once and held (docs/reliability.md
+        #: M2).
         self._held_removal: str | None = None
         self._blocked_reason: str | None = None
         #: The queue as last read from the pool (with tracks), for `queue()` answers.
@@ -186,7 +188,8 @@ class PoolSync:
     # -- the pieces -----------------------------------------------------------------------------
 
     async def sync(self, full: bool = False) -> dict[str, int]:
-        """Catalog, then queue: `{"added", "updated", "removed", "queue_new"}` (CONTRACT §4)."""
+        """Catalog, then queue: `{"added", "updated", "removed", "queue_new"}` (docs/interface.md
+        §4)."""
         result = await self.sync_catalog(full)
         queue_new = await self.sync_queue()
         return {**asdict(result), "queue_new": queue_new}
@@ -358,7 +361,8 @@ class PoolSync:
         return SyncResult(added=added, updated=updated, removed=removed)
 
     async def _remove_gone(self, total: int | None, consistent: bool, quarantined: set[str]) -> int:
-        """RELIABILITY M2: remove only after a complete pass whose count matches the pool's."""
+        """docs/reliability.md M2: remove only after a complete pass whose count matches the
+        pool's."""
         if total is None or not consistent or "" in quarantined:
             reason = (
                 "no pages"
@@ -408,7 +412,7 @@ class PoolSync:
         new = [item for item in items if (item.kind, item.item_id) not in known]
         if new and self.auto_download and self.on_new_items is not None:
             # Handed over before the queue is saved: if this fails they are new again next
-            # time, and the job store de-duplicates a second hand-over (CONTRACT §3).
+            # time, and the job store de-duplicates a second hand-over (docs/interface.md §3).
             await self.on_new_items(new)
         await remote_queue.save_queue(self.store, self.name, items, seen_at=seen_at)
         self._live_queue = items
@@ -488,7 +492,7 @@ class PoolSync:
             started=started,
         )
         if isinstance(err, AccountError):
-            # RELIABILITY T4: the pool's own message is shown and its downloads wait.
+            # docs/reliability.md T4: the pool's own message is shown and its downloads wait.
             await pool_rows.set_blocked(self.store, self.name, message)
             self._blocked_reason = message
         self.events.publish(

@@ -3,8 +3,8 @@
 import re
 from decimal import Decimal, InvalidOperation
 
-# CONTRACT §2: durations are strings like "90s", "2m", "6h". A compound ("1h30m") must list each
-# unit at most once, largest first, so a typo like "1m30m" is caught.
+# docs/interface.md §2: durations are strings like "90s", "2m", "6h". A compound ("1h30m") must list
+# each unit at most once, largest first, so a typo like "1m30m" is caught.
 _DURATION_UNITS: dict[str, Decimal] = {
     "d": Decimal(86400),
     "h": Decimal(3600),

@@ -104,7 +104,7 @@ class Wiring:
 async def build_components(wiring: Wiring) -> Components:
     """Construct the components; nothing starts here (the daemon starts them in order).
 
-    Data flows one way (STYLE): adapters → sync (into the store) → submit → engine → files;
+    Data flows one way: adapters → sync (into the store) → submit → engine → files;
     the drop folder also only submits.
     """
     cfg = wiring.config

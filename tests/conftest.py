@@ -1,5 +1,5 @@
 """Shared fixtures: config files in temp dirs, a real `pooldaemon run` subprocess, and a datagram
-socket standing in for systemd's NOTIFY_SOCKET (RELIABILITY §4 harness notes, item 6)."""
+socket standing in for systemd's NOTIFY_SOCKET (docs/reliability.md §4 harness notes, item 6)."""
 
 from __future__ import annotations
 

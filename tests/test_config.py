@@ -600,7 +600,7 @@ def test_secrets_lists_every_secret(tmp_path: Path, env: dict[str, str]) -> None
         + '[pools.po2]\ntype = "promoonly"\nuser_id = 7\ntoken = "tok-7"\nenabled = false\n'
     )
     cfg = load(tmp_path, env, text)
-    bearer = base64.b64encode(b"7:tok-7").decode()  # CONTRACT §6: Base64(userid:token)
+    bearer = base64.b64encode(b"7:tok-7").decode()  # docs/interface.md §6: Base64(userid:token)
     assert set(cfg.secrets()) == {
         "k-123",
         "pw-crateq",

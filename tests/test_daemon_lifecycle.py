@@ -1,5 +1,5 @@
 """`pooldaemon run` as a real subprocess: start-up, notify protocol, lock, SIGTERM, secrets
-(issue 2 "Done when"; RELIABILITY S3, S4)."""
+(issue 2 "Done when"; docs/reliability.md S3, S4)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_watchdog_pings_keep_coming(under_systemd: tuple[DaemonProcess, NotifyRe
 
 def test_socket_modes_and_lock_file(under_systemd: tuple[DaemonProcess, NotifyReceiver]) -> None:
     daemon, _ = under_systemd
-    # CONTRACT §4 modes, on the directory the daemon made itself.
+    # docs/interface.md §4 modes, on the directory the daemon made itself.
     assert stat.S_IMODE(daemon.socket_path.stat().st_mode) == 0o600
     assert stat.S_ISSOCK(daemon.socket_path.stat().st_mode)
     assert stat.S_IMODE(daemon.socket_path.parent.stat().st_mode) == 0o700
@@ -173,7 +173,7 @@ token = "{CANARY_TOKEN}"
             if line.startswith("state_dir")
         )
     )
-    # A pool error that quotes a secret, as a careless server might (RELIABILITY S3).
+    # A pool error that quotes a secret, as a careless server might (docs/reliability.md S3).
     _seed_pool_error(state_dir, f"login refused for password {CANARY_PASSWORD}")
     daemon = daemon_factory(config, wait=False, NOTIFY_SOCKET=receiver.address)
     ready = receiver.wait_for("READY=1")

@@ -79,7 +79,7 @@ async def test_queued_tracks_arrive_byte_identical_and_searchable(running: Runni
         assert path.is_relative_to(running.config.daemon.download_dir / "crateq")
         media_id = int(job["ref"].split(":")[1])
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sim.sha256(media_id)
-    # Asking again points at the existing job; nothing downloads twice (CONTRACT §3).
+    # Asking again points at the existing job; nothing downloads twice (docs/interface.md §3).
     again = await running.client.post("/v1/jobs", {"refs": [f"crateq:{queued[0]}"]})
     assert again["accepted"][0]["job"] in {j["id"] for j in jobs}
     assert len(await running.jobs()) == 2

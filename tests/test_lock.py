@@ -1,4 +1,4 @@
-"""The single-instance lock on the state directory (RELIABILITY S4)."""
+"""The single-instance lock on the state directory (docs/reliability.md S4)."""
 
 from __future__ import annotations
 

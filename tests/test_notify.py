@@ -1,4 +1,4 @@
-"""The systemd notify protocol against a real datagram socket (RELIABILITY §4 item 6)."""
+"""The systemd notify protocol against a real datagram socket (docs/reliability.md §4 item 6)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ async def test_watchdog_pings_stop_while_the_loop_is_blocked(notify_receiver: ty
                     await asyncio.sleep(interval / 4)
         receiver.drain()
         # A blocked loop (a synchronous 2 GB hash, a long query) sends nothing at all:
-        # systemd would restart us (RELIABILITY S4). The loop is blocked by waiting,
+        # systemd would restart us (docs/reliability.md S4). The loop is blocked by waiting,
         # synchronously, for a ping: one arriving within 20 intervals fails at once.
         assert receiver.receive(timeout=20 * interval) is None
         # And once the loop runs again, so do the pings.

@@ -1,4 +1,5 @@
-"""poolctl against a real `pooldaemon run` subprocess: tables, --json, exit codes (CONTRACT §1)."""
+"""poolctl against a real `pooldaemon run` subprocess: tables, --json, exit codes (docs/interface.md
+§1)."""
 
 from __future__ import annotations
 

@@ -131,7 +131,8 @@ def haystack(record: dict[str, Any]) -> list[str]:
 
 
 def expected(records: list[dict[str, Any]], params: dict[str, str]) -> list[int]:
-    """What CONTRACT §4 says the search must return, computed from the generator's records."""
+    """What docs/interface.md §4 says the search must return, computed from the generator's
+    records."""
     query = parse_search(params)
     terms = [fold(t) for t in query.terms]
     out = []

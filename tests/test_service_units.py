@@ -55,7 +55,7 @@ def test_unit_is_a_notify_service_with_watchdog_restart_and_low_priority() -> No
     for key, value in expected.items():
         assert unit.get(key) == [value], key
     assert "StartLimitBurst" in unit and "StartLimitIntervalSec" in unit
-    # RELIABILITY D2/S2: the library and state live under $HOME, which must stay writable.
+    # docs/reliability.md D2/S2: the library and state live under $HOME, which must stay writable.
     assert unit["ProtectSystem"] == ["full"]
     assert "ProtectHome" not in unit and "PrivateTmp" not in unit
     assert "AF_UNIX" in unit["RestrictAddressFamilies"][0]

@@ -189,7 +189,7 @@ async def test_full_sync_marks_tracks_gone_from_the_pool_as_removed(
 async def test_a_pass_cut_short_removes_nothing_and_keeps_its_pages(
     sim: CrateQSim, syncer: PoolSync, store: Store, bus: RecordingBus, fault: str
 ) -> None:
-    """RELIABILITY M2: a failed answer mid-pass is never read as "the rest is gone"."""
+    """docs/reliability.md M2: a failed answer mid-pass is never read as "the rest is gone"."""
     await syncer.sync_catalog(full=True)
     sim.catalog.remove(sim.catalog.ids()[:5])
     sim.catalog.update([sim.catalog.select({}, "date", "desc")[0]], title="New On Page One")

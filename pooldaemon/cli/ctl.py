@@ -72,7 +72,8 @@ def resolve_socket(socket_option: Path | None, config_option: Path | None) -> Pa
 
 
 def default_socket_path() -> Path:
-    """CONTRACT §2 default: $XDG_RUNTIME_DIR/pooldaemon/control.sock, else <state_dir>/…."""
+    """docs/interface.md §2 default: $XDG_RUNTIME_DIR/pooldaemon/control.sock, else
+    <state_dir>/…."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "").strip()
     if runtime:
         return Path(runtime) / "pooldaemon" / "control.sock"
@@ -85,7 +86,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def call(ctl: Ctl, work: Callable[[ControlClient], Awaitable[T]], *, interrupted: int = 130) -> T:
-    """Run `work` against the daemon, turning its failures into CONTRACT §1 exit codes."""
+    """Run `work` against the daemon, turning its failures into docs/interface.md §1 exit codes."""
 
     async def go() -> T:
         async with ctl.client() as client:

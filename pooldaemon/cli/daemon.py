@@ -1,4 +1,4 @@
-"""`pooldaemon`: run the daemon, check the config, install the service (CONTRACT §1)."""
+"""`pooldaemon`: run the daemon, check the config, install the service (docs/interface.md §1)."""
 
 from __future__ import annotations
 

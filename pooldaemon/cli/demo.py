@@ -1,4 +1,4 @@
-"""`pooldaemon demo`: the first-run showcase on the bundled simulated pools (CONTRACT §1).
+"""`pooldaemon demo`: the first-run showcase on the bundled simulated pools (docs/interface.md §1).
 
 It starts the three simulated pools on loopback, writes a config for them, runs the real daemon
 in this process, and drives it the way `poolctl` does: over the control socket. Nothing here is

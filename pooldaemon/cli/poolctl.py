@@ -1,4 +1,4 @@
-"""`poolctl`: the control client (CONTRACT §1).
+"""`poolctl`: the control client (docs/interface.md §1).
 
 Exit codes: 0 done; 1 the daemon refused or the operation failed (reason on stderr); 2 usage
 error (click); 3 the daemon is not reachable (the message says how to start it).
@@ -39,7 +39,7 @@ from pooldaemon.cli.poolctl_library import dupes, library
 from pooldaemon.cli.poolctl_rules import rules
 from pooldaemon.control.client import ControlClient, DaemonRefused, DaemonUnreachable
 
-# CONTRACT §1: `--bpm`/`--year` take N, N,M,… or N-M as in the CrateQ API.
+# docs/interface.md §1: `--bpm`/`--year` take N, N,M,… or N-M as in the CrateQ API.
 _NUMBERS = re.compile(r"^\d+(-\d+|(,\d+)*)$")
 
 

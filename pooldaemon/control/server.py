@@ -1,4 +1,5 @@
-"""The control socket: HTTP/1.1 + JSON on a private Unix socket (CONTRACT §4, RELIABILITY S1/S2).
+"""The control socket: HTTP/1.1 + JSON on a private Unix socket (docs/interface.md §4,
+docs/reliability.md S1/S2).
 
 Routes (all under `/v1`, answers are JSON; errors are `{"error": {"code", "message"}}`):
 

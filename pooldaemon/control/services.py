@@ -16,7 +16,8 @@ JOB_ACTIONS = ("retry", "cancel", "pause", "resume")
 
 
 class Services(Protocol):
-    """The daemon as the control socket sees it (CONTRACT §4 answers, as plain JSON-able data)."""
+    """The daemon as the control socket sees it (docs/interface.md §4 answers, as plain JSON-able
+    data)."""
 
     @property
     def events(self) -> EventBus:

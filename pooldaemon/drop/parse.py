@@ -20,10 +20,10 @@ from pooldaemon.errors import BadRequest
 from pooldaemon.models import Request
 from pooldaemon.refs import parse_line, parse_object
 
-#: CONTRACT §3: files over 1 MiB are rejected as a whole; one byte more is read to tell.
+#: docs/interface.md §3: files over 1 MiB are rejected as a whole; one byte more is read to tell.
 MAX_FILE_BYTES = 1024 * 1024
 EXTENSIONS = (".txt", ".json")
-#: CONTRACT §3: names still being written by browsers and editors are left alone.
+#: docs/interface.md §3: names still being written by browsers and editors are left alone.
 IGNORED_ENDINGS = (".tmp", ".part", ".crdownload", "~")
 #: Requests per submit() call: one engine transaction each, short enough not to hold the store
 #: for long. Part of the idempotency keys (`drop:<sha256>:<first line of the call>`): a changed
@@ -72,7 +72,8 @@ def submit_chunks(lines: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]
 
 
 def is_request_name(name: str) -> bool:
-    """CONTRACT §3: `*.txt` and `*.json` (any case); dotfiles and partial downloads are not."""
+    """docs/interface.md §3: `*.txt` and `*.json` (any case); dotfiles and partial downloads are
+    not."""
     lower = name.lower()
     return (
         not name.startswith(".")
@@ -189,7 +190,7 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> Any:
 
 
 def _no_constant(name: str) -> Any:
-    # RELIABILITY §0: Python's json takes NaN and Infinity without complaint; JSON does not.
+    # docs/reliability.md §0: Python's json takes NaN and Infinity without complaint; JSON does not.
     raise ValueError(f"{name} is not a JSON value")
 
 
@@ -223,7 +224,7 @@ def _parse_json(text: str, pools: Mapping[str, Sequence[str]]) -> list[dict[str,
 
 
 def _json_hint(text: str, pos: int) -> str:
-    """Name the usual culprit when the parser stopped right at it (RELIABILITY F1)."""
+    """Name the usual culprit when the parser stopped right at it (docs/reliability.md F1)."""
     here = text[pos : pos + 2]
     if here.startswith(("//", "/*", "#")):
         return " (JSON allows no comments)"
@@ -274,7 +275,8 @@ def printable(text: str) -> str:
 def build_result(
     lines: list[dict[str, Any]], outcomes: Mapping[int, SubmitOutcome]
 ) -> dict[str, Any]:
-    """CONTRACT §3 result: accepted lines with their job, rejected lines with the reason."""
+    """docs/interface.md §3 result: accepted lines with their job, rejected lines with the
+    reason."""
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for entry in lines:

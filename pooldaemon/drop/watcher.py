@@ -105,7 +105,7 @@ def _decision(
 
 
 class DropWatcher:
-    """Turns files dropped into `drop_dir` into submitted requests (CONTRACT §3)."""
+    """Turns files dropped into `drop_dir` into submitted requests (docs/interface.md §3)."""
 
     def __init__(
         self,
@@ -203,8 +203,8 @@ class DropWatcher:
                 await self.scan()
             except Exception as err:  # the watcher never dies of one bad pass
                 self._problem("scan", f"drop folder scan failed: {err}", error=err)
-                # The store or the folder is failing as a whole: no tight loop (RELIABILITY §2
-                # oracle 7); events are ignored until the next rescan.
+                # The store or the folder is failing as a whole: no tight loop (docs/reliability.md
+                # §2 oracle 7); events are ignored until the next rescan.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_event.wait(), self._rescan_s)
                 continue
@@ -469,7 +469,7 @@ class DropWatcher:
         return build_result(record.lines, outcomes)
 
     async def _resume(self, now: float) -> None:
-        """Finish what a previous run left half done (RELIABILITY C5)."""
+        """Finish what a previous run left half done (docs/reliability.md C5)."""
         try:
             if not await asyncio.to_thread(self._dir.is_dir):
                 # An unmounted share must not make every unfinished move look "gone".
@@ -498,7 +498,7 @@ class DropWatcher:
         self._resume_at = float("inf")
         self._clear_problem("resume")
 
-    # -- log on change (STYLE habit 4)
+    # -- log on change
 
     def _problem(self, key: str, message: str, *, error: BaseException | None = None) -> None:
         if self._problems.get(key) == message:

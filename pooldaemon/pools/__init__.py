@@ -1,4 +1,4 @@
-"""The explicit registry of pool types (STYLE habit 1): config `type` → adapter class."""
+"""The explicit registry of pool types: config `type` → adapter class."""
 
 from __future__ import annotations
 

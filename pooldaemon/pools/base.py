@@ -1,6 +1,6 @@
 """The one small interface every pool adapter implements.
 
-Adapters hold only their pool's URLs, fields and token rules (STYLE habit 2). They never touch the
+Adapters hold only their pool's URLs, fields and token rules. They never touch the
 store, the filesystem or the scheduler: the sync coordinator and the downloader call them and
 record what they return. Anything an adapter must remember across restarts (a persistent login
 token, a per-track token and when it was seen) it returns in `state` / `QueueItem.extra` and gets

@@ -1,7 +1,8 @@
-"""CrateQ (seed 004): login → JWT, the paged catalog, lookup tables, the queue and its toggle.
+"""CrateQ (docs/pools/crateq.md): login → JWT, the paged catalog, lookup tables, the queue and its
+toggle.
 
-Only CrateQ's URLs, fields and token rules live here (STYLE habit 2); retries, decoding and error
-mapping are `pools/http.py`'s. Assumptions beyond the seed are CONTRACT §6's.
+Only CrateQ's URLs, fields and token rules live here; retries, decoding and error
+mapping are `pools/http.py`'s. Assumptions beyond the pool document are docs/interface.md §6's.
 """
 
 from __future__ import annotations
@@ -51,11 +52,14 @@ from pooldaemon.pools.http import Auth, PoolHttp, TokenKeeper, loads_strict
 
 log = get_logger(__name__)
 
-#: Seed 004: the per-track `auth` "has a 15 minute validation period from the time it is displayed".
+#: docs/pools/crateq.md: the per-track `auth` "has a 15 minute validation period from the time it is
+#: displayed".
 AUTH_LIFETIME_S = 15 * 60
-#: CONTRACT §6: an `auth` older than 14 minutes is refreshed before use (a minute of slack).
+#: docs/interface.md §6: an `auth` older than 14 minutes is refreshed before use (a minute of
+#: slack).
 AUTH_FRESH_S = 14 * 60
-#: Seed 004 lists these account states; the example answers "active" (RELIABILITY §0 drift).
+#: docs/pools/crateq.md lists these account states; the example answers "active"
+#: (docs/reliability.md §0 drift).
 GOOD_STATUSES = frozenset({"current", "active"})
 
 
@@ -77,7 +81,7 @@ class CrateQSettings(PoolSettings, Protocol):
 
 
 class CrateQ(PoolAdapter):
-    """A CrateQ account (seed 004)."""
+    """A CrateQ account (docs/pools/crateq.md)."""
 
     config: CrateQSettings
 
@@ -118,7 +122,8 @@ class CrateQ(PoolAdapter):
         self._auth = Auth(
             keeper=self._keeper,
             headers=lambda token: {"Authorization": f"Bearer {token}"},
-            # Seed 004: 403 means the API key is wrong, so only a 401 is worth a new JWT.
+            # docs/pools/crateq.md: 403 means the API key is wrong, so only a 401 is worth a new
+            # JWT.
             refused=frozenset({401}),
             clock=clock,
         )
@@ -172,7 +177,8 @@ class CrateQ(PoolAdapter):
                 endpoint="Auth/Login",
             )
         except TokenExpired as err:
-            # Seed 004: 403 is a missing or wrong API key; 401 refuses the username/password.
+            # docs/pools/crateq.md: 403 is a missing or wrong API key; 401 refuses the
+            # username/password.
             raise AuthError(f"{self.name}: sign-in refused: {err.message}") from err
         account = login_account(answer.body, self.name)
         status = str(account.get("status") or "").strip().lower()
@@ -200,7 +206,7 @@ class CrateQ(PoolAdapter):
         answer = await self.http.call(
             "GET",
             f"{self.base_url}/{path}",
-            # Seed 004: the API key is a URL parameter of every call.
+            # docs/pools/crateq.md: the API key is a URL parameter of every call.
             params={"key": self.config.api_key.get_secret_value(), **(params or {})},
             headers={"Content-Type": "application/json"},
             auth=self._auth,
@@ -231,8 +237,8 @@ class CrateQ(PoolAdapter):
                     text = await self._get(path, params)
                 return await decode(text, f"{self.name}: {path} page {page}", page)
             except ProtocolError as err:
-                # CONTRACT §6: empty, truncated or malformed answers are errors, retried with
-                # back-off; pages applied before stay applied (RELIABILITY T2).
+                # docs/interface.md §6: empty, truncated or malformed answers are errors, retried
+                # with back-off; pages applied before stay applied (docs/reliability.md T2).
                 if attempt >= self.page_attempts:
                     raise
                 delay = min(30.0, 2.0 ** (attempt - 1))
@@ -288,7 +294,7 @@ class CrateQ(PoolAdapter):
     async def catalog(
         self, since: float | None = None, offload: Offload = INLINE
     ) -> AsyncIterator[CatalogPage]:
-        """`Content/Media` newest first; with `since`, only the last `days` (seed 004).
+        """`Content/Media` newest first; with `since`, only the last `days` (docs/pools/crateq.md).
 
         Pages after the first of a catalog longer than `offload_after` pages are decoded by
         `offload` (a worker process), the rest here.
@@ -329,7 +335,8 @@ class CrateQ(PoolAdapter):
     # -- lookups --------------------------------------------------------------------------------
 
     async def lookups(self) -> dict[str, dict[str, Any]]:
-        """Genres, genre categories, video qualities and mixes, keyed by their ids (seed 004)."""
+        """Genres, genre categories, video qualities and mixes, keyed by their ids
+        (docs/pools/crateq.md)."""
         tables: dict[str, dict[str, Any]] = {}
         for kind, path, key in (
             ("genres", "Content/Genres", "genreId"),
@@ -341,7 +348,8 @@ class CrateQ(PoolAdapter):
             if not isinstance(body, list):
                 raise ProtocolError(f"{self.name}: {path}: expected a list")
             if not body:
-                # Seed 004's timeout answer is `[]` too: an empty table is never believed.
+                # docs/pools/crateq.md's timeout answer is `[]` too: an empty table is never
+                # believed.
                 raise IncompleteAnswer(f"{self.name}: {path} answered with an empty list")
             table: dict[str, Any] = {}
             for entry in body:
@@ -360,8 +368,8 @@ class CrateQ(PoolAdapter):
         """Every page of `Content/Queue`, each item with its `auth` and when it was seen."""
         items: dict[str, QueueItem] = {}
         async for envelope in self._pages("Content/Queue", {}, self._queue_page):
-            # Seed 004: `auth` is valid 15 minutes from when it is displayed; take the time
-            # before the answer arrived so the age is never underestimated.
+            # docs/pools/crateq.md: `auth` is valid 15 minutes from when it is displayed; take the
+            # time before the answer arrived so the age is never underestimated.
             seen = self.clock()
             for record in envelope.data:
                 try:
@@ -406,7 +414,7 @@ class CrateQ(PoolAdapter):
         try:
             message = await self._update_queue(media_id, whole_number(item.queue_id) or 0)
         except TransientError as err:
-            # RELIABILITY C6: the toggle may have happened; look before doing anything else.
+            # docs/reliability.md C6: the toggle may have happened; look before doing anything else.
             if not await self._in_queue(media_id):
                 return f"{media_id} removed from the {self.name} queue (confirmed by re-reading it)"
             raise TransientError(
@@ -420,8 +428,8 @@ class CrateQ(PoolAdapter):
         try:
             message = await self._update_queue(media_id, 0)
         except TransientError as err:
-            # RELIABILITY C6: never POST the toggle again blindly – it would remove the track
-            # if the first call got through. Read the queue to find out what happened.
+            # docs/reliability.md C6: never POST the toggle again blindly – it would remove the
+            # track if the first call got through. Read the queue to find out what happened.
             if await self._in_queue(media_id):
                 return f"{media_id} added to the {self.name} queue (confirmed by re-reading it)"
             raise TransientError(
@@ -466,7 +474,8 @@ class CrateQ(PoolAdapter):
     # -- downloads ------------------------------------------------------------------------------
 
     async def plan(self, request: Request, known: QueueItem | None = None) -> DownloadPlan:
-        """CONTRACT §6: the download URL with a fresh `auth` from the queue (queued first)."""
+        """docs/interface.md §6: the download URL with a fresh `auth` from the queue (queued
+        first)."""
         if request.kind != "track" or request.item_id is None:
             raise NotFound(f"{self.name}: only tracks can be downloaded (got {request.ref})")
         media_id = _media_id(request.item_id)
@@ -498,7 +507,8 @@ class CrateQ(PoolAdapter):
         queue = await self.remote_queue()
         found = _find(queue, media_id)
         if found is None:
-            # CONTRACT §6: a track not in the queue is added first, so its `auth` comes from it.
+            # docs/interface.md §6: a track not in the queue is added first, so its `auth` comes
+            # from it.
             message = await self._add_checked(media_id, queue)
             log.info("queued for download", pool=self.name, media_id=media_id, said=message)
             found = _find(await self.remote_queue(), media_id)
@@ -523,7 +533,8 @@ class CrateQ(PoolAdapter):
             api_key=quote(self.config.api_key.get_secret_value(), safe=""),
             auth=quote(auth, safe=""),
         )
-        # CONTRACT §6: the download is sent with the JWT Bearer header like every CrateQ call.
+        # docs/interface.md §6: the download is sent with the JWT Bearer header like every CrateQ
+        # call.
         headers = {"Authorization": f"Bearer {token}"}
         host = urlsplit(url).hostname or self.name
         video = bool(track and track.video)

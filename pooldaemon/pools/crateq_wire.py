@@ -24,7 +24,7 @@ from pooldaemon.trackrows import TrackRows, raw_text
 
 #: Keys of a catalog record that change on every read and say nothing about the track.
 VOLATILE_KEYS = frozenset({"auth"})
-#: Seed 004 `size` is "in MB"; the pools' sites compute it as bytes / 1024².
+#: docs/pools/crateq.md `size` is "in MB"; the pools' sites compute it as bytes / 1024².
 _SIZE_UNITS = {"": 1024**2, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?b)?\s*$", re.IGNORECASE)
 _LENGTH = re.compile(r"^\s*(?:(\d{1,2}):)?(\d{1,3}):(\d{2})\s*$")
@@ -89,7 +89,7 @@ def check_envelope(text: str, where: str, expected_page: int, rows: int) -> tupl
         body = loads_strict(text, where)
         repaired = False
     except ProtocolError as err:
-        # RELIABILITY M1: `"records":174,420` – repair only those two numbers, and only if
+        # docs/reliability.md M1: `"records":174,420` – repair only those two numbers, and only if
         # the result parses and its paging adds up.
         fixed, changed = repair_thousands(text)
         if not changed:
@@ -100,7 +100,7 @@ def check_envelope(text: str, where: str, expected_page: int, rows: int) -> tupl
             raise err from None
         repaired = True
     if isinstance(body, list) and not body:
-        # Seed 004: a 30-second server timeout answers 200 with `[]`: never data.
+        # docs/pools/crateq.md: a 30-second server timeout answers 200 with `[]`: never data.
         raise IncompleteAnswer(f"{where}: the pool timed out (HTTP 200 with [])")
     if not isinstance(body, dict):
         raise ProtocolError(f"{where}: expected an object, got {type(body).__name__}")
@@ -188,7 +188,8 @@ def jwt_expiry(token: str) -> float | None:
 
 
 def login_account(body: Any, pool: str) -> dict[str, Any]:
-    """Seed 004: Auth/Login answers an array with one account (RELIABILITY M3: not an object)."""
+    """docs/pools/crateq.md: Auth/Login answers an array with one account (docs/reliability.md M3:
+    not an object)."""
     if isinstance(body, list):
         if not body:
             raise IncompleteAnswer(f"{pool}: Auth/Login answered with an empty list")
@@ -242,7 +243,7 @@ def _date(value: Any) -> str | None:
 
 
 def parse_length(value: Any) -> int | None:
-    """Seed 004 lengths: "03:38", "2:18" (and "1:02:03") → seconds."""
+    """docs/pools/crateq.md lengths: "03:38", "2:18" (and "1:02:03") → seconds."""
     if type(value) is str and len(value) <= 6:
         mm, colon, ss = value.partition(":")
         if colon and mm.isdigit() and len(ss) == 2 and "00" <= ss <= "59":
@@ -259,7 +260,7 @@ def parse_length(value: Any) -> int | None:
 
 
 def parse_size(value: Any) -> int | None:
-    """Seed 004 sizes: "75.26 MB" → bytes (approximate: the pool rounds to 0.01 MB)."""
+    """docs/pools/crateq.md sizes: "75.26 MB" → bytes (approximate: the pool rounds to 0.01 MB)."""
     if type(value) is str and value.endswith(" MB"):
         number = value[:-3]
         if number.replace(".", "", 1).isdigit():

@@ -1,6 +1,7 @@
-"""Harvest Media (seed 003, CONTRACT §6): the token chain, polled lists, multi-part ZIP downloads.
+"""Harvest Media (docs/pools/harvest.md, docs/interface.md §6): the token chain, polled lists,
+multi-part ZIP downloads.
 
-Only Harvest's URLs, fields and token rules live here (STYLE habit 2); both wires are read into
+Only Harvest's URLs, fields and token rules live here; both wires are read into
 one shape by `pools/harvest_wire.py`, retries and HTTP errors are `pools/http.py`'s. Every answer
 is checked for Harvest's error envelope, which usually arrives with HTTP 200. Records are read
 into tracks by `harvest_wire.read_track`. What is left (~880 lines) is one concept, the account's
@@ -48,24 +49,25 @@ from pooldaemon.pools.http import PoolHttp, TokenKeeper
 
 log = get_logger(__name__)
 
-#: Seed 003: `<error><code>5</code><description>Invalid Token</description>`; CONTRACT §6 adds 21.
-#: Both mean "renew the tokens and retry once".
+#: docs/pools/harvest.md: `<error><code>5</code><description>Invalid Token</description>`;
+#: docs/interface.md §6 adds 21. Both mean "renew the tokens and retry once".
 TOKEN_CODES = frozenset({5, 21})
-#: CONTRACT §6: downloads not allowed or limit reached – final, shown in `poolctl status`.
+#: docs/interface.md §6: downloads not allowed or limit reached – final, shown in `poolctl status`.
 BLOCK_REASONS: dict[int, str] = {
     12: "downloads not allowed",
     13: "downloads not allowed",
     14: "download limit reached",
     18: "downloads not allowed",
 }
-#: Seed 003: download tokens "have a very brief expiry time"; no figure is given, so a plan's
-#: sources are taken to last this long (the engine asks again when the host refuses one).
+#: docs/pools/harvest.md: download tokens "have a very brief expiry time"; no figure is given, so a
+#: plan's sources are taken to last this long (the engine asks again when the host refuses one).
 DOWNLOAD_TOKEN_LIFETIME_S = 300.0
 #: Renew account tokens this long before their expiry.
 RENEW_MARGIN_S = 60.0
-#: An expiry closer than this is not believed (clock skew, RELIABILITY T4): a refusal decides.
+#: An expiry closer than this is not believed (clock skew, docs/reliability.md T4): a refusal
+#: decides.
 _MIN_BELIEVED_S = 90.0
-#: Seed 003: "Favorites uses myfavourites.zip".
+#: docs/pools/harvest.md: "Favorites uses myfavourites.zip".
 FAVOURITES_NAME = "myfavourites"
 _ACCEPT = {"json": "application/json", "xml": "application/xml"}
 _PLACEHOLDER = re.compile(r"\{downloadtoken\}", re.IGNORECASE)
@@ -170,7 +172,7 @@ class HarvestAdapter(PoolAdapter):
         self._fixed_service = config.service_token is not None
         self._service = TokenKeeper(self._fetch_service_token)
         if self._fixed_service:
-            # CONTRACT §2: a service token handed out by the pool; it cannot be renewed.
+            # docs/interface.md §2: a service token handed out by the pool; it cannot be renewed.
             self._service.set(secret_text(config.service_token), None)
         self._member = TokenKeeper(self._fetch_member_token)
         self._persistent: str | None = None
@@ -234,7 +236,7 @@ class HarvestAdapter(PoolAdapter):
         await self._member.renew(self._member.generation)
 
     async def _access_token(self) -> str:
-        """OAuth client credentials → access_token (CONTRACT §6)."""
+        """OAuth client credentials → access_token (docs/interface.md §6)."""
         try:
             answer = await self.http.call(
                 "POST",
@@ -327,7 +329,7 @@ class HarvestAdapter(PoolAdapter):
 
     def _token(self, body: dict[str, Any], key: str, endpoint: str) -> tuple[str, float | None]:
         """`Token{Value, Expiry, UTCOffset}` → (value, unix expiry); Expiry is local wall-clock
-        time at UTCOffset hours (CONTRACT §6)."""
+        time at UTCOffset hours (docs/interface.md §6)."""
         where = f"{self.name}: {endpoint}"
         record = body.get(key)
         if isinstance(record, str | int):
@@ -346,7 +348,7 @@ class HarvestAdapter(PoolAdapter):
         except ProtocolError as err:
             raise ProtocolError(f"{where}: {err.message}") from err
         if expires_at is not None and expires_at < self.clock() + _MIN_BELIEVED_S:
-            # RELIABILITY T4: the expiry is a hint; an implausible one is ignored and the
+            # docs/reliability.md T4: the expiry is a hint; an implausible one is ignored and the
             # server's refusal (codes 5 and 21) decides.
             log.warning(
                 "harvest.expiry_ignored", pool=self.name, endpoint=endpoint, expires_at=expires_at
@@ -394,7 +396,8 @@ class HarvestAdapter(PoolAdapter):
             if fields is not None or member_in_body:
                 body_fields: dict[str, Any] = {}
                 if member_in_body:
-                    # Seed 003's XML form: service token in the path, `<membertoken>` first.
+                    # docs/pools/harvest.md's XML form: service token in the path, `<membertoken>`
+                    # first.
                     body_fields["MemberToken"] = member
                 body_fields.update(fields or {})
                 data, content_type = wire.encode(root, body_fields, self.wire)
@@ -608,8 +611,8 @@ class HarvestAdapter(PoolAdapter):
             )
 
     async def remote_queue(self) -> list[QueueItem]:
-        """CONTRACT §2 `auto_download_from`: favourites and named playlists give track items,
-        "latest" gives album items; an item in several sources is listed once."""
+        """docs/interface.md §2 `auto_download_from`: favourites and named playlists give track
+        items, "latest" gives album items; an item in several sources is listed once."""
         items: dict[tuple[str, str], QueueItem] = {}
 
         def add(item: QueueItem, source: str) -> None:
@@ -700,7 +703,8 @@ class HarvestAdapter(PoolAdapter):
             return self._info
         where = f"{self.name}: getserviceinfo"
         body = await self._api("GET", "getserviceinfo", token="service")
-        # CONTRACT §6: ServiceInfoURLs.DirectDownloadURL; seed 003 calls it AssetUrls.
+        # docs/interface.md §6: ServiceInfoURLs.DirectDownloadURL; docs/pools/harvest.md calls it
+        # AssetUrls.
         urls = wire.first(body, "serviceinfourls", "asseturls", "asseturl")
         template = (
             wire.text(wire.first(urls, "directdownloadurl")) if isinstance(urls, dict) else None
@@ -726,7 +730,8 @@ class HarvestAdapter(PoolAdapter):
         return self._info
 
     def format_id(self, info: ServiceInfo) -> str:
-        """CONTRACT §2 `format`: mp3/wav/aiff → the best listed format ID; an ID as given."""
+        """docs/interface.md §2 `format`: mp3/wav/aiff → the best listed format ID; an ID as
+        given."""
         wanted = self.config.format
         extensions = _FORMAT_EXTENSIONS.get(wanted.lower())
         if extensions is None:
@@ -735,7 +740,7 @@ class HarvestAdapter(PoolAdapter):
             return wanted
         matching = [f for f in info.formats if f[1] in extensions]
         if not matching:
-            # Seed 003: "mp3", "wav" or "aiff" may be sent instead of an ID ("the best
+            # docs/pools/harvest.md: "mp3", "wav" or "aiff" may be sent instead of an ID ("the best
             # available formats for these types").
             log.warning("harvest.format_by_name", pool=self.name, format=wanted)
             return wanted
@@ -751,9 +756,9 @@ class HarvestAdapter(PoolAdapter):
         return await self._request_download(request, name)
 
     async def renew_plan(self, plan: DownloadPlan, part_key: str | None = None) -> DownloadPlan:
-        """Ask again for fresh tokens (seed 003: they expire within minutes). The part keys stay
-        "1".."n" – but if the pool now splits the package differently the new plan has another
-        number of parts, and the engine must restart the set (RELIABILITY T5)."""
+        """Ask again for fresh tokens (docs/pools/harvest.md: they expire within minutes). The part
+        keys stay "1".."n" – but if the pool now splits the package differently the new plan has
+        another number of parts, and the engine must restart the set (docs/reliability.md T5)."""
         item_id = plan.item_id or None
         request = Request(plan.pool, None if plan.kind == "favourites" else item_id, plan.kind)
         name = plan.name or await self._package_name(request, None)
@@ -773,7 +778,7 @@ class HarvestAdapter(PoolAdapter):
         return f"{self.name} needs no redownload request; the download is requested again"
 
     async def _package_name(self, request: Request, known: QueueItem | None) -> str:
-        """CONTRACT §5 `download_dir/<pool>/<download name>/`: the playlist or album name,
+        """docs/interface.md §5 `download_dir/<pool>/<download name>/`: the playlist or album name,
         "myfavourites", or the track id."""
         if request.kind == "favourites":
             return FAVOURITES_NAME
@@ -813,7 +818,7 @@ class HarvestAdapter(PoolAdapter):
         body = await self._api(
             "POST",
             "getmusicdownload",
-            # Seed 003's XML form: service token in the path, member token in the body.
+            # docs/pools/harvest.md's XML form: service token in the path, member token in the body.
             token="service" if xml else "member",
             member_in_body=xml,
             fields=fields,
@@ -853,7 +858,7 @@ class HarvestAdapter(PoolAdapter):
             )
 
         if sent:
-            # Seed 003: "requestsent=true" – the member gets an e-mail; not a failure.
+            # docs/pools/harvest.md: "requestsent=true" – the member gets an e-mail; not a failure.
             return made([], {})
         tokens = wire.download_parts(
             wire.as_list(wire.first(body, "downloadtokens"), "downloadtoken"), where
@@ -871,7 +876,7 @@ class HarvestAdapter(PoolAdapter):
                 )
             )
         count = len(parts)
-        # RELIABILITY T5: the set is one package; another split is another package.
+        # docs/reliability.md T5: the set is one package; another split is another package.
         package = f"{request.kind}:{identifier}:{format_id}:{count}"
         return made(parts, {"package": package, "part_count": count})
 
@@ -880,7 +885,8 @@ class HarvestAdapter(PoolAdapter):
 
 
 def _fill(template: str, token: str) -> str:
-    """DirectDownloadURL with `{downloadtoken}` replaced (seed 003: "merge each TokenValue")."""
+    """DirectDownloadURL with `{downloadtoken}` replaced (docs/pools/harvest.md: "merge each
+    TokenValue")."""
     quoted = quote(token, safe="")
     return _PLACEHOLDER.sub(lambda _match: quoted, template)
 

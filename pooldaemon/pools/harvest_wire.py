@@ -1,11 +1,11 @@
 """Harvest Media's two wires read into one shape, and its records read into tracks.
 
-CONTRACT §6: the current API speaks JSON with PascalCase keys, seed 003 lower-case XML; keys are
-matched case-insensitively. Both decode here into dicts, lists and scalars whose keys are all
-lower-case, so the adapter reads `body["downloadtokens"]` whatever the wire. XML goes through
-`pools/http.parse_xml` (DTDs and entities refused, RELIABILITY M4); JSON through `loads_strict`.
-Records in that shape become Tracks here too (`read_track`), and download tokens are checked
-(`download_parts`): pure functions, like the rest.
+docs/interface.md §6: the current API speaks JSON with PascalCase keys, docs/pools/harvest.md
+lower-case XML; keys are matched case-insensitively. Both decode here into dicts, lists and scalars
+whose keys are all lower-case, so the adapter reads `body["downloadtokens"]` whatever the wire. XML
+goes through `pools/http.parse_xml` (DTDs and entities refused, docs/reliability.md M4); JSON
+through `loads_strict`. Records in that shape become Tracks here too (`read_track`), and download
+tokens are checked (`download_parts`): pure functions, like the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pooldaemon.pools.http import loads_strict, parse_xml
 
 Wire = Literal["json", "xml"]
 
-#: Seed 003 serves its error envelope this way; the JSON API as `{"Error": {"Code", …}}`.
+#: docs/pools/harvest.md serves its error envelope this way; the JSON API as `{"Error": {"Code",
+#: …}}`.
 ERROR_KEY = "error"
 _NET_DATE = re.compile(r"^/?Date\((-?\d+)([+-]\d{4})?\)/?$")
 _OFFSET_HM = re.compile(r"^([+-]?)(\d{1,2}):(\d{2})$")
@@ -92,7 +93,8 @@ def _element(element: Element) -> Any:
     attrs.pop("nil", None)
     children = list(element)
     if not children and not attrs:
-        # Seed 003: `<tokenvalue>` has newlines around it; XML whitespace is layout, not data.
+        # docs/pools/harvest.md: `<tokenvalue>` has newlines around it; XML whitespace is layout,
+        # not data.
         return (element.text or "").strip()
     result: dict[str, Any] = dict(attrs)
     repeated: set[str] = set()
@@ -252,7 +254,8 @@ def format_local(unix: float, utc_offset_h: float) -> str:
 
 
 def encode(root: str, fields: Mapping[str, Any], wire: Wire) -> tuple[bytes, str]:
-    """A request body: JSON with the PascalCase keys given, or seed 003's lower-case XML."""
+    """A request body: JSON with the PascalCase keys given, or docs/pools/harvest.md's lower-case
+    XML."""
     if wire == "json":
         return json.dumps(dict(fields)).encode(), "application/json; charset=utf-8"
     parts = [f"<{root}>"]
@@ -286,14 +289,15 @@ def ids(records: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def download_parts(entries: list[Any], where: str) -> list[tuple[int, str]]:
-    """Seed 003's `DownloadTokens[]{TokenValue, Part}` checked: parts 1..n, each once, sorted."""
+    """docs/pools/harvest.md's `DownloadTokens[]{TokenValue, Part}` checked: parts 1..n, each once,
+    sorted."""
     if not entries:
         raise ProtocolError(f"{where}: RequestSent is false but no download tokens came")
     found: dict[int, str] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             raise ProtocolError(f"{where}: a download token entry is not an object")
-        # Seed 003: `<tokenvalue>` has newlines around it.
+        # docs/pools/harvest.md: `<tokenvalue>` has newlines around it.
         token = text(first(entry, "tokenvalue", "token", "value"))
         if not token or not TOKEN_PATTERN.match(token):
             raise ProtocolError(f"{where}: a download token is empty or malformed")

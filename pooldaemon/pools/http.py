@@ -1,7 +1,7 @@
 """The HTTP plumbing every adapter shares: timeouts, retries, token renewal, decoding, errors.
 
 Adapters describe a call; this module decides whether to retry it and translates whatever went
-wrong into the error vocabulary of `pooldaemon.errors` (STYLE habits 2 and 3).
+wrong into the error vocabulary of `pooldaemon.errors`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from pooldaemon.retry import backoff_s, parse_retry_after
 
 Decode = Literal["json", "xml", "text", "bytes", "none"]
 
-#: Largest API answer we read (RELIABILITY M3: cap the response size).
+#: Largest API answer we read (docs/reliability.md M3: cap the response size).
 MAX_BODY_BYTES = 50 * 1024 * 1024
 
 
 class TokenKeeper:
-    """Holds one account token and renews it at most once at a time (RELIABILITY T3).
+    """Holds one account token and renews it at most once at a time (docs/reliability.md T3).
 
     `renew(stale)` is a no-op when the token already changed since `stale` was read, so eight
     chunk workers and two pollers that all see a 401 cause exactly one sign-in.
@@ -117,7 +117,8 @@ class PoolHttp:
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
         self._sleep = sleep
-        #: Host → unix time before which no call goes there (shared Retry-After, RELIABILITY H7).
+        #: Host → unix time before which no call goes there (shared Retry-After, docs/reliability.md
+        #: H7).
         self.not_before: dict[str, float] = {}
 
     async def call(
@@ -198,7 +199,7 @@ class PoolHttp:
                 timeout=self.timeout,
                 max_redirects=5,
                 # aiohttp re-sends a GET by itself once after a disconnect; a call with a side
-                # effect must not be repeated behind our back (RELIABILITY §0, C6).
+                # effect must not be repeated behind our back (docs/reliability.md §0, C6).
                 middlewares=None if safe else (_no_silent_retry,),
             ) as resp:
                 raw = await _read_capped(resp, name, self.pool)
@@ -310,7 +311,7 @@ def _best_effort(raw: bytes) -> Any:
 
 
 def _message(body: Any) -> str:
-    """The pool's own words from an error body (seed 004: `{"status", "message"}`)."""
+    """The pool's own words from an error body (docs/pools/crateq.md: `{"status", "message"}`)."""
     if isinstance(body, dict):
         for key in ("message", "Message", "msg", "error", "Error", "description"):
             value = body.get(key)
@@ -324,9 +325,11 @@ def _message(body: Any) -> str:
 
 
 def loads_strict(text: str, where: str) -> Any:
-    """Strict JSON: no NaN/Infinity, no duplicate keys, no overflowing floats (RELIABILITY M3).
+    """Strict JSON: no NaN/Infinity, no duplicate keys, no overflowing floats (docs/reliability.md
+    M3).
 
-    Errors name the place, the offset and a short snippet with secrets removed (RELIABILITY M1).
+    Errors name the place, the offset and a short snippet with secrets removed (docs/reliability.md
+    M1).
     """
     try:
         return jsonstrict.loads(text)
@@ -344,16 +347,16 @@ _THOUSANDS = re.compile(r'("(?:records|pages)"\s*:\s*)(\d{1,3}(?:,\d{3})+)(?=\s*
 
 
 def repair_thousands(text: str) -> tuple[str, bool]:
-    """Seed 004 writes `"records":174,420`: drop separators in `records`/`pages` only.
+    """docs/pools/crateq.md writes `"records":174,420`: drop separators in `records`/`pages` only.
 
-    The caller must still check the result is consistent (RELIABILITY M1's narrow repair).
+    The caller must still check the result is consistent (docs/reliability.md M1's narrow repair).
     """
     repaired, count = _THOUSANDS.subn(lambda m: m.group(1) + m.group(2).replace(",", ""), text)
     return repaired, count > 0
 
 
 def parse_xml(text: str, where: str) -> Any:
-    """Parse XML with entity expansion and DTDs refused (RELIABILITY M4)."""
+    """Parse XML with entity expansion and DTDs refused (docs/reliability.md M4)."""
     head = text.lstrip()[:100].lower()
     if head.startswith("<!doctype html") or head.startswith("<html"):
         raise ProtocolError(f"{where}: answered with an HTML page, not XML")

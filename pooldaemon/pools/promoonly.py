@@ -1,7 +1,8 @@
 """Promo Only POOL: sign-in and 5-minute tokens, the remote queue, download plans, acknowledgements.
 
-Seeds 000–002 and CONTRACT §6. The pool has no documented catalog listing, so the adapter offers
-the queue (read, add, remove), redownload requests and the `download/success` outbox call only.
+docs/pools/promoonly.md and docs/interface.md §6. The pool has no documented catalog listing, so the
+adapter offers the queue (read, add, remove), redownload requests and the `download/success` outbox
+call only.
 
 One concept in ~700 lines, the account's protocol: every call carries the 5-minute token this
 module signs in and renews, a download plan is a queue call (its `dl_token` and servers), and the
@@ -46,7 +47,8 @@ log = get_logger(__name__)
 
 #: Renew this long before the token's expiry, so a call never leaves with a dying token.
 RENEW_MARGIN_S = 60.0
-#: The one call this pool is owed after a verified file (CONTRACT §6), as an OutboxCall action.
+#: The one call this pool is owed after a verified file (docs/interface.md §6), as an OutboxCall
+#: action.
 SUCCESS_ACTION = "download_success"
 #: Queue answers remembered while the website's queue cannot be read (a few per queued job).
 REMEMBERED_ANSWERS = 2000
@@ -78,8 +80,8 @@ class PromoOnlyAdapter(PoolAdapter):
     """A Promo Only POOL account (signed in with email/password, or a fixed user id and token)."""
 
     type_name: ClassVar[str] = "promoonly"
-    # CONTRACT §2/§6: no catalog listing is documented, so CATALOG is not claimed and the daemon
-    # ignores catalog_interval for this pool.
+    # docs/interface.md §2/§6: no catalog listing is documented, so CATALOG is not claimed and the
+    # daemon ignores catalog_interval for this pool.
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.QUEUE, Capability.QUEUE_EDIT, Capability.REDOWNLOAD, Capability.OUTBOX}
     )
@@ -88,7 +90,8 @@ class PromoOnlyAdapter(PoolAdapter):
 
     SIGNIN_PATH: ClassVar[str] = "/user/authenticate/signin"
     RENEW_PATH: ClassVar[str] = "/user/authenticate"
-    # Seed 000's path first; some pages say /download/queue/ (CONTRACT §6): tried on a 404.
+    # docs/pools/promoonly.md §2's path first; some pages say /download/queue/ (docs/interface.md
+    # §6): tried on a 404.
     QUEUE_PATHS: ClassVar[tuple[str, ...]] = ("/downloads/queue/{id}", "/download/queue/{id}")
     QUEUE_LIST_PATH: ClassVar[str] = "/download/queue"
     REMOVE_PATH: ClassVar[str] = "/download/remove/{id}"
@@ -107,7 +110,7 @@ class PromoOnlyAdapter(PoolAdapter):
         self._api_secret: str | None = None
         self._keeper = TokenKeeper(self._fetch_token)
         if self._fixed:
-            # CONTRACT §6: a fixed token is never renewed: no expiry, and a 401 is final.
+            # docs/interface.md §6: a fixed token is never renewed: no expiry, and a 401 is final.
             self._keeper.set(secret_text(config.token), None)
         self._auth = Auth(keeper=self._keeper, headers=self._bearer, clock=self.clock)
         #: The queue path this server answered on; None until one worked.
@@ -207,7 +210,7 @@ class PromoOnlyAdapter(PoolAdapter):
             try:
                 return await self._renew_token()
             except (AuthError, ProtocolError, NotFound) as err:
-                # CONTRACT §6: if renewal fails, sign in again.
+                # docs/interface.md §6: if renewal fails, sign in again.
                 log.info("promoonly.renewal_refused", pool=self.name, error=err.message)
         return await self._sign_in_token()
 
@@ -264,7 +267,7 @@ class PromoOnlyAdapter(PoolAdapter):
         return token, wire.token_expiry(fields.get("expires"), self.clock())
 
     def _bearer(self, token: str) -> dict[str, str]:
-        # Seeds 000-002: `Authorization: Bearer Base64(userid:token)`.
+        # docs/pools/promoonly.md: `Authorization: Bearer Base64(userid:token)`.
         pair = base64.b64encode(f"{self._user_id}:{token}".encode()).decode()
         return {"Authorization": f"Bearer {pair}"}
 
@@ -308,7 +311,7 @@ class PromoOnlyAdapter(PoolAdapter):
             try:
                 item = self._queue_item(raw)
             except ProtocolError as err:
-                # RELIABILITY M3: quarantine the one bad record, keep the rest.
+                # docs/reliability.md M3: quarantine the one bad record, keep the rest.
                 log.warning("promoonly.queue_entry_skipped", pool=self.name, reason=err.message)
                 continue
             held = items.get(item.item_id)
@@ -319,7 +322,7 @@ class PromoOnlyAdapter(PoolAdapter):
         return list(items.values())
 
     async def find_in_queue(self, track_id: str) -> QueueItem | None:
-        """The track's entry in the remote queue, read fresh (RELIABILITY C6)."""
+        """The track's entry in the remote queue, read fresh (docs/reliability.md C6)."""
         wanted = wire.parse_track_id(track_id)
         for item in await self.remote_queue():
             if item.item_id == wanted:
@@ -358,8 +361,8 @@ class PromoOnlyAdapter(PoolAdapter):
     ) -> tuple[dict[str, Any], bool]:
         """The queue entry for a track, queuing it only when the queue does not hold it.
 
-        Returns (entry, queued_now). The queue GET has a side effect (RELIABILITY §0), so it is
-        never repeated blindly: after a failure the queue is read and an entry found there is
+        Returns (entry, queued_now). The queue GET has a side effect (docs/reliability.md §0), so it
+        is never repeated blindly: after a failure the queue is read and an entry found there is
         used; otherwise the error goes back to the caller, whose later retry reads again first.
         A pool without the list endpoint is handled by `_queue_once`.
         """
@@ -433,11 +436,11 @@ class PromoOnlyAdapter(PoolAdapter):
             answer = await self._call(
                 "GET",
                 path.format(id=track_id),
-                idempotent=False,  # seed 000: a GET with a side effect
+                idempotent=False,  # docs/pools/promoonly.md §2: a GET with a side effect
                 endpoint="downloads/queue",
             )
             if answer.status == 404 and index + 1 < len(paths):
-                continue  # CONTRACT §6: the other documented path
+                continue  # docs/interface.md §6: the other documented path
             if answer.status == 404:
                 said = wire.result_text(answer.body)
                 raise NotFound(
@@ -469,7 +472,8 @@ class PromoOnlyAdapter(PoolAdapter):
         )
 
     async def _servers(self, track_id: str) -> list[tuple[str, int | None]]:
-        """`GET /download/server/ID` (seed 001): the failover list as (host, id)."""
+        """`GET /download/server/ID` (docs/pools/promoonly.md §3): the failover list as (host,
+        id)."""
         answer = await self._call(
             "GET", self.SERVERS_PATH.format(id=track_id), endpoint="download/server"
         )
@@ -491,7 +495,7 @@ class PromoOnlyAdapter(PoolAdapter):
         """One part with a source per download server, using the queue entry's dl_token.
 
         `known` (a remote_queue item) is used as is; otherwise the queue is read and the track
-        queued only when it is not there (RELIABILITY C6).
+        queued only when it is not there (docs/reliability.md C6).
         """
         if request.kind != "track" or request.item_id is None:
             raise Unsupported(f"{self.name}: only single tracks can be downloaded ({request.ref})")
@@ -505,9 +509,9 @@ class PromoOnlyAdapter(PoolAdapter):
     async def renew_plan(self, plan: DownloadPlan, part_key: str | None = None) -> DownloadPlan:
         """A fresh header, dl_token and server list for a failing plan; never a blind re-queue.
 
-        RELIABILITY T1: the queue is read again first (a dl_token may have been reissued); only a
-        track no longer in the queue is queued again, and redownload is never spent on our own
-        failures.
+        docs/reliability.md T1: the queue is read again first (a dl_token may have been reissued);
+        only a track no longer in the queue is queued again, and redownload is never spent on our
+        own failures.
         """
         context = plan.context
         track_id = wire.parse_track_id(plan.item_id)
@@ -569,7 +573,8 @@ class PromoOnlyAdapter(PoolAdapter):
             pool=self.name,
             item_id=track_id,
             kind="track",
-            format="",  # seed 000: the media type is the account's POOL preference
+            format="",  # docs/pools/promoonly.md §2: the media type is the account's POOL
+            # preference
             parts=[part],
             meta={key: value for key, value in meta.items() if value is not None},
             context={
@@ -583,7 +588,7 @@ class PromoOnlyAdapter(PoolAdapter):
         )
 
     def after_download(self, plan: DownloadPlan) -> list[OutboxCall]:
-        """`download/success` is owed for every verified file (CONTRACT §6).
+        """`download/success` is owed for every verified file (docs/interface.md §6).
 
         The engine may set `plan.context["served_by"]` to the host that delivered the file;
         otherwise the first listed server is named.
@@ -634,9 +639,10 @@ class PromoOnlyAdapter(PoolAdapter):
             await self.save_state()
 
     async def redownload(self, item_ids: list[str], reason: str) -> str:
-        """`POST /download/redownload_request` (seed 002): scarce, only on the user's word."""
+        """`POST /download/redownload_request` (docs/pools/promoonly.md §6): scarce, only on the
+        user's word."""
         if not reason or not reason.strip():
-            raise BadRequest(f"{self.name}: a redownload needs a written reason (seed 002)")
+            raise BadRequest(f"{self.name}: a redownload needs a written reason")
         ids = [wire.parse_track_id(item) for item in item_ids]
         if not ids:
             raise BadRequest(f"{self.name}: a redownload needs at least one track")
@@ -644,13 +650,13 @@ class PromoOnlyAdapter(PoolAdapter):
             "POST",
             self.REDOWNLOAD_PATH,
             data={"trackid_list": ",".join(ids), "reason": reason.strip()},
-            idempotent=False,  # RELIABILITY §0: never spent twice on a lost answer
+            idempotent=False,  # docs/reliability.md §0: never spent twice on a lost answer
         )
         said = wire.result_text(answer.body)
         if 400 <= answer.status < 500 and answer.status not in (403, 404):
             raise Conflict(
                 f"{self.name}: redownload of {', '.join(ids)} refused: "
-                f"{said or f'HTTP {answer.status}'} (seed 002: only tracks downloaded before)"
+                f"{said or f'HTTP {answer.status}'} (only tracks downloaded before)"
             )
         self._raise_for(answer, "redownload request")
         fields = wire.as_object(answer.body, f"{self.name}: redownload request")
@@ -659,7 +665,7 @@ class PromoOnlyAdapter(PoolAdapter):
         if result.lower() != "success" or requeued <= 0:
             raise Conflict(
                 f"{self.name}: redownload of {', '.join(ids)} refused: {result or 'no result'}, "
-                f"{requeued} requeued (seed 002: only tracks downloaded before)"
+                f"{requeued} requeued (only tracks downloaded before)"
             )
         return f"{requeued} of {len(ids)} track(s) requeued for download"
 
@@ -697,7 +703,8 @@ class PromoOnlyAdapter(PoolAdapter):
         said = wire.result_text(answer.body)
         message = f"{self.name}: {what}: HTTP {status}" + (f": {said}" if said else "")
         if status == 403:
-            # Seed 001: "downloads will be denied to users that do not have access".
+            # docs/pools/promoonly.md §3: "downloads will be denied to users that do not have
+            # access".
             raise AccountError(message)
         if status == 404:
             raise NotFound(message)

@@ -16,7 +16,8 @@ from pooldaemon.log import redact_text
 from pooldaemon.models import Track
 from pooldaemon.pools.fields import flag_or_none, text_or_none, whole_number_or_none
 
-#: CONTRACT §6: "The access token lives 5 minutes"; used when the answer's expiry is unusable.
+#: docs/interface.md §6: "The access token lives 5 minutes"; used when the answer's expiry is
+#: unusable.
 TOKEN_LIFETIME_S = 300.0
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::\d{1,5})?$")
 _TRACK_ID = re.compile(r"^[0-9]{1,12}$")
@@ -27,7 +28,8 @@ _VIDEO = frozenset({"mp4", "m4v", "mov"})
 
 
 def result_text(body: Any) -> str:
-    """The pool's own words: `Result` (seed 000), `result` (seed 002), `message` elsewhere."""
+    """The pool's own words: `Result` (docs/pools/promoonly.md §2), `result`
+    (docs/pools/promoonly.md §6), `message` elsewhere."""
     if isinstance(body, dict):
         for key in ("Result", "result", "message", "Message", "error", "msg"):
             value = body.get(key)
@@ -59,7 +61,8 @@ def server_host(value: Any) -> str | None:
 
 
 def queue_entry(raw: Any, where: str) -> dict[str, Any]:
-    """A seed-000 queue object, checked: trackid, dl_token and the server hosts."""
+    """A docs/pools/promoonly.md §2 queue object, checked: trackid, dl_token and the server
+    hosts."""
     fields = as_object(raw, where)
     track_id = whole_number_or_none(fields.get("trackid"))
     dl_token = text_or_none(fields.get("dl_token"))
@@ -98,7 +101,8 @@ def token_expiry(value: Any, now: float) -> float:
 
     Unix seconds (or milliseconds), a lifetime in seconds and ISO 8601 times are read. A value
     meaning "already expired" or "valid for over a day" (a skewed clock, a misread unit) gives
-    the documented five minutes instead (CONTRACT §6; RELIABILITY T4: expiry is only a hint).
+    the documented five minutes instead (docs/interface.md §6; docs/reliability.md T4: expiry is
+    only a hint).
     """
     lifetime: float | None = None
     number: float | None = None
@@ -134,7 +138,7 @@ def queue_time(value: Any) -> str | None:
 
 
 def entry_track(pool: str, entry: Mapping[str, Any]) -> Track:
-    """A queue entry as a track for the catalog mirror (CONTRACT §4 fields)."""
+    """A queue entry as a track for the catalog mirror (docs/interface.md §4 fields)."""
     extension = file_extension(entry.get("file_type"))
     explicit, warn = flag_or_none(entry.get("explicit")), flag_or_none(entry.get("content_warn"))
     advisory = None
@@ -162,6 +166,6 @@ def entry_track(pool: str, entry: Mapping[str, Any]) -> Track:
         quality=text_or_none(entry.get("file_type")),
         date=date,
         source=text_or_none(entry.get("release_name")),
-        # No per-download token in the mirror: it is a credential (RELIABILITY S3).
+        # No per-download token in the mirror: it is a credential (docs/reliability.md S3).
         raw={key: value for key, value in entry.items() if key not in ("dl_token", "Result")},
     )

@@ -1,6 +1,6 @@
-"""Simulated record pools on loopback, written from the seed API documents alone.
+"""Simulated record pools on loopback, written from the pools' published documents alone.
 
-Never imports the rest of pooldaemon (STYLE.md): a misreading shared by client and simulator
+Never imports the rest of pooldaemon: a misreading shared by client and simulator
 must not hide itself.
 """
 

@@ -23,7 +23,8 @@ __all__ = [
 
 
 def json_error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
-    """The `{"status": …, "message": …}` error model (seed 004's, also fine for other pools)."""
+    """The `{"status": …, "message": …}` error model (docs/pools/crateq.md's, also fine for other
+    pools)."""
     body = json.dumps({"status": status, "message": message}).encode()
     return web.Response(
         status=status,
@@ -172,7 +173,7 @@ async def one_piece(data: bytes) -> AsyncIterator[bytes]:
 
 
 def _break_json(body: bytes) -> bytes:
-    # Seed 004's example has `…630quot;,` where a closing quote belongs.
+    # docs/pools/crateq.md's example has `…630quot;,` where a closing quote belongs.
     at = body.rfind(b'"')
     if at < 0:
         return body[:-1] if len(body) > 1 else b"{"
@@ -216,7 +217,8 @@ async def start_app(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Run `app` on host:port (0: any free port); returns the runner and the bound port."""
-    # handler_cancellation: a stalled handler ends when its client goes away (RELIABILITY H5).
+    # handler_cancellation: a stalled handler ends when its client goes away (docs/reliability.md
+    # H5).
     runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -83,7 +83,8 @@ GENRE_CATEGORIES: tuple[tuple[int, str], ...] = (
 )
 _CATEGORY_TITLE = dict(GENRE_CATEGORIES)
 
-# (genreId, title, categoryId, weight, bpm low, bpm high); ids are sparse as in seed 004.
+# (genreId, title, categoryId, weight, bpm low, bpm high); ids are sparse as in
+# docs/pools/crateq.md.
 _GENRE_TABLE: tuple[tuple[int, str, int, int, int, int], ...] = (
     (174, "4th of July", 4, 1, 100, 128),
     (167, "Alt Rock", 12, 2, 90, 160),
@@ -125,7 +126,7 @@ GENRES: tuple[tuple[int, str, int], ...] = tuple(
     (genre_id, title, category_id) for genre_id, title, category_id, *_ in _GENRE_TABLE
 )
 
-# (qualityId, title, pixel_width, pixel_height), seed 004 "Video Resolutions".
+# (qualityId, title, pixel_width, pixel_height), docs/pools/crateq.md "Video Resolutions".
 VIDEO_QUALITIES: tuple[tuple[int, str, int, int], ...] = (
     (0, "SD", 640, 360),
     (1, "qHD 540", 960, 540),
@@ -134,7 +135,7 @@ VIDEO_QUALITIES: tuple[tuple[int, str, int, int], ...] = (
 )
 _QUALITY_SHORT = {"SD": "SD", "qHD 540": "qHD", "HD 720": "HD", "Full HD 1080": "FHD", "": "HD"}
 
-# Seed 004's Tools / Mixes list, plus the two tools its example records use.
+# docs/pools/crateq.md's Tools / Mixes list, plus the two tools its example records use.
 MIXES: tuple[str, ...] = (
     "Acapella",
     "Acapella In",
@@ -187,7 +188,7 @@ _MIX_PICK = tuple(
 
 
 def format_size(size_bytes: int) -> str:
-    """Seed 004's size text: MiB with two decimals, e.g. "75.26 MB"."""
+    """docs/pools/crateq.md's size text: MiB with two decimals, e.g. "75.26 MB"."""
     return f"{size_bytes / 1048576:.2f} MB"
 
 
@@ -238,7 +239,7 @@ class Catalog:
     # -- ids -------------------------------------------------------------------------------------
 
     def _id_of(self, index: int) -> int:
-        # Sparse but increasing ids, like seed 004's 570291, 570722.
+        # Sparse but increasing ids, like docs/pools/crateq.md's 570291, 570722.
         return self.ID_BASE + 3 * index + (index * 7 + self._jitter) % 3
 
     def _index_of(self, media_id: int) -> int | None:
@@ -322,7 +323,7 @@ class Catalog:
         if video:
             source = "smashvidz" if (h2 >> 13) % 10 < 7 else "dms"
             quality_id = (h2 >> 17) % 4
-            # Seed 004's second example: a video whose quality is "".
+            # docs/pools/crateq.md's second example: a video whose quality is "".
             quality = VIDEO_QUALITIES[quality_id][1] if (h2 >> 19) % 20 else ""
         else:
             source = "lnrp" if (h2 >> 13) % 10 < 7 else "dms"
@@ -337,7 +338,7 @@ class Catalog:
         if tool in ("Short Edit", "Loop", "Acapella In", "Acapella Out"):
             seconds = max(30, seconds - 90)
         minutes, secs = divmod(seconds, 60)
-        # Seed 004 shows both "03:38" and "2:18".
+        # docs/pools/crateq.md shows both "03:38" and "2:18".
         length = f"{minutes}:{secs:02d}" if source == "lnrp" else f"{minutes:02d}:{secs:02d}"
         low, high = self.size_range
         size_bytes = low + (h3 >> 8) % (high - low + 1)
@@ -488,12 +489,14 @@ class Catalog:
         self.version += 1
         return added
 
-    # -- queries (seed 004 "Music Catalog" filters) ----------------------------------------------
+    # -- queries (docs/pools/crateq.md "Music Catalog" filters)
+    # ----------------------------------------------
 
     def select(
         self, filters: Mapping[str, str], sort: str = "date", direction: str = "desc"
     ) -> list[int]:
-        """Ids matching seed 004's filters, sorted (ties by mediaId); ValueError(param) if bad.
+        """Ids matching docs/pools/crateq.md's filters, sorted (ties by mediaId); ValueError(param)
+        if bad.
 
         Text filters are case- and accent-insensitive substrings; `days=N` keeps records whose
         updated day is on or after today - N (by the clock). Unknown parameters are ignored."""

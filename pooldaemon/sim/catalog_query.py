@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["FILTER_PARAMS", "SORT_FIELDS", "Record", "fold", "record_filter", "sorted_ids"]
 
-# Seed 004 "Music Catalog" filter parameters the simulator applies.
+# docs/pools/crateq.md "Music Catalog" filter parameters the simulator applies.
 FILTER_PARAMS = (
     "keywords",
     "artist",
@@ -59,7 +59,7 @@ def _int_set(name: str, value: str) -> set[int]:
 
 
 def _int_match(name: str, value: str) -> Callable[[int], bool]:
-    # Seed 004: an exact value, "a,b,c", or a range "a-b".
+    # docs/pools/crateq.md: an exact value, "a,b,c", or a range "a-b".
     text = value.strip()
     if "-" in text and "," not in text:
         low_text, _, high_text = text.partition("-")

@@ -1,7 +1,9 @@
-"""CrateQ simulator: seed 004's API (login, catalog, reference lists, queue, download) on loopback.
+"""CrateQ simulator: docs/pools/crateq.md's API (login, catalog, reference lists, queue, download)
+on loopback.
 
-Written from seed 004 and CONTRACT §6 alone. The download URL the seed leaves out is
-`{base_url}/Content/Download/{mediaId}?key={api_key}&token={auth}` with the JWT Bearer header.
+Written from docs/pools/crateq.md and docs/interface.md §6 alone. The download URL the pool document
+leaves out is `{base_url}/Content/Download/{mediaId}?key={api_key}&token={auth}` with the JWT Bearer
+header.
 
 One concept in ~740 lines: a single server whose endpoints and test switches all read and
 write the same users, queues and catalog. Its wire (record JSON, parameters) is
@@ -123,8 +125,9 @@ class CrateQSim:
         self.api_key = api_key or digest[:32]
         self.keys = CrateQKeys(seed)
         self.jwt_lifetime_s = jwt_lifetime_s
-        self.auth_lifetime_s = auth_lifetime_s  # seed 004: "a 15 minute validation period"
-        self.thousands = thousands  # seed 004 prints "records":174,420 — not JSON
+        self.auth_lifetime_s = auth_lifetime_s  # docs/pools/crateq.md: "a 15 minute validation
+        # period"
+        self.thousands = thousands  # docs/pools/crateq.md prints "records":174,420 — not JSON
         self.max_rows = max_rows
         self.originator = originator
         self.host = host
@@ -142,7 +145,7 @@ class CrateQSim:
         self.log = RequestLog()
         self.download_hosts: list[DownloadServer] = []
         self._file_backed: set[int] = set()
-        self._next_queue_id = 1_572_989  # seed 004's example queue ids
+        self._next_queue_id = 1_572_989  # docs/pools/crateq.md's example queue ids
         self._downloads = DownloadServer(
             self.media,
             self._resolve_download,
@@ -234,7 +237,8 @@ class CrateQSim:
             self._renderer.render(media_id)
 
     def config_toml(self, name: str = "crateq") -> str:
-        """The `[pools.<name>]` table that points pooldaemon at this simulator (CONTRACT §2)."""
+        """The `[pools.<name>]` table that points pooldaemon at this simulator (docs/interface.md
+        §2)."""
         return (
             f"[pools.{name}]\n"
             f'type = "crateq"\n'
@@ -415,7 +419,7 @@ class CrateQSim:
             return None
 
     def download_url(self, media_id: int, auth: str, host: DownloadServer | None = None) -> str:
-        """CONTRACT §6's download URL on the API server (or on an extra host)."""
+        """docs/interface.md §6's download URL on the API server (or on an extra host)."""
         base = self.base_url if host is None else f"{host.base_url}/api"
         return f"{base}/Content/Download/{media_id}?key={self.api_key}&token={auth}"
 
@@ -485,7 +489,7 @@ class CrateQSim:
         return verdict
 
     def _check_key(self, request: web.Request) -> web.StreamResponse | None:
-        # Seed 004: "If you do not include you API key … HTTP 403 (Forbidden)".
+        # docs/pools/crateq.md: "If you do not include you API key … HTTP 403 (Forbidden)".
         if request.query.get("key") != self.api_key:
             return json_error(403, "Forbidden: the key parameter is missing or invalid.")
         return None
@@ -545,7 +549,7 @@ class CrateQSim:
         user: SimUser,
         queue: Mapping[int, QueueEntry] | None = None,
     ) -> Json:
-        """Seed 004's paged envelope, built by hand so `thousands` can print 174,420.
+        """docs/pools/crateq.md's paged envelope, built by hand so `thousands` can print 174,420.
 
         Records are rendered only for the page asked for (a full sync pages 174,420 of them)."""
         records = len(ids)
@@ -585,13 +589,13 @@ class CrateQSim:
         params = await request_params(request)
         username, password = params.get("username", ""), params.get("password", "")
         if not username or not password:
-            # Seed 004's own error example.
+            # docs/pools/crateq.md's own error example.
             return json_error(500, "Username and Password are required.")
         user = self.users.get(username.casefold())
         if user is None or not hmac.compare_digest(user.password, password):
             return json_error(401, "Invalid username or password.")
         allowed = user.status in _TOKEN_STATUSES or user.crateq
-        # Seed 004: login answers an ARRAY with one object.
+        # docs/pools/crateq.md: login answers an ARRAY with one object.
         answer = {
             "userId": user.user_id,
             "msg": user.msg,
@@ -693,7 +697,7 @@ class CrateQSim:
                 return json_error(404, "Queue item not found.")
         if not media_id:
             return json_error(400, "Parameter Required: mediaId or originatorId.")
-        # Seed 004: an add for a track already queued removes it (a toggle).
+        # docs/pools/crateq.md: an add for a track already queued removes it (a toggle).
         existing = self._queued(user, media_id)
         if existing is not None:
             user.queue.remove(existing)

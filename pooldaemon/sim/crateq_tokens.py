@@ -53,7 +53,8 @@ class CrateQKeys:
 
     def auth(self, user_id: int, media_id: int, issued: int) -> str:
         """The download `auth` shown to `user_id` for `media_id` at unix time `issued`."""
-        # 40 hex characters like seed 004's: when it was shown, then a MAC over user and track.
+        # 40 hex characters like docs/pools/crateq.md's: when it was shown, then a MAC over user and
+        # track.
         mac = hashlib.sha1(
             self._auth_secret + f"{user_id}:{media_id}:{issued}".encode(), usedforsecurity=False
         ).hexdigest()

@@ -27,7 +27,7 @@ __all__ = [
     "request_params",
 ]
 
-# Seed 004 "Music Catalog Properties", in the order of its example.
+# docs/pools/crateq.md "Music Catalog Properties", in the order of its example.
 API_FIELDS = (
     "mediaId",
     "artist",
@@ -70,7 +70,7 @@ class Json:
 
 def dumps(value: Any) -> bytes:
     """JSON as the pool writes it."""
-    # Seed 004: "The responses are minified".
+    # docs/pools/crateq.md: "The responses are minified".
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 

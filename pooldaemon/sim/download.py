@@ -316,7 +316,7 @@ class DownloadServer:
     def _bad_range(
         variant: str, headers: CIMultiDict[str], first: int, last: int, total: int
     ) -> tuple[int, int]:
-        # RELIABILITY H3; the body always matches what the header claims, except for
+        # docs/reliability.md H3; the body always matches what the header claims, except for
         # wrong_total and other_unit, where only the header lies.
         if variant == "shifted_start":
             first = first - 1 if first > 0 else first + 1

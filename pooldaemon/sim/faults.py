@@ -45,7 +45,7 @@ DOWNLOAD_KINDS = frozenset(
         "different_bytes",
     }
 )
-# RELIABILITY H3: the ways a 206's Content-Range can be wrong.
+# docs/reliability.md H3: the ways a 206's Content-Range can be wrong.
 CONTENT_RANGE_VARIANTS = (
     "shifted_start",
     "end_past_request",
@@ -151,7 +151,8 @@ class Faults:
         except TimeoutError:
             pass
 
-    # -- named switches (H = RELIABILITY §2 case) -----------------------------------------------
+    # -- named switches (H = docs/reliability.md §2 case)
+    # -----------------------------------------------
 
     def fail(
         self,
@@ -339,7 +340,7 @@ class Faults:
         skip: int = 0,
         after_apply: bool = False,
     ) -> Fault:
-        """Seed 004: a timed-out request answers HTTP 200 with `[]`."""
+        """docs/pools/crateq.md: a timed-out request answers HTTP 200 with `[]`."""
         return self.add(
             "timeout_empty", count=count, match=match, skip=skip, after_apply=after_apply
         )
@@ -347,7 +348,8 @@ class Faults:
     def malformed_json(
         self, *, count: int | None = 1, match: str | Iterable[str] | None = None, skip: int = 0
     ) -> Fault:
-        """RELIABILITY §0: the body's last quote becomes `quot;`, as in the seed's broken entity."""
+        """docs/reliability.md §0: the body's last quote becomes `quot;`, as in the pool document's
+        broken entity."""
         return self.add("malformed_json", count=count, match=match, skip=skip)
 
     def truncated_json(

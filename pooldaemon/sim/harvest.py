@@ -1,13 +1,15 @@
-"""A Harvest Media simulator: seed 003 and CONTRACT §6, on both wires, with its download host.
+"""A Harvest Media simulator: docs/pools/harvest.md and docs/interface.md §6, on both wires, with
+its download host.
 
 Written from the documents alone (it never imports `pooldaemon.pools`). One aiohttp server plays
 the OAuth host (`/oauth2/token`) and the service (`/HMP-WS.svc/...`, paths matched without
 regard to case); a `DownloadServer` on its own port serves the ZIP parts at
 `/download/{downloadtoken}`, the template getserviceinfo hands out.
 
-`wire = "json"` answers with PascalCase JSON; `wire = "xml"` with seed 003's lower-case XML, its
-`<tokenvalue>` wrapped in newlines, `getmusicdownload` taking the service token in the path and
-`<membertoken>` in the body. Errors come in the envelope with HTTP 200, as the seed shows.
+`wire = "json"` answers with PascalCase JSON; `wire = "xml"` with docs/pools/harvest.md's lower-case
+XML, its `<tokenvalue>` wrapped in newlines, `getmusicdownload` taking the service token in the path
+and `<membertoken>` in the body. Errors come in the envelope with HTTP 200, as the pool document
+shows.
 
 Fault endpoints (for `sim.faults`, `match=`): "getservicetoken", "getmembertoken",
 "validatepersistentlogintoken", "getserviceinfo", "getfavourites", "getmemberplaylistsnotracks",
@@ -231,12 +233,12 @@ class HarvestSim:
 
     @property
     def base_url(self) -> str:
-        """The service URL (CONTRACT §2 `base_url`)."""
+        """The service URL (docs/interface.md §2 `base_url`)."""
         return f"http://{self.host}:{self.port}{SERVICE_PATH}"
 
     @property
     def auth_url(self) -> str:
-        """The OAuth token URL (CONTRACT §2 `auth_url`)."""
+        """The OAuth token URL (docs/interface.md §2 `auth_url`)."""
         return f"http://{self.host}:{self.port}{AUTH_PATH}"
 
     @property
@@ -348,7 +350,7 @@ class HarvestSim:
         count: int = 1,
     ) -> None:
         """Answer the next `count` calls (of `endpoint`, or any) with error `code` in the
-        envelope, HTTP 200 (seed 003)."""
+        envelope, HTTP 200 (docs/pools/harvest.md)."""
         self._pending.append(_Pending(code, endpoint and endpoint.lower(), description, count))
 
     def override_next(
@@ -568,7 +570,7 @@ class HarvestSim:
         urls_key, url_key = (
             ("ServiceInfoURLs", "DirectDownloadURL")
             if self.wire == "json"
-            else ("AssetUrls", "DirectDownloadUrl")  # seed 003's names
+            else ("AssetUrls", "DirectDownloadUrl")  # docs/pools/harvest.md's names
         )
         return {
             urls_key: {
@@ -640,7 +642,8 @@ class HarvestSim:
         path_token = _arg(args, 0)
         self.download_requests.append(dict(body))
         if body.get("membertoken"):
-            # Seed 003's XML form: the service token in the path, the member's in the body.
+            # docs/pools/harvest.md's XML form: the service token in the path, the member's in the
+            # body.
             self.tokens.check(self.tokens.service, path_token)
             self.tokens.check(self.tokens.member, str(body["membertoken"]))
         else:
@@ -675,7 +678,7 @@ class HarvestSim:
     def _format_ext(self, wanted: str) -> str:
         lowered = wanted.strip().lower()
         if lowered in EXTENSIONS:
-            return lowered  # seed 003: "wav", "aiff" or "mp3" instead of an ID
+            return lowered  # docs/pools/harvest.md: "wav", "aiff" or "mp3" instead of an ID
         for record in self.formats:
             if record["ID"] == wanted.strip():
                 ext = str(record["FileExtension"])
@@ -705,7 +708,7 @@ class HarvestSim:
         return [self.tracks[i] for i in ids]
 
     def _default_name(self, download_type: str, identifier: str) -> str:
-        # Seed 003's naming: {playlist.name}, {album.displaytitle}, myfavourites.
+        # docs/pools/harvest.md's naming: {playlist.name}, {album.displaytitle}, myfavourites.
         if download_type == "favourites":
             return "myfavourites"
         if download_type == "album":

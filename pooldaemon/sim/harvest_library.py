@@ -27,7 +27,7 @@ __all__ = [
     "package_entries",
 ]
 
-#: `next_archive_kind` values: how the next package's parts are spoiled (RELIABILITY Z1–Z3).
+#: `next_archive_kind` values: how the next package's parts are spoiled (docs/reliability.md Z1–Z3).
 ARCHIVE_KINDS = (
     "normal",
     "slip",  # an entry named ../../escaped.txt

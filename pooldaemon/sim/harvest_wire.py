@@ -26,7 +26,8 @@ __all__ = [
 
 Wire = Literal["json", "xml"]
 
-#: Seed 003's own example of an error; the rest are this simulator's words for CONTRACT §6's codes.
+#: docs/pools/harvest.md's own example of an error; the rest are this simulator's words for
+#: docs/interface.md §6's codes.
 ERROR_TEXTS: dict[int, str] = {
     2: "Invalid username or password",
     3: "Invalid AccessKey",
@@ -127,7 +128,8 @@ def _escape(text: str) -> str:
 
 
 def _xml(tag: str, value: Any, depth: int) -> list[str]:
-    """One value as seed 003 lays XML out: an element per line, lists under plural names."""
+    """One value as docs/pools/harvest.md lays XML out: an element per line, lists under plural
+    names."""
     pad = "  " * depth
     if isinstance(value, dict):
         lines = [f"{pad}<{tag}>"]
@@ -144,6 +146,6 @@ def _xml(tag: str, value: Any, depth: int) -> list[str]:
         return [f"{pad}<{tag} />"]
     text = ("true" if value else "false") if isinstance(value, bool) else _escape(str(value))
     if tag == "tokenvalue":
-        # Seed 003: the token value sits on its own line between the tags.
+        # docs/pools/harvest.md: the token value sits on its own line between the tags.
         return [f"{pad}<{tag}>\n{text}\n{pad}</{tag}>"]
     return [f"{pad}<{tag}>{text}</{tag}>"]

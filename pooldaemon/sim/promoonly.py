@@ -1,4 +1,5 @@
-"""A Promo Only POOL simulator: the API of seeds 000–002 and CONTRACT §6, and its download servers.
+"""A Promo Only POOL simulator: the API of docs/pools/promoonly.md and docs/interface.md §6, and its
+download servers.
 
 Written from the documents alone (it never imports `pooldaemon.pools`). One aiohttp server plays
 api.promoonly.com; several `DownloadServer`s (one port each) play dc03 / ny01 / sl02 and answer
@@ -35,9 +36,9 @@ from pooldaemon.sim.requestlog import RequestLog
 
 __all__ = ["PromoOnlySim"]
 
-#: CONTRACT §6: "The access token lives 5 minutes".
+#: docs/interface.md §6: "The access token lives 5 minutes".
 TOKEN_LIFETIME_S = 300.0
-#: Seed 001's server ids, then onwards for more servers.
+#: docs/pools/promoonly.md §3's server ids, then onwards for more servers.
 FIRST_SERVER_ID = 7
 
 
@@ -61,7 +62,7 @@ class _User:
 
 
 def _error(status: int, message: str, headers: dict[str, str]) -> web.StreamResponse:
-    """Promo Only words its answers in `Result` (seed 000)."""
+    """Promo Only words its answers in `Result` (docs/pools/promoonly.md §2)."""
     return web.json_response({"Result": message}, status=status, headers=headers)
 
 
@@ -106,7 +107,8 @@ class PromoOnlySim:
             api_key=f"{rng.getrandbits(128):032x}",
             api_secret=f"{rng.getrandbits(128):032x}",
         )
-        #: The fixed-token config form (seed 000's `$userid = 1; $token = "…"`): never expires.
+        #: The fixed-token config form (docs/pools/promoonly.md §2's `$userid = 1; $token = "…"`):
+        #: never expires.
         self.token = f"{rng.getrandbits(128):032x}"
         self._tokens: dict[str, tuple[int, float | None]] = {self.token: (1, None)}
         self.tracks: dict[int, SimTrack] = {}
@@ -137,7 +139,8 @@ class PromoOnlySim:
         ]
         #: Indexes into `servers` that queue answers and /download/server name.
         self.announced: list[int] = list(range(servers))
-        #: Every queue GET that reached the handler, by track id (seed 000's side effect).
+        #: Every queue GET that reached the handler, by track id (docs/pools/promoonly.md §2's side
+        #: effect).
         self.queue_calls: Counter[int] = Counter()
         #: Distinct acknowledgements: {"userid", "trackid", "serverid", "dl_token"}.
         self.successes: list[dict[str, Any]] = []
@@ -147,7 +150,7 @@ class PromoOnlySim:
         self.renewals = 0
         self._acknowledged: dict[str, int] = {}
         self._success_seen = asyncio.Condition()
-        self._next_queueid = 12997  # seed 000's example queueid
+        self._next_queueid = 12997  # docs/pools/promoonly.md §2's example queueid
         self._runner: web.AppRunner | None = None
         self.port = port  # the API's; the download servers take free ports
 
@@ -203,7 +206,8 @@ class PromoOnlySim:
         return "http://{server}/pool/v5/download/{dl_token}"
 
     def config_toml(self, name: str = "promoonly", *, fixed_token: bool = False) -> str:
-        """The `[pools.<name>]` table that points pooldaemon at this simulator (CONTRACT §2)."""
+        """The `[pools.<name>]` table that points pooldaemon at this simulator (docs/interface.md
+        §2)."""
         if fixed_token:
             credentials = f"user_id = {self.user_id}\ntoken = {json.dumps(self.token)}\n"
         else:
@@ -240,7 +244,7 @@ class PromoOnlySim:
         return [server.netloc for server in self.servers]
 
     def server_id(self, host: str) -> int:
-        """The seed-001 id of a download server."""
+        """The docs/pools/promoonly.md §3 id of a download server."""
         return FIRST_SERVER_ID + self.hosts.index(host)
 
     def clock(self) -> float:
@@ -315,7 +319,7 @@ class PromoOnlySim:
                     return _error(401, "Invalid or expired token.", {})
             status, body = await handler(request, user)
             if after:
-                # The effect above is applied; now the answer is lost (RELIABILITY C6).
+                # The effect above is applied; now the answer is lost (docs/reliability.md C6).
                 early = await fault_response(request, self.faults, active, _error)
                 if early is not None:
                     return early
@@ -329,7 +333,8 @@ class PromoOnlySim:
         return _error(404, "Resource Not Found.", {})
 
     def _bearer_user(self, request: web.Request) -> _User | None:
-        """Seeds 000-002: `Authorization: Bearer Base64(userid:token)`, token alive and owned."""
+        """docs/pools/promoonly.md: `Authorization: Bearer Base64(userid:token)`, token alive and
+        owned."""
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
@@ -429,7 +434,8 @@ class PromoOnlySim:
         found = self._access(request.match_info["id"])
         if not isinstance(found, SimTrack):
             return found
-        # Seed 000: the GET queues the track; a repeat queues it again (RELIABILITY §0).
+        # docs/pools/promoonly.md §2: the GET queues the track; a repeat queues it again
+        # (docs/reliability.md §0).
         self.queue_calls[found.trackid] += 1
         body = self._entry_dict(self._enqueue(found.trackid))
         body.pop("queue_time")
@@ -494,7 +500,8 @@ class PromoOnlySim:
         ids = [part.strip() for part in form.get("trackid_list", "").split(",") if part.strip()]
         if not ids or not all(part.isdigit() for part in ids):
             return 400, {"result": "error", "Result": "trackid_list must list track IDs."}
-        # Seed 002: "will only work for tracks that have been previously downloaded".
+        # docs/pools/promoonly.md §6: "will only work for tracks that have been previously
+        # downloaded".
         eligible = [int(part) for part in ids if int(part) in self._user.downloaded]
         if not eligible:
             return 400, {
@@ -521,7 +528,7 @@ class PromoOnlySim:
 
 
 async def _fields(request: web.Request) -> dict[str, str]:
-    """POST fields as a form (the seeds' examples) or as a JSON object."""
+    """POST fields as a form (the pool documents' examples) or as a JSON object."""
     if request.content_type == "application/json":
         try:
             data = await request.json()

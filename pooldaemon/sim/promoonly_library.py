@@ -58,12 +58,14 @@ class SimTrack:
     size: int
 
     def fields(self) -> dict[str, Any]:
-        """The track's part of a seed-000 answer (no Result, dl_token, queueid or servers)."""
+        """The track's part of a docs/pools/promoonly.md §2 answer (no Result, dl_token, queueid or
+        servers)."""
         video = self.kind == "mp4"
         return {
             "artist": self.artist,
             "bpm": self.bpm,
-            "content_warn": "True" if self.explicit else "False",  # seed 000: a string
+            "content_warn": "True" if self.explicit else "False",  # docs/pools/promoonly.md §2: a
+            # string
             "duration": self.duration,
             "end": "Cold",
             "explicit": self.explicit,
@@ -86,7 +88,7 @@ class SimTrack:
 def make_track(index: int, rng: random.Random, media_size: int) -> SimTrack:
     """Track number `index` of the distribution; track 0 is docs/pools/promoonly.md's example."""
     if index == 0:
-        # Seed 000's example track.
+        # docs/pools/promoonly.md §2's example track.
         kind, size = "mp4", media_size
         return SimTrack(
             trackid=374210,

@@ -1,7 +1,7 @@
 """The catalog mirror: tracks by page, removals after a full pass, the word index, lookups.
 
-Each page is one transaction (RELIABILITY T2: pages already applied stay committed). A track that
-did not change is not written at all: a full pass notes the ids it saw in a TEMP table, so a
+Each page is one transaction (docs/reliability.md T2: pages already applied stay committed). A track
+that did not change is not written at all: a full pass notes the ids it saw in a TEMP table, so a
 re-sync of an unchanged catalog only reads. This module is the only writer of `tracks` and fills
 `tracks_fts` for new rows itself (schema migration 5); the word index also holds each track's
 filter values as words (migration 8), so searches count their matches inside FTS5, and it is
@@ -250,7 +250,8 @@ async def begin_pass(store: Store, pool: str) -> None:
 
 
 async def mark_seen(store: Store, pool: str, ids: Iterable[str]) -> None:
-    """Note tracks as present without changing them (quarantined records, RELIABILITY M3)."""
+    """Note tracks as present without changing them (quarantined records, docs/reliability.md
+    M3)."""
     rows = [(pool, item_id) for item_id in ids if item_id]
     if rows:
         await store.executemany(_PASS_SEEN, rows)
@@ -438,7 +439,7 @@ async def mark_downloaded(store: Store, pool: str, item_id: str) -> None:
 
 
 async def get_track(store: Store, pool: str, item_id: str) -> dict[str, Any] | None:
-    """One mirrored track as CONTRACT §4 shows it, removed or not."""
+    """One mirrored track as docs/interface.md §4 shows it, removed or not."""
     row = await store.fetchone(
         f"SELECT {SELECT_TRACK} FROM tracks t WHERE t.pool = ? AND t.id = ?", (pool, item_id)
     )
@@ -456,7 +457,7 @@ async def track_raw(store: Store, pool: str, item_id: str) -> dict[str, Any] | N
 
 
 def track_dict(row: Any) -> dict[str, Any]:
-    """A track exactly as CONTRACT §4 lists it."""
+    """A track exactly as docs/interface.md §4 lists it."""
 
     def flag(value: Any) -> bool | None:
         return None if value is None else bool(value)

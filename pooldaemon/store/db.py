@@ -78,7 +78,7 @@ class Store:
     """Owns the connections. Writers go through `transaction()`, which serializes them.
 
     One event loop, one connection for everything but searches (`reads`): there are no thread
-    locks around SQLite (STYLE), only an asyncio lock so two coroutines never interleave
+    locks around SQLite, only an asyncio lock so two coroutines never interleave
     statements of two transactions.
     """
 
@@ -123,7 +123,7 @@ class Store:
 
     async def _configure(self) -> None:
         # NORMAL in WAL is durable across process crashes; a power cut may lose the last commit,
-        # which only costs a chunk re-download (RELIABILITY C3).
+        # which only costs a chunk re-download (docs/reliability.md C3).
         await self._conn.execute("PRAGMA synchronous = NORMAL")
         await self._conn.execute("PRAGMA foreign_keys = ON")
         await self._conn.execute("PRAGMA busy_timeout = 5000")
@@ -133,7 +133,7 @@ class Store:
         # and the daemon's RSS 14 MB lower; the OS's page cache holds the rest.
         await self._conn.execute("PRAGMA cache_size = -8192")
         if sys.platform == "darwin":
-            await self._conn.execute("PRAGMA fullfsync = ON")  # RELIABILITY §3 item 17
+            await self._conn.execute("PRAGMA fullfsync = ON")  # docs/reliability.md §3 item 17
         # The searches' connection: it may not write, it waits out a checkpoint's lock, and
         # it has the page cache the searches were measured with; the writer's is mostly
         # pages it just wrote.

@@ -4,7 +4,7 @@ Two tables (schema migration 4). `drop_requests` holds one row per distinct cont
 lines parsed from it, then the result of submitting them. `drop_files` holds one row per dropped
 file (identified by its name and inode, not just its name) with the destination chosen for it and
 the exact result/errors text to write beside it, so a restart finishes the same move instead of
-choosing a second name (RELIABILITY C5).
+choosing a second name (docs/reliability.md C5).
 """
 
 from __future__ import annotations

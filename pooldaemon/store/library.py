@@ -25,8 +25,8 @@ async def record_download(
 ) -> dict[str, Any]:
     """Library entry, job `done` and the calls owed to the pool, in one transaction (issue 4).
 
-    A crash before the commit leaves the job unfinished with its file adoptable (RELIABILITY C4);
-    after it, all three are there — a call owed is never lost and never made for a file that
+    A crash before the commit leaves the job unfinished with its file adoptable (docs/reliability.md
+    C4); after it, all three are there — a call owed is never lost and never made for a file that
     is not in the library.
     """
     now = time.time()
@@ -81,7 +81,7 @@ async def record_download(
 
 
 async def recent_downloads(store: Store, since: float) -> list[dict[str, Any]]:
-    """Entries recorded since `since` whose job is still done (RELIABILITY C4's window)."""
+    """Entries recorded since `since` whose job is still done (docs/reliability.md C4's window)."""
     rows = await store.fetchall(
         "SELECT l.id, l.job_id, l.path, l.size, l.sha256 FROM library l "
         "JOIN jobs j ON j.id = l.job_id "

@@ -1,4 +1,5 @@
-"""Calls owed to pools (Promo Only's download/success), kept until acknowledged (CONTRACT §6)."""
+"""Calls owed to pools (Promo Only's download/success), kept until acknowledged (docs/interface.md
+§6)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX tracks_pool_seen ON tracks (pool, last_seen)",
         "CREATE INDEX tracks_bpm ON tracks (bpm)",
         "CREATE INDEX tracks_year ON tracks (year)",
-        # Accent- and case-insensitive prefix search over artist/title/editor (CONTRACT §4).
+        # Accent- and case-insensitive prefix search over artist/title/editor (docs/interface.md
+        # §4).
         """
         CREATE VIRTUAL TABLE tracks_fts USING fts5 (
             artist, title, editor,
@@ -220,7 +221,7 @@ MIGRATIONS: list[list[str]] = [
             moved_to   TEXT                         -- NULL until the file has been moved
         ) WITHOUT ROWID
         """,
-        # The remote side effect we started but have not seen finish (RELIABILITY C6).
+        # The remote side effect we started but have not seen finish (docs/reliability.md C6).
         """
         CREATE TABLE pending_remote (
             pool     TEXT NOT NULL,
@@ -237,12 +238,13 @@ MIGRATIONS: list[list[str]] = [
         # resumes there rather than from its start).
         "ALTER TABLE chunks ADD COLUMN filled INTEGER NOT NULL DEFAULT 0",
         # Written before the final rename with `path`: after a crash between rename and "done",
-        # a file at `path` with this hash is ours to adopt (RELIABILITY C4).
+        # a file at `path` with this hash is ours to adopt (docs/reliability.md C4).
         "ALTER TABLE jobs ADD COLUMN final_sha256 TEXT",
-        # The server whose answer fixed the part's size and ETag (RELIABILITY H3 vs H11).
+        # The server whose answer fixed the part's size and ETag (docs/reliability.md H3 vs H11).
         "ALTER TABLE job_parts ADD COLUMN identity_server TEXT",
     ],
-    # 4: the drop folder's hand-off, resumable after a crash (RELIABILITY C5, store/drops.py).
+    # 4: the drop folder's hand-off, resumable after a crash (docs/reliability.md C5,
+    # store/drops.py).
     [
         # pending: lines recorded, not all submitted; submitted: result known; done: first file
         # with this content moved. `lines` keeps what was parsed so a replay needs no re-read.
@@ -336,7 +338,8 @@ MIGRATIONS.append(
 )
 
 MIGRATIONS.append(
-    # 6: idempotency keys for submits (the drop folder's replay after a crash, RELIABILITY C5).
+    # 6: idempotency keys for submits (the drop folder's replay after a crash, docs/reliability.md
+    # C5).
     [
         """
         CREATE TABLE submit_keys (

@@ -26,7 +26,8 @@ _HITS = f"SELECT rowid {_KEY_ROWID} FROM tracks_fts WHERE tracks_fts MATCH ?"
 
 @dataclass(frozen=True, slots=True)
 class NumberFilter:
-    """`N`, `N,M,…` (values) or `N-M` (low..high inclusive), as seed 004's bpm/releaseYear."""
+    """`N`, `N,M,…` (values) or `N-M` (low..high inclusive), as docs/pools/crateq.md's
+    bpm/releaseYear."""
 
     values: tuple[int, ...] = ()
     low: int | None = None

@@ -35,7 +35,7 @@ from pooldaemon.search import search
 from pooldaemon.store.db import Store
 from pooldaemon.sync import PoolSync
 
-FULL_RECORDS = 174_420  # seed 004's own count
+FULL_RECORDS = 174_420  # docs/pools/crateq.md's own count
 SEED = "bench"
 
 #: What DJs search for: words (artist/title prefixes), with and without the CrateQ filters.

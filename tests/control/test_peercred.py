@@ -1,4 +1,4 @@
-"""Peer credentials, and another user's process against the real server (RELIABILITY S1)."""
+"""Peer credentials, and another user's process against the real server (docs/reliability.md S1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The control server in-process, on a real Unix socket, with a fake Services (CONTRACT §4)."""
+"""The control server in-process, on a real Unix socket, with a fake Services (docs/interface.md
+§4)."""
 
 from __future__ import annotations
 

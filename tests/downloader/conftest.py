@@ -1,5 +1,5 @@
 """Fixtures for the downloader: real download servers on port 0, a small real adapter that plans
-downloads from them, a store on tmp_path and an engine factory (STYLE habit 11)."""
+downloads from them, a store on tmp_path and an engine factory."""
 
 from __future__ import annotations
 

@@ -240,7 +240,7 @@ def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-#: RELIABILITY crash loop: a kill costs at most the chunks in flight, one per connection.
+#: docs/reliability.md crash loop: a kill costs at most the chunks in flight, one per connection.
 IN_FLIGHT = ACTIVE * CONNECTIONS * CHUNK
 
 
@@ -264,8 +264,8 @@ async def test_a_kill_at_each_named_point_loses_nothing(
 async def test_a_kill_halfway_through_extraction_extracts_again(
     world: World, tmp_path: Path
 ) -> None:
-    """RELIABILITY C5: staging is removed and the archive extracted afresh; nothing half-done
-    reaches the library."""
+    """docs/reliability.md C5: staging is removed and the archive extracted afresh; nothing
+    half-done reaches the library."""
     entries = {f"Disc/{i:02d}.mp3": mp3_bytes(f"e{i}", 256 * KIB) for i in range(40)}
     world.media.add_bytes("big", zip_bytes(entries), content_type="application/zip")
     world.spec_items = {

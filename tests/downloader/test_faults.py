@@ -1,4 +1,4 @@
-"""RELIABILITY §2 through the engine: HTTP faults, tokens, disk, names and archives.
+"""docs/reliability.md §2 through the engine: HTTP faults, tokens, disk, names and archives.
 
 Each test runs real download servers with switched-on faults and checks the oracle: the file in
 the library is byte-identical to the source (or there is none, with a clear reason).

@@ -424,7 +424,8 @@ async def test_a_missing_work_file_restarts_the_part(
     assert bytes_requested([srv], size) == size
 
 
-# -- redirects (RELIABILITY H12) -----------------------------------------------------------------
+# -- redirects (docs/reliability.md H12)
+# -----------------------------------------------------------------
 
 
 async def _redirector(target: str, *, status: int = 302) -> tuple[web.AppRunner, str, list[Any]]:
@@ -484,7 +485,8 @@ async def test_redirect_loops_and_other_schemes_are_refused(
     assert len(loop_seen) <= 2 * 6
 
 
-# -- TLS (RELIABILITY H12 downgrade, H13) ----------------------------------------------------------
+# -- TLS (docs/reliability.md H12 downgrade, H13)
+# ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -590,7 +592,8 @@ async def test_h12_a_redirect_from_https_to_http_is_refused(
     assert plain.log.calls["download"] == 0
 
 
-# -- tokens (RELIABILITY T1, T3) -----------------------------------------------------------------
+# -- tokens (docs/reliability.md T1, T3)
+# -----------------------------------------------------------------
 
 
 async def test_many_workers_refused_at_once_renew_exactly_once(

@@ -1,4 +1,5 @@
-"""Name sanitizing, template rendering and safe joins (CONTRACT §5, RELIABILITY N1–N3)."""
+"""Name sanitizing, template rendering and safe joins (docs/interface.md §5, docs/reliability.md
+N1–N3)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pooldaemon.downloader.paths import (
 TEMPLATE = "{genre}/{artist} - {title} ({mix})"
 
 
-# --- sanitize_component: the table from RELIABILITY N1/N2 -----------------------------------
+# --- sanitize_component: the table from docs/reliability.md N1/N2
+# -----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,7 @@ TEMPLATE = "{genre}/{artist} - {title} ({mix})"
         ("Trailing dot.", "Trailing dot"),
         ("Trailing space   ", "Trailing space"),
         ("  .hidden", "hidden"),
-        (".pooldaemon", "pooldaemon"),  # can never name the work area (CONTRACT §5)
+        (".pooldaemon", "pooldaemon"),  # can never name the work area (docs/interface.md §5)
         ("gnp.\u202eexe.mp3", "gnp.exe.mp3"),
         ("a\u2066b\u2069c", "abc"),
         ('What? <Now> "|*"', "What_ _Now_ ____"),

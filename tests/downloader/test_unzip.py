@@ -1,4 +1,5 @@
-"""Safe extraction of ZIP parts (CONTRACT §5, RELIABILITY Z1–Z3, C5, §3 item 14)."""
+"""Safe extraction of ZIP parts (docs/interface.md §5, docs/reliability.md Z1–Z3, C5, §3 item
+14)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The drop folder (CONTRACT §3, RELIABILITY F1, F2, C5): real directories, SQLite, watchfiles."""
+"""The drop folder (docs/interface.md §3, docs/reliability.md F1, F2, C5): real directories, SQLite,
+watchfiles."""
 
 from __future__ import annotations
 
@@ -292,7 +293,7 @@ async def test_corpus_of_bad_files(drop: Path, store: Store, tmp_path: Path) -> 
     )
     assert handled["types.json"].rejected == 5
     assert "line 1: key 'id' given twice\n" in errors(drop, "dupkey.json")
-    # RELIABILITY F1: an unknown pool's error lists the configured pools.
+    # docs/reliability.md F1: an unknown pool's error lists the configured pools.
     assert errors(drop, "unknown.txt").endswith(
         f"line 1: 'nosuchpool:1': unknown pool 'nosuchpool' ({CONFIGURED})\n    nosuchpool:1\n"
     )
@@ -377,7 +378,7 @@ async def test_mixed_lines_partial_acceptance(drop: Path, store: Store) -> None:
                 "ref": "harvest:01f85a9be3d626e0",
                 "job": engine.job("harvest:01f85a9be3d626e0"),
             },
-            # CONTRACT §3: asked again, it points at the existing job.
+            # docs/interface.md §3: asked again, it points at the existing job.
             {"line": 14, "ref": "crateq:570291", "job": engine.job("crateq:570291")},
         ],
         "rejected": [
@@ -598,7 +599,8 @@ async def test_one_failing_file_does_not_block_others(drop: Path, store: Store) 
     assert report.file == "a.txt" and report.accepted == 1
 
 
-# --- crash safety (RELIABILITY C5) ----------------------------------------------------------
+# --- crash safety (docs/reliability.md C5)
+# ----------------------------------------------------------
 
 
 async def _restart(

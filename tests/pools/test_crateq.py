@@ -1,4 +1,5 @@
-"""The CrateQ adapter against the simulated CrateQ (real server, real socket): seed 004."""
+"""The CrateQ adapter against the simulated CrateQ (real server, real socket):
+docs/pools/crateq.md."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ async def test_jwt_is_renewed_before_its_exp_with_one_login(
 async def test_a_401_renews_the_jwt_once_and_retries_the_same_page(
     sim: CrateQSim, adapter: CrateQ
 ) -> None:
-    """RELIABILITY T2: the token dies on page 2 of 3; the pass goes on from page 2."""
+    """docs/reliability.md T2: the token dies on page 2 of 3; the pass goes on from page 2."""
     await adapter.sign_in()
     sim.faults.unauthorized(count=1, match="Content/Media", skip=1)
     pages = await all_pages(adapter)
@@ -119,7 +120,7 @@ async def test_a_401_renews_the_jwt_once_and_retries_the_same_page(
 
 
 async def test_concurrent_401s_sign_in_once(sim: CrateQSim, adapter: CrateQ) -> None:
-    """RELIABILITY T3 with the real pool server: every token revoked at once."""
+    """docs/reliability.md T3 with the real pool server: every token revoked at once."""
     await adapter.sign_in()
     sim.revoke_tokens()
     results = await asyncio.gather(*(adapter.remote_queue() for _ in range(6)))
@@ -156,7 +157,7 @@ async def test_current_status_and_the_crateq_override_are_accepted(
     await make_adapter(sim, session).sign_in()
     other = sim.add_user("dj2", "pw-two-22", status="expired", crateq=True)
     adapter = make_adapter(sim, session, username=other.username, password=other.password)
-    await adapter.sign_in()  # seed 004: crateq overrides the status
+    await adapter.sign_in()  # docs/pools/crateq.md: crateq overrides the status
     assert adapter.user_id == other.user_id
 
 
@@ -286,7 +287,7 @@ def test_field_rules_from_seed_004() -> None:
 async def test_type_drift_is_coerced_and_a_broken_record_is_quarantined(
     sim: CrateQSim, adapter: CrateQ
 ) -> None:
-    """RELIABILITY M3: "bpm":"134" and "False" are coerced; an unreadable bpm is skipped."""
+    """docs/reliability.md M3: "bpm":"134" and "False" are coerced; an unreadable bpm is skipped."""
     ids = sim.catalog.select({}, "date", "desc")
     sim.catalog.update([ids[0]], bpm="134", video="False", audio="true")
     sim.catalog.update([ids[1]], bpm="fast")
@@ -324,7 +325,8 @@ async def test_incremental_asks_for_whole_days_plus_one(sim: CrateQSim, adapter:
 async def test_thousands_separators_are_repaired_when_the_paging_adds_up(
     session: aiohttp.ClientSession,
 ) -> None:
-    """RELIABILITY M1: `"records":2,500`, `"pages":25` is refused by strict JSON, then repaired."""
+    """docs/reliability.md M1: `"records":2,500`, `"pages":25` is refused by strict JSON, then
+    repaired."""
     async with CrateQSim(records=2500, seed="thousands", thousands=True) as sim:
         adapter = make_adapter(sim, session, rows=100)
         logs = structlog.testing.LogCapture()
@@ -462,7 +464,7 @@ async def test_queue_add_and_remove_report_what_the_pool_said(
 async def test_an_add_that_timed_out_after_the_pool_applied_it_is_not_posted_again(
     sim: CrateQSim, adapter: CrateQ
 ) -> None:
-    """RELIABILITY C6: a second POST would remove the track; the queue is read instead."""
+    """docs/reliability.md C6: a second POST would remove the track; the queue is read instead."""
     media_id = sim.catalog.ids()[9]
     sim.faults.fail(503, count=1, match="Content/UpdateQueue", after_apply=True)
     message = await adapter.queue_add(str(media_id))
@@ -545,7 +547,7 @@ async def test_a_stale_known_auth_is_refreshed_from_the_queue(
     media_id = sim.catalog.ids()[13]
     sim.add_to_queue([media_id])
     [known] = await adapter.remote_queue()
-    sim.advance(14 * 60 + 5)  # CONTRACT §6: older than 14 minutes is refreshed
+    sim.advance(14 * 60 + 5)  # docs/interface.md §6: older than 14 minutes is refreshed
     plan = await adapter.plan(Request("crateq", str(media_id)), known)
     assert sim.calls["Content/Queue"] == 2
     url = plan.parts[0].sources[0].url
@@ -567,7 +569,8 @@ async def test_a_track_not_in_the_queue_is_added_first(
 async def test_renew_plan_gets_a_fresh_auth_after_the_old_one_expired(
     sim: CrateQSim, adapter: CrateQ, session: aiohttp.ClientSession
 ) -> None:
-    """RELIABILITY T1: the 15-minute `auth` ran out mid-download; re-reading the queue fixes it."""
+    """docs/reliability.md T1: the 15-minute `auth` ran out mid-download; re-reading the queue fixes
+    it."""
     media_id = sim.catalog.ids()[15]
     sim.add_to_queue([media_id])
     plan = await adapter.plan(Request("crateq", str(media_id)))

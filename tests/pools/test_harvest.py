@@ -1,4 +1,5 @@
-"""The Harvest adapter against the Harvest simulator on real sockets (seed 003, CONTRACT §6)."""
+"""The Harvest adapter against the Harvest simulator on real sockets (docs/pools/harvest.md,
+docs/interface.md §6)."""
 
 from __future__ import annotations
 
@@ -262,7 +263,7 @@ async def test_many_callers_refused_at_once_renew_once(harvest: Factory) -> None
         adapter.favourites(), adapter.playlists(), adapter.latest_albums(), adapter.favourites()
     )
     assert [len(r) for r in results] == [5, 2, 8, 5]
-    assert sim.log.calls["validatepersistentlogintoken"] == 1  # RELIABILITY T3
+    assert sim.log.calls["validatepersistentlogintoken"] == 1  # docs/reliability.md T3
     assert sim.log.calls["getmembertoken"] == 1
 
 
@@ -501,7 +502,7 @@ async def test_plan_for_an_album_is_a_multi_part_zip_set(
     assert all(p.extension == "zip" for p in plan.parts)
     now = sim.clock()
     assert all(p.expires_at is not None and now < p.expires_at <= now + 300 for p in plan.parts)
-    # Seed 003: tokenvalue has newlines around it; the URL holds the bare token.
+    # docs/pools/harvest.md: tokenvalue has newlines around it; the URL holds the bare token.
     for part in plan.parts:
         url = part.sources[0].url
         token = url.rsplit("/", 1)[1]
@@ -516,7 +517,7 @@ async def test_plan_for_an_album_is_a_multi_part_zip_set(
     call = sim.log.last("getmusicdownload")
     assert call is not None
     if wire == "xml":
-        # Seed 003's XML form: service token in the path, member token in the body.
+        # docs/pools/harvest.md's XML form: service token in the path, member token in the body.
         assert sent["membertoken"] == sim.member_tokens[-1]
         assert call.path.endswith(sim.service_tokens[-1])
     else:

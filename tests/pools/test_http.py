@@ -289,7 +289,7 @@ def test_repair_thousands_fixes_only_records_and_pages() -> None:
     assert changed
     assert '"records":174420' in fixed
     assert '"pages":1745' in fixed
-    # Anything else with a comma in it stays broken: the repair is narrow (RELIABILITY M1).
+    # Anything else with a comma in it stays broken: the repair is narrow (docs/reliability.md M1).
     assert '"bpm":1,234' in fixed
     assert repair_thousands('{"records":100,"pages":1}') == ('{"records":100,"pages":1}', False)
 
@@ -356,7 +356,8 @@ async def test_401_after_renewing_is_an_auth_error(
 async def test_concurrent_401s_cause_exactly_one_sign_in(
     origin: Origin, session: aiohttp.ClientSession
 ) -> None:
-    """RELIABILITY T3: eight workers and two pollers see a 401 at once; one login happens."""
+    """docs/reliability.md T3: eight workers and two pollers see a 401 at once; one login
+    happens."""
     server = AuthOrigin(origin)
     http = make_http(session, Sleeps())
     auth = auth_for(http, origin.url)

@@ -36,7 +36,7 @@ from pooldaemon.pools.promoonly_wire import token_expiry as _expiry
 from pooldaemon.sim.promoonly import PromoOnlySim
 from pooldaemon.store.db import Store
 
-SEED_TRACK = "374210"  # seed 000's example: "720 mp4"
+SEED_TRACK = "374210"  # docs/pools/promoonly.md §2's example: "720 mp4"
 MP3_TRACK = "374211"  # "mp3 320"
 
 Factory = Callable[..., PromoOnlyAdapter]
@@ -144,7 +144,7 @@ async def test_concurrent_401s_share_one_renewal(
     sim: PromoOnlySim, adapter: PromoOnlyAdapter
 ) -> None:
     await adapter.sign_in()
-    sim.faults.unauthorized(count=8, match="queue_list")  # RELIABILITY T3
+    sim.faults.unauthorized(count=8, match="queue_list")  # docs/reliability.md T3
     await asyncio.gather(*(adapter.remote_queue() for _ in range(8)))
     assert (sim.signins, sim.renewals) == (1, 1)
 
@@ -247,7 +247,7 @@ async def test_remote_queue_items(sim: PromoOnlySim, adapter: PromoOnlyAdapter) 
         "Rock",
         134,
     )
-    # Seed 000 quirks: "content_warn": "False" and "explicit": 0 mean clean.
+    # docs/pools/promoonly.md §2 quirks: "content_warn": "False" and "explicit": 0 mean clean.
     assert track.advisory == "Clean" and track.year == 2020 and track.length_s == 215
     assert (track.audio, track.video, track.quality) == (True, True, "720 mp4")
     assert "dl_token" not in track.raw  # a credential stays out of the mirror
@@ -310,7 +310,8 @@ async def test_restricted_track_is_an_account_error(
         await adapter.plan(Request("promoonly", MP3_TRACK))
 
 
-# -- the side-effecting GET (RELIABILITY §0, C6) --------------------------------------------------
+# -- the side-effecting GET (docs/reliability.md §0, C6)
+# --------------------------------------------------
 
 
 async def test_lost_answer_after_queueing_reads_the_queue_instead(
@@ -335,7 +336,7 @@ async def test_queue_timeout_after_queueing_is_not_repeated(
 async def test_restart_after_queueing_finds_the_entry(
     sim: PromoOnlySim, adapter_for: Factory
 ) -> None:
-    # RELIABILITY C6: the daemon died after the queue GET, before it stored the plan.
+    # docs/reliability.md C6: the daemon died after the queue GET, before it stored the plan.
     await adapter_for().plan(Request("promoonly", SEED_TRACK))
     restarted = adapter_for()
     plan = await restarted.plan(Request("promoonly", SEED_TRACK))
@@ -708,7 +709,7 @@ class Daemon:
                 "socket_path": str(root / "s.sock"),
                 "chunk_size": "256 KiB",
                 "connections_per_download": 3,
-                "write_tags": False,  # CONTRACT §5: byte-identical to what the pool served
+                "write_tags": False,  # docs/interface.md §5: byte-identical to what the pool served
                 "min_free_space": "1 MiB",
             }
         )

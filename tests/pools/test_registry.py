@@ -1,4 +1,4 @@
-"""The explicit registry (STYLE habit 1): every adapter constructs without network and says what
+"""The explicit registry: every adapter constructs without network and says what
 it supports."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_registry_is_a_plain_dict_of_adapter_classes() -> None:
     for name, adapter in ADAPTERS.items():
         assert issubclass(adapter, PoolAdapter)
         assert adapter.type_name == name
-        # Every adapter type has a config type of the same name (CONTRACT §2 `type = "…"`).
+        # Every adapter type has a config type of the same name (docs/interface.md §2 `type = "…"`).
         assert name in POOL_TYPES
 
 
@@ -67,7 +67,7 @@ async def test_each_adapter_constructs_offline_and_declares_support(
         with pytest.raises(Unsupported):
             adapter.catalog()
     if Capability.REDOWNLOAD not in adapter.capabilities:
-        # Without a redownload endpoint the pool downloads again plainly (CONTRACT §1).
+        # Without a redownload endpoint the pool downloads again plainly (docs/interface.md §1).
         message = await adapter.redownload(["1"], "lost file")
         assert isinstance(message, str)
 

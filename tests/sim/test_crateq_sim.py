@@ -1,4 +1,5 @@
-"""The CrateQ simulator, spoken to with plain aiohttp as seed 004 and CONTRACT §6 describe."""
+"""The CrateQ simulator, spoken to with plain aiohttp as docs/pools/crateq.md and docs/interface.md
+§6 describe."""
 
 from __future__ import annotations
 
@@ -382,7 +383,7 @@ async def test_update_queue_toggles(sim: CrateQSim, session: aiohttp.ClientSessi
     listed = await media_page(sim, session, token, rows=1000)
     assert {i["mediaId"]: i["queueId"] for i in listed["data"]}[media_id] == added[0]["id"]
 
-    # Seed 004: adding a track that is already queued removes it.
+    # docs/pools/crateq.md: adding a track that is already queued removes it.
     status, body = await call(sim, session, "Content/UpdateQueue", token, method="POST", **form)
     assert json.loads(body) == [{"id": added[0]["id"], "message": "Media removed from queue."}]
     assert sim.queue_for() == []
@@ -567,7 +568,7 @@ async def test_api_body_faults(sim: CrateQSim, session: aiohttp.ClientSession) -
 async def test_update_queue_applied_but_failed_then_retry_removes(
     sim: CrateQSim, session: aiohttp.ClientSession
 ) -> None:
-    # RELIABILITY §0: a retried toggle undoes the add the server already made.
+    # docs/reliability.md §0: a retried toggle undoes the add the server already made.
     token = await login(sim, session)
     media_id = sim.catalog.ids()[3]
     sim.faults.fail(500, match="Content/UpdateQueue", after_apply=True)

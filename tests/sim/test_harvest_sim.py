@@ -1,4 +1,5 @@
-"""The Harvest simulator on its own, spoken to over real sockets with plain aiohttp (seed 003)."""
+"""The Harvest simulator on its own, spoken to over real sockets with plain aiohttp
+(docs/pools/harvest.md)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ async def test_xml_wire_is_seed_003_shaped(session: aiohttp.ClientSession) -> No
         assert root.tag == "responsemusicdownload"
         assert root.findtext("requestsent") == "false"
         raw_values = [t.text for t in root.iter("tokenvalue")]
-        # Seed 003 (RELIABILITY §0): ElementTree returns '\nda49…\n'.
+        # docs/pools/harvest.md (docs/reliability.md §0): ElementTree returns '\nda49…\n'.
         assert raw_values and all(
             v and v.startswith("\n") and v.strip() in sim.download_tokens for v in raw_values
         )

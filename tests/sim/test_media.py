@@ -81,7 +81,7 @@ def test_generation_is_deterministic_and_seeded() -> None:
 
 
 def test_no_two_aligned_chunks_are_equal() -> None:
-    # A misplaced chunk must always change the file's hash (RELIABILITY oracle 1).
+    # A misplaced chunk must always change the file's hash (docs/reliability.md oracle 1).
     data = mp3_bytes("chunks", 4 * 1024 * 1024)
     chunk = 64 * 1024
     pieces = {data[offset : offset + chunk] for offset in range(0, len(data), chunk)}

@@ -1,4 +1,5 @@
-"""The Promo Only simulator on its own, spoken to with plain aiohttp as the seeds describe."""
+"""The Promo Only simulator on its own, spoken to with plain aiohttp as the pool documents
+describe."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ async def test_queue_get_has_a_side_effect_each_time(
     headers = bearer(sim.user_id, sim.token)
     status, first = await get(session, f"{sim.base_url}/downloads/queue/374210", headers)
     assert status == 200
-    # Seed 000's example, field for field.
+    # docs/pools/promoonly.md §2's example, field for field.
     assert first["Result"] == "Track successfully queued for download."
     assert first["artist"] == "Rage Against The Machine"
     assert first["content_warn"] == "False" and first["explicit"] == 0
@@ -190,7 +191,7 @@ async def test_success_and_redownload(sim: PromoOnlySim, session: aiohttp.Client
         data={"trackid_list": "374210", "reason": "disk died"},
         headers=headers,
     ) as resp:
-        assert resp.status == 400  # seed 002: only tracks downloaded before
+        assert resp.status == 400  # docs/pools/promoonly.md §6: only tracks downloaded before
     entry = sim.add_to_queue([374210])[0]
     form = {"trackid": "374210", "serverid": "8", "dl_token": entry["dl_token"]}
     for _ in range(2):  # the second is an outbox replay
