@@ -19,6 +19,7 @@ from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store import outbox as store_outbox
 from pooldaemon.store import parts as store_parts
+from tests.conftest import eventually
 
 from .conftest import (
     CHUNK,
@@ -68,7 +69,9 @@ async def test_downloads_a_track_into_the_library(
     entries = await store_library.entries_for_item(harness.store, "testpool", "1")
     assert len(entries) == 1 and entries[0]["state"] == "downloaded"
     assert entries[0]["sha256"] == library_checksum(media.get("m1"))
-    assert not (library / ".pooldaemon" / f"job-{job['id']}").exists()
+    # The work folder goes once the file is in place, just after "done" is recorded.
+    work = library / ".pooldaemon" / f"job-{job['id']}"
+    await eventually(lambda: not work.exists())
 
 
 async def test_a_request_for_a_known_item_points_at_its_job(
