@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -38,8 +38,10 @@ from pooldaemon.ports import Lifecycle
 from pooldaemon.store import Store
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import pools as store_pools
-from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
 from pooldaemon.wiring import Components, Wiring, build_components
+
+if TYPE_CHECKING:
+    from pooldaemon.web.app import WebServer
 
 log = get_logger(__name__)
 
@@ -196,6 +198,9 @@ class Daemon(DaemonServices):
         matter more than the page, and `poolctl ui` repeats the reason."""
         if not self.config.web.enabled:
             return
+        # The dashboard's code is loaded only when it is on (issue 13: idle RSS).
+        from pooldaemon.web.app import WebServer, WebSetupError, settings_answer
+
         web = WebServer(
             self.config.web, api, self.events, functools.partial(settings_answer, self.config)
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pooldaemon import __version__
 from pooldaemon.config import Config
@@ -21,13 +21,15 @@ from pooldaemon.events import EventBus
 from pooldaemon.library.keeper import Library
 from pooldaemon.models import JobState, Request
 from pooldaemon.refs import parse_ref
-from pooldaemon.rules import Rules
 from pooldaemon.store import Store, job_pages
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store import pools as store_pools
-from pooldaemon.web.app import WebServer
 from pooldaemon.wiring import Components
+
+if TYPE_CHECKING:
+    from pooldaemon.rules import Rules
+    from pooldaemon.web.app import WebServer
 
 
 def _not_running(part: str, wanted: str | None = None) -> Unsupported:

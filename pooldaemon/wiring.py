@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -31,11 +32,13 @@ from pooldaemon.pools import build_adapter
 from pooldaemon.pools.base import Capability, PoolAdapter
 from pooldaemon.pools.http import PoolHttp
 from pooldaemon.ports import EnginePort, Lifecycle, SearchPort, SubmitFn, SyncPort
-from pooldaemon.rules import Rules
 from pooldaemon.scheduler import PoolScheduler
 from pooldaemon.search import search as catalog_search
 from pooldaemon.store import Store
 from pooldaemon.sync import SyncCoordinator
+
+if TYPE_CHECKING:
+    from pooldaemon.rules import Rules
 
 
 @dataclass
@@ -141,6 +144,9 @@ async def build_components(wiring: Wiring) -> Components:
     components.governed = GovernedDownloads(governor, engine, wiring.events)
     components.library = Library(wiring.store, cfg.library, wiring.events, wiring.submit)
     if cfg.rules:
+        # Imported only when rules exist: their matching is a daemon's largest optional part.
+        from pooldaemon.rules import Rules
+
         components.rules = Rules(
             cfg.rules,
             wiring.store,

@@ -16,8 +16,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 
 from pooldaemon import jsonstrict
 from pooldaemon.errors import (
@@ -357,6 +355,10 @@ def repair_thousands(text: str) -> tuple[str, bool]:
 
 def parse_xml(text: str, where: str) -> Any:
     """Parse XML with entity expansion and DTDs refused (docs/reliability.md M4)."""
+    # Imported here: only XML-speaking pools need the XML parser (issue 13: idle RSS).
+    import defusedxml.ElementTree as SafeET
+    from defusedxml import DefusedXmlException
+
     head = text.lstrip()[:100].lower()
     if head.startswith("<!doctype html") or head.startswith("<html"):
         raise ProtocolError(f"{where}: answered with an HTML page, not XML")
