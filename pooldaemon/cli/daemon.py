@@ -50,6 +50,9 @@ def run(config_path: Path | None) -> None:
     # structlog renders exceptions with rich when it can import it; the daemon's logs are plain
     # lines, and keeping rich out of the long-running process saves ~8 MB and ~0.15 s of start.
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+    from pooldaemon import tls
+
+    tls.import_aiohttp()  # before anything imports aiohttp: its CA store is read when first used
     from pooldaemon import daemon  # the heavy imports only for the command that needs them
 
     cfg = _load(config_path)
