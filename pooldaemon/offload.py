@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import multiprocessing
 import signal
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pooldaemon.log import get_logger
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 log = get_logger(__name__)
 
@@ -65,6 +65,8 @@ class Offload:
         if self._ready is None and not self._failed:
             self._start(fn.__module__)
         if self._up() and self._executor is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
             except BrokenProcessPool as err:
@@ -90,6 +92,10 @@ class Offload:
         return self._up()
 
     def _start(self, module: str) -> None:
+        # Imported at the first catalog pass: an idle daemon has no worker (issue 13).
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
+
         try:
             # Not fork: the daemon has threads (SQLite's, the executor's); a forked child of a
             # threaded process may hang on a lock another thread held.

@@ -1,8 +1,12 @@
 """Daemon footprint: `pooldaemon run` → READY=1, idle RSS, idle CPU (issue 2 targets).
 
 Not part of the test run. Usage: python tests/benchmarks/bench_daemon.py [--runs 5] [--idle 60]
-Targets: READY within 1 s, RSS under 60 MB, CPU under 0.2 % — a daemon a DJ forgets is running.
-Linux only (reads /proc).
+Targets: READY within 0.5 s, RSS at most 55 MiB, CPU under 0.2 % — a daemon a DJ forgets is
+running. Linux only (reads /proc).
+
+The daemon runs as installed: with its modules' bytecode cached (pip compiles it at install).
+PYTHONDONTWRITEBYTECODE is dropped for the child and the cache goes to a temporary directory,
+filled by one start that is not timed; `--source` times compiling every module at each start.
 """
 
 from __future__ import annotations
@@ -41,9 +45,12 @@ def _receiver(root: Path) -> tuple[socket.socket, str]:
     return sock, str(path)
 
 
-def _start(root: Path, notify: str) -> subprocess.Popen[bytes]:
+def _start(root: Path, notify: str, *, cached: bool = True) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POOLDAEMON_", "WATCHDOG_"))}
     env["NOTIFY_SOCKET"] = notify
+    if cached:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
     return subprocess.Popen(
         [sys.executable, "-m", "pooldaemon.cli.daemon", "run", "--config", str(root / "c.toml")],
         stdin=subprocess.DEVNULL,
@@ -78,25 +85,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="start-ups to time")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU to measure")
+    parser.add_argument(
+        "--source", action="store_true", help="no bytecode cache: compile at every start"
+    )
     args = parser.parse_args()
     if not Path("/proc/self/stat").exists():
         print("needs Linux /proc", file=sys.stderr)
         return 1
 
     ready_s: list[float] = []
+    ready_cpu_s: list[float] = []
+    cached = not args.source
     root = Path(tempfile.mkdtemp(prefix="pdb", dir="/tmp"))
     try:
         (root / "c.toml").write_text(CONFIG.format(root=root))
         (root / "c.toml").chmod(0o600)
         sock, notify = _receiver(root)
-        for _ in range(args.runs):
+        for run in range(args.runs + cached):
             started = time.perf_counter()
-            proc = _start(root, notify)
+            proc = _start(root, notify, cached=cached)
             _wait_ready(sock)
-            ready_s.append(time.perf_counter() - started)
+            if run or not cached:  # the first start with a cache fills it
+                ready_s.append(time.perf_counter() - started)
+                ready_cpu_s.append(_cpu_ticks(proc.pid) / os.sysconf("SC_CLK_TCK"))
             proc.send_signal(signal.SIGTERM)
             proc.wait(15)
-        proc = _start(root, notify)
+        proc = _start(root, notify, cached=cached)
         _wait_ready(sock)
         time.sleep(2.0)  # let start-up allocations settle
         rss = _rss_bytes(proc.pid)
@@ -112,10 +126,11 @@ def main() -> int:
 
     cpu_pct = 100.0 * (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
     rows = [
-        ("run → READY=1 (median)", f"{statistics.median(ready_s):.3f} s", "< 1 s"),
+        ("run → READY=1 (median)", f"{statistics.median(ready_s):.3f} s", "≤ 0.5 s"),
         ("run → READY=1 (min/max)", f"{min(ready_s):.3f} / {max(ready_s):.3f} s", ""),
-        ("idle RSS after start", f"{rss / 2**20:.1f} MiB", "< 60 MB"),
-        (f"idle RSS after {args.idle:g} s", f"{rss_after / 2**20:.1f} MiB", "< 60 MB"),
+        ("CPU until READY=1 (median)", f"{statistics.median(ready_cpu_s):.3f} s", ""),
+        ("idle RSS after start", f"{rss / 2**20:.1f} MiB", "≤ 55 MiB"),
+        (f"idle RSS after {args.idle:g} s", f"{rss_after / 2**20:.1f} MiB", "≤ 55 MiB"),
         (f"idle CPU over {args.idle:g} s", f"{cpu_pct:.3f} %", "< 0.2 %"),
         ("exit code on SIGTERM", str(exit_code), "0"),
     ]
