@@ -13,12 +13,13 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import watchfiles
+from watchfiles._rust_notify import RustNotify
 
 from pooldaemon.drop.files import (
     PROCESSED,
@@ -224,17 +225,8 @@ class DropWatcher:
             try:
                 st = await asyncio.to_thread(os.stat, self._dir)
                 self._watched = (st.st_dev, st.st_ino)
-                async for _changes in watchfiles.awatch(
-                    self._dir,
-                    watch_filter=None,
-                    stop_event=self._watch_stop,
-                    force_polling=self._force_polling,
-                    # watchfiles' default 50 ms step wakes its thread 20 times a second, which
-                    # alone costs ~0.2 % CPU idle; 200 ms costs a fifth of that and adds at most
-                    # 0.15 s to a drop the 1 s stability wait already delays (issue 2's budget).
-                    step=200,
-                    recursive=False,
-                    ignore_permission_denied=True,
+                async for _changes in _changes_in(
+                    self._dir, self._watch_stop, force_polling=self._force_polling
                 ):
                     self._wake.set()
                 continue  # stopped, or asked to watch the folder anew
@@ -509,3 +501,39 @@ class DropWatcher:
     def _clear_problem(self, key: str) -> None:
         if self._problems.pop(key, None) is not None:
             log.info("drop folder problem cleared", what=key)
+
+
+async def _changes_in(
+    folder: Path, stop: asyncio.Event, *, force_polling: bool
+) -> AsyncIterator[None]:
+    """Once per batch of changes in `folder` (not its subfolders), until `stop` is set.
+
+    What `watchfiles.awatch` does, without anyio: awatch runs the watcher's blocking `watch` in
+    anyio's worker thread, and anyio's asyncio backend is ~1.8 MiB of an idle daemon (issue 13).
+    Here it runs in a thread of its own, as there. Raises what the watcher raises (a folder that
+    is gone: FileNotFoundError)."""
+    # watchfiles' default 50 ms step wakes its thread 20 times a second, which alone costs
+    # ~0.2 % CPU idle; 200 ms costs a fifth of that and adds at most 0.15 s to a drop the 1 s
+    # stability wait already delays (issue 2's budget). Debounce, poll delay and the 5 s timeout
+    # after which `watch` returns to look at `stop` are awatch's defaults.
+    debounce_ms, step_ms, timeout_ms, poll_delay_ms = 1600, 200, 5000, 300
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-watch")
+    loop = asyncio.get_running_loop()
+    try:
+        with RustNotify([str(folder)], False, force_polling, poll_delay_ms, False, True) as notify:
+            while True:
+                try:
+                    outcome = await loop.run_in_executor(
+                        thread, notify.watch, debounce_ms, step_ms, timeout_ms, stop
+                    )
+                except asyncio.CancelledError:
+                    stop.set()  # the thread returns within a step
+                    raise
+                if outcome == "stop":
+                    return
+                if outcome == "signal":  # as awatch: the watching thread never takes signals
+                    raise RuntimeError("the drop folder's watch thread received a signal")
+                if outcome != "timeout":
+                    yield None
+    finally:
+        thread.shutdown(wait=False)
