@@ -106,7 +106,8 @@ def _idle_daemon(tmp_path: Path, extra: str = "") -> dict[str, Any]:
 
 #: Code an idle daemon with one CrateQ pool, no rules and the dashboard off does not need: the
 #: other pools' adapters, the rules, the dashboard, the XML parser, tags, notifications, the
-#: terminal UI, the simulators, anyio's event-loop backend (the drop folder's watch runs without).
+#: terminal UI, the simulators, anyio's event-loop backend (the drop folder's watch runs without),
+#: frozenlist's C++ extension (it loads libstdc++).
 _NOT_AT_IDLE = (
     "pooldaemon.pools.harvest",
     "pooldaemon.pools.promoonly",
@@ -118,6 +119,7 @@ _NOT_AT_IDLE = (
     "rich",
     "pooldaemon.sim",
     "anyio._backends",
+    "frozenlist._frozenlist",
 )
 
 
