@@ -138,7 +138,7 @@ def _serato(
             for path in playlist.tracks
             if (text := str(path)) in library and text.startswith(prefix)
         )
-        name = unique_name(crate_file_name(playlist.name, parents=(playlist.folder,)), used)
+        name = unique_name(crate_file_name(playlist.name, parents=playlist.parents), used)
         target = targets.serato_dir / SUBCRATES_DIR / name
         chunks = crate_chunks(paths)  # small pieces: the writer buffers them
         result.append(write_export("serato", target, chunks, targets.last_digests.get(target)))

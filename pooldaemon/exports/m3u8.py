@@ -15,8 +15,9 @@ from pooldaemon.exports.names import safe_file_name
 
 
 def playlist_file_name(playlist: Playlist) -> str:
-    """`<Folder> - <name>.m3u8`, so the three families sort apart in one directory."""
-    return safe_file_name(f"{playlist.folder} - {playlist.name}") + ".m3u8"
+    """`<Folder> - <name>.m3u8`, so the three families sort apart in one directory;
+    `<name>.m3u8` when the folder has the playlist's name (`New this week.m3u8`)."""
+    return safe_file_name(" - ".join((*playlist.parents, playlist.name))) + ".m3u8"
 
 
 def _line_text(text: str) -> str:

@@ -87,3 +87,10 @@ class Playlist:
     def folder(self) -> str:
         """The folder name this playlist is listed under ("Pools", "Rules", "New this week")."""
         return FOLDER_NAMES[self.kind]
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """The folders a file name puts before the playlist's name: its folder, unless the
+        folder is named like the playlist ("New this week"), which would read twice."""
+        folder = self.folder
+        return () if folder == self.name else (folder,)
