@@ -82,6 +82,9 @@ class Playlist:
     name: str
     kind: PlaylistKind
     tracks: tuple[Path, ...] = field(default_factory=tuple)  # absolute paths, in play order
+    # When each member's file joined the library (Unix time), for "New this week", whose
+    # members leave by age; empty for the other kinds.
+    created: tuple[float, ...] = field(default_factory=tuple)
 
     @property
     def folder(self) -> str:
