@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import errno
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pooldaemon.config import ExportsConfig
@@ -69,12 +69,16 @@ class Exporter:
         events: EventBus,
         *,
         delay_s: float = DEBOUNCE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.config = config
         self.download_dir = download_dir
         self.events = events
         self.delay_s = delay_s
+        self.clock = clock  # Unix time: what "New this week" counts back from
+        # Whether the last export wrote only what was added since the one before.
+        self.added_only = False
         self._wake = asyncio.Event()
         self._due: float | None = None  # loop time of the scheduled export
         self._waiters: list[asyncio.Future[list[Written]]] = []
@@ -191,7 +195,7 @@ class Exporter:
 
     async def _export_once(self) -> list[Written]:
         started = time.monotonic()
-        now = time.time()
+        now = self.clock()
         mark = await store_exports.library_mark(self.store)
         records = await store_exports.export_records(self.store)
         before, self._listed = self._listed, None  # set again once this export succeeded
@@ -204,6 +208,7 @@ class Exporter:
                 await self._record(outcome[1], [], records)
                 records = await store_exports.export_records(self.store)
                 outcome = None
+        self.added_only = outcome is not None
         if outcome is None:
             outcome = await self._export_full(mark, now, records, before)
         listed, written, _, errors, tracks = outcome
@@ -214,6 +219,7 @@ class Exporter:
             files=len(written),
             rewritten=sum(w.replaced for w in written),
             tracks=tracks,
+            added_only=self.added_only,
             seconds=round(time.monotonic() - started, 2),
         )
         self.events.publish(

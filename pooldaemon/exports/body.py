@@ -10,7 +10,8 @@ export of the same library would write (tests/exports/test_splice.py checks it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,7 +61,7 @@ class FullBody:
     def __init__(self, tracks: Sequence[ExportTrack], playlists: Sequence[Playlist]) -> None:
         self.tracks = tracks
         self.playlists = playlists
-        self._by_path: dict[str, tuple[int, ExportTrack]] | None = None
+        self._ids: dict[str, int] | None = None
 
     @property
     def count(self) -> int:
@@ -72,21 +73,23 @@ class FullBody:
     def members(
         self, reuse: Reuse, playlist: Playlist, render: MemberRender
     ) -> tuple[int, Iterator[Part]]:
-        if self._by_path is None:
+        if self._ids is None:
             # Keyed by the path's text: hashing a Path caches a list of its parts on it, which
             # for 100,000 paths costs more memory than the whole export.
-            self._by_path = {str(t.path): (i, t) for i, t in enumerate(self.tracks, start=1)}
-        by_path = self._by_path
+            self._ids = {str(t.path): i for i, t in enumerate(self.tracks, start=1)}
+        ids, tracks = self._ids, self.tracks
         # Counted first and spelled while writing: a list of every member's bytes would hold a
         # few megabytes per big playlist for no gain.
-        count = sum(1 for path in playlist.tracks if str(path) in by_path)
-        created = playlist.created or (0.0,) * len(playlist.tracks)
+        count = sum(map(ids.__contains__, map(str, playlist.tracks)))
+        created: Iterable[float] = playlist.created or itertools.repeat(0.0)
 
         def items() -> Iterator[Item]:
-            for path, added in zip(playlist.tracks, created, strict=True):
-                hit = by_path.get(str(path))
-                if hit is not None and (data := render(*hit)) is not None:
-                    yield _encode(data), added
+            get = ids.get
+            # `created` may be endless (`repeat`): the members set the length.
+            for path, added in zip(playlist.tracks, created, strict=False):
+                i = get(str(path))
+                if i is not None and (data := render(i, tracks[i - 1])) is not None:
+                    yield (data if isinstance(data, bytes) else _encode(data)), added
 
         return count, reuse.section(section_name(playlist), items(), aging=_aging(playlist))
 

@@ -216,13 +216,22 @@ class Reuse:
         yield begin
         pos = 0
         count = 0
+        # Joined a few thousand at a time: one part per item would cost the encoder as much
+        # again as rendering them.
+        block: list[bytes] = []
         for data, added in items:
             if starts is not None and created is not None:
                 starts.append(pos)
                 created.append(added)
             pos += len(data)
-            count += 1
-            yield data
+            block.append(data)
+            if len(block) == 4096:
+                count += len(block)
+                yield b"".join(block)
+                block.clear()
+        count += len(block)
+        if block:
+            yield b"".join(block)
         pending.count = count
         yield end
 
