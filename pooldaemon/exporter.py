@@ -92,6 +92,9 @@ class Exporter:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # The library's change log only serves the export after another of this process's
+        # exports: the first is a full one. Emptied here, it cannot grow while exports are off.
+        await store_exports.forget_changes(self.store)
         if not self.config.enabled:
             return
         self._tasks = [

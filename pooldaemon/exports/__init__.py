@@ -168,7 +168,12 @@ def export_changes(
             assert last is not None
             written.append(dataclasses.replace(last, replaced=False))
             continue
-        result = _splice(fmt, target, salt, parts, body, last, targets)
+        try:
+            result = _splice(fmt, target, salt, parts, body, last, targets)
+        except OSError:
+            # What was written is returned to be recorded (else the next export would take
+            # those files for the user's); the full export that follows reports the error.
+            return written, False
         if result is None:
             return written, False
         written.append(result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,17 +81,26 @@ class FullBody:
         # Counted first and spelled while writing: a list of every member's bytes would hold a
         # few megabytes per big playlist for no gain.
         count = sum(map(ids.__contains__, map(str, playlist.tracks)))
-        created: Iterable[float] = playlist.created or itertools.repeat(0.0)
+        get = ids.get
+        members = playlist.tracks
 
-        def items() -> Iterator[Item]:
-            get = ids.get
-            # `created` may be endless (`repeat`): the members set the length.
-            for path, added in zip(playlist.tracks, created, strict=False):
+        def items() -> Iterator[str | bytes]:
+            for path in members:
                 i = get(str(path))
                 if i is not None and (data := render(i, tracks[i - 1])) is not None:
-                    yield (data if isinstance(data, bytes) else _encode(data)), added
+                    yield data
 
-        return count, reuse.section(section_name(playlist), items(), aging=_aging(playlist))
+        def aged() -> Iterator[Item]:
+            # A caller that does not say when members joined: they count as old.
+            created = playlist.created or itertools.repeat(0.0)
+            for path, added in zip(members, created, strict=False):
+                i = get(str(path))
+                if i is not None and (data := render(i, tracks[i - 1])) is not None:
+                    yield _encode(data), added
+
+        if _aging(playlist):
+            return count, reuse.aging_section(section_name(playlist), aged())
+        return count, reuse.section(section_name(playlist), items())
 
 
 @dataclass(frozen=True, slots=True)

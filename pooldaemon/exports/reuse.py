@@ -17,7 +17,7 @@ import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pooldaemon.exports.model import ExportTrack
 
@@ -82,6 +82,10 @@ Item = tuple[bytes, float]
 _FIELDS = operator.attrgetter(
     *(field.name for field in dataclasses.fields(ExportTrack) if field.name != "path")
 )
+
+
+def _join(block: list[Any]) -> Part:
+    return b"".join(block) if isinstance(block[0], bytes) else "".join(block)
 
 
 def _key(salt: str, position: int, track: ExportTrack) -> int:
@@ -206,33 +210,41 @@ class Reuse:
 
     # -- playlists -----------------------------------------------------------------------------
 
-    def section(self, name: str, items: Iterable[Item], *, aging: bool) -> Iterator[Part]:
-        """A playlist's members, written whole; with `aging`, each item's place and age is kept
-        for `splice` to take members out later."""
+    def section(self, name: str, items: Iterable[str | bytes]) -> Iterator[Part]:
+        """A playlist's members, written whole: joined a few thousand at a time (one part per
+        item would cost the encoder as much again as rendering them)."""
         begin, end = _Mark(), _Mark()
-        starts: array[int] | None = array("q") if aging else None
-        created: array[float] | None = array("d") if aging else None
-        pending = self._sections[name] = _Pending(begin, end, 0, starts, created)
+        pending = self._sections[name] = _Pending(begin, end, 0, None, None)
         yield begin
-        pos = 0
         count = 0
-        # Joined a few thousand at a time: one part per item would cost the encoder as much
-        # again as rendering them.
-        block: list[bytes] = []
-        for data, added in items:
-            if starts is not None and created is not None:
-                starts.append(pos)
-                created.append(added)
-            pos += len(data)
+        block: list[Any] = []
+        for data in items:
             block.append(data)
             if len(block) == 4096:
                 count += len(block)
-                yield b"".join(block)
+                yield _join(block)
                 block.clear()
         count += len(block)
         if block:
-            yield b"".join(block)
+            yield _join(block)
         pending.count = count
+        yield end
+
+    def aging_section(self, name: str, items: Iterable[Item]) -> Iterator[Part]:
+        """`section` for members that leave by age: each item's place and age is kept, for
+        `splice` to take members out later."""
+        begin, end = _Mark(), _Mark()
+        starts: array[int] = array("q")
+        created: array[float] = array("d")
+        pending = self._sections[name] = _Pending(begin, end, 0, starts, created)
+        yield begin
+        pos = 0
+        for data, added in items:
+            starts.append(pos)
+            created.append(added)
+            pos += len(data)
+            yield data
+        pending.count = len(starts)
         yield end
 
     def splice(

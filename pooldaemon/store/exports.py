@@ -116,9 +116,12 @@ async def changed_since(store: Store, mark: LibraryMark) -> bool:
     return mirrored is not None
 
 
-async def forget_changes(store: Store, upto_seq: int) -> None:
-    """Drop the logged changes an export has taken into account."""
-    await store.execute("DELETE FROM library_changes WHERE seq <= ?", (upto_seq,))
+async def forget_changes(store: Store, upto_seq: int | None = None) -> None:
+    """Drop the logged changes an export has taken into account (None: all of them)."""
+    if upto_seq is None:
+        await store.execute("DELETE FROM library_changes")
+    else:
+        await store.execute("DELETE FROM library_changes WHERE seq <= ?", (upto_seq,))
 
 
 async def library_has_files(store: Store) -> bool:
