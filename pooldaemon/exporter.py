@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pooldaemon.config import ExportsConfig
@@ -205,23 +206,23 @@ class Exporter:
         outcome = None
         if before is not None and _still_ours(before, records):
             outcome = await self._export_added(before, mark, now, records)
-            if outcome is not None and not outcome[2]:
+            if outcome is not None and not outcome.complete:
                 # A file changed while it was written from: keep what was written, and let
                 # the full export below take it as ours.
-                await self._record(outcome[1], [], records)
+                await self._record(outcome.written, [], records)
                 records = await store_exports.export_records(self.store)
                 outcome = None
         self.added_only = outcome is not None
         if outcome is None:
             outcome = await self._export_full(mark, now, records, before)
-        listed, written, _, errors, tracks = outcome
+        written, errors = outcome.written, outcome.errors
         await store_exports.forget_changes(self.store, mark.change_seq)
-        self._listed = listed
+        self._listed = outcome.listed
         log.info(
             "exports written",
             files=len(written),
             rewritten=sum(w.replaced for w in written),
-            tracks=tracks,
+            tracks=outcome.tracks,
             added_only=self.added_only,
             seconds=round(time.monotonic() - started, 2),
         )
@@ -256,11 +257,11 @@ class Exporter:
             if not complete and not written:
                 return None
             now_listed = listed_after(before, builder, change, mark, written)
-            return now_listed, written, complete, [], now_listed.count
+            return _Outcome(now_listed, written, now_listed.count, complete)
 
         outcome = await asyncio.to_thread(work)
-        if outcome is not None and outcome[2]:
-            await self._record(outcome[1], [], records)
+        if outcome is not None and outcome.complete:
+            await self._record(outcome.written, [], records)
         return outcome
 
     async def _export_full(
@@ -286,7 +287,7 @@ class Exporter:
         await self._record(written, forget, records)
         # Only a complete export is a base for the next one to add to.
         now_listed = None if errors else listed(builder, view, mark, written)
-        return now_listed, written, True, errors, len(view.tracks)
+        return _Outcome(now_listed, written, len(view.tracks), errors=errors)
 
     async def _record(
         self, written: list[Written], forget: list[str], records: dict[str, ExportRecord]
@@ -322,9 +323,15 @@ class Exporter:
         )
 
 
-#: What an export did: what it listed (None: the next export reads everything again), what it
-#: wrote, whether that is all, the errors of formats not written, and the tracks listed.
-_Outcome = tuple["Listed | None", list[Written], bool, list[OSError], int]
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What an export did."""
+
+    listed: Listed | None  # what it listed; None: the next export reads everything again
+    written: list[Written]
+    tracks: int  # in the collections
+    complete: bool = True  # False: a file changed while it was spliced (see `_export_once`)
+    errors: list[OSError] = field(default_factory=list)  # of formats not written
 
 
 def _still_ours(before: Listed, records: dict[str, ExportRecord]) -> bool:

@@ -18,6 +18,7 @@ import pytest
 from pyrekordbox.rbxml import RekordboxXml
 
 from pooldaemon.config import ExportsConfig
+from pooldaemon.errors import ExportError
 from pooldaemon.events import EventBus
 from pooldaemon.exporter import Exporter
 from pooldaemon.store import Store
@@ -227,3 +228,29 @@ async def test_a_playlist_the_user_edited_stays_and_the_rest_is_still_exact(
         assert beside.read_bytes() == ours  # promoonly's file changed, not this one
     finally:
         await exporter.stop()
+
+
+async def test_a_collection_gone_midway_keeps_what_was_spliced_as_ours(library: Library) -> None:
+    """The playlists are spliced before the collections; when a collection's folder is gone by
+    then, the playlists written are recorded (not taken for the user's later), and the full
+    export that follows names the folder."""
+    await _seed(library)
+    out = library.root.parent / "out"
+    clock = Clock(time.time())
+    exporter = Exporter(library.store, _config(library), library.root, EventBus(), clock=clock)
+    await exporter.start()
+    try:
+        await exporter.export_now()
+        await library.add("new.mp3", origin="rule:deep-house")
+        moved = out.rename(library.root.parent / "elsewhere")
+        out.write_text("a file where the folder was")
+        with pytest.raises(ExportError, match="out"):
+            await exporter.export_now()
+        out.unlink()
+        moved.rename(out)
+        await exporter.export_now()
+        spliced = _outputs(library)
+    finally:
+        await exporter.stop()
+    assert not [name for name in spliced if "(pooldaemon)" in name]
+    assert spliced == await _from_scratch(library, clock)
