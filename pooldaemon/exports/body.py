@@ -50,9 +50,10 @@ class Body(Protocol):
         """The collection's entries, TrackIDs from 1."""
 
     def members(
-        self, reuse: Reuse, playlist: Playlist, render: MemberRender
+        self, reuse: Reuse, playlist: Playlist, render: MemberRender, *, counted: bool = True
     ) -> tuple[int, Iterator[Part]]:
-        """How many members of `playlist` are in the collection, and their parts."""
+        """How many members of `playlist` are in the collection (0 unless `counted`: a
+        format that writes no count need not pay for it), and their parts."""
 
 
 class FullBody:
@@ -71,7 +72,7 @@ class FullBody:
         return reuse.entries(self.tracks, render)
 
     def members(
-        self, reuse: Reuse, playlist: Playlist, render: MemberRender
+        self, reuse: Reuse, playlist: Playlist, render: MemberRender, *, counted: bool = True
     ) -> tuple[int, Iterator[Part]]:
         if self._ids is None:
             # Keyed by the path's text: hashing a Path caches a list of its parts on it, which
@@ -80,7 +81,7 @@ class FullBody:
         ids, tracks = self._ids, self.tracks
         # Counted first and spelled while writing: a list of every member's bytes would hold a
         # few megabytes per big playlist for no gain.
-        count = sum(map(ids.__contains__, map(str, playlist.tracks)))
+        count = sum(map(ids.__contains__, map(str, playlist.tracks))) if counted else 0
         get = ids.get
         members = playlist.tracks
 
@@ -146,7 +147,7 @@ class SpliceBody:
         return reuse.append_entries(self.delta.new_tracks, render, self.delta.first_id)
 
     def members(
-        self, reuse: Reuse, playlist: Playlist, render: MemberRender
+        self, reuse: Reuse, playlist: Playlist, render: MemberRender, *, counted: bool = True
     ) -> tuple[int, Iterator[Part]]:
         new: list[Item] = []
         created = playlist.created or (0.0,) * len(playlist.tracks)

@@ -55,7 +55,7 @@ def m3u8_parts(
 ) -> Iterator[Part]:
     """One playlist file as a stream of pieces."""
     yield HEADER
-    _, members = body.members(reuse, playlist, m3u8_member(playlist_dir, root))
+    _, members = body.members(reuse, playlist, m3u8_member(playlist_dir, root), counted=False)
     yield from members
 
 

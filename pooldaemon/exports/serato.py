@@ -72,7 +72,7 @@ def crate_parts(body: Body, reuse: Reuse, playlist: Playlist, volume_root: str) 
         return _track(text[len(prefix) :]) if text.startswith(prefix) else None
 
     yield _HEADER
-    _, members = body.members(reuse, playlist, member)
+    _, members = body.members(reuse, playlist, member, counted=False)
     yield from members
 
 
