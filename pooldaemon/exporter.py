@@ -5,6 +5,8 @@ downloads finishing, and on `poolctl export`. A job reaching `done` schedules an
 `DEBOUNCE_S` later; every download finishing meanwhile joins it. Exports run one at a time,
 in a worker thread (`exports.export_all`); a file the user edited is never replaced (ours goes
 beside it, logged once), and what was written last to each file is kept in the state database.
+When files were only added since the last export, only they are read and each file is spliced
+from the one written last (`exports.export_changes`, docs/architecture.md step 9).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 The daemon reads the library from the store into `ExportTrack`s and `Playlist`s, keeps the
 digest of each file it wrote (`Written.digest`, keyed by `Written.target`) and hands both to
-`export_all`; nothing here reads the store or the config (docs/interface.md §9).
+`export_all`, or, after files were only added, what they add to `export_changes`, which
+splices each file from the one written last; nothing here reads the store or the config
+(docs/interface.md §9).
 """
 
 from __future__ import annotations

@@ -4,12 +4,11 @@ Every format walks the same outline (the collection's entries, then each playlis
 through a body. `FullBody` renders every track and member. `SpliceBody` serves an export after
 files were only added (and members left "New this week" by age): the old file's entries and
 members are copied, the new ones rendered and put in place, so the bytes are those a full
-export of the same library would write (tests/exports/test_splice.py checks it).
+export of the same library would write (tests/test_exporter_changes.py checks it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -161,8 +160,3 @@ class SpliceBody:
             aging=_aging(playlist),
             since=self.delta.recent_since,
         )
-
-
-def with_created(playlist: Playlist, created: Sequence[float]) -> Playlist:
-    """`playlist` with when each member joined the library."""
-    return dataclasses.replace(playlist, created=tuple(created))
