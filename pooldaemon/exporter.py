@@ -5,6 +5,8 @@ downloads finishing, and on `poolctl export`. A job reaching `done` schedules an
 `DEBOUNCE_S` later; every download finishing meanwhile joins it. Exports run one at a time,
 in a worker thread (`exports.export_all`); a file the user edited is never replaced (ours goes
 beside it, logged once), and what was written last to each file is kept in the state database.
+When files were only added since the last export, only they are read and each file is spliced
+from the one written last (`exports.export_changes`, docs/architecture.md step 9).
 """
 
 from __future__ import annotations
@@ -13,32 +15,29 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import math
-import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pooldaemon.config import ExportsConfig
 from pooldaemon.errors import DiskFull, ExportError, PoolDaemonError
 from pooldaemon.events import EventBus
-from pooldaemon.exports import (
-    ExportTargets,
-    ExportTrack,
-    Fragments,
-    Playlist,
-    PlaylistKind,
-    export_all,
+from pooldaemon.export_library import (
+    LibraryBuilder,
+    LibraryView,
+    Listed,
+    delta,
+    listed,
+    listed_after,
 )
+from pooldaemon.exports import ExportTargets, export_all, export_changes
 from pooldaemon.exports.serato import SUBCRATES_DIR
 from pooldaemon.exports.writefile import Written, file_digest
 from pooldaemon.log import get_logger
 from pooldaemon.store import Store
 from pooldaemon.store import exports as store_exports
-from pooldaemon.store.exports import ExportRecord
+from pooldaemon.store.exports import ExportRecord, LibraryMark
 from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
@@ -50,16 +49,9 @@ log = get_logger(__name__)
 DEBOUNCE_S = 5.0
 _WITHIN_S = 8.0
 _MIN_DELAY_S = 1.0
-#: "New this week": files added to the library in the last 7 days.
-RECENT_S = 7 * 24 * 3600.0
-RECENT_NAME = "New this week"
 #: Events after which the library may hold other files. `dropped`: this subscriber missed
 #: events, possibly a finished download.
 _LIBRARY_EVENTS = frozenset({"library.changed", "dropped"})
-#: Files of an extracted set (a Harvest album) that DJ software plays.
-_MEDIA_SUFFIXES = frozenset(
-    {".mp3", ".m4a", ".mp4", ".aac", ".wav", ".aif", ".aiff", ".flac", ".mov", ".m4v"}
-)
 #: Each format and the `ExportTargets` field that switches it on.
 _FORMAT_KEYS = (
     ("m3u8", "m3u8_dir"),
@@ -67,14 +59,6 @@ _FORMAT_KEYS = (
     ("traktor", "traktor_nml"),
     ("serato", "serato_dir"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LibraryView:
-    """The library as the exports list it."""
-
-    tracks: list[ExportTrack]
-    playlists: list[Playlist]
 
 
 class Exporter:
@@ -88,25 +72,32 @@ class Exporter:
         events: EventBus,
         *,
         delay_s: float = DEBOUNCE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.config = config
         self.download_dir = download_dir
         self.events = events
         self.delay_s = delay_s
+        self.clock = clock  # Unix time: what "New this week" counts back from
+        # Whether the last export wrote only what was added since the one before.
+        self.added_only = False
         self._wake = asyncio.Event()
         self._due: float | None = None  # loop time of the scheduled export
         self._waiters: list[asyncio.Future[list[Written]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._current: asyncio.Task[list[Written]] | None = None
         self._last_duration_s = 0.0
-        # Each collection's entries as last written, with that file's digest: the next export
-        # copies unchanged entries from the file instead of rendering them (exports/reuse.py).
-        self._fragments: dict[Path, tuple[str, Fragments]] = {}
+        # What the last export listed and wrote: the next one writes only what was added
+        # since, copying the rest from those files (export_library.py, exports/reuse.py).
+        self._listed: Listed | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # The library's change log only serves the export after another of this process's
+        # exports: the first is a full one. Emptied here, it cannot grow while exports are off.
+        await store_exports.forget_changes(self.store)
         if not self.config.enabled:
             return
         self._tasks = [
@@ -210,35 +201,31 @@ class Exporter:
 
     async def _export_once(self) -> list[Written]:
         started = time.monotonic()
-        # A page of the library at a time, each turned into tracks in the worker thread: the
-        # raw rows of a 100,000-file library never sit in memory together.
-        builder = LibraryBuilder(now=time.time())
-        after = 0
-        while page := await store_exports.library_page(self.store, after):
-            await asyncio.to_thread(builder.add, page)
-            after = page[-1][_ID]
+        now = self.clock()
+        mark = await store_exports.library_mark(self.store)
         records = await store_exports.export_records(self.store)
-        targets = self._targets(records)
-        view, written, forget, errors = await asyncio.to_thread(
-            _export_in_thread, builder, targets, self.config, records
-        )
-        # What was written is recorded even when another format failed: otherwise the next
-        # export would take those files, ours, for the user's.
-        await store_exports.save_export_records(
-            self.store,
-            [ExportRecord(str(w.target), w.format, str(w.path), w.digest) for w in written],
-            forget,
-        )
-        for w in written:
-            _log_beside(w, records.get(str(w.target)))
-            if w.fragments is not None:
-                self._fragments[w.target] = (w.digest, w.fragments)
+        before, self._listed = self._listed, None  # set again once this export succeeded
+        outcome = None
+        if before is not None and _still_ours(before, records):
+            outcome = await self._export_added(before, mark, now, records)
+            if outcome is not None and not outcome.complete:
+                # A file changed while it was written from: keep what was written, and let
+                # the full export below take it as ours.
+                await self._record(outcome.written, [], records)
+                records = await store_exports.export_records(self.store)
+                outcome = None
+        self.added_only = outcome is not None
+        if outcome is None:
+            outcome = await self._export_full(mark, now, records, before)
+        written, errors = outcome.written, outcome.errors
+        await store_exports.forget_changes(self.store, mark.change_seq)
+        self._listed = outcome.listed
         log.info(
             "exports written",
             files=len(written),
             rewritten=sum(w.replaced for w in written),
-            tracks=len(view.tracks),
-            playlists=len(view.playlists),
+            tracks=outcome.tracks,
+            added_only=self.added_only,
             seconds=round(time.monotonic() - started, 2),
         )
         self.events.publish(
@@ -249,8 +236,84 @@ class Exporter:
             raise _export_error(errors[0])
         return written
 
-    def _targets(self, records: dict[str, ExportRecord]) -> ExportTargets:
+    async def _export_added(
+        self, before: Listed, mark: LibraryMark, now: float, records: dict[str, ExportRecord]
+    ) -> _Outcome | None:
+        """Write only what entries added since `before` change (`exports.export_changes`);
+        None, with nothing written, when more than that changed."""
+        if await store_exports.changed_since(self.store, before.mark):
+            return None
+        builder = LibraryBuilder(now=now)
+        after = before.mark.max_id
+        while page := await store_exports.library_page(self.store, after, mark.max_id):
+            await asyncio.to_thread(builder.add, page)
+            after = page[-1][0]  # the entry's id
+        targets = self._targets(records, None)
+        kinds = set(self.config.playlists)
+
+        def work() -> _Outcome | None:
+            change = delta(before, builder, kinds)
+            if change is None:
+                return None
+            written, complete = export_changes(change, targets, before.written)
+            if not complete and not written:
+                return None
+            now_listed = listed_after(before, builder, change, mark, written)
+            return _Outcome(now_listed, written, now_listed.count, complete)
+
+        outcome = await asyncio.to_thread(work)
+        if outcome is not None and outcome.complete:
+            await self._record(outcome.written, [], records)
+        return outcome
+
+    async def _export_full(
+        self,
+        mark: LibraryMark,
+        now: float,
+        records: dict[str, ExportRecord],
+        before: Listed | None,
+    ) -> _Outcome:
+        # A page of the library at a time, each turned into tracks in the worker thread: the
+        # raw rows of a 100,000-file library never sit in memory together.
+        builder = LibraryBuilder(now=now)
+        after = 0
+        while page := await store_exports.library_page(self.store, after, mark.max_id):
+            await asyncio.to_thread(builder.add, page)
+            after = page[-1][0]  # the entry's id
+        targets = self._targets(records, before)
+        view, written, forget, errors = await asyncio.to_thread(
+            _export_in_thread, builder, targets, self.config, records
+        )
+        # What was written is recorded even when another format failed: otherwise the next
+        # export would take those files, ours, for the user's.
+        await self._record(written, forget, records)
+        # Only a complete export is a base for the next one to add to.
+        now_listed = None if errors else listed(builder, view, mark, written)
+        return _Outcome(now_listed, written, len(view.tracks), errors=errors)
+
+    async def _record(
+        self, written: list[Written], forget: list[str], records: dict[str, ExportRecord]
+    ) -> None:
+        await store_exports.save_export_records(
+            self.store,
+            [ExportRecord(str(w.target), w.format, str(w.path), w.digest) for w in written],
+            forget,
+        )
+        for w in written:
+            _log_beside(w, records.get(str(w.target)))
+
+    def _targets(self, records: dict[str, ExportRecord], before: Listed | None) -> ExportTargets:
         cfg = self.config
+        layouts = {}
+        if before is not None:
+            # Only for the file the record describes: a mismatch means it is not what we think.
+            layouts = {
+                target: w.layout
+                for target, w in before.written.items()
+                if w.layout is not None
+                and (record := records.get(str(target))) is not None
+                and record.digest == w.digest
+            }
         return ExportTargets(
             m3u8_dir=cfg.m3u8_dir,
             m3u8_root=self.download_dir,
@@ -258,13 +321,28 @@ class Exporter:
             traktor_nml=cfg.traktor_nml,
             serato_dir=cfg.serato_dir,
             last_digests={Path(target): r.digest for target, r in records.items()},
-            # Only for the file the record describes: a mismatch means it is not what we think.
-            fragments={
-                target: fragments
-                for target, (digest, fragments) in self._fragments.items()
-                if (record := records.get(str(target))) is not None and record.digest == digest
-            },
+            layouts=layouts,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What an export did."""
+
+    listed: Listed | None  # what it listed; None: the next export reads everything again
+    written: list[Written]
+    tracks: int  # in the collections
+    complete: bool = True  # False: a file changed while it was spliced (see `_export_once`)
+    errors: list[OSError] = field(default_factory=list)  # of formats not written
+
+
+def _still_ours(before: Listed, records: dict[str, ExportRecord]) -> bool:
+    """Whether the files `before` wrote are still recorded as ours, as written."""
+    for target, w in before.written.items():
+        record = records.get(str(target))
+        if record is None or record.digest != w.digest or record.path != str(w.path):
+            return False
+    return True
 
 
 # -- in the worker thread ----------------------------------------------------------------------
@@ -301,172 +379,6 @@ def _each_format(targets: ExportTargets) -> Iterator[tuple[str, ExportTargets]]:
     for fmt, key in _FORMAT_KEYS:
         if getattr(targets, key) is not None:
             yield fmt, dataclasses.replace(targets, **{**off, key: getattr(targets, key)})
-
-
-(
-    _ID,
-    _POOL,
-    _KIND,
-    _ITEM_ID,
-    _PATH,
-    _SIZE,
-    _CREATED,
-    _ORIGIN,
-    _REF,
-    _ARCHIVE,
-    _ARCHIVE_NAME,
-    _ARTIST,
-    _TITLE,
-    _ALBUM,
-    _GENRE,
-    _BPM,
-    _KEY,
-    _YEAR,
-    _LABEL,
-    _MIX,
-    _COMMENT,
-    _LENGTH_S,
-) = range(len(store_exports.LIBRARY_COLUMNS))
-
-
-class LibraryBuilder:
-    """Library rows (`store_exports.library_page`, in the order they joined the library) →
-    tracks and the playlists over them."""
-
-    def __init__(self, *, now: float) -> None:
-        self.recent_since = now - RECENT_S
-        self._shared = _Shared(datetime.fromtimestamp(now, UTC).astimezone().tzinfo)
-        self.tracks: list[ExportTrack] = []
-        self._seen: set[str] = set()
-        self._by_pool: dict[str, list[Path]] = {}
-        self._by_rule: dict[str, list[Path]] = {}
-        self._recent: list[Path] = []
-
-    def add(self, rows: Iterable[Any]) -> None:
-        for row in rows:
-            origin = row[_ORIGIN] or ""
-            rule = origin[5:] if origin.startswith("rule:") else None
-            recent = row[_CREATED] >= self.recent_since
-            for track in _row_tracks(row, self._shared):
-                key = str(track.path)
-                if key in self._seen:
-                    continue
-                self._seen.add(key)
-                self.tracks.append(track)
-                self._by_pool.setdefault(track.pool, []).append(track.path)
-                if rule:
-                    self._by_rule.setdefault(rule, []).append(track.path)
-                if recent:
-                    self._recent.append(track.path)
-
-    def view(self, kinds: set[str]) -> LibraryView:
-        """The tracks (oldest first) and the playlists `kinds` asks for (each newest first)."""
-        playlists: list[Playlist] = []
-        if "pool" in kinds:
-            playlists += _family(self._by_pool, PlaylistKind.POOL)
-        if "rule" in kinds:
-            playlists += _family(self._by_rule, PlaylistKind.RULE)
-        if "recent" in kinds:
-            # Always there, even empty: the DJ's "New this week" must empty out, not go stale.
-            recent = tuple(reversed(self._recent))
-            playlists.append(Playlist(RECENT_NAME, PlaylistKind.RECENT, recent))
-        return LibraryView(self.tracks, playlists)
-
-
-def _family(members: dict[str, list[Path]], kind: PlaylistKind) -> list[Playlist]:
-    return [
-        Playlist(name, kind, tuple(reversed(members[name])))
-        for name in sorted(members, key=lambda n: (n.casefold(), n))
-    ]
-
-
-class _Shared:
-    """One object for each value many tracks have in common, for the length of one export.
-
-    A 100,000-file library read row by row gets its own copy of every artist, genre, label and
-    directory; shared, they cost ~50 MB less (docs/interface.md §12: exports under 200 MB).
-    """
-
-    def __init__(self, tz: tzinfo | None) -> None:
-        self.tz = tz  # one time zone object for every `added`
-        self._texts: dict[str, str] = {}
-        self._dirs: dict[str, Path] = {}
-
-    def text(self, value: Any) -> str:
-        text = _text(value)
-        return self._texts.setdefault(text, text)
-
-    def path(self, text: str) -> Path:
-        """`Path(text)`, built on a shared parent: the directory's parts are held once."""
-        head, _, name = text.rpartition("/")
-        if not head:
-            return Path(text)
-        parent = self._dirs.get(head)
-        if parent is None:
-            parent = self._dirs[head] = Path(head)
-        return parent / name
-
-
-def _row_tracks(row: Any, shared: _Shared) -> list[ExportTrack]:
-    """The library entry's file, or the playable files of an extracted set (a folder)."""
-    path = shared.path(row[_PATH])
-    if not path.is_absolute():
-        return []
-    pool = row[_POOL]
-    common: dict[str, Any] = {
-        "artist": shared.text(row[_ARTIST]),
-        "genre": shared.text(row[_GENRE]),
-        "bpm": _number(row[_BPM]),
-        "key": shared.text(row[_KEY]) or None,
-        "year": _whole(row[_YEAR]),
-        "label": shared.text(row[_LABEL]),
-        "mix": shared.text(row[_MIX]),
-        # The tag writer's default comment, so the DJ app shows the same text either way.
-        "comment": shared.text(row[_COMMENT]) or shared.text(f"{pool} via pooldaemon"),
-        "pool": pool,
-        "ref": row[_REF] or f"{pool}:{row[_ITEM_ID]}",
-        "added": datetime.fromtimestamp(row[_CREATED], shared.tz),  # local time
-    }
-    files = [(path, int(row[_SIZE] or 0))]
-    # A ZIP download is a folder, unless it was one track placed as a file (Harvest).
-    folder = bool(row[_ARCHIVE]) and os.path.isdir(path)
-    if folder:
-        files = _media_files(path)
-    if not folder or (row[_KIND] == "track" and len(files) == 1):
-        # One track (a Harvest track comes as a folder holding its one file): the pool's words.
-        title = (row[_TITLE] or files[0][0].stem) if files else ""
-        duration = _number(row[_LENGTH_S])
-        album = shared.text(row[_ALBUM])
-        return [
-            ExportTrack(
-                path=file, title=title, album=album, size_bytes=size, duration_s=duration, **common
-            )
-            for file, size in files
-        ]
-    # A set extracted into a folder: each playable file is a track of the album.
-    album = _text(row[_ALBUM]) or _text(row[_ARCHIVE_NAME]) or _text(row[_TITLE]) or path.name
-    return [
-        ExportTrack(path=file, title=file.stem, album=album, size_bytes=size, **common)
-        for file, size in files
-    ]
-
-
-def _media_files(folder: Path) -> list[tuple[Path, int]]:
-    """Playable regular files under `folder`, in name order, with their sizes; links are not
-    followed (an archive's entries are regular files)."""
-    found: list[tuple[Path, int]] = []
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for top, dirs, files in os.walk(folder):
-            dirs.sort()
-            for name in sorted(files):
-                if os.path.splitext(name)[1].lower() not in _MEDIA_SUFFIXES:
-                    continue
-                file = Path(top) / name
-                with contextlib.suppress(OSError):
-                    info = file.lstat()
-                    if not os.path.islink(file):
-                        found.append((file, info.st_size))
-    return found
 
 
 def _remove_stale(
@@ -534,20 +446,3 @@ def _export_error(err: OSError) -> ExportError | DiskFull:
     if err.errno == errno.ENOSPC:
         return DiskFull(f"exports: no space left to write {where}")
     return ExportError(f"exports: cannot write {where}: {reason} (check [exports] in the config)")
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None  # 0, NaN: unknown
-
-
-def _whole(value: Any) -> int | None:
-    number = _number(value)
-    return int(number) if number is not None else None

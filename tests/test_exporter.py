@@ -6,6 +6,7 @@ docs/interface.md §9 and docs/formats.md, not from the exporter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,8 @@ from pooldaemon.errors import ExportError
 from pooldaemon.events import EventBus
 from pooldaemon.exporter import Exporter
 from pooldaemon.store import Store
+from pooldaemon.store import exports as store_exports
+from pooldaemon.store.exports import ExportRecord
 
 DAY = 24 * 3600.0
 
@@ -107,7 +110,7 @@ async def test_playlists_per_pool_per_rule_and_new_this_week(library: Library) -
         await exporter.stop()
     lists = library.root / "Playlists"
     assert sorted(w.path.name for w in written) == [
-        "New this week - New this week.m3u8",
+        "New this week.m3u8",
         "Pools - crateq.m3u8",
         "Pools - promoonly.m3u8",
         "Rules - Tech House.m3u8",
@@ -118,7 +121,7 @@ async def test_playlists_per_pool_per_rule_and_new_this_week(library: Library) -
     assert _m3u8(lists / "Pools - promoonly.m3u8") == [b]
     assert _m3u8(lists / "Rules - deep-house.m3u8") == [a, old]
     assert _m3u8(lists / "Rules - Tech House.m3u8") == [b]
-    assert _m3u8(lists / "New this week - New this week.m3u8") == [c, b, a]
+    assert _m3u8(lists / "New this week.m3u8") == [c, b, a]
 
 
 async def test_fields_come_from_the_download_and_the_comment_names_the_pool(
@@ -178,9 +181,44 @@ async def test_a_playlist_that_is_gone_takes_its_file_along_unless_the_user_chan
     assert not (lists / "Pools - harvest.m3u8").exists()
     assert edited.read_text(encoding="utf-8").endswith("# mine\n")  # the user's: left alone
     assert sorted(w.path.name for w in written) == [
-        "New this week - New this week.m3u8",
+        "New this week.m3u8",
         "Pools - crateq.m3u8",
     ]
+
+
+async def test_an_upgrade_removes_the_old_new_this_week_names_unless_the_user_edited_them(
+    library: Library,
+) -> None:
+    """Earlier builds wrote `New this week - New this week.m3u8` and a crate nested in a crate
+    of the same name (docs/interface.md §9, file names)."""
+    await library.add("a.mp3")
+    lists = library.root / "Playlists"
+    serato = library.root / "_Serato_"
+    old_m3u8 = lists / "New this week - New this week.m3u8"
+    old_crate = serato / "Subcrates" / "New this week%%New this week.crate"
+    for path in (old_m3u8, old_crate):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"#EXTM3U\n")
+    records = [
+        ExportRecord(
+            str(old_m3u8), "m3u8", str(old_m3u8), hashlib.sha256(b"#EXTM3U\n").hexdigest()
+        ),
+        # Written by us, then edited by the user: the digest no longer matches.
+        ExportRecord(str(old_crate), "serato", str(old_crate), hashlib.sha256(b"ours").hexdigest()),
+    ]
+    await store_exports.save_export_records(library.store, records)
+    exporter = await _exporter(library, serato_dir=str(serato))
+    try:
+        written = await exporter.export_now()
+    finally:
+        await exporter.stop()
+    assert not old_m3u8.exists()
+    assert old_crate.read_bytes() == b"#EXTM3U\n"
+    names = sorted(w.path.name for w in written)
+    assert "New this week.m3u8" in names and "New this week.crate" in names
+    assert (serato / "Subcrates" / "New this week.crate").is_file()
+    left = await store_exports.export_records(library.store)
+    assert str(old_m3u8) not in left and str(old_crate) not in left
 
 
 async def test_an_export_that_cannot_be_written_names_the_file(library: Library) -> None:

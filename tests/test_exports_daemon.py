@@ -197,7 +197,7 @@ async def test_the_rekordbox_xml_follows_downloads_and_poolctl_export_lists_the_
     m3u8 = {
         setup.playlists / "Pools - crateq.m3u8",
         setup.playlists / "Pools - promoonly.m3u8",
-        setup.playlists / "New this week - New this week.m3u8",
+        setup.playlists / "New this week.m3u8",
     }
     assert sorted(answer) == ["written"]
     assert sorted((w["format"], w["path"]) for w in answer["written"]) == sorted(

@@ -2,35 +2,40 @@
 
 The daemon reads the library from the store into `ExportTrack`s and `Playlist`s, keeps the
 digest of each file it wrote (`Written.digest`, keyed by `Written.target`) and hands both to
-`export_all`; nothing here reads the store or the config (docs/interface.md §9).
+`export_all`, or, after files were only added, what they add to `export_changes`, which
+splices each file from the one written last; nothing here reads the store or the config
+(docs/interface.md §9).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pooldaemon.exports.m3u8 import m3u8_bytes, playlist_file_name
+from pooldaemon.exports.body import Body, Delta, FullBody, SpliceBody, section_name
+from pooldaemon.exports.m3u8 import m3u8_parts, playlist_file_name
 from pooldaemon.exports.model import ExportTrack, Playlist, PlaylistKind, file_kind
 from pooldaemon.exports.names import unique_name
-from pooldaemon.exports.rekordbox import rekordbox_bytes
-from pooldaemon.exports.reuse import Fragments, Reuse
-from pooldaemon.exports.serato import SUBCRATES_DIR, crate_chunks, crate_file_name
-from pooldaemon.exports.traktor import traktor_bytes
+from pooldaemon.exports.rekordbox import rekordbox_parts
+from pooldaemon.exports.reuse import Layout, Part, Reuse
+from pooldaemon.exports.serato import SUBCRATES_DIR, crate_file_name, crate_parts
+from pooldaemon.exports.traktor import traktor_parts
 from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
-from pooldaemon.exports.writefile import Written, write_export
+from pooldaemon.exports.writefile import Written, splice_export, write_export
 
 __all__ = [
+    "Delta",
     "ExportTargets",
     "ExportTrack",
-    "Fragments",
+    "Layout",
     "Playlist",
     "PlaylistKind",
     "Written",
     "export_all",
+    "export_changes",
     "file_kind",
 ]
 
@@ -49,9 +54,51 @@ class ExportTargets:
     system_volume: str = SYSTEM_VOLUME_NAME  # Traktor's name for the volume mounted at /
     # SHA-256 of what pooldaemon last wrote to each target path; absent means never.
     last_digests: Mapping[Path, str] = field(default_factory=dict)
-    # Where the tracks' entries are in each collection as last written (`Written.fragments`),
-    # for unchanged entries to be copied rather than rendered again.
-    fragments: Mapping[Path, Fragments] = field(default_factory=dict)
+    # Where the parts of each file are as last written (`Written.layout`), for unchanged
+    # collection entries to be copied rather than rendered again.
+    layouts: Mapping[Path, Layout] = field(default_factory=dict)
+
+
+#: The parts of one file, given the body, the file's `Reuse` and where the file goes.
+_Parts = Callable[[Body, Reuse], Iterator[Part]]
+
+
+def _files(
+    targets: ExportTargets, playlists: Sequence[Playlist]
+) -> Iterator[tuple[str, Path, str, _Parts, Playlist | None]]:
+    """Every file the enabled formats write: (format, target, salt, parts, its playlist)."""
+    if targets.m3u8_dir is not None:
+        folder, root = targets.m3u8_dir, targets.m3u8_root
+        used: set[str] = set()
+        for playlist in playlists:
+            target = folder / unique_name(playlist_file_name(playlist), used)
+
+            def m3u8(body: Body, reuse: Reuse, p: Playlist = playlist) -> Iterator[Part]:
+                return m3u8_parts(body, reuse, p, folder, root)
+
+            yield "m3u8", target, "", m3u8, playlist
+    if targets.rekordbox_xml is not None:
+        yield "rekordbox", targets.rekordbox_xml, "", rekordbox_parts, None
+    if targets.traktor_nml is not None:
+        volume = targets.system_volume
+
+        def traktor(body: Body, reuse: Reuse) -> Iterator[Part]:
+            return traktor_parts(body, reuse, volume)
+
+        yield "traktor", targets.traktor_nml, volume, traktor, None
+    if targets.serato_dir is not None:
+        # Serato keeps a `_Serato_` folder per volume and stores paths relative to that
+        # volume's root, so a crate can only list files on its own volume.
+        _, volume_root, _ = split_volume_str(str(targets.serato_dir))
+        crates = targets.serato_dir / SUBCRATES_DIR
+        used = set()
+        for playlist in playlists:
+            name = unique_name(crate_file_name(playlist.name, parents=playlist.parents), used)
+
+            def crate(body: Body, reuse: Reuse, p: Playlist = playlist) -> Iterator[Part]:
+                return crate_parts(body, reuse, p, volume_root)
+
+            yield "serato", crates / name, "", crate, playlist
 
 
 def export_all(
@@ -62,84 +109,98 @@ def export_all(
     `tracks` is the whole library; playlist members that are not in it are left out.
     Blocking file I/O: the daemon runs this in a worker thread.
     """
-    written: list[Written] = []
-
-    def write(fmt: str, target: Path, chunks: Iterable[bytes]) -> None:
-        written.append(write_export(fmt, target, chunks, targets.last_digests.get(target)))
-
-    if targets.m3u8_dir is not None:
-        # Keyed by the path's text: hashing a Path caches a list of its parts on it, which
-        # for 100,000 paths costs more memory than the whole export.
-        by_path = {str(track.path): track for track in tracks}
-        used: set[str] = set()
-        for playlist in playlists:
-            target = targets.m3u8_dir / unique_name(playlist_file_name(playlist), used)
-            chunks = m3u8_bytes(playlist, by_path, targets.m3u8_dir, targets.m3u8_root)
-            write("m3u8", target, chunks)
-    if targets.rekordbox_xml is not None:
-        target = targets.rekordbox_xml
-        written.append(
-            _collection(
-                "rekordbox", target, lambda r: rekordbox_bytes(tracks, playlists, r), "", targets
-            )
-        )
-    if targets.traktor_nml is not None:
-        volume = targets.system_volume
-        written.append(
-            _collection(
-                "traktor",
-                targets.traktor_nml,
-                lambda r: traktor_bytes(tracks, playlists, volume, r),
-                volume,
-                targets,
-            )
-        )
-    if targets.serato_dir is not None:
-        written.extend(_serato(tracks, playlists, targets))
-    return written
+    body = FullBody(tracks, playlists)
+    return [
+        _write(fmt, target, salt, parts, body, targets)
+        for fmt, target, salt, parts, _ in _files(targets, playlists)
+    ]
 
 
-def _collection(
-    fmt: str,
-    target: Path,
-    render: Callable[[Reuse], Iterable[bytes]],
-    salt: str,
-    targets: ExportTargets,
+def _write(
+    fmt: str, target: Path, salt: str, parts: _Parts, body: Body, targets: ExportTargets
 ) -> Written:
-    """Write a collection, copying the entries that did not change from the file written last."""
+    """Write one file, copying what did not change from the file written last."""
     reuses: list[Reuse] = []
 
     def chunks(old: BinaryIO | None) -> Iterable[bytes]:
-        reuse = Reuse(salt, targets.fragments.get(target), old)
+        reuse = Reuse(salt, targets.layouts.get(target), old)
         reuses.append(reuse)
-        return render(reuse)
+        return reuse.encode(parts(body, reuse))
 
     written = write_export(fmt, target, chunks, targets.last_digests.get(target))
-    return dataclasses.replace(written, fragments=reuses[0].result)
+    return dataclasses.replace(written, layout=reuses[0].result)
 
 
-def _serato(
-    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], targets: ExportTargets
-) -> list[Written]:
-    """One crate per playlist; files on another volume than the `_Serato_` folder are left out.
+def export_changes(
+    delta: Delta, targets: ExportTargets, before: Mapping[Path, Written]
+) -> tuple[list[Written], bool]:
+    """Write every enabled format after files were only added (`Delta`), from the files
+    written last (`before`, by target): the same bytes `export_all` would write, in a fraction
+    of the time. A file whose content stays the same is left alone (`Written.replaced` False).
 
-    Serato keeps a `_Serato_` folder per volume and stores paths relative to that volume's root,
-    so a crate can only list files on its own volume.
+    Returns what was written and whether that is all: False when a file is not as it was
+    written last (or never was), and only `export_all` can say what it should hold. That is
+    found before anything is written, unless someone changes a file meanwhile.
     """
-    assert targets.serato_dir is not None
-    _, volume_root, _ = split_volume_str(str(targets.serato_dir))
-    prefix = volume_root.rstrip("/") + "/"
-    library = {str(track.path) for track in tracks}
-    result = []
-    used: set[str] = set()
-    for playlist in playlists:
-        paths = (
-            text[len(prefix) :]
-            for path in playlist.tracks
-            if (text := str(path)) in library and text.startswith(prefix)
-        )
-        name = unique_name(crate_file_name(playlist.name, parents=(playlist.folder,)), used)
-        target = targets.serato_dir / SUBCRATES_DIR / name
-        chunks = crate_chunks(paths)  # small pieces: the writer buffers them
-        result.append(write_export("serato", target, chunks, targets.last_digests.get(target)))
-    return result
+    body = SpliceBody(delta)
+    plan: list[tuple[str, Path, str, _Parts, Written | None, bool]] = []
+    for fmt, target, salt, parts, playlist in _files(targets, delta.playlists):
+        last = before.get(target)
+        layout = last.layout if last is not None else None
+        if last is not None and (last.beside or layout is None):
+            return [], False
+        if playlist is None:  # a collection
+            if layout is None or layout.fragments is None:
+                return [], False
+            plan.append((fmt, target, salt, parts, last, True))
+            continue
+        name = section_name(playlist)
+        if name in delta.new_playlists:
+            if last is not None:
+                return [], False  # the file of another playlist (names cleaned up alike)
+            plan.append((fmt, target, salt, parts, None, True))
+            continue
+        if layout is None or name not in layout.sections:
+            return [], False  # not written last time, or another playlist's file
+        changed = delta.changes(playlist, layout.sections[name])
+        plan.append((fmt, target, salt, parts, last, changed))
+    written: list[Written] = []
+    for fmt, target, salt, parts, last, changed in plan:
+        if not changed:
+            assert last is not None
+            written.append(dataclasses.replace(last, replaced=False))
+            continue
+        try:
+            result = _splice(fmt, target, salt, parts, body, last, targets)
+        except OSError:
+            # What was written is returned to be recorded (else the next export would take
+            # those files for the user's); the full export that follows reports the error.
+            return written, False
+        if result is None:
+            return written, False
+        written.append(result)
+    return written, True
+
+
+def _splice(
+    fmt: str,
+    target: Path,
+    salt: str,
+    parts: _Parts,
+    body: Body,
+    last: Written | None,
+    targets: ExportTargets,
+) -> Written | None:
+    if last is None:  # a new playlist: no file of ours to copy from
+        return _write(fmt, target, salt, parts, body, targets)
+    reuses: list[Reuse] = []
+
+    def chunks(old: BinaryIO) -> Iterable[bytes]:
+        reuse = Reuse(salt, last.layout, old)
+        reuses.append(reuse)
+        return reuse.encode(parts(body, reuse))
+
+    written = splice_export(fmt, target, last, chunks)
+    if written is None:
+        return None
+    return dataclasses.replace(written, layout=reuses[0].result)

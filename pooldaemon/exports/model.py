@@ -82,8 +82,18 @@ class Playlist:
     name: str
     kind: PlaylistKind
     tracks: tuple[Path, ...] = field(default_factory=tuple)  # absolute paths, in play order
+    # When each member's file joined the library (Unix time), for "New this week", whose
+    # members leave by age; empty for the other kinds.
+    created: tuple[float, ...] = field(default_factory=tuple)
 
     @property
     def folder(self) -> str:
         """The folder name this playlist is listed under ("Pools", "Rules", "New this week")."""
         return FOLDER_NAMES[self.kind]
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """The folders a file name puts before the playlist's name: its folder, unless the
+        folder is named like the playlist ("New this week"), which would read twice."""
+        folder = self.folder
+        return () if folder == self.name else (folder,)

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pooldaemon import __version__
+from pooldaemon.exports.body import Body, FullBody
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
 from pooldaemon.exports.reuse import Part, Reuse
 from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
@@ -61,38 +62,38 @@ def _track(track_id: int, track: ExportTrack) -> str:
     )
 
 
-def rekordbox_parts(
-    tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], reuse: Reuse
-) -> Iterator[Part]:
-    """The document as a stream of pieces; TrackIDs number `tracks` from 1 in order."""
+def rekordbox_parts(body: Body, reuse: Reuse) -> Iterator[Part]:
+    """The document as a stream of pieces; TrackIDs number the collection from 1 in order."""
     yield '<?xml version="1.0" encoding="UTF-8"?>\n<DJ_PLAYLISTS Version="1.0.0">\n'
     product = (("Name", "pooldaemon"), ("Version", __version__), ("Company", "pooldaemon"))
     yield f"<PRODUCT{attrs(product)}/>\n"
-    yield f'<COLLECTION Entries="{len(tracks)}">\n'
-    yield from reuse.entries(tracks, _track)
-    # Keyed by the path's text: hashing a Path caches a list of its parts on it.
-    ids = {str(track.path): track_id for track_id, track in enumerate(tracks, start=1)}
+    yield f'<COLLECTION Entries="{body.count}">\n'
+    yield from body.entries(reuse, _track)
     yield "</COLLECTION>\n<PLAYLISTS>\n"
+    playlists = body.playlists
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
     yield f'<NODE Type="0" Name="ROOT" Count="{len(folders)}">\n'
     for kind in folders:
         members = [p for p in playlists if p.kind == kind]
         yield f'<NODE Type="0"{attrs([("Name", FOLDER_NAMES[kind])])} Count="{len(members)}">\n'
         for playlist in members:
-            keys = [i for path in playlist.tracks if (i := ids.get(str(path))) is not None]
+            count, parts = body.members(reuse, playlist, _member)
             head = attrs([("Name", playlist.name)])
-            yield f'<NODE{head} Type="1" KeyType="0" Entries="{len(keys)}">\n'
-            for key in keys:
-                yield f'<TRACK Key="{key}"/>\n'
+            yield f'<NODE{head} Type="1" KeyType="0" Entries="{count}">\n'
+            yield from parts
             yield "</NODE>\n"
         yield "</NODE>\n"
     yield "</NODE>\n</PLAYLISTS>\n</DJ_PLAYLISTS>\n"
 
 
+def _member(track_id: int, _: ExportTrack) -> str:
+    return f'<TRACK Key="{track_id}"/>\n'
+
+
 def rekordbox_bytes(
     tracks: Sequence[ExportTrack], playlists: Sequence[Playlist], reuse: Reuse | None = None
 ) -> Iterator[bytes]:
-    """`rekordbox_parts` as UTF-8 chunks for `write_export`; with `reuse`, unchanged track
+    """The whole collection as UTF-8 chunks for `write_export`; with `reuse`, unchanged track
     entries are copied from the file written last time."""
     reuse = Reuse() if reuse is None else reuse
-    return reuse.encode(rekordbox_parts(tracks, playlists, reuse))
+    return reuse.encode(rekordbox_parts(FullBody(tracks, playlists), reuse))

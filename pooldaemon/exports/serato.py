@@ -9,7 +9,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 
+from pooldaemon.exports.body import Body
+from pooldaemon.exports.model import ExportTrack, Playlist
 from pooldaemon.exports.names import safe_file_name
+from pooldaemon.exports.reuse import Part, Reuse
 
 CRATE_VERSION = "1.0/Serato ScratchLive Crate"
 SUBCRATES_DIR = "Subcrates"
@@ -50,9 +53,27 @@ def crate_chunks(track_paths: Iterable[str]) -> Iterator[bytes]:
     """`crate_bytes` a piece at a time, for writing a big crate without holding it whole."""
     yield _HEADER
     for path in track_paths:
-        if path.startswith("/"):
-            raise ValueError(f"a crate path is relative to the volume root, got {path!r}")
-        yield _field(b"otrk", _text(b"ptrk", path))
+        yield _track(path)
+
+
+def _track(path: str) -> bytes:
+    if path.startswith("/"):
+        raise ValueError(f"a crate path is relative to the volume root, got {path!r}")
+    return _field(b"otrk", _text(b"ptrk", path))
+
+
+def crate_parts(body: Body, reuse: Reuse, playlist: Playlist, volume_root: str) -> Iterator[Part]:
+    """One crate as a stream of pieces: the members on the volume mounted at `volume_root`
+    (Serato keeps a `_Serato_` folder per volume and stores paths relative to its root)."""
+    prefix = volume_root.rstrip("/") + "/"
+
+    def member(_: int, track: ExportTrack) -> bytes | None:
+        text = str(track.path)
+        return _track(text[len(prefix) :]) if text.startswith(prefix) else None
+
+    yield _HEADER
+    _, members = body.members(reuse, playlist, member, counted=False)
+    yield from members
 
 
 def crate_file_name(playlist_name: str, parents: Sequence[str] = ()) -> str:

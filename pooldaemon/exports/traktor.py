@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
+from pooldaemon.exports.body import Body, FullBody
 from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
 from pooldaemon.exports.reuse import Part, Reuse
 from pooldaemon.exports.volumes import MOUNTS_DIR, SYSTEM_VOLUME_NAME, split_volume_str
@@ -119,50 +120,41 @@ def _playlist_uuid(folder: str, name: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"pooldaemon:{folder}/{name}").hex
 
 
-def traktor_parts(
-    tracks: Sequence[ExportTrack],
-    playlists: Sequence[Playlist],
-    system_volume: str = SYSTEM_VOLUME_NAME,
-    reuse: Reuse | None = None,
-) -> Iterator[Part]:
-    """The NML document as a stream of pieces (`reuse`: see `traktor_bytes`)."""
-    reuse = Reuse(system_volume) if reuse is None else reuse
+def traktor_parts(body: Body, reuse: Reuse, system_volume: str) -> Iterator[Part]:
+    """The NML document as a stream of pieces (`reuse` salted with `system_volume`)."""
     where = NmlLocations(system_volume)
     yield '<?xml version="1.0" encoding="UTF-8" standalone="no" ?>\n'
     yield f'<NML VERSION="{NML_VERSION}">'
     yield '<HEAD COMPANY="www.native-instruments.com" PROGRAM="Traktor"></HEAD>\n'
     yield "<MUSICFOLDERS></MUSICFOLDERS>\n"
-    yield f'<COLLECTION ENTRIES="{len(tracks)}">\n'
-    # Path text only (hashing a Path caches a list of its parts on it); playlist keys are
-    # recomputed for members rather than kept for all 100,000 entries.
-    yield from reuse.entries(tracks, lambda _, track: _entry(track, where.location(track.path)))
-    library = {str(track.path) for track in tracks}
+    yield f'<COLLECTION ENTRIES="{body.count}">\n'
+    yield from body.entries(reuse, lambda _, track: _entry(track, where.location(track.path)))
     yield '</COLLECTION>\n<SETS ENTRIES="0"></SETS>\n<PLAYLISTS>\n'
+    playlists = body.playlists
     folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
     yield f'<NODE TYPE="FOLDER" NAME="$ROOT"><SUBNODES COUNT="{len(folders)}">\n'
+
+    def member(_id: int, track: ExportTrack) -> str:
+        # VOLUME + DIR + FILE (`primary_key`), the directory's part escaped once per
+        # directory: a 100,000-file library lists each file in two or three playlists.
+        head, _, file = str(track.path).rpartition("/")
+        if head != _MOUNTS:
+            key = _key_prefix(where, head) + attr(file)
+        else:  # "/Volumes/NAME" is a volume's root, not a file on the system volume
+            key = attr(where.primary_key(where.location(track.path)))
+        return f'<ENTRY><PRIMARYKEY TYPE="TRACK" KEY="{key}"></PRIMARYKEY></ENTRY>\n'
+
     for kind in folders:
         members = [p for p in playlists if p.kind == kind]
         folder = FOLDER_NAMES[kind]
         yield f'<NODE TYPE="FOLDER"{attrs([("NAME", folder)])}>'
         yield f'<SUBNODES COUNT="{len(members)}">\n'
         for playlist in members:
-            # Counted first and spelled while writing: a list of every key would hold a few
-            # megabytes per big playlist for no gain.
-            count = sum(1 for path in playlist.tracks if str(path) in library)
+            count, parts = body.members(reuse, playlist, member)
             list_id = _playlist_uuid(folder, playlist.name)
             yield f'<NODE TYPE="PLAYLIST"{attrs([("NAME", playlist.name)])}>'
             yield f'<PLAYLIST ENTRIES="{count}" TYPE="LIST" UUID="{list_id}">\n'
-            for path in playlist.tracks:
-                if (text := str(path)) not in library:
-                    continue
-                # VOLUME + DIR + FILE (`primary_key`), the directory's part escaped once per
-                # directory: a 100,000-file library lists each file in two or three playlists.
-                head, _, file = text.rpartition("/")
-                if head != _MOUNTS:
-                    key = _key_prefix(where, head) + attr(file)
-                else:  # "/Volumes/NAME" is a volume's root, not a file on the system volume
-                    key = attr(where.primary_key(where.location(path)))
-                yield f'<ENTRY><PRIMARYKEY TYPE="TRACK" KEY="{key}"></PRIMARYKEY></ENTRY>\n'
+            yield from parts
             yield "</PLAYLIST></NODE>\n"
         yield "</SUBNODES></NODE>\n"
     yield "</SUBNODES></NODE>\n</PLAYLISTS>\n</NML>\n"
@@ -174,7 +166,7 @@ def traktor_bytes(
     system_volume: str = SYSTEM_VOLUME_NAME,
     reuse: Reuse | None = None,
 ) -> Iterator[bytes]:
-    """`traktor_parts` as UTF-8 chunks for `write_export`; with `reuse` (salted with
+    """The whole collection as UTF-8 chunks for `write_export`; with `reuse` (salted with
     `system_volume`), unchanged entries are copied from the file written last time."""
     reuse = Reuse(system_volume) if reuse is None else reuse
-    return reuse.encode(traktor_parts(tracks, playlists, system_volume, reuse))
+    return reuse.encode(traktor_parts(FullBody(tracks, playlists), reuse, system_volume))

@@ -7,6 +7,7 @@ never a torn one; an exported file a user edited survives, and ours lands beside
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -15,13 +16,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from pooldaemon.exports.reuse import Fragments
+from pooldaemon.exports.reuse import Layout
 from pooldaemon.fsutil import fsync_dir, full_fsync
 
 # Exports are read by DJ software running as the same user; other users may read them too,
 # like any file in ~/Music.
 _MODE = 0o644
 _BUFFER_BYTES = 1 << 20
+
+#: A file's inode, size, mtime and ctime (ns): what an edit, a copy over it or a replacement
+#: changes. The ctime cannot be set back by a user's tools, so a file whose identity is still
+#: the one recorded right after writing it holds the bytes written.
+Identity = tuple[int, int, int, int]
+
+
+def identity(path: Path) -> Identity | None:
+    """`Identity` of the file at `path`, or None when there is none."""
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return _identity(info)
+
+
+def _identity(info: os.stat_result) -> Identity:
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +53,10 @@ class Written:
     digest: str  # SHA-256 (hex) of the bytes written; the caller keeps it for the next run
     # False when the file already held exactly these bytes and was left alone (not rewritten).
     replaced: bool = True
-    # Where each track's entry is in a collection file, for the next export to copy from.
-    fragments: Fragments | None = None
+    # Where the parts of the file are, for the next export to copy from.
+    layout: Layout | None = None
+    # `identity` of `path` right after the write (None: it changed at once).
+    identity: Identity | None = None
 
     @property
     def beside(self) -> bool:
@@ -82,7 +103,39 @@ def write_export(
         if callable(chunks):
             chunks = chunks(old if ours else None)
         digest, replaced = replace_atomically(path, chunks, keep_if=on_disk if ours else None)
-    return Written(format=fmt, target=target, path=path, digest=digest, replaced=replaced)
+        now: Identity | None = None
+        if not replaced:
+            assert old is not None
+            now = _identity(os.fstat(old.fileno()))
+    if replaced:
+        now = identity(path)
+    return Written(fmt, target, path, digest, replaced, identity=now)
+
+
+def splice_export(
+    fmt: str,
+    target: Path,
+    before: Written,
+    chunks: Callable[[BinaryIO], Iterable[bytes]],
+) -> Written | None:
+    """Write `target` again from `before`, the file written there last, given it open.
+
+    Only when that file is still exactly as written (its `identity` unchanged: nobody edited,
+    replaced or touched it since); None otherwise, and nothing is written.
+    """
+    if before.identity is None or before.beside:
+        return None  # the user's file is at `target`: a full export looks at it again
+    with contextlib.ExitStack() as stack:
+        try:
+            old = stack.enter_context(before.path.open("rb"))
+        except FileNotFoundError:
+            return None
+        if _identity(os.fstat(old.fileno())) != before.identity:
+            return None
+        digest, replaced = replace_atomically(before.path, chunks(old), keep_if=before.digest)
+    if not replaced:
+        return dataclasses.replace(before, replaced=False)
+    return Written(fmt, target, before.path, digest, identity=identity(before.path))
 
 
 def _open_digest(path: Path, stack: contextlib.ExitStack) -> tuple[BinaryIO | None, str | None]:

@@ -61,7 +61,7 @@ SELECT l.id, l.pool, l.kind, l.item_id, l.path, l.size, l.created, j.origin, j.r
 FROM library l
 LEFT JOIN jobs j ON j.id = l.job_id
 LEFT JOIN tracks t ON t.pool = l.pool AND t.id = l.item_id AND l.kind = 'track'
-WHERE l.state IN ({", ".join("?" for _ in LISTED_STATES)}) AND l.id > ?
+WHERE l.state IN ({", ".join("?" for _ in LISTED_STATES)}) AND l.id > ? AND l.id <= ?
 ORDER BY l.id
 LIMIT ?
 """
@@ -69,12 +69,59 @@ LIMIT ?
 PAGE_SIZE = 5000
 
 
-async def library_page(store: Store, after_id: int, limit: int = PAGE_SIZE) -> list[Any]:
-    """Listed library entries with an id above `after_id`: rows indexed as `LIBRARY_COLUMNS`.
+async def library_page(
+    store: Store, after_id: int, upto_id: int, limit: int = PAGE_SIZE
+) -> list[Any]:
+    """Listed library entries with an id above `after_id` and up to `upto_id`: rows indexed
+    as `LIBRARY_COLUMNS`.
 
     Read on the searches' connection: the downloads' writes go on meanwhile.
     """
-    return await store.reads.fetchall(_LIBRARY_SQL, (*LISTED_STATES, after_id, limit))
+    return await store.reads.fetchall(_LIBRARY_SQL, (*LISTED_STATES, after_id, upto_id, limit))
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryMark:
+    """Where the library stood when an export began to read it (schema migration 16)."""
+
+    change_seq: int  # the last change logged in `library_changes`
+    max_id: int  # the newest library entry: the export reads up to it
+    tracks_rowid: int  # the newest mirrored track
+
+
+async def library_mark(store: Store) -> LibraryMark:
+    """The library's `LibraryMark` now."""
+    row = await store.reads.fetchone(
+        "SELECT (SELECT coalesce(max(seq), 0) FROM library_changes), "
+        "(SELECT coalesce(max(id), 0) FROM library), (SELECT coalesce(max(rowid), 0) FROM tracks)"
+    )
+    return LibraryMark(*row)
+
+
+async def changed_since(store: Store, mark: LibraryMark) -> bool:
+    """Whether an entry read at `mark` (an id up to `mark.max_id`) may be listed differently
+    now: it changed, left, or its track joined the mirror. Entries added since are not counted.
+    """
+    changed = await store.reads.fetchone(
+        "SELECT 1 FROM library_changes WHERE seq > ? AND library_id <= ? LIMIT 1",
+        (mark.change_seq, mark.max_id),
+    )
+    if changed is not None:
+        return True
+    mirrored = await store.reads.fetchone(
+        "SELECT 1 FROM tracks t CROSS JOIN library l ON l.pool = t.pool AND l.kind = 'track' "
+        "AND l.item_id = t.id WHERE t.rowid > ? AND l.id <= ? LIMIT 1",
+        (mark.tracks_rowid, mark.max_id),
+    )
+    return mirrored is not None
+
+
+async def forget_changes(store: Store, upto_seq: int | None = None) -> None:
+    """Drop the logged changes an export has taken into account (None: all of them)."""
+    if upto_seq is None:
+        await store.execute("DELETE FROM library_changes")
+    else:
+        await store.execute("DELETE FROM library_changes WHERE seq <= ?", (upto_seq,))
 
 
 async def library_has_files(store: Store) -> bool:

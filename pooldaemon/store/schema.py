@@ -626,4 +626,64 @@ MIGRATIONS.append(
     ]
 )
 
+# The library's rows the exports list, and the columns their entries are made of (store/exports.py
+# `LIBRARY_COLUMNS`): a change to one of them is logged, so an export knows whether files were
+# only added since the last one (docs/architecture.md, exports).
+_LISTED_LIBRARY_COLUMNS = ("pool", "kind", "item_id", "path", "size", "state", "job_id", "created")
+_LISTED_JOB_COLUMNS = ("origin", "ref", "plan", "artist", "title")
+_LISTED_TRACK_COLUMNS = ("artist", "title", "genre", "bpm", "year", "mix", "length_s")
+
+
+def _changed(columns: tuple[str, ...]) -> str:
+    return " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns)
+
+
+MIGRATIONS.append(
+    # 16: what changed in the library since the last export. Inserts are not logged: a new
+    # entry has an id above every one the last export read. The tracks' and jobs' triggers
+    # fire only for real changes of the columns the exports show (a sync rewrites a changed
+    # track's row; the background pass's song keys are not shown).
+    [
+        """
+        CREATE TABLE library_changes (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            library_id  INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX library_job ON library (job_id)",
+        f"""
+        CREATE TRIGGER library_changes_au
+        AFTER UPDATE OF {", ".join(_LISTED_LIBRARY_COLUMNS)} ON library
+        WHEN {_changed(_LISTED_LIBRARY_COLUMNS)} BEGIN
+            INSERT INTO library_changes (library_id) VALUES (new.id);
+        END
+        """,
+        """
+        CREATE TRIGGER library_changes_ad AFTER DELETE ON library BEGIN
+            INSERT INTO library_changes (library_id) VALUES (old.id);
+        END
+        """,
+        f"""
+        CREATE TRIGGER jobs_library_changes_au
+        AFTER UPDATE OF {", ".join(_LISTED_JOB_COLUMNS)} ON jobs
+        WHEN {_changed(_LISTED_JOB_COLUMNS)} BEGIN
+            INSERT INTO library_changes (library_id) SELECT id FROM library WHERE job_id = new.id;
+        END
+        """,
+        """
+        CREATE TRIGGER jobs_library_changes_ad AFTER DELETE ON jobs BEGIN
+            INSERT INTO library_changes (library_id) SELECT id FROM library WHERE job_id = old.id;
+        END
+        """,
+        f"""
+        CREATE TRIGGER tracks_library_changes_au
+        AFTER UPDATE OF {", ".join(_LISTED_TRACK_COLUMNS)} ON tracks
+        WHEN {_changed(_LISTED_TRACK_COLUMNS)} BEGIN
+            INSERT INTO library_changes (library_id) SELECT id FROM library
+            WHERE pool = new.pool AND kind = 'track' AND item_id = new.id;
+        END
+        """,
+    ]
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

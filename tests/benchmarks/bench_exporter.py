@@ -8,9 +8,10 @@ Fills a fresh state database with `--files` library entries (jobs with download 
 tracks, a tenth of them from rules, three pools), then times `Exporter.export_now` with M3U8,
 rekordbox XML, Traktor NML and Serato crates on: the whole path the daemon takes (the library
 query, building tracks and playlists, writing, recording digests). Then 10 more entries and an
-export again (files whose bytes did not change are left alone). Reports wall seconds, the peak
-RSS (`ru_maxrss`, which includes the library held in memory) and the RSS before. The media
-files are not created: the exports only name them.
+export again: files were only added, so the exporter reads just those and splices each file
+from the one it wrote last (files whose bytes do not change are left alone). Reports wall
+seconds, CPU seconds, the peak RSS (`ru_maxrss`, which includes the library held in memory)
+and the RSS before. The media files are not created: the exports only name them.
 """
 
 from __future__ import annotations

@@ -117,10 +117,10 @@ def main() -> int:
             playlists[-1], tracks=playlists[-1].tracks + tuple(t.path for t in extra)
         )
         digests = {w.target: w.digest for w in written}
-        fragments = {w.target: w.fragments for w in written if getattr(w, "fragments", None)}
+        fragments = {w.target: w.layout for w in written if getattr(w, "layout", None)}
         last = replace(targets, last_digests=digests)
         if fragments:
-            last = replace(last, fragments=fragments)
+            last = replace(last, layouts=fragments)
         started = time.perf_counter()
         written = export_all(tracks, playlists, last)
         incremental = time.perf_counter() - started

@@ -23,7 +23,7 @@ def _targets(base: Path, **changes: object) -> ExportTargets:
 def _remembered(written: list[Written]) -> dict[str, object]:
     return {
         "last_digests": {w.target: w.digest for w in written},
-        "fragments": {w.target: w.fragments for w in written if w.fragments is not None},
+        "layouts": {w.target: w.layout for w in written if w.layout is not None},
     }
 
 

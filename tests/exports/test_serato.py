@@ -74,7 +74,7 @@ def test_export_writes_a_crate_per_playlist(tmp_path: Path) -> None:
     assert len(written) == len(library.playlists)
     for playlist, result in zip(library.playlists, written, strict=True):
         assert result.path.parent == tmp_path / "_Serato_" / "Subcrates"
-        assert result.path.name == crate_file_name(playlist.name, parents=(playlist.folder,))
+        assert result.path.name == crate_file_name(playlist.name, parents=playlist.parents)
         # The tests' tmp directory is on the system volume: paths are relative to "/".
         expected = [str(p)[1:] for p in playlist.tracks if p != library.missing]
         assert _paths(result.path.read_bytes()) == expected
