@@ -8,11 +8,11 @@ skipped with its reason, or waiting for tomorrow's `max_per_day`) is recorded on
 (`store/rules.py`), so a restart neither replays nor skips.
 
 Choosing, in order: a song+version the library holds (downloaded, adopted or deleted by the user,
-`store/songs.py`) is skipped; a track that already has a job is skipped (one job, whoever asked
-first); of one song+version offered by several pools in the same look, the copy from the first of
-`[library] prefer_pools` is taken; with `one_version`, of the versions of one song the first of
-`prefer_mix` is taken, and only once. A look waits until no catalog pass is running, so pools
-synced together are "the same sync".
+found by the library's own song keys, `store/library.py`) is skipped; a track that already has a
+job is skipped (one job, whoever asked first); of one song+version offered by several pools in
+the same look, the copy from the first of `[library] prefer_pools` is taken; with `one_version`,
+of the versions of one song the first of `prefer_mix` is taken, and only once. A look waits until
+no catalog pass is running, so pools synced together are "the same sync".
 
 One concept in one module (~600 lines): the `Rules` component, whose matching, choosing and
 daily cap share one look's state (`_Round`) and the per-rule decisions; the SQL is in
@@ -38,10 +38,11 @@ from pooldaemon.models import Request
 from pooldaemon.search import parse_search, search_terms
 from pooldaemon.songkey import Parsed, fold, parse_version, same_recording
 from pooldaemon.store import rules as rule_rows
+from pooldaemon.store.catalog import track_song
 from pooldaemon.store.db import Store
+from pooldaemon.store.library import Held, held_songs
 from pooldaemon.store.search import CatalogQuery, key_range, matching_tracks, spellings
 from pooldaemon.store.search import search as search_catalog
-from pooldaemon.store.songs import Held, library_songs, track_song
 from pooldaemon.sync import Submit
 from pooldaemon.tasks import cancel_and_wait
 
@@ -52,6 +53,18 @@ BACKFILL_LIMIT = 1_000_000
 PREVIEW_MAX_LIMIT = 500
 #: How long a look waits for other pools' catalog passes to end (to count as one sync).
 QUIET_WAIT_S = 30.0
+
+
+def _song(track: Mapping[str, Any]) -> Parsed:
+    """Song, key and version of a track as the mirror's rows give it."""
+    return track_song(
+        track.get("artist"),
+        track.get("title"),
+        track.get("mix"),
+        track.get("advisory"),
+        track.get("video"),
+        track.get("quality"),
+    )
 
 
 def local_day(at: float) -> str:
@@ -244,10 +257,10 @@ class Rules:
         tracks = {t["ref"]: t for found in matched.values() for t in found}
         for ref, track in tracks.items():
             if ref not in state.songs:
-                state.songs[ref] = track_song(track)
+                state.songs[ref] = _song(track)
         refs = {(t["pool"], t["id"]) for t in tracks.values()}
         keys = {song.key for song in state.songs.values()}
-        state.held = await library_songs(self.store, keys)
+        state.held = await held_songs(self.store, keys)
         state.jobs.update(await rule_rows.live_jobs(self.store, refs - state.jobs.keys()))
         for row in await rule_rows.taken_versions(self.store, keys - state.taken.keys()):
             state.taken.setdefault(row["song_key"], []).append(
@@ -475,8 +488,8 @@ class Rules:
         if query is None:
             return {"total": 0, "items": []}
         answer = await search_catalog(self.store, query)
-        songs = [track_song(track) for track in answer["items"]]
-        held = await library_songs(self.store, {song.key for song in songs})
+        songs = [_song(track) for track in answer["items"]]
+        held = await held_songs(self.store, {song.key for song in songs})
         for track, song in zip(answer["items"], songs, strict=True):
             label = song.version.label
             track["song"] = song.song
@@ -536,7 +549,7 @@ class Rules:
                     continue
                 refs = [(row["pool"], row["item_id"]) for row in rows]
                 jobs = await rule_rows.live_jobs(self.store, refs)
-                held = await library_songs(self.store, {row["song_key"] for row in rows})
+                held = await held_songs(self.store, {row["song_key"] for row in rows})
                 for row in rows:
                     pool, item_id = row["pool"], row["item_id"]
                     job = jobs.get((pool, item_id))

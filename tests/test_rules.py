@@ -23,16 +23,20 @@ from pooldaemon.config_rules import RuleConfig
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.errors import BadRequest, NotFound
 from pooldaemon.events import EventBus
+from pooldaemon.library.keeper import Library
+from pooldaemon.library_config import LibraryConfig
 from pooldaemon.models import Request
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.rules import Rules, local_day
 from pooldaemon.sim.crateq import CrateQSim
+from pooldaemon.sim.media import write_media
 from pooldaemon.songkey import parse
 from pooldaemon.store import rules as rule_rows
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, auto_download_jobs
 from tests.conftest import crateq_adapter
+from tests.library.test_adopt import no_submit, tag
 
 RECORDS = 600
 
@@ -447,9 +451,12 @@ async def test_a_song_and_version_in_the_library_is_skipped(
         1, artist="Ana Lee", title="Glow [Clean Extended]", length="4:30", editor=""
     )
     now = time.time()
+    # The entry carries its song as the library keyed it (docs/songs.md: case and spacing fold
+    # into the key; a clean `Extended` is `extended clean`).
     await store.execute(
         "INSERT INTO library (pool, kind, item_id, format, path, size, sha256, state, created, "
-        "updated) VALUES ('crateq', 'track', ?, '', '/music/glow.mp3', 1, 'x', 'deleted', ?, ?)",
+        "updated, song_key, version) VALUES ('crateq', 'track', ?, '', '/music/glow.mp3', 1, "
+        "'x', 'deleted', ?, ?, 'analee/glow', 'extended clean')",
         (str(kept), now, now),
     )
     await harness.sync()
@@ -465,6 +472,36 @@ async def test_a_song_and_version_in_the_library_is_skipped(
     marked = {item["id"]: item["in_library"] for item in preview["items"]}
     assert marked[str(kept)] and marked[str(again)] and not marked[str(longer)]
     assert sum(marked.values()) == 2
+
+
+async def test_a_song_adopted_under_another_spelling_is_skipped(
+    harness: Harness, sim: CrateQSim, store: Store, tmp_path: Path
+) -> None:
+    # A 6-second recording: the file written below is as long (128 kbit/s, 16,000 bytes a second).
+    glow = {"length": "0:06", "editor": "", "video": False, "quality": ""}
+    spelled = {"artist": "Ana Lee feat. Bo", "title": "Glow [Clean Extended]", "tool": "Extended"}
+    (old,) = sim.catalog.add(1, **spelled, **glow)
+    await harness.start([rule(name="a")])
+    await harness.sync()  # the back catalog: nothing taken
+    # The DJ's own copy, tagged their way: case, the featured artist and the brackets differ.
+    path = tmp_path / "music" / "glow.mp3"
+    path.parent.mkdir()
+    write_media(path, "mp3", "glow", 96_010)
+    tag(path, "ANA LEE ft. Bo", "Glow (Extended Clean)")
+    library = Library(store, LibraryConfig(), EventBus(), no_submit)
+    report = await library.adopt([str(path.parent)])
+    assert (report["matched"], report["problems"]) == (1, [])
+    sim.advance(3600)
+    (again,) = sim.catalog.add(1, **spelled, **glow)  # the same recording uploaded again
+    await harness.sync()
+    assert await harness.jobs() == []
+    rows = await store.fetchall("SELECT item_id, state, reason FROM rule_matches")
+    assert [tuple(row) for row in rows] == [
+        (str(again), "skipped", f"in the library (adopted): {path}")
+    ]
+    preview = await harness.rules.preview("a", limit=500)  # type: ignore[union-attr]
+    marked = {item["id"] for item in preview["items"] if item["in_library"]}
+    assert marked == {str(old), str(again)}
 
 
 # -- one version of each song ----------------------------------------------------------------------
