@@ -25,12 +25,14 @@ from pooldaemon.errors import BadRequest, NotFound
 from pooldaemon.events import EventBus
 from pooldaemon.library.keeper import Library
 from pooldaemon.library_config import LibraryConfig
-from pooldaemon.models import Request
+from pooldaemon.models import JobState, Request
 from pooldaemon.pools.base import PoolAdapter
 from pooldaemon.rules import Rules, local_day
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.media import write_media
 from pooldaemon.songkey import parse
+from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import library as store_library
 from pooldaemon.store import rules as rule_rows
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
@@ -502,6 +504,34 @@ async def test_a_song_adopted_under_another_spelling_is_skipped(
     preview = await harness.rules.preview("a", limit=500)  # type: ignore[union-attr]
     marked = {item["id"] for item in preview["items"] if item["in_library"]}
     assert marked == {str(old), str(again)}
+
+
+async def test_a_download_just_finished_is_held_at_once(
+    harness: Harness, sim: CrateQSim, store: Store
+) -> None:
+    # No library background pass runs here: the entry must know its song when it is recorded.
+    await harness.start([rule(name="a")])
+    await harness.sync()
+    sim.advance(3600)
+    glow = {"artist": "Ana Lee", "title": "Glow [Clean Extended]", "tool": "Extended"}
+    glow |= {"length": "4:00", "editor": "", "video": False, "quality": ""}
+    (first,) = sim.catalog.add(1, **glow)
+    await harness.sync()
+    (job,) = await harness.jobs()
+    assert job["ref"] == f"crateq:{first}"
+    for step in (JobState.RESOLVING, JobState.DOWNLOADING, JobState.VERIFYING):
+        await store_jobs.transition(store, job["id"], step)
+    await store_library.record_download(
+        store, job["id"], path="/music/Ana Lee - Glow.mp3", size=1, sha256="x"
+    )
+    sim.advance(3600)
+    (again,) = sim.catalog.add(1, **glow)
+    await harness.sync()
+    assert [j["ref"] for j in await harness.jobs()] == [f"crateq:{first}"]
+    (row,) = await store.fetchall(
+        "SELECT state, reason FROM rule_matches WHERE item_id = ?", (str(again),)
+    )
+    assert tuple(row) == ("skipped", "in the library (downloaded): /music/Ana Lee - Glow.mp3")
 
 
 # -- one version of each song ----------------------------------------------------------------------

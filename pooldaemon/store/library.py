@@ -221,10 +221,10 @@ async def held_songs(store: Store, song_keys: Collection[str]) -> dict[str, list
     for start in range(0, len(keys), step):
         rows = await store.fetchall(
             "SELECT l.song_key, l.pool, l.item_id, l.version, COALESCE(t.length_s, l.length_s), "
-            "l.state, l.path FROM library l LEFT JOIN tracks t ON t.pool = l.pool "
-            "AND t.id = l.item_id WHERE l.song_key IN (SELECT value FROM json_each(?)) "
-            # The first state list is the index's own (SQLite uses a partial index only then).
-            f"AND l.state IN ({_HELD_SQL}) AND l.state IN ({states}) AND l.kind = 'track' "
+            "l.state, l.path FROM json_each(?) w JOIN library l ON l.song_key = w.value "
+            "LEFT JOIN tracks t ON t.pool = l.pool AND t.id = l.item_id "
+            # The first state list is the index's own: SQLite uses a partial index only then.
+            f"WHERE l.state IN ({_HELD_SQL}) AND l.state IN ({states}) AND l.kind = 'track' "
             "ORDER BY l.id",
             (json.dumps(keys[start : start + step]),),
         )
