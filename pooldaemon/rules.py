@@ -25,14 +25,17 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import Any
 
 from pooldaemon.config_rules import RuleConfig
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError
 from pooldaemon.events import EventBus
+from pooldaemon.localzone import local_day, local_zone, seconds_to_midnight
 from pooldaemon.log import get_logger
 from pooldaemon.models import Request
 from pooldaemon.search import parse_search, search_terms
@@ -65,19 +68,6 @@ def _song(track: Mapping[str, Any]) -> Parsed:
         track.get("video"),
         track.get("quality"),
     )
-
-
-def local_day(at: float) -> str:
-    """The local calendar day of a unix time, as YYYY-MM-DD (max_per_day counts per day)."""
-    return time.strftime("%Y-%m-%d", time.localtime(at))
-
-
-def seconds_to_midnight(at: float) -> float:
-    """Seconds from `at` to the next local midnight."""
-    now = time.localtime(at)
-    tomorrow = dt.date(now.tm_year, now.tm_mon, now.tm_mday) + dt.timedelta(days=1)
-    midnight = time.mktime((tomorrow.year, tomorrow.month, tomorrow.day, 0, 0, 0, 0, 0, -1))
-    return max(0.0, midnight - at)
 
 
 @dataclass
@@ -129,6 +119,7 @@ class Rules:
         pools: Collection[str],
         prefer_pools: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        zone: tzinfo | None = None,
     ) -> None:
         self.rules = {rule.name: rule for rule in rules}
         self.store = store
@@ -138,6 +129,8 @@ class Rules:
         self.pools = tuple(pools)
         self.prefer_pools = tuple(prefer_pools)
         self.clock = clock
+        #: max_per_day's days are in the zone the schedule windows use (the daemon passes it).
+        self.zone = zone if zone is not None else local_zone(os.environ)
         self._first_seen: dict[str, float] = {}
         self._running: set[str] = set()
         #: Set while no catalog pass runs.
@@ -161,7 +154,7 @@ class Rules:
     async def _midnights(self) -> None:
         """max_per_day: what waited starts when the local day changes."""
         while True:
-            await asyncio.sleep(seconds_to_midnight(self.clock()) + 1.0)
+            await asyncio.sleep(seconds_to_midnight(self.clock(), self.zone) + 1.0)
             try:
                 await self.release_waiting()
             except PoolDaemonError as err:
@@ -225,7 +218,7 @@ class Rules:
                 newest[pool] = max(first_seen for _, first_seen in rows)
         tallies: dict[str, dict[str, int]] = {}
         if fresh:
-            state = _Round(today=local_day(self.clock()))
+            state = _Round(today=local_day(self.clock(), self.zone))
             keys = await key_range(self.store, [r for rows in fresh.values() for r, _ in rows])
             matched: dict[str, list[dict[str, Any]]] = {}
             for rule in rules:
@@ -281,7 +274,7 @@ class Rules:
     ) -> CatalogQuery | None:
         """The rule as a catalog query (docs/interface.md §4 semantics); None: it can match
         nothing (no pool of it enabled, or a genre or mix no track has)."""
-        state = state or _Round(today=local_day(self.clock()))
+        state = state or _Round(today=local_day(self.clock(), self.zone))
         pools = self._pools_of(rule)
         if not pools:
             return None
@@ -519,7 +512,7 @@ class Rules:
                     f"since: expected a date as YYYY-MM-DD (got {since[:40]!r})"
                 ) from None
         async with self._lock:
-            state = _Round(today=local_day(self.clock()))
+            state = _Round(today=local_day(self.clock(), self.zone))
             query = await self.query(rule, state, limit=BACKFILL_LIMIT)
             if query is None:
                 return {"queued": 0, "skipped": 0}
@@ -536,7 +529,7 @@ class Rules:
         """Start what waited for a new day, up to each rule's max_per_day; returns how many."""
         started_now = 0
         async with self._lock:
-            state = _Round(today=local_day(self.clock()))
+            state = _Round(today=local_day(self.clock(), self.zone))
             for rule in self.rules.values():
                 if not rule.enabled:
                     continue

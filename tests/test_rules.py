@@ -7,13 +7,16 @@ What a rule must match is computed here from the generator's records, apart from
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -25,9 +28,10 @@ from pooldaemon.errors import BadRequest, NotFound
 from pooldaemon.events import EventBus
 from pooldaemon.library.keeper import Library
 from pooldaemon.library_config import LibraryConfig
+from pooldaemon.localzone import local_day, local_zone
 from pooldaemon.models import JobState, Request
 from pooldaemon.pools.base import PoolAdapter
-from pooldaemon.rules import Rules, local_day
+from pooldaemon.rules import Rules
 from pooldaemon.sim.crateq import CrateQSim
 from pooldaemon.sim.media import write_media
 from pooldaemon.songkey import parse
@@ -57,6 +61,7 @@ class Harness:
         adapters: dict[str, PoolAdapter],
         tmp_path: Path,
         clock: Callable[[], float],
+        zone: tzinfo | None = None,
     ) -> None:
         self.store = store
         self.bus = EventBus()
@@ -64,6 +69,7 @@ class Harness:
         self.engine = Engine(store, session, adapters, config, self.bus)
         self.adapters = adapters
         self.clock = clock
+        self.zone = zone
         self.rules: Rules | None = None
         self.syncs: dict[str, PoolSync] = {}
 
@@ -83,6 +89,7 @@ class Harness:
             pools=list(self.adapters),
             prefer_pools=prefer_pools,
             clock=self.clock,
+            zone=self.zone,
         )
         await self.rules.start()
         self.syncs = {
@@ -389,7 +396,7 @@ async def test_max_per_day_waits_across_a_faked_midnight_and_a_restart(
     assert len(await h.jobs()) == 3
     # Past local midnight: three more, then the last two the day after.
     now[0] += 3600
-    assert local_day(now[0]) == "2026-03-02"
+    assert local_day(now[0], local_zone(os.environ)) == "2026-03-02"
     assert await rules.release_waiting() == 3
     assert await rules.release_waiting() == 0
     now[0] += 86_400
@@ -398,6 +405,38 @@ async def test_max_per_day_waits_across_a_faked_midnight_and_a_restart(
     assert {j["ref"] for j in jobs} == {f"crateq:{i}" for i in new}
     days = await store.fetchall("SELECT day, COUNT(*) FROM rule_matches GROUP BY day ORDER BY day")
     assert [tuple(row) for row in days] == [("2026-03-01", 3), ("2026-03-02", 3), ("2026-03-03", 2)]
+    await h.stop()
+
+
+async def test_max_per_day_days_are_the_configured_zones(
+    store: Store, session: aiohttp.ClientSession, sim: CrateQSim, tmp_path: Path
+) -> None:
+    # Auckland's midnight is 11:00 UTC in March: a day counted in UTC (or in the machine's zone,
+    # UTC here) would not change across it.
+    auckland = ZoneInfo("Pacific/Auckland")
+    now = [datetime(2026, 3, 1, 23, 0, tzinfo=auckland).timestamp()]
+    h = Harness(
+        store,
+        session,
+        {"crateq": crateq_adapter(sim, session, rows=200)},
+        tmp_path,
+        lambda: now[0],
+        auckland,
+    )
+    capped = rule(name="capped", max_per_day=2)
+    rules = await h.start([capped])
+    await h.sync()
+    sim.advance(3600)
+    now[0] += 60
+    sim.catalog.add(5)
+    await h.sync()
+    assert len(await h.jobs()) == 2
+    assert await rules.release_waiting() == 0
+    now[0] += 3600  # 00:01 on 2 March in Auckland, 11:01 on 1 March in UTC
+    assert await rules.release_waiting() == 2
+    assert len(await h.jobs()) == 4
+    days = await store.fetchall("SELECT day, COUNT(*) FROM rule_matches GROUP BY day ORDER BY day")
+    assert [tuple(row) for row in days] == [(None, 1), ("2026-03-01", 2), ("2026-03-02", 2)]
     await h.stop()
 
 
