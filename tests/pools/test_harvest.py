@@ -26,6 +26,7 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store
+from tests.conftest import eventually
 
 Pair = tuple[HarvestSim, HarvestAdapter]
 Factory = Callable[..., Awaitable[Pair]]
@@ -737,15 +738,11 @@ async def test_engine_downloads_and_extracts_a_three_part_set(
     }
     # The parts go once the job is recorded done (a crash in between only leaves a leftover).
     work = stack.library / ".pooldaemon" / f"job-{job['id']}"
-    for _ in range(100):
-        if not work.exists():
-            break
-        await asyncio.sleep(0.05)
-    assert not work.exists()
+    await eventually(lambda: not work.exists())
 
 
 async def test_engine_renews_a_token_that_expired_between_parts(
-    harvest: Factory, stack_factory: Callable[[HarvestAdapter], Awaitable[Stack]]
+    harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
 ) -> None:
     sim, adapter = await harvest(
         sim={"wav_size": 60_000, "part_size_bytes": 130_000, "download_token_lifetime_s": 60},
@@ -760,7 +757,9 @@ async def test_engine_renews_a_token_that_expired_between_parts(
     # Part 2 stops after 1000 bytes until released, then its connection drops.
     sim.download.faults.stall(after_bytes=1000, count=1, match=second)
     sim.download.faults.drop(after_bytes=1000, count=1, match=second)
-    stack = await stack_factory(adapter)
+    # The stall lasts until the test releases it: the engine's stall timeout must not end it
+    # first (5 s of a loaded machine between the part starting and the release would).
+    stack = await stack_factory(adapter, stall_timeout_s=120.0)
     job_id = await stack.get("album", album.id)
     deadline = time.monotonic() + 20
 
