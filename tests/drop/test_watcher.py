@@ -9,7 +9,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +93,6 @@ class FakeEngine:
         found = [j for j, r in self.jobs.items() if r.ref == ref and r.redownload == redownload]
         assert len(found) == 1, (ref, found)
         return found[0]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(tmp_path / "state" / "state.db")
-    yield st
-    await st.close()
 
 
 @pytest.fixture
