@@ -23,3 +23,16 @@ def ffprobe_tags(path: Path) -> dict[str, str]:
     ).stdout
     tags: dict[str, str] = json.loads(out)["format"].get("tags", {})
     return tags
+
+
+def after_id3(data: bytes) -> bytes:
+    """The bytes after a leading ID3v2 tag (the audio), or all of them when there is none.
+
+    The tag's size is a 28-bit syncsafe integer; a footer adds 10 bytes (ID3v2.4 §3.1).
+    """
+    if data[:3] != b"ID3":
+        return data
+    size = 0
+    for byte in data[6:10]:
+        size = (size << 7) | (byte & 0x7F)
+    return data[10 + size + (10 if data[5] & 0x10 else 0) :]

@@ -27,6 +27,7 @@ from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store
 from tests.conftest import eventually
+from tests.readers import after_id3
 
 Pair = tuple[HarvestSim, HarvestAdapter]
 Factory = Callable[..., Awaitable[Pair]]
@@ -814,16 +815,6 @@ async def test_engine_refuses_spoiled_archives_and_keeps_them(
 # -- single tracks land like any other pool's (docs/interface.md §9) ------------------------------
 
 
-def _after_id3(data: bytes) -> bytes:
-    """The bytes after an ID3v2 tag (the audio), or all of them when there is none."""
-    if data[:3] != b"ID3":
-        return data
-    size = 0
-    for byte in data[6:10]:
-        size = (size << 7) | (byte & 0x7F)
-    return data[10 + size + (10 if data[5] & 0x10 else 0) :]
-
-
 async def test_a_single_track_is_named_by_the_template_and_tagged(
     harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
 ) -> None:
@@ -843,7 +834,7 @@ async def test_a_single_track_is_named_by_the_template_and_tagged(
     files = stack.files()
     assert list(files) == [expected]
     assert job["path"] == str(stack.library / expected)
-    assert _after_id3(files[expected]) == _after_id3(served)
+    assert after_id3(files[expected]) == after_id3(served)
     tags = mutagen.id3.ID3(stack.library / expected)
     assert tags.version == (2, 3, 0)
     assert tags["TPE1"].text == [track.artist]
