@@ -10,22 +10,19 @@ called, on the event loop, only when the throttle changes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pooldaemon.gig import running_app
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
+from pooldaemon.localzone import LocalClock
 from pooldaemon.log import get_logger
 from pooldaemon.schedule import Policy, policy_at
 from pooldaemon.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
-LocalClock = Callable[[], datetime]
 AppScanner = Callable[[Sequence[str]], Awaitable[str | None]]
 
 
@@ -36,25 +33,6 @@ class Throttle:
     paused: bool
     limit_bps: int | None
     reason: str | None  # "schedule mon 01:00-07:00", "gig: rekordbox", None: the daemon's limit
-
-
-def local_zone(env: Mapping[str, str]) -> tzinfo:
-    """The machine's zone with its DST rules ($TZ, else /etc/localtime), else a fixed offset."""
-    name = env.get("TZ", "").lstrip(":")
-    try:
-        if name:
-            return ZoneInfo(name)
-        with Path("/etc/localtime").open("rb") as handle:
-            return ZoneInfo.from_file(handle, key="localtime")
-    except (OSError, ValueError, ZoneInfoNotFoundError):
-        zone = datetime.now().astimezone().tzinfo
-        assert zone is not None
-        return zone
-
-
-def system_clock(zone: tzinfo) -> LocalClock:
-    """Aware local time now, in `zone` (the daemon passes `local_zone(os.environ)`)."""
-    return lambda: datetime.now(zone)
 
 
 class Governor:

@@ -8,11 +8,11 @@ skipped with its reason, or waiting for tomorrow's `max_per_day`) is recorded on
 (`store/rules.py`), so a restart neither replays nor skips.
 
 Choosing, in order: a song+version the library holds (downloaded, adopted or deleted by the user,
-`store/songs.py`) is skipped; a track that already has a job is skipped (one job, whoever asked
-first); of one song+version offered by several pools in the same look, the copy from the first of
-`[library] prefer_pools` is taken; with `one_version`, of the versions of one song the first of
-`prefer_mix` is taken, and only once. A look waits until no catalog pass is running, so pools
-synced together are "the same sync".
+found by the library's own song keys, `store/library.py`) is skipped; a track that already has a
+job is skipped (one job, whoever asked first); of one song+version offered by several pools in
+the same look, the copy from the first of `[library] prefer_pools` is taken; with `one_version`,
+of the versions of one song the first of `prefer_mix` is taken, and only once. A look waits until
+no catalog pass is running, so pools synced together are "the same sync".
 
 One concept in one module (~600 lines): the `Rules` component, whose matching, choosing and
 daily cap share one look's state (`_Round`) and the per-rule decisions; the SQL is in
@@ -25,23 +25,27 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import Any
 
 from pooldaemon.config_rules import RuleConfig
 from pooldaemon.errors import BadRequest, Conflict, NotFound, PoolDaemonError
 from pooldaemon.events import EventBus
+from pooldaemon.localzone import local_day, local_zone, seconds_to_midnight
 from pooldaemon.log import get_logger
 from pooldaemon.models import Request
 from pooldaemon.search import parse_search, search_terms
 from pooldaemon.songkey import Parsed, fold, parse_version, same_recording
 from pooldaemon.store import rules as rule_rows
+from pooldaemon.store.catalog import track_song
 from pooldaemon.store.db import Store
+from pooldaemon.store.library import Held, held_songs
 from pooldaemon.store.search import CatalogQuery, key_range, matching_tracks, spellings
 from pooldaemon.store.search import search as search_catalog
-from pooldaemon.store.songs import Held, library_songs, track_song
 from pooldaemon.sync import Submit
 from pooldaemon.tasks import cancel_and_wait
 
@@ -54,17 +58,16 @@ PREVIEW_MAX_LIMIT = 500
 QUIET_WAIT_S = 30.0
 
 
-def local_day(at: float) -> str:
-    """The local calendar day of a unix time, as YYYY-MM-DD (max_per_day counts per day)."""
-    return time.strftime("%Y-%m-%d", time.localtime(at))
-
-
-def seconds_to_midnight(at: float) -> float:
-    """Seconds from `at` to the next local midnight."""
-    now = time.localtime(at)
-    tomorrow = dt.date(now.tm_year, now.tm_mon, now.tm_mday) + dt.timedelta(days=1)
-    midnight = time.mktime((tomorrow.year, tomorrow.month, tomorrow.day, 0, 0, 0, 0, 0, -1))
-    return max(0.0, midnight - at)
+def _song(track: Mapping[str, Any]) -> Parsed:
+    """Song, key and version of a track as the mirror's rows give it."""
+    return track_song(
+        track.get("artist"),
+        track.get("title"),
+        track.get("mix"),
+        track.get("advisory"),
+        track.get("video"),
+        track.get("quality"),
+    )
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Rules:
         pools: Collection[str],
         prefer_pools: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        zone: tzinfo | None = None,
     ) -> None:
         self.rules = {rule.name: rule for rule in rules}
         self.store = store
@@ -125,6 +129,8 @@ class Rules:
         self.pools = tuple(pools)
         self.prefer_pools = tuple(prefer_pools)
         self.clock = clock
+        #: max_per_day's days are in the zone the schedule windows use (the daemon passes it).
+        self.zone = zone if zone is not None else local_zone(os.environ)
         self._first_seen: dict[str, float] = {}
         self._running: set[str] = set()
         #: Set while no catalog pass runs.
@@ -148,7 +154,7 @@ class Rules:
     async def _midnights(self) -> None:
         """max_per_day: what waited starts when the local day changes."""
         while True:
-            await asyncio.sleep(seconds_to_midnight(self.clock()) + 1.0)
+            await asyncio.sleep(seconds_to_midnight(self.clock(), self.zone) + 1.0)
             try:
                 await self.release_waiting()
             except PoolDaemonError as err:
@@ -212,7 +218,7 @@ class Rules:
                 newest[pool] = max(first_seen for _, first_seen in rows)
         tallies: dict[str, dict[str, int]] = {}
         if fresh:
-            state = _Round(today=local_day(self.clock()))
+            state = _Round(today=local_day(self.clock(), self.zone))
             keys = await key_range(self.store, [r for rows in fresh.values() for r, _ in rows])
             matched: dict[str, list[dict[str, Any]]] = {}
             for rule in rules:
@@ -244,10 +250,10 @@ class Rules:
         tracks = {t["ref"]: t for found in matched.values() for t in found}
         for ref, track in tracks.items():
             if ref not in state.songs:
-                state.songs[ref] = track_song(track)
+                state.songs[ref] = _song(track)
         refs = {(t["pool"], t["id"]) for t in tracks.values()}
         keys = {song.key for song in state.songs.values()}
-        state.held = await library_songs(self.store, keys)
+        state.held = await held_songs(self.store, keys)
         state.jobs.update(await rule_rows.live_jobs(self.store, refs - state.jobs.keys()))
         for row in await rule_rows.taken_versions(self.store, keys - state.taken.keys()):
             state.taken.setdefault(row["song_key"], []).append(
@@ -268,7 +274,7 @@ class Rules:
     ) -> CatalogQuery | None:
         """The rule as a catalog query (docs/interface.md §4 semantics); None: it can match
         nothing (no pool of it enabled, or a genre or mix no track has)."""
-        state = state or _Round(today=local_day(self.clock()))
+        state = state or _Round(today=local_day(self.clock(), self.zone))
         pools = self._pools_of(rule)
         if not pools:
             return None
@@ -475,8 +481,8 @@ class Rules:
         if query is None:
             return {"total": 0, "items": []}
         answer = await search_catalog(self.store, query)
-        songs = [track_song(track) for track in answer["items"]]
-        held = await library_songs(self.store, {song.key for song in songs})
+        songs = [_song(track) for track in answer["items"]]
+        held = await held_songs(self.store, {song.key for song in songs})
         for track, song in zip(answer["items"], songs, strict=True):
             label = song.version.label
             track["song"] = song.song
@@ -506,7 +512,7 @@ class Rules:
                     f"since: expected a date as YYYY-MM-DD (got {since[:40]!r})"
                 ) from None
         async with self._lock:
-            state = _Round(today=local_day(self.clock()))
+            state = _Round(today=local_day(self.clock(), self.zone))
             query = await self.query(rule, state, limit=BACKFILL_LIMIT)
             if query is None:
                 return {"queued": 0, "skipped": 0}
@@ -523,7 +529,7 @@ class Rules:
         """Start what waited for a new day, up to each rule's max_per_day; returns how many."""
         started_now = 0
         async with self._lock:
-            state = _Round(today=local_day(self.clock()))
+            state = _Round(today=local_day(self.clock(), self.zone))
             for rule in self.rules.values():
                 if not rule.enabled:
                     continue
@@ -536,7 +542,7 @@ class Rules:
                     continue
                 refs = [(row["pool"], row["item_id"]) for row in rows]
                 jobs = await rule_rows.live_jobs(self.store, refs)
-                held = await library_songs(self.store, {row["song_key"] for row in rows})
+                held = await held_songs(self.store, {row["song_key"] for row in rows})
                 for row in rows:
                     pool, item_id = row["pool"], row["item_id"]
                     job = jobs.get((pool, item_id))

@@ -22,10 +22,11 @@ from pooldaemon.downloader.engine import Engine
 from pooldaemon.drop import DropWatcher, SubmitOutcome
 from pooldaemon.events import EventBus
 from pooldaemon.exporter import Exporter
-from pooldaemon.governor import Governor, local_zone, system_clock
+from pooldaemon.governor import Governor
 from pooldaemon.hooks import HookRunner
 from pooldaemon.informed import Informer
 from pooldaemon.library.keeper import Library
+from pooldaemon.localzone import local_zone, system_clock
 from pooldaemon.models import Request
 from pooldaemon.outbox import Outbox
 from pooldaemon.pools import build_adapter
@@ -135,11 +136,12 @@ async def build_components(wiring: Wiring) -> Components:
         folders={rule.origin: rule.folder for rule in cfg.rules if rule.folder},
     )
     components.engine = engine
+    zone = local_zone(wiring.env)  # windows and rules' days read one zone
     governor = Governor(
         bandwidth_limit_bps=cfg.daemon.bandwidth_limit_bps,
         schedule=cfg.schedule,
         gig=cfg.gig,
-        clock=system_clock(local_zone(wiring.env)),
+        clock=system_clock(zone),
     )
     components.governed = GovernedDownloads(governor, engine, wiring.events)
     components.library = Library(wiring.store, cfg.library, wiring.events, wiring.submit)
@@ -158,6 +160,7 @@ async def build_components(wiring: Wiring) -> Components:
                 if adapter.supports(Capability.CATALOG)
             ],
             prefer_pools=cfg.library.prefer_pools,
+            zone=zone,
         )
     sync = SyncCoordinator(
         components.adapters,

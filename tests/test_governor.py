@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from pooldaemon.governor import Governor, Throttle, local_zone, system_clock
+from pooldaemon.governor import Governor, Throttle
 from pooldaemon.informed_config import GigConfig, ScheduleWindow
+from pooldaemon.localzone import local_zone, system_clock
 from tests.conftest import eventually
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -189,11 +190,3 @@ async def test_a_real_dj_app_pauses_within_five_seconds(tmp_path: Path) -> None:
         await gov.stop()
     assert gov.throttle == Throttle(False, None, None)
     print(f"gig on after {took_on:.2f}s, off after {took_off:.2f}s")
-
-
-def test_local_zone_follows_tz_with_its_dst_rules() -> None:
-    zone = local_zone({"TZ": "Europe/Berlin"})
-    assert datetime(2026, 7, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=2)
-    assert datetime(2026, 1, 1, 12, tzinfo=zone).utcoffset() == timedelta(hours=1)
-    assert local_zone({"TZ": ":Europe/Berlin"}) == zone
-    assert local_zone({"TZ": "Nowhere/Atlantis"}) is not None  # falls back, never fails

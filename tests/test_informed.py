@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pooldaemon.alerts import Alerts, Timing
 from pooldaemon.events import EventBus
@@ -96,7 +100,17 @@ async def test_job_events_run_hooks_and_notify(tmp_path: Path) -> None:
     ]
 
 
-async def test_a_pool_failing_for_hours_is_an_account_problem() -> None:
+@dataclass
+class Told:
+    """An informer whose notifications go to `sent` (title, body), and its alerts."""
+
+    informer: Informer
+    alerts: Alerts
+    sent: list[tuple[str, str]]
+
+
+@pytest.fixture
+async def told() -> AsyncIterator[Told]:
     sent: list[tuple[str, str]] = []
 
     async def record(title: str, body: str) -> bool:
@@ -107,41 +121,33 @@ async def test_a_pool_failing_for_hours_is_an_account_problem() -> None:
     informer = Informer(EventBus(), hooks=HookRunner(HooksConfig(), base_env={}), alerts=alerts)
     informer.start()
     try:
-        now = time.time()
-        failing = {"type": "pool.failing", "pool": "crateq", "code": "transient"}
-        informer.handle({**failing, "error": "HTTP 503", "since": now - 600})
-        informer.handle({**failing, "error": "HTTP 503", "since": now - 7 * 3600})
-        await eventually(lambda: len(sent) == 1)
-        await eventually(alerts.idle)
+        yield Told(informer, alerts, sent)
     finally:
         await informer.stop()
-    assert sent == [("pooldaemon: crateq needs attention", "failing for 7 hours: HTTP 503")]
 
 
-async def test_a_long_failure_is_told_once_a_spell_until_the_pool_recovers() -> None:
-    sent: list[tuple[str, str]] = []
+async def test_a_pool_failing_for_hours_is_an_account_problem(told: Told) -> None:
+    now = time.time()
+    failing = {"type": "pool.failing", "pool": "crateq", "code": "transient"}
+    told.informer.handle({**failing, "error": "HTTP 503", "since": now - 600})
+    told.informer.handle({**failing, "error": "HTTP 503", "since": now - 7 * 3600})
+    await eventually(lambda: len(told.sent) == 1)
+    await eventually(told.alerts.idle)
+    assert told.sent == [("pooldaemon: crateq needs attention", "failing for 7 hours: HTTP 503")]
 
-    async def record(title: str, body: str) -> bool:
-        sent.append((title, body))
-        return True
 
-    alerts = Alerts(NotifyConfig(), env={}, senders=[("test", record)])
-    informer = Informer(EventBus(), hooks=HookRunner(HooksConfig(), base_env={}), alerts=alerts)
-    informer.start()
-    try:
-        now = time.time()
-        failing = {"type": "pool.failing", "pool": "crateq", "code": "transient"}
-        # sync publishes one on every failed pass: hours go by, the DJ hears of it once.
-        for hours in (7, 8, 9):
-            informer.handle({**failing, "error": "HTTP 503", "since": now - hours * 3600})
-        await eventually(lambda: len(sent) == 1)
-        informer.handle({"type": "pool.recovered", "pool": "crateq"})
-        informer.handle({**failing, "error": "HTTP 502", "since": now - 10 * 3600})
-        await eventually(lambda: len(sent) == 2)
-        await eventually(alerts.idle)
-    finally:
-        await informer.stop()
-    assert sent == [
+async def test_a_long_failure_is_told_once_a_spell_until_the_pool_recovers(told: Told) -> None:
+    now = time.time()
+    failing = {"type": "pool.failing", "pool": "crateq", "code": "transient"}
+    # sync publishes one on every failed pass: hours go by, the DJ hears of it once.
+    for hours in (7, 8, 9):
+        told.informer.handle({**failing, "error": "HTTP 503", "since": now - hours * 3600})
+    await eventually(lambda: len(told.sent) == 1)
+    told.informer.handle({"type": "pool.recovered", "pool": "crateq"})
+    told.informer.handle({**failing, "error": "HTTP 502", "since": now - 10 * 3600})
+    await eventually(lambda: len(told.sent) == 2)
+    await eventually(told.alerts.idle)
+    assert told.sent == [
         ("pooldaemon: crateq needs attention", "failing for 7 hours: HTTP 503"),
         ("pooldaemon: crateq needs attention", "failing for 10 hours: HTTP 502"),
     ]

@@ -230,9 +230,12 @@ async def test_gig_mode_pauses_a_download_while_a_dj_app_runs(tmp_path: Path) ->
                 async def held() -> bool:
                     return (await d.job(job_id))["state"] == "queued"
 
+                # docs/interface.md §10: gig mode starts within 5 s of the app starting; the
+                # transfers then checkpoint and go back to the queue (a second or two, more on
+                # a loaded machine: that wait carries no number of its own).
                 await until(gig_on, 5, "gig mode on")
-                await until(held, 5, "the transfer stopped")
                 assert time.monotonic() - started < 5
+                await until(held, 15, "the transfer stopped")
                 status = json.loads(await d.poolctl("--json", "status"))
                 assert status["gig"]["app"] == FAKE_APP.upper()
                 assert status["gig"]["action"] == "pause"
@@ -258,9 +261,11 @@ async def test_gig_mode_pauses_a_download_while_a_dj_app_runs(tmp_path: Path) ->
             async def moving() -> bool:
                 return (await d.job(job_id))["bytes_done"] > frozen
 
+            # Gig mode ends within 5 s of the app quitting; the job then starts again from its
+            # checkpoint (a new link and connection first: no number is promised for that).
             await until(gig_off, 5, "gig mode off")
-            await until(moving, 5, "the download resumed")
             assert time.monotonic() - ended < 5
+            await until(moving, 30, "the download resumed")
             (job,) = await d.settle([job_id])
         assert job["state"] == "done", job["error"]
         assert job["attempts"] <= 1  # the pause cost no attempt

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +20,8 @@ from pooldaemon.config import Config
 from pooldaemon.control.client import ControlClient
 from pooldaemon.sim.crateq import CrateQSim
 from tests.conftest import started_daemon
+from tests.readers import EXIFTOOL, FFPROBE, ffprobe_tags
 
-EXIFTOOL = shutil.which("exiftool")
-FFPROBE = shutil.which("ffprobe")
 UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 # Characters a name cannot keep as they are (docs/interface.md §5): records with them are left
 # to the sanitizing tests, so the expected names here are the pool's text unchanged.
@@ -74,18 +72,6 @@ def _exiftool(path: Path) -> dict[str, Any]:
     return found
 
 
-def _ffprobe(path: Path) -> dict[str, str]:
-    assert FFPROBE is not None
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    tags: dict[str, str] = json.loads(out)["format"].get("tags", {})
-    return tags
-
-
 async def test_downloads_are_named_without_repeats_and_carry_their_ref(
     daemon: tuple[Config, ControlClient, CrateQSim],
 ) -> None:
@@ -120,6 +106,6 @@ async def test_downloads_are_named_without_repeats_and_carry_their_ref(
         assert found["ID3v2_3:UserDefinedText"] == f"(POOLDAEMON_REF) crateq:{audio['mediaId']}"
         assert found["ID3v2_3:Comment"] == "crateq via pooldaemon"
     if FFPROBE is not None:
-        probed = _ffprobe(mp3)
+        probed = ffprobe_tags(mp3)
         assert probed["POOLDAEMON_REF"] == f"crateq:{audio['mediaId']}"
         assert probed["artist"] == audio["artist"]

@@ -7,13 +7,16 @@ What a rule must match is computed here from the generator's records, apart from
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -23,16 +26,23 @@ from pooldaemon.config_rules import RuleConfig
 from pooldaemon.downloader.engine import Engine
 from pooldaemon.errors import BadRequest, NotFound
 from pooldaemon.events import EventBus
-from pooldaemon.models import Request
+from pooldaemon.library.keeper import Library
+from pooldaemon.library_config import LibraryConfig
+from pooldaemon.localzone import local_day, local_zone
+from pooldaemon.models import JobState, Request
 from pooldaemon.pools.base import PoolAdapter
-from pooldaemon.rules import Rules, local_day
+from pooldaemon.rules import Rules
 from pooldaemon.sim.crateq import CrateQSim
+from pooldaemon.sim.media import write_media
 from pooldaemon.songkey import parse
+from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import library as store_library
 from pooldaemon.store import rules as rule_rows
 from pooldaemon.store.db import Store
 from pooldaemon.store.jobs import list_jobs
 from pooldaemon.sync import PoolSync, auto_download_jobs
 from tests.conftest import crateq_adapter
+from tests.library.test_adopt import no_submit, tag
 
 RECORDS = 600
 
@@ -51,6 +61,7 @@ class Harness:
         adapters: dict[str, PoolAdapter],
         tmp_path: Path,
         clock: Callable[[], float],
+        zone: tzinfo | None = None,
     ) -> None:
         self.store = store
         self.bus = EventBus()
@@ -58,6 +69,7 @@ class Harness:
         self.engine = Engine(store, session, adapters, config, self.bus)
         self.adapters = adapters
         self.clock = clock
+        self.zone = zone
         self.rules: Rules | None = None
         self.syncs: dict[str, PoolSync] = {}
 
@@ -77,6 +89,7 @@ class Harness:
             pools=list(self.adapters),
             prefer_pools=prefer_pools,
             clock=self.clock,
+            zone=self.zone,
         )
         await self.rules.start()
         self.syncs = {
@@ -383,7 +396,7 @@ async def test_max_per_day_waits_across_a_faked_midnight_and_a_restart(
     assert len(await h.jobs()) == 3
     # Past local midnight: three more, then the last two the day after.
     now[0] += 3600
-    assert local_day(now[0]) == "2026-03-02"
+    assert local_day(now[0], local_zone(os.environ)) == "2026-03-02"
     assert await rules.release_waiting() == 3
     assert await rules.release_waiting() == 0
     now[0] += 86_400
@@ -392,6 +405,38 @@ async def test_max_per_day_waits_across_a_faked_midnight_and_a_restart(
     assert {j["ref"] for j in jobs} == {f"crateq:{i}" for i in new}
     days = await store.fetchall("SELECT day, COUNT(*) FROM rule_matches GROUP BY day ORDER BY day")
     assert [tuple(row) for row in days] == [("2026-03-01", 3), ("2026-03-02", 3), ("2026-03-03", 2)]
+    await h.stop()
+
+
+async def test_max_per_day_days_are_the_configured_zones(
+    store: Store, session: aiohttp.ClientSession, sim: CrateQSim, tmp_path: Path
+) -> None:
+    # Auckland's midnight is 11:00 UTC in March: a day counted in UTC (or in the machine's zone,
+    # UTC here) would not change across it.
+    auckland = ZoneInfo("Pacific/Auckland")
+    now = [datetime(2026, 3, 1, 23, 0, tzinfo=auckland).timestamp()]
+    h = Harness(
+        store,
+        session,
+        {"crateq": crateq_adapter(sim, session, rows=200)},
+        tmp_path,
+        lambda: now[0],
+        auckland,
+    )
+    capped = rule(name="capped", max_per_day=2)
+    rules = await h.start([capped])
+    await h.sync()
+    sim.advance(3600)
+    now[0] += 60
+    sim.catalog.add(5)
+    await h.sync()
+    assert len(await h.jobs()) == 2
+    assert await rules.release_waiting() == 0
+    now[0] += 3600  # 00:01 on 2 March in Auckland, 11:01 on 1 March in UTC
+    assert await rules.release_waiting() == 2
+    assert len(await h.jobs()) == 4
+    days = await store.fetchall("SELECT day, COUNT(*) FROM rule_matches GROUP BY day ORDER BY day")
+    assert [tuple(row) for row in days] == [(None, 1), ("2026-03-01", 2), ("2026-03-02", 2)]
     await h.stop()
 
 
@@ -447,9 +492,12 @@ async def test_a_song_and_version_in_the_library_is_skipped(
         1, artist="Ana Lee", title="Glow [Clean Extended]", length="4:30", editor=""
     )
     now = time.time()
+    # The entry carries its song as the library keyed it (docs/songs.md: case and spacing fold
+    # into the key; a clean `Extended` is `extended clean`).
     await store.execute(
         "INSERT INTO library (pool, kind, item_id, format, path, size, sha256, state, created, "
-        "updated) VALUES ('crateq', 'track', ?, '', '/music/glow.mp3', 1, 'x', 'deleted', ?, ?)",
+        "updated, song_key, version) VALUES ('crateq', 'track', ?, '', '/music/glow.mp3', 1, "
+        "'x', 'deleted', ?, ?, 'analee/glow', 'extended clean')",
         (str(kept), now, now),
     )
     await harness.sync()
@@ -465,6 +513,64 @@ async def test_a_song_and_version_in_the_library_is_skipped(
     marked = {item["id"]: item["in_library"] for item in preview["items"]}
     assert marked[str(kept)] and marked[str(again)] and not marked[str(longer)]
     assert sum(marked.values()) == 2
+
+
+async def test_a_song_adopted_under_another_spelling_is_skipped(
+    harness: Harness, sim: CrateQSim, store: Store, tmp_path: Path
+) -> None:
+    # A 6-second recording: the file written below is as long (128 kbit/s, 16,000 bytes a second).
+    glow = {"length": "0:06", "editor": "", "video": False, "quality": ""}
+    spelled = {"artist": "Ana Lee feat. Bo", "title": "Glow [Clean Extended]", "tool": "Extended"}
+    (old,) = sim.catalog.add(1, **spelled, **glow)
+    await harness.start([rule(name="a")])
+    await harness.sync()  # the back catalog: nothing taken
+    # The DJ's own copy, tagged their way: case, the featured artist and the brackets differ.
+    path = tmp_path / "music" / "glow.mp3"
+    path.parent.mkdir()
+    write_media(path, "mp3", "glow", 96_010)
+    tag(path, "ANA LEE ft. Bo", "Glow (Extended Clean)")
+    library = Library(store, LibraryConfig(), EventBus(), no_submit)
+    report = await library.adopt([str(path.parent)])
+    assert (report["matched"], report["problems"]) == (1, [])
+    sim.advance(3600)
+    (again,) = sim.catalog.add(1, **spelled, **glow)  # the same recording uploaded again
+    await harness.sync()
+    assert await harness.jobs() == []
+    rows = await store.fetchall("SELECT item_id, state, reason FROM rule_matches")
+    assert [tuple(row) for row in rows] == [
+        (str(again), "skipped", f"in the library (adopted): {path}")
+    ]
+    preview = await harness.rules.preview("a", limit=500)  # type: ignore[union-attr]
+    marked = {item["id"] for item in preview["items"] if item["in_library"]}
+    assert marked == {str(old), str(again)}
+
+
+async def test_a_download_just_finished_is_held_at_once(
+    harness: Harness, sim: CrateQSim, store: Store
+) -> None:
+    # No library background pass runs here: the entry must know its song when it is recorded.
+    await harness.start([rule(name="a")])
+    await harness.sync()
+    sim.advance(3600)
+    glow = {"artist": "Ana Lee", "title": "Glow [Clean Extended]", "tool": "Extended"}
+    glow |= {"length": "4:00", "editor": "", "video": False, "quality": ""}
+    (first,) = sim.catalog.add(1, **glow)
+    await harness.sync()
+    (job,) = await harness.jobs()
+    assert job["ref"] == f"crateq:{first}"
+    for step in (JobState.RESOLVING, JobState.DOWNLOADING, JobState.VERIFYING):
+        await store_jobs.transition(store, job["id"], step)
+    await store_library.record_download(
+        store, job["id"], path="/music/Ana Lee - Glow.mp3", size=1, sha256="x"
+    )
+    sim.advance(3600)
+    (again,) = sim.catalog.add(1, **glow)
+    await harness.sync()
+    assert [j["ref"] for j in await harness.jobs()] == [f"crateq:{first}"]
+    (row,) = await store.fetchall(
+        "SELECT state, reason FROM rule_matches WHERE item_id = ?", (str(again),)
+    )
+    assert tuple(row) == ("skipped", "in the library (downloaded): /music/Ana Lee - Glow.mp3")
 
 
 # -- one version of each song ----------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pooldaemon.errors import Conflict, NotFound
@@ -32,7 +34,8 @@ async def record_download(
     now = time.time()
     async with store.transaction() as db:
         async with db.execute(
-            "SELECT state, pool, kind, item_id, format FROM jobs WHERE id = ?", (job_id,)
+            "SELECT state, pool, kind, item_id, format, song_key, version FROM jobs WHERE id = ?",
+            (job_id,),
         ) as cur:
             job = await cur.fetchone()
         if job is None:
@@ -40,6 +43,14 @@ async def record_download(
         current = JobState(job["state"])
         if JobState.DONE not in JOB_TRANSITIONS[current]:
             raise Conflict(f"job {job_id} is {current}; it cannot become done")
+        # The entry knows its song from the start (rules' "already in the library?" looks it up
+        # by song key); a job without one (a redownload) takes the mirrored track's.
+        song: tuple[str | None, str | None] = (job["song_key"], job["version"])
+        if song[0] is None and job["kind"] == "track" and job["item_id"]:
+            async with db.execute(_TRACK_SONG_SQL, (job["pool"], job["item_id"])) as cur:
+                track = await cur.fetchone()
+            if track is not None:
+                song = _track_song(track)
         async with db.execute(
             "SELECT id FROM library WHERE path = ? AND state = ?", (path, LibraryState.DOWNLOADED)
         ) as cur:
@@ -53,7 +64,8 @@ async def record_download(
         else:
             await db.execute(
                 "INSERT INTO library (pool, kind, item_id, format, path, size, sha256, state, "
-                "job_id, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "job_id, created, updated, song_key, version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job["pool"],
                     job["kind"],
@@ -66,6 +78,8 @@ async def record_download(
                     job_id,
                     now,
                     now,
+                    song[0],
+                    song[1],
                 ),
             )
         await db.execute(
@@ -180,19 +194,71 @@ async def library_has_many(
     return held
 
 
-async def track_song_of(store: Store, pool: str, item_id: str) -> tuple[str, str] | None:
-    """A mirrored track's (song key, version), stored or computed now; None if not mirrored."""
-    row = await store.fetchone(
-        "SELECT song_key, version, artist, title, mix, advisory, video, quality FROM tracks "
-        "WHERE pool = ? AND id = ?",
-        (pool, item_id),
-    )
-    if row is None:
-        return None
+#: What rules count as already in the library (docs/interface.md §7): a file downloaded or
+#: adopted, or one the user deleted. A `lost` one is left to heal, which fetches it again.
+RULES_HELD_STATES = (LibraryState.DOWNLOADED, LibraryState.ADOPTED, LibraryState.DELETED)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One library entry of a song: its version, length, state and where it is."""
+
+    ref: str
+    version: str
+    length_s: float | None
+    state: str
+    path: str
+
+
+async def held_songs(store: Store, song_keys: Collection[str]) -> dict[str, list[Held]]:
+    """The track entries rules count as held (`RULES_HELD_STATES`) of these songs, by song key,
+    oldest first; through the `library_song` index. The length is the mirrored track's (the
+    one a new track is compared with), or the entry's own when the mirror no longer has it."""
+    keys = sorted(set(song_keys))
+    held: dict[str, list[Held]] = {}
+    states = ", ".join(f"'{state.value}'" for state in RULES_HELD_STATES)
+    step = 500
+    for start in range(0, len(keys), step):
+        rows = await store.fetchall(
+            "SELECT l.song_key, l.pool, l.item_id, l.version, COALESCE(t.length_s, l.length_s), "
+            "l.state, l.path FROM json_each(?) w JOIN library l ON l.song_key = w.value "
+            "LEFT JOIN tracks t ON t.pool = l.pool AND t.id = l.item_id "
+            # The first state list is the index's own: SQLite uses a partial index only then.
+            f"WHERE l.state IN ({_HELD_SQL}) AND l.state IN ({states}) AND l.kind = 'track' "
+            "ORDER BY l.id",
+            (json.dumps(keys[start : start + step]),),
+        )
+        for row in rows:
+            held.setdefault(str(row[0]), []).append(
+                Held(
+                    ref=f"{row[1]}:{row[2]}",
+                    version=str(row[3] or ""),
+                    length_s=row[4],
+                    state=str(row[5]),
+                    path=str(row[6]),
+                )
+            )
+    return held
+
+
+_TRACK_SONG_SQL = (
+    "SELECT song_key, version, artist, title, mix, advisory, video, quality FROM tracks "
+    "WHERE pool = ? AND id = ?"
+)
+
+
+def _track_song(row: Any) -> tuple[str, str]:
+    """(song key, version) of a `_TRACK_SONG_SQL` row: as stored, or computed now."""
     if row[0] is not None:
         return str(row[0]), str(row[1] or "")
     parsed = track_song(row[2], row[3], row[4], row[5], row[6], row[7])
     return parsed.key, parsed.version.label
+
+
+async def track_song_of(store: Store, pool: str, item_id: str) -> tuple[str, str] | None:
+    """A mirrored track's (song key, version), stored or computed now; None if not mirrored."""
+    row = await store.fetchone(_TRACK_SONG_SQL, (pool, item_id))
+    return None if row is None else _track_song(row)
 
 
 async def duplicate_of(store: Store, pool: str, kind: str, item_id: str | None) -> str | None:

@@ -3,7 +3,7 @@ tracks have been looked at, and what each rule decided for each track it matched
 
 A decision (`queued`, `skipped`, `waiting`) is recorded once per rule and track, so a restart
 neither replays a match nor loses a waiting one. What a rule matches is the search SQL's
-business (`store/search.py`); what the library holds, `store/songs.py`'s.
+business (`store/search.py`); what the library holds, `store/library.py`'s.
 """
 
 from __future__ import annotations

@@ -16,10 +16,9 @@ import structlog
 
 from pooldaemon.control.peercred import PeerCred, PeerCredUnavailable, peer_credentials
 from pooldaemon.control.server import ControlServer
+from tests.another_user import NOBODY, as_nobody
 
 from .test_server import FakeServices
-
-NOBODY = 65534
 
 
 def test_credentials_of_a_socketpair_peer_are_ours() -> None:
@@ -50,43 +49,23 @@ async def server(sock_dir: Path) -> AsyncIterator[tuple[ControlServer, FakeServi
     await srv.stop()
 
 
-def _as_nobody(socket_path: Path) -> tuple[str, bytes]:
-    """Fork; the child drops to uid/gid 65534, connects and asks for /v1/status.
+def _ask_status(socket_path: Path) -> tuple[str, bytes]:
+    """Connect and ask for /v1/status (run as another user by `as_nobody`).
 
     Returns ("connect-error", errno name) or ("answer", raw HTTP answer).
     """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 0
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    with sock:
         try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(10)
-            try:
-                sock.connect(str(socket_path))
-            except OSError as err:
-                os.write(write_end, b"E" + errno.errorcode.get(err.errno or 0, "?").encode())
-            else:
-                sock.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
-                chunks = []
-                while data := sock.recv(65536):
-                    chunks.append(data)
-                os.write(write_end, b"A" + b"".join(chunks))
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        raw = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, raw
-    kind = "connect-error" if raw[:1] == b"E" else "answer"
-    return kind, raw[1:]
+            sock.connect(str(socket_path))
+        except OSError as err:
+            return "connect-error", errno.errorcode.get(err.errno or 0, "?").encode()
+        sock.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    return "answer", b"".join(chunks)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a peer as another user")
@@ -96,13 +75,13 @@ async def test_another_user_cannot_even_connect(
     srv, services = server
     # Only the server's own 0700 directory stands in the way (the temp dir above is opened).
     srv.socket_path.parent.parent.chmod(0o711)
-    kind, detail = await asyncio.to_thread(_as_nobody, srv.socket_path)
+    kind, detail = await asyncio.to_thread(as_nobody, _ask_status, srv.socket_path)
     # The 0700 directory stops another user at connect().
     assert (kind, detail) == ("connect-error", b"EACCES")
     # And with the directory opened, the 0600 socket does.
     srv.socket_path.parent.chmod(0o711)
     try:
-        kind, detail = await asyncio.to_thread(_as_nobody, srv.socket_path)
+        kind, detail = await asyncio.to_thread(as_nobody, _ask_status, srv.socket_path)
     finally:
         srv.socket_path.parent.chmod(0o700)
     assert (kind, detail) == ("connect-error", b"EACCES")
@@ -122,7 +101,7 @@ async def test_another_user_past_the_file_modes_gets_403(
     srv.socket_path.chmod(0o666)
     try:
         with structlog.testing.capture_logs() as logs:
-            kind, answer = await asyncio.to_thread(_as_nobody, srv.socket_path)
+            kind, answer = await asyncio.to_thread(as_nobody, _ask_status, srv.socket_path)
     finally:
         outer.chmod(0o700)
         srv.socket_path.parent.chmod(0o700)

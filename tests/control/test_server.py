@@ -20,6 +20,7 @@ from pooldaemon.control.server import ControlServer, SocketSetupError, sun_path_
 from pooldaemon.errors import NotFound, Unsupported
 from pooldaemon.events import EventBus
 from pooldaemon.log import REDACTOR
+from tests.another_user import NOBODY
 
 CANARY = "CANARY-s3cr3t-value"
 
@@ -197,7 +198,7 @@ async def test_group_readable_directory_is_refused(services: FakeServices, sock_
 async def test_directory_owned_by_another_user_is_refused(
     services: FakeServices, sock_dir: Path
 ) -> None:
-    os.chown(sock_dir, 65534, 65534)
+    os.chown(sock_dir, NOBODY, NOBODY)
     with pytest.raises(SocketSetupError, match="is owned by uid 65534, not by you"):
         await ControlServer(services, sock_dir / "control.sock").start()
 

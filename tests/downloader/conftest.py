@@ -203,13 +203,6 @@ async def servers(media: MediaStore) -> AsyncIterator[ServerFactory]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await Store.open(tmp_path / "state" / "state.db")
-    yield db
-    await db.close()
-
-
-@pytest.fixture
 def library(tmp_path: Path) -> Path:
     path = tmp_path / "library"
     path.mkdir()

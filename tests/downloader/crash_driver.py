@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,13 @@ async def main(spec_path: Path) -> int:
                 }
                 if done >= set(spec["items"]):
                     break
+                await asyncio.sleep(0.02)
+            # A done job's work folder goes just after "done" is recorded: stopping the engine
+            # at once could cut that short (a loaded run left one). Bounded: a leftover fails
+            # the test's own check, not this wait.
+            work = Path(spec["library"]) / ".pooldaemon"
+            deadline = time.monotonic() + 30
+            while any(work.glob("job-*")) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             if watcher is not None:
                 await watcher.stop()

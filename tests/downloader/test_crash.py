@@ -31,6 +31,7 @@ import pytest
 from pooldaemon.downloader.failpoints import NAMES, TAGGING_NAMES
 from pooldaemon.sim.download import DownloadServer
 from pooldaemon.sim.media import MediaStore, mp3_bytes, zip_bytes
+from tests.readers import after_id3
 
 from .conftest import KIB, MIB
 
@@ -639,16 +640,6 @@ async def test_a_single_track_archive_killed_while_landing_lands_once(
     check_library(world, tmp_path, complete=True)
 
 
-def _audio(data: bytes) -> bytes:
-    """The bytes after a leading ID3v2 tag (its size is a 28-bit syncsafe integer)."""
-    if data[:3] != b"ID3":
-        return data
-    size = 0
-    for byte in data[6:10]:
-        size = (size << 7) | (byte & 0x7F)
-    return data[10 + size + (10 if data[5] & 0x10 else 0) :]
-
-
 def check_tagged_library(w: World, base: Path, *, complete: bool) -> None:
     """Every file at a final path holds the pool's audio behind our tags; when complete, every
     track is there once and the library recorded the checksum of the bytes at its path."""
@@ -661,7 +652,7 @@ def check_tagged_library(w: World, base: Path, *, complete: bool) -> None:
     for rel, path in found.items():
         assert rel in w.expected, f"unexpected file {rel}"
         data = path.read_bytes()
-        assert _audio(data) == _audio(w.expected[rel]), f"{rel}: not the pool's audio"
+        assert after_id3(data) == after_id3(w.expected[rel]), f"{rel}: not the pool's audio"
         tags = mutagen.id3.ID3(path)
         item = rel.rsplit(" ", 1)[-1].removesuffix(".mp3")
         assert tags["TPE1"].text == ["Artist"]

@@ -21,9 +21,8 @@ import pytest
 from pooldaemon.downloader.tags import AIFF, FLAC, ID3, MP4, WAVE, write_tags
 from pooldaemon.sim.media import media_bytes, write_media
 from tests.downloader.test_tags import make_aiff, make_flac
+from tests.readers import EXIFTOOL, FFPROBE, ffprobe_tags
 
-EXIFTOOL = shutil.which("exiftool")
-FFPROBE = shutil.which("ffprobe")
 FFMPEG = shutil.which("ffmpeg")
 needs_exiftool = pytest.mark.skipif(
     EXIFTOOL is None, reason="exiftool is not installed (Debian: libimage-exiftool-perl)"
@@ -77,19 +76,6 @@ def _exif_text(value: object) -> str:
         units = raw.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")
         return units.decode("utf-16-le")
     return str(value)
-
-
-def _ffprobe(path: Path) -> dict[str, str]:
-    """ffprobe's container-level tags."""
-    assert FFPROBE is not None
-    out = subprocess.run(
-        [FFPROBE, "-v", "error", "-show_format", "-of", "json", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    tags: dict[str, str] = json.loads(out)["format"].get("tags", {})
-    return tags
 
 
 def _sim_mp3(path: Path) -> None:
@@ -221,7 +207,7 @@ def test_exiftool_reads_every_value(tagged: tuple[Path, str]) -> None:
 @needs_ffmpeg
 def test_ffprobe_reads_every_value(tagged: tuple[Path, str]) -> None:
     path, family = tagged
-    tags = _ffprobe(path)
+    tags = ffprobe_tags(path)
     expected = {"id3": ID3_FFPROBE, "flac": FLAC_EXIF, "mp4": MP4_FFPROBE}[family]
     assert {key: tags.get(key) for key in expected} == expected
 

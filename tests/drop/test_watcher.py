@@ -9,7 +9,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pooldaemon.events import EventBus
 from pooldaemon.models import Request
 from pooldaemon.store import drops
 from pooldaemon.store.db import Store
+from tests.another_user import NOBODY
 
 POOLS: dict[str, list[str]] = {
     "crateq": ["track"],
@@ -92,13 +93,6 @@ class FakeEngine:
         found = [j for j, r in self.jobs.items() if r.ref == ref and r.redownload == redownload]
         assert len(found) == 1, (ref, found)
         return found[0]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    st = await Store.open(tmp_path / "state" / "state.db")
-    yield st
-    await st.close()
 
 
 @pytest.fixture
@@ -323,7 +317,7 @@ async def test_file_of_another_user_is_refused(drop: Path, store: Store) -> None
     engine, clock = FakeEngine(), FakeClock()
     watcher = make_watcher(drop, store, engine, clock)
     data = write(drop / "theirs.txt", "crateq:1\n")
-    os.chown(drop / "theirs.txt", 65534, 65534)
+    os.chown(drop / "theirs.txt", NOBODY, NOBODY)
     [report] = await settle(watcher, clock)
     problem = "it belongs to another user (uid 65534); only files of uid 0 are read"
     assert report.error == problem and report.moved_to == "rejected/theirs.txt"
@@ -331,7 +325,7 @@ async def test_file_of_another_user_is_refused(drop: Path, store: Store) -> None
         f"theirs.txt: not used, nothing was queued: {problem}"
     )
     moved = drop / "rejected" / "theirs.txt"
-    assert moved.read_bytes() == data and moved.stat().st_uid == 65534
+    assert moved.read_bytes() == data and moved.stat().st_uid == NOBODY
     assert engine.calls == []
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mutagen.id3 import ID3, TIT2, TPE1
 
 from pooldaemon.events import EventBus
@@ -23,6 +24,7 @@ from pooldaemon.models import Request, Track
 from pooldaemon.sim.media import write_media
 from pooldaemon.store import Store, catalog
 from pooldaemon.store import library as store_library
+from tests.another_user import NOBODY, as_nobody
 
 TAGGED, NAMED, UNKNOWN, AMBIGUOUS = 1200, 400, 250, 100
 # 128 kbit/s CBR frames: 16,000 bytes a second.
@@ -204,11 +206,34 @@ def test_a_file_still_being_written_is_reported(tmp_path: Path) -> None:
     assert read.problem == "changed while being scanned (still being written?)"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def _scan(folder: str) -> list[tuple[str, str | None]]:
+    """Walk and read `folder` as the adopt step does: each file's name and problem."""
+    found, problems = walk([folder])
+    assert not problems
+    reads = read_files([(f.path, f.size, f.mtime_ns, f.inode) for f in found])
+    return sorted((os.path.basename(r.path), r.problem) for r in reads)
+
+
 def test_an_unreadable_file_is_reported(tmp_path: Path) -> None:
-    path = tmp_path / "Locked - Song.mp3"
-    write_media(path, "mp3", "l", 6000)
-    path.chmod(0)
-    found, _ = walk([str(tmp_path)])
-    (read,) = read_files([(f.path, f.size, f.mtime_ns, f.inode) for f in found])
-    assert read.problem == "cannot read: permission denied"
+    # Root reads any file whatever its mode, so as root the scan runs as another user, in a
+    # folder that user owns (pytest's own temp folders are root's, mode 0700).
+    root = os.geteuid() == 0
+    folder = Path(tempfile.mkdtemp(prefix="pd", dir="/tmp")) if root else tmp_path
+    try:
+        write_media(folder / "Open - Song.mp3", "mp3", "o", 6000)
+        locked = folder / "Locked - Song.mp3"
+        write_media(locked, "mp3", "l", 6000)
+        locked.chmod(0)
+        if root:
+            os.chown(folder, NOBODY, NOBODY)
+            seen = as_nobody(_scan, str(folder))
+        else:
+            seen = _scan(str(folder))
+    finally:
+        if root:
+            shutil.rmtree(folder)
+    # The readable neighbour shows the folder itself was open to the scan.
+    assert seen == [
+        ("Locked - Song.mp3", "cannot read: permission denied"),
+        ("Open - Song.mp3", None),
+    ]

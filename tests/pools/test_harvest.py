@@ -26,6 +26,8 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store
+from tests.conftest import eventually
+from tests.readers import after_id3
 
 Pair = tuple[HarvestSim, HarvestAdapter]
 Factory = Callable[..., Awaitable[Pair]]
@@ -737,15 +739,11 @@ async def test_engine_downloads_and_extracts_a_three_part_set(
     }
     # The parts go once the job is recorded done (a crash in between only leaves a leftover).
     work = stack.library / ".pooldaemon" / f"job-{job['id']}"
-    for _ in range(100):
-        if not work.exists():
-            break
-        await asyncio.sleep(0.05)
-    assert not work.exists()
+    await eventually(lambda: not work.exists())
 
 
 async def test_engine_renews_a_token_that_expired_between_parts(
-    harvest: Factory, stack_factory: Callable[[HarvestAdapter], Awaitable[Stack]]
+    harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
 ) -> None:
     sim, adapter = await harvest(
         sim={"wav_size": 60_000, "part_size_bytes": 130_000, "download_token_lifetime_s": 60},
@@ -760,7 +758,9 @@ async def test_engine_renews_a_token_that_expired_between_parts(
     # Part 2 stops after 1000 bytes until released, then its connection drops.
     sim.download.faults.stall(after_bytes=1000, count=1, match=second)
     sim.download.faults.drop(after_bytes=1000, count=1, match=second)
-    stack = await stack_factory(adapter)
+    # The stall lasts until the test releases it: the engine's stall timeout must not end it
+    # first (5 s of a loaded machine between the part starting and the release would).
+    stack = await stack_factory(adapter, stall_timeout_s=120.0)
     job_id = await stack.get("album", album.id)
     deadline = time.monotonic() + 20
 
@@ -815,16 +815,6 @@ async def test_engine_refuses_spoiled_archives_and_keeps_them(
 # -- single tracks land like any other pool's (docs/interface.md §9) ------------------------------
 
 
-def _after_id3(data: bytes) -> bytes:
-    """The bytes after an ID3v2 tag (the audio), or all of them when there is none."""
-    if data[:3] != b"ID3":
-        return data
-    size = 0
-    for byte in data[6:10]:
-        size = (size << 7) | (byte & 0x7F)
-    return data[10 + size + (10 if data[5] & 0x10 else 0) :]
-
-
 async def test_a_single_track_is_named_by_the_template_and_tagged(
     harvest: Factory, stack_factory: Callable[..., Awaitable[Stack]]
 ) -> None:
@@ -844,7 +834,7 @@ async def test_a_single_track_is_named_by_the_template_and_tagged(
     files = stack.files()
     assert list(files) == [expected]
     assert job["path"] == str(stack.library / expected)
-    assert _after_id3(files[expected]) == _after_id3(served)
+    assert after_id3(files[expected]) == after_id3(served)
     tags = mutagen.id3.ID3(stack.library / expected)
     assert tags.version == (2, 3, 0)
     assert tags["TPE1"].text == [track.artist]

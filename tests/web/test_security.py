@@ -128,13 +128,16 @@ async def test_state_changes_need_a_same_origin_origin_and_the_csrf_token(
     session = await dashboard.login()
     job = await queued_job(dashboard)
     path = f"/api/v1/jobs/{job}/cancel"
+    # One character off: the last one changed to another. A fixed "A" was the token itself one
+    # run in 16 (32 random bytes in base64: the last character holds 4 bits, "A" is 0000).
+    wrong = session.csrf[:-1] + ("B" if session.csrf.endswith("A") else "A")
     refused = [
         {"Origin": "http://evil.example", "X-CSRF-Token": session.csrf},  # cross-origin
         {"Origin": "null", "X-CSRF-Token": session.csrf},  # a sandboxed frame
         {"Origin": dashboard.origin.replace("http:", "https:"), "X-CSRF-Token": session.csrf},
         {"X-CSRF-Token": session.csrf},  # no Origin at all
         {"Origin": dashboard.origin},  # no token
-        {"Origin": dashboard.origin, "X-CSRF-Token": session.csrf[:-1] + "A"},  # wrong token
+        {"Origin": dashboard.origin, "X-CSRF-Token": wrong},
         {"Origin": dashboard.origin, "X-CSRF-Token": ""},
     ]
     for headers in refused:
