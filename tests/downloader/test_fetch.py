@@ -649,3 +649,31 @@ async def test_a_token_refused_after_renewal_is_an_auth_error(
         await jt.run()
     assert calls == 1
     assert check.refused == 2  # one try with the old token, one with the new
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+async def test_the_hash_is_taken_from_the_written_blocks_in_file_order(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+    connections: int,
+) -> None:
+    # One connection writes in file order: every byte is hashed from memory. Four write out of
+    # order: what arrived ahead of the hash's cursor is read back; the checksum is the same.
+    size = 9 * CHUNK + 4321
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    plan = plan_for([("s", url(srv, "a"))], size)
+    settings = replace(SETTINGS, connections=connections)
+    jt = await make_transfer(store, session, library, plan, settings=settings)
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    assert jt.digests()["main"].sha256 == library_checksum(media.get("a"))
+    hasher = jt._runs[0].hasher
+    assert hasher is not None
+    if connections == 1:
+        assert hasher.read_back == 0
+    else:
+        assert hasher.read_back < size
