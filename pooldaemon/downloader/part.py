@@ -812,8 +812,12 @@ class PartRun:
         try:
             try:
                 while True:
-                    data = await content.readany()
+                    # One buffered piece at a time: `readany` would join every piece buffered
+                    # (a copy, and a second buffer's worth of memory per connection).
+                    data, http_chunk_end = await content.readchunk()
                     if not data:
+                        if http_chunk_end:
+                            continue
                         break
                     n = len(data)
                     if writer.received + n > length:
