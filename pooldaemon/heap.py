@@ -13,10 +13,11 @@ from __future__ import annotations
 import ctypes
 import sys
 
-#: Allocations from this size up get their own mmap (glibc's dynamic threshold grows to 32 MiB).
-MMAP_THRESHOLD = 4 << 20
+#: Allocations from this size up get their own mmap (glibc's dynamic threshold grows to 32 MiB):
+#: above the largest socket read (256 KiB) and the writers' 1 MiB blocks.
+MMAP_THRESHOLD = 2 << 20
 #: Free memory at the heap's top beyond this is given back to the OS.
-TRIM_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 8 << 20
 _M_TRIM_THRESHOLD = -1  # mallopt's parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 
