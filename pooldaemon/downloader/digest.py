@@ -32,7 +32,7 @@ from pooldaemon.store.db import uncancelled
 READ_BLOCK = 1 << 20
 
 #: Written blocks queued for hashing from memory at most; beyond, they are read back later.
-MAX_QUEUED = 2 << 20
+MAX_QUEUED = 1 << 20
 
 #: The algorithm of every checksum the library records from now on.
 LIBRARY_ALGORITHM = "blake3"
