@@ -13,11 +13,12 @@ from __future__ import annotations
 import ctypes
 import sys
 
-#: Allocations from this size up get their own mmap (glibc's dynamic threshold grows to 32 MiB):
-#: above the largest socket read (256 KiB) and the writers' 1 MiB blocks.
-MMAP_THRESHOLD = 2 << 20
-#: Free memory at the heap's top beyond this is given back to the OS.
-TRIM_THRESHOLD = 8 << 20
+#: Allocations from this size up get their own mmap: above the largest socket read (256 KiB).
+#: (A fixed value also stops glibc's dynamic threshold, which follows freed mmaps up to 32 MiB.)
+MMAP_THRESHOLD = 512 << 10
+#: Free memory at the heap's top beyond this is given back to the OS. Larger values kept more
+#: (tests/benchmarks/README.md: 2 MiB / 8 MiB cost three jobs' peak RSS +16 MB).
+TRIM_THRESHOLD = 2 << 20
 _M_TRIM_THRESHOLD = -1  # mallopt's parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 
