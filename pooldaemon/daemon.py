@@ -16,14 +16,13 @@ import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from pooldaemon import __version__
+from pooldaemon import __version__, heap
 from pooldaemon.alerts import Timing
 from pooldaemon.config import Config
 from pooldaemon.control.server import ControlServer
@@ -285,18 +284,13 @@ def _release_memory() -> None:
     """Give the heap that start-up freed (imports' schema builds, the config's parse) back to
     the OS: glibc keeps it otherwise, ~1.5 MiB of idle RSS (issue 13)."""
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass  # not glibc (musl has no malloc_trim): nothing to give back this way
+    heap.trim()
 
 
 async def run(config: Config, *, env: Mapping[str, str] | None = None) -> int:
     """`pooldaemon run`: start, serve until SIGTERM/SIGINT, stop; the process exit code."""
     tune_gc()
+    heap.tune_malloc()
     level = getattr(logging, config.daemon.log_level.upper(), logging.INFO)
     configure_logging(config.daemon.log_format, level=level)
     REDACTOR.add(config.secrets())

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pooldaemon import heap
 from pooldaemon.cli.render import (
     WatchView,
     fmt_size,
@@ -290,6 +291,7 @@ def main(directory: Path | None = None) -> int:
     """Entry point for `pooldaemon demo [--dir DIR]`."""
     console = Console()
     tune_gc()  # the daemon runs in this process, as `pooldaemon run` would run it
+    heap.tune_malloc()
     try:
         return asyncio.run(run_demo(directory, console))
     except KeyboardInterrupt:

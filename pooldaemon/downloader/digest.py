@@ -8,9 +8,10 @@ switch (`sha256:<hex>`, or a bare hex SHA-256 from before the algorithm was name
 verified with the algorithm they were made with. A pool's own checksum (SHA-256 or MD5) is a
 separate, plain hex value, checked against the bytes the pool sent.
 
-Chunks finish out of order, but a hash can only be fed in order: the hasher follows the part's
-durable prefix (the bytes already fsynced and checkpointed) and hashes each new stretch of it in
-a thread, reading back from the page cache. By the time the last chunk lands, all but that chunk
+Chunks finish out of order, but a hash can only be fed in order: the hasher takes each block
+written at its cursor straight from memory, and reads back from the page cache only what arrived
+ahead of the cursor (another connection's chunk), once the part's durable prefix (the bytes
+already fsynced and checkpointed) passes it. By the time the last chunk lands, all but that chunk
 is hashed, so verifying a finished file no longer costs a whole pass over it after the last byte.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,9 @@ from pooldaemon.store.db import uncancelled
 
 #: Read-back block: large enough that the per-call overhead vanishes, small enough to stay cached.
 READ_BLOCK = 1 << 20
+
+#: Written blocks queued for hashing from memory at most; beyond, they are read back later.
+MAX_QUEUED = 1 << 20
 
 #: The algorithm of every checksum the library records from now on.
 LIBRARY_ALGORITHM = "blake3"
@@ -81,8 +86,11 @@ class Digests:
 class PrefixHasher:
     """Hashes `path` from offset 0 up to the highest offset it is told is final.
 
-    Only bytes that will not change again may be fed (`advance`): a part that restarts calls
-    `reset`. One thread at a time does the work; the event loop only moves the target.
+    Bytes reach it two ways: blocks just written to the file at the hash's cursor (`offer`),
+    hashed from memory, and the durable prefix (`advance`), read back from the file for what
+    no offer covered (chunks that arrived out of order, a resumed part). Only bytes that will
+    not change again may be fed: a part that restarts calls `reset`. One thread at a time does
+    the work; the event loop only queues it.
     """
 
     def __init__(self, path: Path, *, md5: bool = False, sha256: bool = False) -> None:
@@ -90,19 +98,38 @@ class PrefixHasher:
         self._want = (md5, sha256)
         self._hashes = _Hashes(md5=md5, sha256=sha256)
         self._hashed = 0  # bytes fed so far, from offset 0
-        self._target = 0
+        self._target = 0  # the durable prefix: read back up to here when nothing was offered
+        self._end = 0  # bytes fed or queued to be fed
+        self._queue: deque[list[bytes]] = deque()
+        self._queued = 0
         self._task: asyncio.Task[None] | None = None
         self._error: OSError | None = None
+        self.read_back = 0  # bytes read back from the file (the rest came from memory)
 
     @property
     def hashed(self) -> int:
         return self._hashed
+
+    def offer(self, offset: int, blocks: list[bytes]) -> None:
+        """`blocks` were just written at `offset` and are final: hash them from memory when they
+        continue what is hashed or queued, else leave them to the read-back."""
+        if offset != self._end or self._queued >= MAX_QUEUED:
+            return
+        n = sum(len(b) for b in blocks)
+        self._queue.append(blocks)
+        self._queued += n
+        self._end += n
+        self._start()
 
     def advance(self, upto: int) -> None:
         """The bytes before `upto` are final: hash them soon, in the background."""
         if upto <= self._target:
             return
         self._target = upto
+        if upto > self._end:
+            self._start()
+
+    def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -122,7 +149,8 @@ class PrefixHasher:
         """Start over from offset 0 (the part restarts; its bytes will change)."""
         await self.close()
         self._hashes = _Hashes(md5=self._want[0], sha256=self._want[1])
-        self._hashed = self._target = 0
+        self._hashed = self._target = self._end = self._queued = 0
+        self._queue.clear()
         self._error = None
 
     async def close(self) -> None:
@@ -133,11 +161,28 @@ class PrefixHasher:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
-        """Catch up with the target, then end; `advance` starts a new run when needed."""
-        while self._error is None and self._hashed < self._target:
-            # A cancel (pause, restart) lets the running read finish, so the hash objects
+        """Catch up with what is queued and the target, then end; new work starts a new run."""
+        while self._error is None:
+            # A cancel (pause, restart) lets the running thread finish, so the hash objects
             # are never fed by a thread nobody waits for.
-            await uncancelled(asyncio.to_thread(self._feed, self._hashed, self._target))
+            if self._queue:
+                batch = list(self._queue)
+                self._queue.clear()
+                self._queued = 0
+                await uncancelled(asyncio.to_thread(self._feed_blocks, batch))
+            elif self._end < self._target:
+                start, self._end = self._end, self._target
+                await uncancelled(asyncio.to_thread(self._feed, start, self._target))
+            else:
+                return
+
+    def _feed_blocks(self, batch: list[list[bytes]]) -> None:
+        """Thread: feed blocks already in memory, in file order."""
+        for blocks in batch:
+            for block in blocks:
+                for digest in self._hashes.all:
+                    digest.update(block)
+                self._hashed += len(block)
 
     def _feed(self, start: int, end: int) -> None:
         """Thread: feed bytes [start, end) of the file to the hashes."""
@@ -148,6 +193,7 @@ class PrefixHasher:
             return
         if offset != end:
             self._error = OSError(f"{self.path.name}: ended at byte {offset}, not {end}")
+        self.read_back += offset - start
         self._hashed = offset
 
 

@@ -22,7 +22,7 @@ from pooldaemon.downloader.digest import Digests
 from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.part import PartRun, TransferFailed, run_all
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
-from pooldaemon.downloader.workfile import remove_part_files
+from pooldaemon.downloader.workfile import WRITES_IN_FLIGHT, remove_part_files
 from pooldaemon.log import get_logger
 from pooldaemon.models import DownloadPlan, PlanPart
 from pooldaemon.store import parts as store_parts
@@ -155,6 +155,8 @@ class JobTransfer:
         self._on_progress = on_progress
         self._last_emit = 0.0
         self.connections = asyncio.Semaphore(settings.connections)
+        #: Blocks the job's writers may have in flight at once: the memory they hold (issue 13).
+        self.write_budget = asyncio.Semaphore(WRITES_IN_FLIGHT)
         self.timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.stall_timeout_s
         )

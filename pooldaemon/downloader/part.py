@@ -162,6 +162,9 @@ class PartRun:
             self.hasher = PrefixHasher(self.path, md5=bool(self.plan_part().md5))
         self._unhashed_idx = 0  # the first chunk not wholly handed to the hasher
         self.digests: Digests | None = None
+        #: Chunks received whole whose fsync and checkpoint run behind the connection.
+        self.committing: dict[int, asyncio.Task[None]] = {}
+        self._commit_error: BaseException | None = None
 
     @property
     def durable_bytes(self) -> int:
@@ -275,17 +278,23 @@ class PartRun:
             await self._open_existing()
             self.advance_hash()
         assert self.state is not None
-        busy = {0} if probe is not None else set()
+        # Chunk 0 is the probe's while it streams, and taken once its commit runs behind it.
+        busy = {0} if probe is not None else set(self.committing)
         self.todo = deque(c.idx for c in self.chunks if not c.done and c.idx not in busy)
-        self.outstanding = len(self.todo) + len(busy)
-        if self.outstanding:
-            workers = min(self.settings.connections, self.outstanding)
-            if not self.state.range_ok:
-                workers = 1
-            tasks = [self._worker() for _ in range(workers)]
-            if probe is not None:
-                tasks.append(self._finish_probe(probe))
-            await run_all(tasks)
+        self.outstanding = len(self.todo) + int(probe is not None)
+        try:
+            if self.outstanding:
+                workers = min(self.settings.connections, self.outstanding)
+                if not self.state.range_ok:
+                    workers = 1
+                tasks = [self._worker() for _ in range(workers)]
+                if probe is not None:
+                    tasks.append(self._finish_probe(probe))
+                await run_all(tasks)
+        except BaseException:
+            await self._settle(raising=False)
+            raise
+        await self._settle(raising=True)
         await self._complete()
 
     async def _start_probe(self) -> asyncio.Task[None] | None:
@@ -315,7 +324,7 @@ class PartRun:
         try:
             await probe
         finally:
-            if self.chunks and self.chunks[0].done:
+            if self.chunks and (self.chunks[0].done or 0 in self.committing):
                 self.outstanding -= 1
             elif self.chunks:
                 self.todo.appendleft(0)
@@ -415,6 +424,8 @@ class PartRun:
 
     async def _worker(self) -> None:
         while True:
+            if self._commit_error is not None:
+                raise self._commit_error
             async with self.wakeup:
                 while not self.todo and self.outstanding > 0:
                     await self.wakeup.wait()
@@ -777,7 +788,14 @@ class PartRun:
         settings = self.settings
         # Blocks of a quarter chunk (at most 1 MiB): small chunks are written in pieces too.
         block = min(WRITE_BLOCK, max(64 * 1024, settings.chunk_size // 4))
-        writer = ChunkWriter(self.file, start, block)
+        hasher = self.hasher
+        writer = ChunkWriter(
+            self.file,
+            start,
+            block,
+            budget=jt.write_budget,
+            on_written=hasher.offer if hasher is not None else None,
+        )
         head_checked = start != 0
         # docs/reliability.md C7: the timer checkpoints what arrives once it is known to be
         # the file's bytes (the range was checked; the media head too, for the first chunk).
@@ -794,8 +812,12 @@ class PartRun:
         try:
             try:
                 while True:
-                    data = await content.readany()
+                    # One buffered piece at a time: `readany` would join every piece buffered
+                    # (a copy, and a second buffer's worth of memory per connection).
+                    data, http_chunk_end = await content.readchunk()
                     if not data:
+                        if http_chunk_end:
+                            continue
                         break
                     n = len(data)
                     if writer.received + n > length:
@@ -859,7 +881,7 @@ class PartRun:
                 )
             if not head_checked:
                 check_media_head(writer.peek(HEAD_BYTES), server)
-            await writer.drain()
+            await writer.flush(mid_chunk=False)
         except FetchError as err:
             jt.checkpointer.unregister(stream)
             kept = err.keep and keep_ok and writer.received >= 1 and head_checked
@@ -891,11 +913,45 @@ class PartRun:
         finally:
             bucket.streams -= 1
         jt.checkpointer.unregister(stream)
-        # A stop or pause arriving now waits for the checkpoint: the bytes are all here.
-        await uncancelled(self._commit_done(idx, writer))
+        await self._commit_behind(idx, writer)
+
+    async def _commit_behind(self, idx: int, writer: ChunkWriter) -> None:
+        """Make a chunk received whole durable and record it while the connection moves on.
+
+        The connection asks for its next range at once instead of waiting for the last write,
+        the fsync and the commit (issue 13: ~1 s per 512 MiB with no byte moving). At most one
+        such commit per connection runs behind: the oldest is waited for first, so a slow disk
+        slows the connections instead of piling up chunks. A failed commit fails the part (its
+        workers stop at their next chunk); a stop or pause waits for every commit (`_settle`).
+        """
+        task = asyncio.get_running_loop().create_task(self._commit_done(idx, writer))
+        self.committing[idx] = task
+        task.add_done_callback(lambda t: self._committed(idx, t))
+        # Started before any wait: a stop arriving now still finds the chunk recorded
+        # (`_settle` waits for it), the bytes are all here.
+        while len(self.committing) > max(1, self.settings.connections):
+            oldest = next(iter(self.committing.values()))
+            await uncancelled(asyncio.wait({oldest}))
+
+    def _committed(self, idx: int, task: asyncio.Task[None]) -> None:
+        self.committing.pop(idx, None)
+        if task.cancelled():
+            self._commit_error = self._commit_error or asyncio.CancelledError()
+        elif task.exception() is not None and self._commit_error is None:
+            self._commit_error = task.exception()
+
+    async def _settle(self, *, raising: bool) -> None:
+        """Wait for the commits running behind the connections (even when cancelled meanwhile);
+        raise the first one's error when asked."""
+        if self.committing:
+            await uncancelled(asyncio.wait(set(self.committing.values())))
+        err, self._commit_error = self._commit_error, None
+        if raising and err is not None:
+            raise err
 
     async def _commit_done(self, idx: int, writer: ChunkWriter) -> None:
         """Durable data first, then the checkpoint that claims it (docs/reliability.md C2)."""
+        await writer.drain()
         chunk = self.chunks[idx]
         if writer.written != chunk.end + 1:
             # docs/reliability.md C2: the claim follows the writes that completed, never the

@@ -15,6 +15,7 @@ import re
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from pooldaemon.units import format_size
 
 #: Bytes gathered from the socket before one `pwritev` (fewer syscalls and thread hops per GiB).
 WRITE_BLOCK = 1 << 20
+#: Blocks a job may have on their way to its work files at once: one connection keeps reading
+#: while up to this many of its blocks are written; with more connections they share them.
+WRITES_IN_FLIGHT = 4
 #: Stay well below IOV_MAX (1024) when tiny reads pile up.
 MAX_IOV = 256
 #: The longest received bytes wait in memory before they are written (docs/reliability.md C7).
@@ -222,7 +226,14 @@ def _write_blocks(fd: int, blocks: list[bytes], offset: int, mid_chunk: bool) ->
 
 
 class ChunkWriter:
-    """Buffers one answer's bytes and writes them at their offset, one block in flight."""
+    """Buffers one answer's bytes and writes them at their offset.
+
+    Without a `budget` one write is in flight at a time. With one (the job's `WriteBudget`),
+    several blocks may be in flight at once, each holding a slot of the budget until its write
+    ends: the receiving connection keeps reading while the disk catches up, and the budget
+    bounds the memory the job's writers hold. `written` only ever covers the completed prefix
+    (docs/reliability.md C2), so writes that end out of order never claim a gap.
+    """
 
     def __init__(
         self,
@@ -232,6 +243,8 @@ class ChunkWriter:
         *,
         max_hold_s: float = MAX_HOLD_S,
         clock: Callable[[], float] = time.monotonic,
+        budget: asyncio.Semaphore | None = None,
+        on_written: Callable[[int, list[bytes]], None] | None = None,
     ) -> None:
         self.fd = fd
         self.block = block
@@ -241,10 +254,16 @@ class ChunkWriter:
         self.received = 0
         self._bufs: list[bytes] = []
         self._buffered = 0
-        self._pending: asyncio.Future[Any] | None = None
+        #: Writes handed to threads, in file order: (offset, end, blocks, future).
+        self._inflight: deque[tuple[int, int, list[bytes], asyncio.Future[Any]]] = deque()
+        #: The first failed write's error: `written` stays where it was from then on.
+        self._error: BaseException | None = None
         self._max_hold_s = max_hold_s
         self._clock = clock
         self._held_since = 0.0
+        self._budget = budget
+        #: Told (offset, blocks) of each write that extended `written` (the hasher's feed).
+        self._on_written = on_written
 
     def add(self, data: bytes) -> bool:
         """Buffer `data`; True when a block is ready to write, or bytes were held too long."""
@@ -265,31 +284,56 @@ class ChunkWriter:
         return b"".join(self._bufs)[:n]
 
     async def flush(self, *, mid_chunk: bool) -> None:
-        """Hand the buffered block to a thread; at most one write is in flight."""
-        await self._wait()
+        """Hand the buffered block to a thread, once the budget (or the one write) allows."""
+        if self._budget is None:
+            await self._wait()
+        else:
+            await self._budget.acquire()
         if not self._bufs:
+            if self._budget is not None:
+                self._budget.release()
             return
         bufs, offset = self._bufs, self.offset
         end = offset + self._buffered
         self._bufs, self.offset, self._buffered = [], end, 0
-        pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
-        pending.add_done_callback(lambda fut: self._wrote(fut, end))
-        self._pending = pending
+        try:
+            pending = self.fd.run(_write_blocks, bufs, offset, mid_chunk)
+        except BaseException:
+            if self._budget is not None:
+                self._budget.release()
+            raise
+        self._inflight.append((offset, end, bufs, pending))
+        pending.add_done_callback(self._wrote)
 
-    def _wrote(self, fut: asyncio.Future[Any], end: int) -> None:
-        if not fut.cancelled() and fut.exception() is None:
+    def _wrote(self, fut: asyncio.Future[Any]) -> None:
+        if self._budget is not None:
+            self._budget.release()
+        # Advance over the completed prefix only: a later block done first waits its turn.
+        while self._inflight and self._inflight[0][3].done():
+            offset, end, bufs, done = self._inflight.popleft()
+            if self._error is None and done.cancelled():
+                self._error = OSError(errno.EIO, "a write to the work file was cancelled")
+            elif self._error is None and done.exception() is not None:
+                self._error = done.exception()
+            if self._error is not None:
+                continue
             self.written = max(self.written, end)
+            if self._on_written is not None:
+                self._on_written(offset, bufs)
 
     async def _wait(self) -> None:
-        """Wait for the write in flight to end.
+        """Wait for every write in flight to end; raise the first failed write's error.
 
-        A caller cancelled meanwhile leaves the write running and still tracked here, so the
-        checkpoint its stop takes next (docs/reliability.md C2) waits for it too instead of
+        A caller cancelled meanwhile leaves the writes running and still tracked here, so the
+        checkpoint its stop takes next (docs/reliability.md C2) waits for them too instead of
         claiming bytes that are still on their way to the file.
         """
-        if self._pending is not None:
-            await asyncio.shield(self._pending)
-            self._pending = None
+        while self._inflight:
+            # Each write's `_wrote` runs before gather sees it done: the deque empties here.
+            futures = [fut for *_, fut in self._inflight]
+            await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
+        if self._error is not None:
+            raise self._error
 
     async def drain(self) -> None:
         """Write everything buffered and wait for it."""
@@ -297,9 +341,9 @@ class ChunkWriter:
         await self._wait()
 
     async def abandon(self) -> None:
-        """Drop what is buffered; let a write in flight finish (its bytes stay unclaimed)."""
+        """Drop what is buffered; let writes in flight finish (their bytes stay unclaimed)."""
         self._bufs, self._buffered = [], 0
         try:
             await self._wait()
         except OSError:
-            self._pending = None
+            pass

@@ -206,6 +206,12 @@ async def _report_progress(engine: Engine, job_ids: list[int]) -> None:
 async def _drive(spec: dict[str, Any]) -> int:
     """Start a real Engine, download `spec["items"]`, report times, CPU and peak RSS."""
     configure_logging("json", stream=sys.stderr, level=logging.INFO)
+    try:  # the malloc thresholds `pooldaemon run` sets (issue 13); a `--before` tree may lack them
+        from pooldaemon.heap import tune_malloc
+    except ImportError:
+        pass
+    else:
+        tune_malloc()
     root = Path(spec["root"])
     store = await Store.open(root / "state" / "state.db")
     # As the daemon builds its session (pooldaemon/daemon.py), with a User-Agent that tells

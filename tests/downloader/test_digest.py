@@ -97,3 +97,40 @@ def test_whole_files_are_hashed_with_the_same_reader(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     assert file_digests(empty) == Digests(f"blake3:{BLAKE3_EMPTY}", None, 0)
+
+
+async def test_blocks_offered_at_the_cursor_are_hashed_from_memory_the_rest_read_back(
+    tmp_path: Path,
+) -> None:
+    # Four connections: blocks arrive out of order. Only those continuing the hashed prefix are
+    # taken from memory; the others are read back once the durable prefix passes them.
+    size = 6 * READ_BLOCK + 777
+    path, data = _file(tmp_path, size)
+    hasher = PrefixHasher(path, md5=True, sha256=True)
+    step = READ_BLOCK // 2
+    blocks = [(o, [data[o : o + step]]) for o in range(0, size, step)]
+    order = [0, 1, 4, 5, 2, 8, 3, 6, 7, 9, 10, 11, 12]
+    assert sorted(order) == list(range(len(blocks)))
+    for i in order:
+        offset, pieces = blocks[i]
+        hasher.offer(offset, pieces)
+        if i == 3:
+            hasher.advance(6 * step)  # chunks 0-5 are durable now: 4 and 5 are read back
+        await asyncio.sleep(0)
+    digests = await hasher.finish(size)
+    assert digests.checksum == b3(data)
+    assert digests.md5 == hashlib.md5(data).hexdigest()
+    assert digests.plain_sha256 == hashlib.sha256(data).hexdigest()
+    assert 0 < hasher.read_back < size
+
+
+async def test_an_offer_not_at_the_cursor_is_never_hashed_twice(tmp_path: Path) -> None:
+    path, data = _file(tmp_path, 3 * READ_BLOCK)
+    hasher = PrefixHasher(path)
+    hasher.offer(READ_BLOCK, [data[READ_BLOCK : 2 * READ_BLOCK]])  # ahead of the cursor
+    hasher.offer(0, [data[:READ_BLOCK]])
+    hasher.offer(0, [data[:READ_BLOCK]])  # a write of the same bytes again: behind the cursor
+    hasher.advance(2 * READ_BLOCK)
+    digests = await hasher.finish(3 * READ_BLOCK)
+    assert digests.checksum == b3(data)
+    assert hasher.read_back == 2 * READ_BLOCK

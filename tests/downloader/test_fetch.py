@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from pooldaemon.downloader import digest
 from pooldaemon.downloader.checkpoint import Checkpointer
 from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
 from pooldaemon.downloader.health import HealthBook
@@ -615,3 +616,39 @@ async def test_a_token_refused_after_renewal_is_an_auth_error(
         await jt.run()
     assert calls == 1
     assert check.refused == 2  # one try with the old token, one with the new
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+async def test_the_hash_is_taken_from_the_written_blocks_in_file_order(
+    store: Store,
+    session: aiohttp.ClientSession,
+    library: Path,
+    servers: ServerFactory,
+    media: MediaStore,
+    connections: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One connection writes in file order: every byte is hashed from memory. Four write out of
+    # order: what arrived ahead of the hash's cursor is read back; the checksum is the same.
+    # (No cap on what waits for the hashing thread: a loaded machine would otherwise leave
+    # some blocks to the read-back, by design.)
+    monkeypatch.setattr(digest, "MAX_QUEUED", 1 << 40)
+    size = 9 * CHUNK + 4321
+    media.add_generated("a", "mp3", "a", size)
+    srv = await servers()
+    plan = plan_for([("s", url(srv, "a"))], size)
+    settings = replace(SETTINGS, connections=connections)
+    jt = await make_transfer(store, session, library, plan, settings=settings)
+    if connections == 1:
+        # One write at a time: a chunk's first write may otherwise end before the previous
+        # chunk's last one (its commit drains behind), and be left to the read-back.
+        jt.write_budget = asyncio.Semaphore(1)
+    paths = await jt.run()
+    assert paths["main"].read_bytes() == media.get("a")
+    assert jt.digests()["main"].sha256 == library_checksum(media.get("a"))
+    hasher = jt._runs[0].hasher
+    assert hasher is not None
+    if connections == 1:
+        assert hasher.read_back == 0
+    else:
+        assert hasher.read_back < size
