@@ -32,7 +32,7 @@ from pooldaemon.export_library import (
     listed_after,
 )
 from pooldaemon.exports import ExportTargets, export_all, export_changes
-from pooldaemon.exports.serato import SUBCRATES_DIR
+from pooldaemon.exports.model import SUBCRATES_DIR
 from pooldaemon.exports.writefile import Written, file_digest
 from pooldaemon.log import get_logger
 from pooldaemon.store import Store

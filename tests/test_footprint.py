@@ -107,7 +107,8 @@ def _idle_daemon(tmp_path: Path, extra: str = "") -> dict[str, Any]:
 #: Code an idle daemon with one CrateQ pool, no rules and the dashboard off does not need: the
 #: other pools' adapters, the rules, the dashboard, the XML parser, tags, notifications, the
 #: terminal UI, the simulators, anyio's event-loop backend (the drop folder's watch runs without),
-#: frozenlist's C++ extension (it loads libstdc++).
+#: frozenlist's C++ extension (it loads libstdc++), the checksum library before the first
+#: download and the export writers before the first export.
 _NOT_AT_IDLE = (
     "pooldaemon.pools.harvest",
     "pooldaemon.pools.promoonly",
@@ -120,6 +121,11 @@ _NOT_AT_IDLE = (
     "pooldaemon.sim",
     "anyio._backends",
     "frozenlist._frozenlist",
+    "blake3",
+    "pooldaemon.exports.rekordbox",
+    "pooldaemon.exports.traktor",
+    "pooldaemon.exports.serato",
+    "pooldaemon.exports.m3u8",
 )
 
 

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import blake3
-
 from pooldaemon.store.db import uncancelled
 
 #: Read-back block: large enough that the per-call overhead vanishes, small enough to stay cached.
@@ -44,6 +42,9 @@ def new_hash(algorithm: str) -> Any:
     """A fresh hash object for one of ALGORITHMS (blake3 on one thread: its CPU per GiB is what
     counts on a laptop running DJ software, not the wall time of one file)."""
     if algorithm == "blake3":
+        # Imported at the first hash: an idle daemon need not carry it (~0.6 MiB, issue 13).
+        import blake3
+
         return blake3.blake3()
     if algorithm == "sha256":
         return hashlib.sha256()

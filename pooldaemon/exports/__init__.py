@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pooldaemon.exports.body import Body, Delta, FullBody, SpliceBody, section_name
-from pooldaemon.exports.m3u8 import m3u8_parts, playlist_file_name
-from pooldaemon.exports.model import ExportTrack, Playlist, PlaylistKind, file_kind
+from pooldaemon.exports.model import (
+    SUBCRATES_DIR,
+    ExportTrack,
+    Playlist,
+    PlaylistKind,
+    file_kind,
+)
 from pooldaemon.exports.names import unique_name
-from pooldaemon.exports.rekordbox import rekordbox_parts
 from pooldaemon.exports.reuse import Layout, Part, Reuse
-from pooldaemon.exports.serato import SUBCRATES_DIR, crate_file_name, crate_parts
-from pooldaemon.exports.traktor import traktor_parts
 from pooldaemon.exports.volumes import SYSTEM_VOLUME_NAME, split_volume_str
 from pooldaemon.exports.writefile import Written, splice_export, write_export
 
@@ -66,8 +68,13 @@ _Parts = Callable[[Body, Reuse], Iterator[Part]]
 def _files(
     targets: ExportTargets, playlists: Sequence[Playlist]
 ) -> Iterator[tuple[str, Path, str, _Parts, Playlist | None]]:
-    """Every file the enabled formats write: (format, target, salt, parts, its playlist)."""
+    """Every file the enabled formats write: (format, target, salt, parts, its playlist).
+
+    Each format's writer is imported when it is enabled and an export runs: an idle daemon does
+    not carry them (issue 13)."""
     if targets.m3u8_dir is not None:
+        from pooldaemon.exports.m3u8 import m3u8_parts, playlist_file_name
+
         folder, root = targets.m3u8_dir, targets.m3u8_root
         used: set[str] = set()
         for playlist in playlists:
@@ -78,8 +85,12 @@ def _files(
 
             yield "m3u8", target, "", m3u8, playlist
     if targets.rekordbox_xml is not None:
+        from pooldaemon.exports.rekordbox import rekordbox_parts
+
         yield "rekordbox", targets.rekordbox_xml, "", rekordbox_parts, None
     if targets.traktor_nml is not None:
+        from pooldaemon.exports.traktor import traktor_parts
+
         volume = targets.system_volume
 
         def traktor(body: Body, reuse: Reuse) -> Iterator[Part]:
@@ -87,6 +98,8 @@ def _files(
 
         yield "traktor", targets.traktor_nml, volume, traktor, None
     if targets.serato_dir is not None:
+        from pooldaemon.exports.serato import crate_file_name, crate_parts
+
         # Serato keeps a `_Serato_` folder per volume and stores paths relative to that
         # volume's root, so a crate can only list files on its own volume.
         _, volume_root, _ = split_volume_str(str(targets.serato_dir))

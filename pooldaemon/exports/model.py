@@ -17,6 +17,9 @@ class PlaylistKind(enum.StrEnum):
     RECENT = "recent"
 
 
+#: Serato's folder of crates inside a volume's `_Serato_` folder (docs/formats.md).
+SUBCRATES_DIR = "Subcrates"
+
 # The folder each family is shown under in rekordbox, Traktor and Serato.
 FOLDER_NAMES: Mapping[PlaylistKind, str] = {
     PlaylistKind.POOL: "Pools",

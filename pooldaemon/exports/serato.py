@@ -15,7 +15,6 @@ from pooldaemon.exports.names import safe_file_name
 from pooldaemon.exports.reuse import Part, Reuse
 
 CRATE_VERSION = "1.0/Serato ScratchLive Crate"
-SUBCRATES_DIR = "Subcrates"
 NESTING = "%%"  # Serato nests crates by file name: "Parent%%Child.crate"
 # The columns Serato shows for the crate, in order: (column name, sort on it first).
 _COLUMNS = ("song", "artist", "album", "bpm", "key", "genre", "length", "comment")
