@@ -198,12 +198,17 @@ def truth() -> Catalog:
     return LocalizedCatalog(N, SEED)
 
 
-async def build_mirror(path: Path, truth: Catalog) -> None:
-    db = await Store.open(path)
+def offline_adapter() -> CrateQ:
+    """The CrateQ adapter for its normalization alone."""
     config = CrateQConfig.model_validate(
         {"type": "crateq", "api_key": "k" * 8, "username": "dj", "password": "pw" * 4}
     )
-    adapter = CrateQ("crateq", config, http=None)  # type: ignore[arg-type]  # no network here
+    return CrateQ("crateq", config, http=None)  # type: ignore[arg-type]  # no network here
+
+
+async def build_mirror(path: Path, truth: Catalog) -> None:
+    db = await Store.open(path)
+    adapter = offline_adapter()
     records = list(truth.records())
     for start in range(0, len(records), 500):
         page = [adapter.track(record) for record in records[start : start + 500]]
@@ -368,6 +373,40 @@ async def test_pages_read_off_the_date_ordered_word_index_are_exact_across_ties(
                 assert got["total"] == len(want), params
                 seen += [int(item["id"]) for item in got["items"]]
             assert seen == want, (params, limit)
+
+
+async def test_a_bulk_load_feeds_the_word_index_as_it_goes(
+    tmp_path: Path, truth: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches during a first sync find the tracks of every word batch committed so far,
+    exactly as the truth over those tracks; after the load, the whole truth."""
+    monkeypatch.setattr(mirror, "_WORDS_BATCH", 700)  # pages of 500: after the 2nd and 4th
+    adapter = offline_adapter()
+    records = list(truth.records())
+    rng = random.Random(20261207)
+
+    async def check(store: Store, indexed: list[dict[str, Any]], rounds: int) -> None:
+        for _ in range(rounds):
+            params = random_params(rng, indexed)
+            params.setdefault("q", rng.choice(haystack(rng.choice(indexed)))[:3])
+            want = expected(indexed, params)
+            got = await search(store, {**params, "limit": "500"})
+            assert got["total"] == len(want), params
+            assert [int(item["id"]) for item in got["items"]] == want[:500], params
+
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        async with mirror.bulk_load(store):
+            for start in range(0, N, 500):
+                page = [adapter.track(record) for record in records[start : start + 500]]
+                await mirror.apply_page(store, "crateq", page, seen_at=1.0, bulk=True)
+                if start + 500 == 1500:  # 1,000 tracks in the word index, the 3rd page not yet
+                    assert not await mirror.words_complete(store)
+                    await check(store, records[:1000], 30)
+        assert await mirror.words_complete(store)
+        await check(store, records, 20)
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("mode", ["wide-ranges-on-rows", "word-index-not-ready"])

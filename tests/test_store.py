@@ -16,6 +16,7 @@ from pooldaemon.search import search
 from pooldaemon.store import Store, StoreError, job_pages
 from pooldaemon.store import catalog as mirror
 from pooldaemon.store import jobs as store_jobs
+from pooldaemon.store import library as store_library
 from pooldaemon.store import pools as store_pools
 from pooldaemon.store.schema import SCHEMA_VERSION
 
@@ -167,11 +168,13 @@ async def test_status_and_job_reads_do_not_wait_behind_the_writer(tmp_path: Path
             counts = await asyncio.wait_for(store_jobs.job_counts(store), 10)
             pools = await asyncio.wait_for(store_pools.pool_rows(store), 10)
             total, page = await asyncio.wait_for(job_pages.page_jobs(store, limit=10), 10)
+            library = await asyncio.wait_for(store_library.state_counts(store), 10)
         finally:
             release.set()
             await write
         assert (counts["queued"], counts["failed"]) == (1, 0)
         assert set(pools) == {"crateq"}
+        assert library == {}
         assert (total, [job["state"] for job in page]) == (1, ["queued"])
         assert (await store_jobs.job_counts(store))["failed"] == 1  # committed after
     finally:

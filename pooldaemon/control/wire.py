@@ -9,6 +9,7 @@ import json
 from collections.abc import Set
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from pooldaemon import jsonstrict
@@ -115,19 +116,45 @@ def jsonjson_line(data: Any) -> bytes:
     return json_line(data)
 
 
+#: orjson as `json.dumps(..., default=str)` would write it: dataclasses and dates through
+#: `str` too, never as orjson's own forms.
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_APPEND_NEWLINE
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+
+
 def json_line(data: Any) -> bytes:
-    return (json.dumps(_redact_fields(data), ensure_ascii=False, default=str) + "\n").encode()
+    """orjson writes a page of 500 jobs in ~0.5 ms where `json` took 3-6 (issue 13); `json`
+    writes only what orjson refuses (integers past 64 bits)."""
+    redacted = _redact_fields(data)
+    try:
+        return orjson.dumps(redacted, default=str, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return (json.dumps(redacted, ensure_ascii=False, default=str) + "\n").encode()
+
+
+#: Values with nothing inside to redact: returned as they are, without a call per value.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _redact_fields(data: Any) -> Any:
     """Redact free-text fields that may carry a pool's words (and so its tokens) (S3)."""
+    if type(data) in _PLAIN:
+        return data
     if isinstance(data, dict):
         return {
-            k: redact_text(v) if k in _FREE_TEXT_KEYS and isinstance(v, str) else _redact_fields(v)
+            k: redact_text(v)
+            if k in _FREE_TEXT_KEYS and isinstance(v, str)
+            else v
+            if type(v) in _PLAIN
+            else _redact_fields(v)
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [_redact_fields(v) for v in data]
+        return [v if type(v) in _PLAIN else _redact_fields(v) for v in data]
     return data
 
 

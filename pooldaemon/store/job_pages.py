@@ -21,13 +21,15 @@ async def page_jobs(
 ) -> tuple[int, list[dict[str, Any]]]:
     """(total, one page of jobs newest first)."""
     clause, params = jobs_filter(state, pool)
-    # One statement: the count is of the same snapshot as the page (COUNT(*) OVER ()), last,
-    # since job_dict reads the job's columns by position.
+    # One statement: the count is of the same snapshot as the page, last, since job_dict
+    # reads the job's columns by position. A scalar subquery, run once and counted in the
+    # (state, id) index: `COUNT(*) OVER ()` read and sorted every matching row for each page
+    # (a 500-job page of 1,000 queued: 14-15 → 4-7 ms, issue 13).
     # On the searches' connection, like the status counts: never behind a sync's writes.
     rows = await store.reads.fetchall(
-        f"SELECT {JOB_COLUMNS}, COUNT(*) OVER () AS total FROM jobs{clause} "
+        f"SELECT {JOB_COLUMNS}, (SELECT COUNT(*) FROM jobs{clause}) AS total FROM jobs{clause} "
         "ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*params, limit, offset),
+        (*params, *params, limit, offset),
     )
     if rows:
         return int(rows[0]["total"]), [job_dict(r) for r in rows]

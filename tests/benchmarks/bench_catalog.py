@@ -86,11 +86,11 @@ BROAD: list[dict[str, str]] = [
 
 def serve(conn: Connection, records: int) -> None:
     """Child process: run CrateQSim and obey commands from the benchmark."""
-    from pooldaemon.sim import crateq
+    from pooldaemon.sim import crateq_wire
     from pooldaemon.sim.crateq import CrateQSim
 
     # Every record's rendering kept (~1 kB each), however big the catalog.
-    crateq._RENDER_CACHE_MAX = max(crateq._RENDER_CACHE_MAX, records + 1)
+    crateq_wire._RENDER_CACHE_MAX = max(crateq_wire._RENDER_CACHE_MAX, records + 1)
 
     async def main() -> None:
         sim = CrateQSim(records=records, seed=SEED, max_rows=1000)
