@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,10 @@ FOLDER_NAMES: Mapping[PlaylistKind, str] = {
     PlaylistKind.RULE: "Rules",
     PlaylistKind.RECENT: "New this week",
 }
+#: The families that are one fixed playlist named like their folder: that playlist is listed on
+#: its own at the top (`New this week.m3u8`; ROOT › New this week in rekordbox and Traktor),
+#: not in a folder holding only itself (docs/interface.md §9).
+SINGLE_KINDS = frozenset({PlaylistKind.RECENT})
 
 # rekordbox's `Kind` values, as its own exports spell them (docs/formats.md, rekordbox XML).
 _KINDS = {
@@ -96,7 +100,24 @@ class Playlist:
 
     @property
     def parents(self) -> tuple[str, ...]:
-        """The folders a file name puts before the playlist's name: its folder, unless the
-        folder is named like the playlist ("New this week"), which would read twice."""
+        """The folders the playlist is listed in: its family's ("Pools"), or none for the one
+        playlist of a family named like it ("New this week"), which would read twice."""
         folder = self.folder
-        return () if folder == self.name else (folder,)
+        return () if self.kind in SINGLE_KINDS and folder == self.name else (folder,)
+
+
+#: A node at the top of the playlist tree: a playlist, or a folder's name and its playlists.
+TopNode = Playlist | tuple[str, Sequence[Playlist]]
+
+
+def playlist_tree(playlists: Sequence[Playlist]) -> list[TopNode]:
+    """The top of the tree rekordbox and Traktor show, family by family in `FOLDER_NAMES`
+    order: the playlists listed on their own (no `parents`), then the family's folder."""
+    top: list[TopNode] = []
+    for kind, folder in FOLDER_NAMES.items():
+        members = [p for p in playlists if p.kind == kind]
+        top += [p for p in members if not p.parents]
+        nested = [p for p in members if p.parents]
+        if nested:
+            top.append((folder, nested))
+    return top

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pooldaemon import __version__
 from pooldaemon.exports.body import Body, FullBody
-from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
+from pooldaemon.exports.model import ExportTrack, Playlist, playlist_tree
 from pooldaemon.exports.reuse import Part, Reuse
 from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
 
@@ -70,18 +70,23 @@ def rekordbox_parts(body: Body, reuse: Reuse) -> Iterator[Part]:
     yield f'<COLLECTION Entries="{body.count}">\n'
     yield from body.entries(reuse, _track)
     yield "</COLLECTION>\n<PLAYLISTS>\n"
-    playlists = body.playlists
-    folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
-    yield f'<NODE Type="0" Name="ROOT" Count="{len(folders)}">\n'
-    for kind in folders:
-        members = [p for p in playlists if p.kind == kind]
-        yield f'<NODE Type="0"{attrs([("Name", FOLDER_NAMES[kind])])} Count="{len(members)}">\n'
+    top = playlist_tree(body.playlists)
+    yield f'<NODE Type="0" Name="ROOT" Count="{len(top)}">\n'
+
+    def playlist_node(playlist: Playlist) -> Iterator[Part]:
+        count, parts = body.members(reuse, playlist, _member)
+        yield f'<NODE{attrs([("Name", playlist.name)])} Type="1" KeyType="0" Entries="{count}">\n'
+        yield from parts
+        yield "</NODE>\n"
+
+    for node in top:
+        if isinstance(node, Playlist):
+            yield from playlist_node(node)
+            continue
+        folder, members = node
+        yield f'<NODE Type="0"{attrs([("Name", folder)])} Count="{len(members)}">\n'
         for playlist in members:
-            count, parts = body.members(reuse, playlist, _member)
-            head = attrs([("Name", playlist.name)])
-            yield f'<NODE{head} Type="1" KeyType="0" Entries="{count}">\n'
-            yield from parts
-            yield "</NODE>\n"
+            yield from playlist_node(playlist)
         yield "</NODE>\n"
     yield "</NODE>\n</PLAYLISTS>\n</DJ_PLAYLISTS>\n"
 

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from pooldaemon.exports.body import Body, FullBody
-from pooldaemon.exports.model import FOLDER_NAMES, ExportTrack, Playlist
+from pooldaemon.exports.model import ExportTrack, Playlist, playlist_tree
 from pooldaemon.exports.reuse import Part, Reuse
 from pooldaemon.exports.volumes import MOUNTS_DIR, SYSTEM_VOLUME_NAME, split_volume_str
 from pooldaemon.exports.xmltext import attr, attrs, opt, shared_attr
@@ -130,9 +130,8 @@ def traktor_parts(body: Body, reuse: Reuse, system_volume: str) -> Iterator[Part
     yield f'<COLLECTION ENTRIES="{body.count}">\n'
     yield from body.entries(reuse, lambda _, track: _entry(track, where.location(track.path)))
     yield '</COLLECTION>\n<SETS ENTRIES="0"></SETS>\n<PLAYLISTS>\n'
-    playlists = body.playlists
-    folders = [kind for kind in FOLDER_NAMES if any(p.kind == kind for p in playlists)]
-    yield f'<NODE TYPE="FOLDER" NAME="$ROOT"><SUBNODES COUNT="{len(folders)}">\n'
+    top = playlist_tree(body.playlists)
+    yield f'<NODE TYPE="FOLDER" NAME="$ROOT"><SUBNODES COUNT="{len(top)}">\n'
 
     def member(_id: int, track: ExportTrack) -> str:
         # VOLUME + DIR + FILE (`primary_key`), the directory's part escaped once per
@@ -144,18 +143,25 @@ def traktor_parts(body: Body, reuse: Reuse, system_volume: str) -> Iterator[Part
             key = attr(where.primary_key(where.location(track.path)))
         return f'<ENTRY><PRIMARYKEY TYPE="TRACK" KEY="{key}"></PRIMARYKEY></ENTRY>\n'
 
-    for kind in folders:
-        members = [p for p in playlists if p.kind == kind]
-        folder = FOLDER_NAMES[kind]
+    def playlist_node(playlist: Playlist) -> Iterator[Part]:
+        count, parts = body.members(reuse, playlist, member)
+        # Named by the family's folder even when listed on its own: the UUID stays what earlier
+        # exports gave the playlist, so Traktor keeps seeing the same one.
+        list_id = _playlist_uuid(playlist.folder, playlist.name)
+        yield f'<NODE TYPE="PLAYLIST"{attrs([("NAME", playlist.name)])}>'
+        yield f'<PLAYLIST ENTRIES="{count}" TYPE="LIST" UUID="{list_id}">\n'
+        yield from parts
+        yield "</PLAYLIST></NODE>\n"
+
+    for node in top:
+        if isinstance(node, Playlist):
+            yield from playlist_node(node)
+            continue
+        folder, members = node
         yield f'<NODE TYPE="FOLDER"{attrs([("NAME", folder)])}>'
         yield f'<SUBNODES COUNT="{len(members)}">\n'
         for playlist in members:
-            count, parts = body.members(reuse, playlist, member)
-            list_id = _playlist_uuid(folder, playlist.name)
-            yield f'<NODE TYPE="PLAYLIST"{attrs([("NAME", playlist.name)])}>'
-            yield f'<PLAYLIST ENTRIES="{count}" TYPE="LIST" UUID="{list_id}">\n'
-            yield from parts
-            yield "</PLAYLIST></NODE>\n"
+            yield from playlist_node(playlist)
         yield "</SUBNODES></NODE>\n"
     yield "</SUBNODES></NODE>\n</PLAYLISTS>\n</NML>\n"
 
