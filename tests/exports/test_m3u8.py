@@ -65,3 +65,25 @@ def test_names_that_clean_up_alike_get_files_of_their_own(tmp_path: Path) -> Non
         "Rules%%house-tech (3).crate",
     ]
     assert len({w.path for w in written}) == 6
+
+
+def test_only_new_this_week_goes_without_its_folders_name(tmp_path: Path) -> None:
+    """A rule the user called "Rules" or "New this week" is named with its folder like any
+    other rule; only the "New this week" playlist is named once (docs/interface.md §9)."""
+    library = make_library(tmp_path)
+    paths = tuple(t.path for t in library.tracks[:2])
+    playlists = [
+        Playlist("Rules", PlaylistKind.RULE, paths),
+        Playlist("New this week", PlaylistKind.RULE, paths),
+        Playlist("New this week", PlaylistKind.RECENT, paths),
+    ]
+    targets = all_targets(tmp_path, library, rekordbox_xml=None, traktor_nml=None)
+    names = [w.path.name for w in export_all(library.tracks, playlists, targets)]
+    assert names == [
+        "Rules - Rules.m3u8",
+        "Rules - New this week.m3u8",
+        "New this week.m3u8",
+        "Rules%%Rules.crate",
+        "Rules%%New this week.crate",
+        "New this week.crate",
+    ]

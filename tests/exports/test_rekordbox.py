@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pyrekordbox.rbxml import RekordboxXml
+from pyrekordbox.rbxml import Node, RekordboxXml
 
-from pooldaemon.exports import PlaylistKind, export_all
+from pooldaemon.exports import Playlist, PlaylistKind, export_all
 from pooldaemon.exports.rekordbox import location
 from tests.exports.library import Library, all_targets, make_library
 
@@ -17,16 +17,25 @@ def library(tmp_path: Path) -> Library:
     return make_library(tmp_path)
 
 
-def _playlist_nodes(xml: RekordboxXml) -> dict[tuple[str, str], list[int]]:
-    """{(folder, playlist): track ids}, walking the tree without name-based look-ups."""
+def _playlist_nodes(xml: RekordboxXml) -> dict[tuple[str, ...], list[int]]:
+    """{path of names under ROOT: track ids}, walking the tree without name-based look-ups;
+    every folder's Count is the number of nodes it holds."""
     found = {}
-    root = xml.get_playlist()
-    for folder in root.get_playlists():
-        assert folder.is_folder
-        for playlist in folder.get_playlists():
-            assert playlist.is_playlist
-            assert playlist.key_type == "TrackID"
-            found[(folder.name, playlist.name)] = playlist.get_tracks()
+
+    def walk(node: Node, path: tuple[str, ...]) -> None:
+        children = node.get_playlists()
+        assert node.count == len(children)
+        for child in children:
+            if child.is_folder:
+                walk(child, (*path, child.name))
+                continue
+            assert child.is_playlist
+            assert child.key_type == "TrackID"
+            tracks = child.get_tracks()
+            assert child.entries == len(tracks)
+            found[(*path, child.name)] = tracks
+
+    walk(xml.get_playlist(), ())
     return found
 
 
@@ -60,12 +69,23 @@ def test_pyrekordbox_reads_every_track_and_playlist(tmp_path: Path, library: Lib
 
     nodes = _playlist_nodes(xml)
     expected_nodes = {}
-    folders = {PlaylistKind.POOL: "Pools", PlaylistKind.RULE: "Rules"}
-    folders[PlaylistKind.RECENT] = "New this week"
+    # docs/interface.md §9: pools and rules each in their folder; "New this week" stands
+    # at the top, beside those folders, not in a folder of its own name.
+    where = {
+        PlaylistKind.POOL: lambda name: ("Pools", name),
+        PlaylistKind.RULE: lambda name: ("Rules", name),
+        PlaylistKind.RECENT: lambda name: (name,),
+    }
     for playlist in library.playlists:
         # Only library files are listed: the missing one is left out.
         members = [p for p in playlist.tracks if p != library.missing]
-        expected_nodes[(folders[playlist.kind], playlist.name)] = members
+        expected_nodes[where[playlist.kind](playlist.name)] = members
+    top = xml.get_playlist().get_playlists()
+    assert [(node.name, node.is_folder) for node in top] == [
+        ("Pools", True),
+        ("Rules", True),
+        ("New this week", False),
+    ]
     assert {k: [by_id[i] for i in v] for k, v in nodes.items()} == expected_nodes
 
 
@@ -93,3 +113,27 @@ def test_empty_library_still_loads(tmp_path: Path) -> None:
     )
     xml = RekordboxXml(target)
     assert xml.num_tracks == 0 and xml.get_playlist().get_playlists() == []
+
+
+def test_a_rule_named_like_a_folder_stays_in_the_rules_folder(tmp_path: Path) -> None:
+    """Only "New this week" leaves its folder: a rule the user called "Rules" or "New this
+    week" is listed in Rules like any other (docs/interface.md §9)."""
+    library = make_library(tmp_path)
+    paths = tuple(t.path for t in library.tracks)
+    playlists = [
+        Playlist("Rules", PlaylistKind.RULE, paths[:2]),
+        Playlist("New this week", PlaylistKind.RULE, paths[2:3]),
+        Playlist("New this week", PlaylistKind.RECENT, paths),
+    ]
+    target = tmp_path / "rekordbox.xml"
+    targets = all_targets(
+        tmp_path, library, m3u8_dir=None, traktor_nml=None, serato_dir=None, rekordbox_xml=target
+    )
+    export_all(library.tracks, playlists, targets)
+    by_id = {t["TrackID"]: Path("/" + t["Location"]) for t in RekordboxXml(target).get_tracks()}
+    nodes = _playlist_nodes(RekordboxXml(target))
+    assert {k: tuple(by_id[i] for i in v) for k, v in nodes.items()} == {
+        ("Rules", "Rules"): paths[:2],
+        ("Rules", "New this week"): paths[2:3],
+        ("New this week",): paths,
+    }

@@ -7,9 +7,10 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from pooldaemon.exports import ExportTrack, export_all
+from pooldaemon.exports import ExportTrack, Playlist, PlaylistKind, export_all
 from pooldaemon.exports.traktor import musical_key_value, traktor_bytes
 from tests.exports.library import Library, all_targets, make_library
+from tests.exports.nml_checks import check_nml
 
 # docs/formats.md: what Traktor needs of every collection entry to find and show the file.
 REQUIRED = {
@@ -85,9 +86,15 @@ def test_nml_parses_and_carries_what_traktor_needs(tmp_path: Path, library: Libr
     assert top.attrib == {"TYPE": "FOLDER", "NAME": "$ROOT"}
     found = {}
     uuids = set()
-    for folder in top.findall("SUBNODES/NODE"):
-        assert folder.attrib["TYPE"] == "FOLDER"
-        for node in folder.findall("SUBNODES/NODE"):
+
+    def walk(folder: ET.Element, path: tuple[str, ...]) -> None:
+        [subnodes] = folder.findall("SUBNODES")
+        children = subnodes.findall("NODE")
+        assert subnodes.attrib["COUNT"] == str(len(children))
+        for node in children:
+            if node.attrib["TYPE"] == "FOLDER":
+                walk(node, (*path, node.attrib["NAME"]))
+                continue
             assert node.attrib["TYPE"] == "PLAYLIST"
             playlist = node.find("PLAYLIST")
             assert playlist is not None and playlist.attrib["TYPE"] == "LIST"
@@ -96,13 +103,20 @@ def test_nml_parses_and_carries_what_traktor_needs(tmp_path: Path, library: Libr
             assert playlist.attrib["ENTRIES"] == str(len(pks))
             assert all(pk.attrib["TYPE"] == "TRACK" for pk in pks)
             # Every playlist entry points at a collection entry.
-            found[(folder.attrib["NAME"], node.attrib["NAME"])] = [
-                keys[pk.attrib["KEY"]] for pk in pks
-            ]
+            found[(*path, node.attrib["NAME"])] = [keys[pk.attrib["KEY"]] for pk in pks]
+
+    walk(top, ())
     assert len(uuids) == len(library.playlists)
-    folder_of = {"pool": "Pools", "rule": "Rules", "recent": "New this week"}
+    # docs/interface.md §9: pools and rules each in their folder; "New this week" stands at
+    # the top, beside those folders, not in a folder of its own name.
+    assert [(n.attrib["TYPE"], n.attrib["NAME"]) for n in top.findall("SUBNODES/NODE")] == [
+        ("FOLDER", "Pools"),
+        ("FOLDER", "Rules"),
+        ("PLAYLIST", "New this week"),
+    ]
+    where = {"pool": ("Pools",), "rule": ("Rules",), "recent": ()}
     assert found == {
-        (folder_of[p.kind], p.name): [t for t in p.tracks if t != library.missing]
+        (*where[p.kind], p.name): [t for t in p.tracks if t != library.missing]
         for p in library.playlists
     }
 
@@ -175,3 +189,30 @@ def test_external_drive_is_its_own_volume(tmp_path: Path) -> None:
 )
 def test_musical_key_values(key: str | None, value: int | None) -> None:
     assert musical_key_value(key) == value
+
+
+def test_a_rule_named_like_a_folder_stays_in_the_rules_folder(tmp_path: Path) -> None:
+    """Only "New this week" leaves its folder (docs/interface.md §9)."""
+    library = make_library(tmp_path)
+    paths = tuple(t.path for t in library.tracks[:2])
+    playlists = [
+        Playlist("Rules", PlaylistKind.RULE, paths),
+        Playlist("New this week", PlaylistKind.RULE, paths),
+        Playlist("New this week", PlaylistKind.RECENT, paths),
+    ]
+    text = b"".join(traktor_bytes(library.tracks, playlists))
+    assert check_nml(text) == []
+    top = ET.fromstring(text).find("PLAYLISTS/NODE/SUBNODES")
+    assert top is not None and top.attrib["COUNT"] == "2"
+    tree = [
+        (
+            node.attrib["TYPE"],
+            node.attrib["NAME"],
+            [n.attrib["NAME"] for n in node.iterfind("SUBNODES/NODE")],
+        )
+        for node in top.findall("NODE")
+    ]
+    assert tree == [
+        ("FOLDER", "Rules", ["Rules", "New this week"]),
+        ("PLAYLIST", "New this week", []),
+    ]
