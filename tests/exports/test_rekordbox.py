@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,30 @@ def test_a_rule_named_like_a_folder_stays_in_the_rules_folder(tmp_path: Path) ->
         ("Rules", "New this week"): paths[2:3],
         ("New this week",): paths,
     }
+
+
+def test_an_earlier_builds_nested_tree_is_replaced_whole(tmp_path: Path, library: Library) -> None:
+    """Earlier builds wrote ROOT › New this week › New this week: that file is ours (its digest
+    is the one recorded), so the next export replaces it with the new tree."""
+    target = tmp_path / "rekordbox.xml"
+    targets = all_targets(
+        tmp_path, library, m3u8_dir=None, traktor_nml=None, serato_dir=None, rekordbox_xml=target
+    )
+    export_all(library.tracks, library.playlists, targets)
+    text = target.read_text(encoding="utf-8")
+    head = '<NODE Name="New this week" Type="1"'
+    start, end = text.index(head), text.index("</NODE>\n", text.index(head)) + len("</NODE>\n")
+    # The ROOT's Count is 3 either way: Pools, Rules and the folder or the playlist.
+    old = (
+        text[:start] + '<NODE Type="0" Name="New this week" Count="1">\n'
+        f"{text[start:end]}</NODE>\n{text[end:]}"
+    )
+    target.write_text(old, encoding="utf-8")
+    nested = _playlist_nodes(RekordboxXml(target))
+    assert ("New this week", "New this week") in nested and ("New this week",) not in nested
+    digest = hashlib.sha256(old.encode()).hexdigest()
+    again = dataclasses.replace(targets, last_digests={target: digest})
+    [written] = export_all(library.tracks, library.playlists, again)
+    assert written.path == target and written.replaced and not written.beside
+    assert target.read_text(encoding="utf-8") == text
+    assert ("New this week",) in _playlist_nodes(RekordboxXml(target))
