@@ -20,7 +20,7 @@ HEADER = "#EXTM3U\n"
 
 def playlist_file_name(playlist: Playlist) -> str:
     """`<Folder> - <name>.m3u8`, so the three families sort apart in one directory;
-    `<name>.m3u8` when the folder has the playlist's name (`New this week.m3u8`)."""
+    `<name>.m3u8` for a playlist listed on its own (`New this week.m3u8`, `Playlist.parents`)."""
     return safe_file_name(" - ".join((*playlist.parents, playlist.name))) + ".m3u8"
 
 
