@@ -31,7 +31,6 @@ from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.paths import PathEscape
 from pooldaemon.downloader.pool import REDOWNLOAD, DownloadPool
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
-from pooldaemon.downloader.unzip import ArchiveDamaged, ArchiveRejected
 from pooldaemon.downloader.workfile import (
     WORK_AREA,
     clean_work_area,
@@ -43,6 +42,8 @@ from pooldaemon.downloader.workfile import (
 )
 from pooldaemon.errors import (
     AccountError,
+    ArchiveDamaged,
+    ArchiveRejected,
     BadRequest,
     Conflict,
     DiskFull,
