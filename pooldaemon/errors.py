@@ -119,6 +119,30 @@ class IntegrityError(PoolDaemonError):
     http_status = 502
 
 
+# The archive errors are here, not in downloader/unzip.py, so that the engine catches them
+# without importing the extractor, imported by the first archive (issue 13: idle RSS).
+class ArchiveRejected(IntegrityError):
+    """The archive is refused; `entries` names the offending entries (docs/reliability.md Z1–Z3)."""
+
+    code = "rejected_archive"
+
+    def __init__(self, reason: str, entries: list[str] | None = None) -> None:
+        self.reason = reason
+        self.entries = list(entries or [])
+        shown = ", ".join(repr(e) for e in self.entries[:5])
+        if len(self.entries) > 5:
+            shown += f" and {len(self.entries) - 5} more"
+        super().__init__(
+            f"{reason}: {shown}" if shown else reason, detail={"entries": self.entries}
+        )
+
+
+class ArchiveDamaged(ArchiveRejected):
+    """The archive's bytes are bad (CRC, truncation): fetch it again (docs/reliability.md Z3)."""
+
+    code = "damaged_archive"
+
+
 class ExportError(PoolDaemonError):
     """A playlist or collection file could not be written (docs/interface.md §9)."""
 

@@ -19,26 +19,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pooldaemon.config import ExportsConfig
 from pooldaemon.errors import DiskFull, ExportError, PoolDaemonError
 from pooldaemon.events import EventBus
-from pooldaemon.export_library import (
-    LibraryBuilder,
-    LibraryView,
-    Listed,
-    delta,
-    listed,
-    listed_after,
-)
-from pooldaemon.exports import ExportTargets, export_all, export_changes
-from pooldaemon.exports.model import SUBCRATES_DIR
-from pooldaemon.exports.writefile import Written, file_digest
 from pooldaemon.log import get_logger
 from pooldaemon.store import Store
 from pooldaemon.store import exports as store_exports
 from pooldaemon.store.exports import ExportRecord, LibraryMark
 from pooldaemon.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    # The writing path (export_library, the exports package) is imported by the first export:
+    # an idle daemon, or one with exports off, does not carry it (issue 13: idle RSS).
+    from pooldaemon.export_library import LibraryBuilder, LibraryView, Listed
+    from pooldaemon.exports import ExportTargets
+    from pooldaemon.exports.writefile import Written
 
 log = get_logger(__name__)
 
@@ -241,6 +238,9 @@ class Exporter:
     ) -> _Outcome | None:
         """Write only what entries added since `before` change (`exports.export_changes`);
         None, with nothing written, when more than that changed."""
+        from pooldaemon.export_library import LibraryBuilder, delta, listed_after
+        from pooldaemon.exports import export_changes
+
         if await store_exports.changed_since(self.store, before.mark):
             return None
         builder = LibraryBuilder(now=now)
@@ -273,6 +273,8 @@ class Exporter:
         records: dict[str, ExportRecord],
         before: Listed | None,
     ) -> _Outcome:
+        from pooldaemon.export_library import LibraryBuilder, listed
+
         # A page of the library at a time, each turned into tracks in the worker thread: the
         # raw rows of a 100,000-file library never sit in memory together.
         builder = LibraryBuilder(now=now)
@@ -303,6 +305,8 @@ class Exporter:
             _log_beside(w, records.get(str(w.target)))
 
     def _targets(self, records: dict[str, ExportRecord], before: Listed | None) -> ExportTargets:
+        from pooldaemon.exports import ExportTargets
+
         cfg = self.config
         layouts = {}
         if before is not None:
@@ -359,6 +363,8 @@ def _export_in_thread(
     One format failing (a folder that cannot be written) does not keep the others from being
     written; the errors are returned for the caller to report.
     """
+    from pooldaemon.exports import export_all
+
     view = builder.view(set(config.playlists))
     written: list[Written] = []
     errors: list[OSError] = []
@@ -392,6 +398,9 @@ def _remove_stale(
     Only in the folders written to this time (not of a format that failed); a file changed
     since is the user's and stays. Returns the targets to forget.
     """
+    from pooldaemon.exports.model import SUBCRATES_DIR
+    from pooldaemon.exports.writefile import file_digest
+
     folders = {}
     if targets.m3u8_dir is not None:
         folders["m3u8"] = targets.m3u8_dir

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pooldaemon.errors import BadRequest
 from pooldaemon.models import MAX_PAGE
 from pooldaemon.store.db import Store
-from pooldaemon.store.search import CatalogQuery, NumberFilter
-from pooldaemon.store.search import search as search_catalog
+
+# The catalog's query builder (store.search) is imported by the first search: an idle daemon
+# does not carry it (issue 13: idle RSS).
+if TYPE_CHECKING:
+    from pooldaemon.store.search import CatalogQuery, NumberFilter
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = MAX_PAGE
@@ -37,11 +40,15 @@ ADVISORIES = {
 
 async def search(store: Store, params: Mapping[str, Any]) -> dict[str, Any]:
     """Parse the parameters and search the mirror: `{"total", "items": [track…]}`."""
+    from pooldaemon.store.search import search as search_catalog
+
     return await search_catalog(store, parse_search(params))
 
 
 def parse_search(params: Mapping[str, Any]) -> CatalogQuery:
     """Validate search parameters; a BadRequest names the parameter and the form it takes."""
+    from pooldaemon.store.search import CatalogQuery
+
     unknown = sorted(set(params) - PARAMS)
     if unknown:
         raise BadRequest(
@@ -118,6 +125,8 @@ def _pool(name: str) -> str:
 
 def _numbers(key: str, text: str | None, low: int, high: int) -> NumberFilter | None:
     """docs/pools/crateq.md: `N`, `N,M,…` or `N-M`."""
+    from pooldaemon.store.search import NumberFilter
+
     if text is None or not text.strip():
         return None
     text = text.strip()

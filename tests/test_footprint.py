@@ -108,7 +108,10 @@ def _idle_daemon(tmp_path: Path, extra: str = "") -> dict[str, Any]:
 #: other pools' adapters, the rules, the dashboard, the XML parser, tags, notifications, the
 #: terminal UI, the simulators, anyio's event-loop backend (the drop folder's watch runs without),
 #: frozenlist's C++ extension (it loads libstdc++), the checksum library before the first
-#: download and the export writers before the first export.
+#: download and the export writers before the first export. Of pooldaemon's own code, what
+#: runs only once something happens: a download's transfer and finishing (the unzipper and
+#: the tag writer with it), an export's writing path, the library's file reading (adopt,
+#: audit, heal) and the catalog's query builder (a search).
 _NOT_AT_IDLE = (
     "pooldaemon.pools.harvest",
     "pooldaemon.pools.promoonly",
@@ -122,10 +125,19 @@ _NOT_AT_IDLE = (
     "anyio._backends",
     "frozenlist._frozenlist",
     "blake3",
-    "pooldaemon.exports.rekordbox",
-    "pooldaemon.exports.traktor",
-    "pooldaemon.exports.serato",
-    "pooldaemon.exports.m3u8",
+    "pooldaemon.exports.",  # the package imports its writing path (body, reuse, writefile…)
+    "pooldaemon.export_library",
+    "pooldaemon.downloader.fetch",
+    "pooldaemon.downloader.part",
+    "pooldaemon.downloader.answer",
+    "pooldaemon.downloader.finish",
+    "pooldaemon.downloader.tags",
+    "pooldaemon.downloader.digest",
+    "pooldaemon.downloader.unzip",
+    "pooldaemon.library.scan",
+    "pooldaemon.library.files",
+    "pooldaemon.audiohash",
+    "pooldaemon.store.search",
 )
 
 

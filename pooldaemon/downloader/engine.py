@@ -14,6 +14,7 @@ would spread the legal transitions over modules that each see half of them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -25,13 +26,10 @@ import aiohttp
 
 from pooldaemon.downloader import dupes
 from pooldaemon.downloader.checkpoint import Checkpointer
-from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper, TransferSettings
-from pooldaemon.downloader.finish import Finisher
 from pooldaemon.downloader.health import HealthBook
 from pooldaemon.downloader.paths import PathEscape
 from pooldaemon.downloader.pool import REDOWNLOAD, DownloadPool
 from pooldaemon.downloader.ratelimit import FairBucket, HostGates
-from pooldaemon.downloader.unzip import ArchiveDamaged, ArchiveRejected
 from pooldaemon.downloader.workfile import (
     WORK_AREA,
     clean_work_area,
@@ -43,6 +41,8 @@ from pooldaemon.downloader.workfile import (
 )
 from pooldaemon.errors import (
     AccountError,
+    ArchiveDamaged,
+    ArchiveRejected,
     BadRequest,
     Conflict,
     DiskFull,
@@ -64,8 +64,12 @@ from pooldaemon.store import parts as store_parts
 from pooldaemon.store import pools as store_pools
 from pooldaemon.store.db import Store
 
+# The transfer (fetch, part, answer) and the finishing (finish, tags, digest) are imported by
+# the first download: an idle daemon does not carry them (issue 13: idle RSS).
 if TYPE_CHECKING:
     from pooldaemon.config import DaemonConfig
+    from pooldaemon.downloader.fetch import JobTransfer, TransferSettings
+    from pooldaemon.downloader.finish import Finisher
 
 log = get_logger(__name__)
 
@@ -117,16 +121,8 @@ class Engine:
         self.clock = clock
         self.download_dir = Path(config.download_dir)
         self.work_root = self.download_dir / WORK_AREA
-        self.settings = TransferSettings(
-            chunk_size=config.chunk_size_bytes,
-            connections=config.connections_per_download,
-            stall_timeout_s=config.stall_timeout_s,
-            speed_floor_bps=config.speed_floor_bps,
-            speed_grace_s=config.speed_grace_s,
-            min_free_space_bytes=config.min_free_space_bytes,
-            cooldown_s=server_cooldown_s,
-            retry_after_budget_s=retry_after_budget_s,
-        )
+        self._server_cooldown_s = server_cooldown_s
+        self._retry_after_budget_s = retry_after_budget_s
         self.bucket = FairBucket(config.bandwidth_limit_bps)
         #: One timer checkpoints every job's streams: one commit a second, not one per job.
         self.checkpointer = Checkpointer(store)
@@ -145,13 +141,38 @@ class Engine:
         #: Scheduler passes completed: tests wait for one rather than sleep.
         self.scheduler_passes = 0
         self._blocked: str | None = None
-        self.finisher = Finisher(
-            store,
-            config,
+        self._owed = on_owed or (lambda: None)
+        self._folders = folders
+
+    @functools.cached_property
+    def settings(self) -> TransferSettings:
+        """How every job's transfer runs; built with the first download (see TYPE_CHECKING)."""
+        from pooldaemon.downloader.fetch import TransferSettings
+
+        config = self.config
+        return TransferSettings(
+            chunk_size=config.chunk_size_bytes,
+            connections=config.connections_per_download,
+            stall_timeout_s=config.stall_timeout_s,
+            speed_floor_bps=config.speed_floor_bps,
+            speed_grace_s=config.speed_grace_s,
+            min_free_space_bytes=config.min_free_space_bytes,
+            cooldown_s=self._server_cooldown_s,
+            retry_after_budget_s=self._retry_after_budget_s,
+        )
+
+    @functools.cached_property
+    def finisher(self) -> Finisher:
+        """Verifies and places what a job fetched; built with the first download."""
+        from pooldaemon.downloader.finish import Finisher
+
+        return Finisher(
+            self.store,
+            self.config,
             set_state=self._set_state,
             publish_state=self._publish_state,
-            owed=on_owed or (lambda: None),
-            folders=folders,
+            owed=self._owed,
+            folders=self._folders,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -621,6 +642,8 @@ class Engine:
         if await self.finisher.adopt(job, plan, adapter):
             return
         await self._check_space(job_id, plan)
+        from pooldaemon.downloader.fetch import JobTransfer, PlanKeeper  # the first download
+
         keeper = PlanKeeper(plan, adapter.renew_plan, lambda p: self._save_plan(job_id, p))
         transfer = JobTransfer(
             store=self.store,

@@ -38,7 +38,6 @@ from pooldaemon.downloader.paths import (
     unique_path,
 )
 from pooldaemon.downloader.pool import DownloadPool
-from pooldaemon.downloader.unzip import extract_parts, lone_entry
 from pooldaemon.downloader.workfile import (
     WORK_AREA,
     disk_full,
@@ -227,6 +226,9 @@ class Finisher:
         whole.update("\n".join(summary).encode())
         combined = checksum_value(LIBRARY_ALGORITHM, whole.hexdigest())
         archives = [paths[p.key] for p in plan.parts]
+        # Imported by the first archive: an idle daemon does not carry it (issue 13: idle RSS).
+        from pooldaemon.downloader.unzip import extract_parts, lone_entry
+
         if plan.kind == "track" and await asyncio.to_thread(lone_entry, archives) is not None:
             await self._track_from_archive(job_id, plan, adapter, archives)
             return
@@ -260,6 +262,8 @@ class Finisher:
     ) -> None:
         """A single track delivered as a one-file ZIP (Harvest) lands like any other track:
         named by file_template and tagged; only albums and sets become folders (§5, §9)."""
+        from pooldaemon.downloader.unzip import extract_parts  # imported by the first archive
+
         work = work_dir_for(self.download_dir, job_id)
         limit = await self._extract_limit()
         failpoint("mid_extract")

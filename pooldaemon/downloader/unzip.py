@@ -27,7 +27,8 @@ from itertools import pairwise
 from pathlib import Path
 
 from pooldaemon.downloader.paths import ensure_dirs, sanitize_component, unique_path
-from pooldaemon.errors import IntegrityError
+from pooldaemon.errors import ArchiveDamaged as ArchiveDamaged  # in errors.py: see there
+from pooldaemon.errors import ArchiveRejected as ArchiveRejected
 from pooldaemon.fsutil import fsync_dir, full_fsync, same_filesystem
 
 CHUNK_BYTES = 1 << 20
@@ -67,28 +68,6 @@ _DECODE_ERRORS = (
     ValueError,
     NotImplementedError,
 )
-
-
-class ArchiveRejected(IntegrityError):
-    """The archive is refused; `entries` names the offending entries (docs/reliability.md Z1–Z3)."""
-
-    code = "rejected_archive"
-
-    def __init__(self, reason: str, entries: list[str] | None = None) -> None:
-        self.reason = reason
-        self.entries = list(entries or [])
-        shown = ", ".join(repr(e) for e in self.entries[:5])
-        if len(self.entries) > 5:
-            shown += f" and {len(self.entries) - 5} more"
-        super().__init__(
-            f"{reason}: {shown}" if shown else reason, detail={"entries": self.entries}
-        )
-
-
-class ArchiveDamaged(ArchiveRejected):
-    """The archive's bytes are bad (CRC, truncation): fetch it again (docs/reliability.md Z3)."""
-
-    code = "damaged_archive"
 
 
 @dataclass(frozen=True)

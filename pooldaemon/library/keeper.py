@@ -26,13 +26,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pooldaemon import songkey
 from pooldaemon.errors import BadRequest
 from pooldaemon.events import EventBus
-from pooldaemon.library.files import look, put_back, same_stat
-from pooldaemon.library.scan import FileRead, Found, read_files, shown, walk
 from pooldaemon.library_config import LibraryConfig
 from pooldaemon.log import get_logger
 from pooldaemon.models import JobState, LibraryState, Request
@@ -41,6 +39,11 @@ from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store import library as store_library
 from pooldaemon.store.catalog import track_song
 from pooldaemon.store.db import Store
+
+if TYPE_CHECKING:
+    # Reading files (library.scan, library.files, audiohash) is imported by the first adopt,
+    # audit, heal or checksum: an idle daemon does not carry it (issue 13: idle RSS).
+    from pooldaemon.library.scan import FileRead, Found
 
 log = get_logger(__name__)
 
@@ -244,6 +247,8 @@ class Library:
             song = (row["song_key"], row["l_version"] or "")
         seen = None
         if row["state"] in store_library.PRESENT_STATES and row["audio_hash"] is None:
+            from pooldaemon.library.files import look
+
             seen = await asyncio.to_thread(look, row["path"], True)
         await store_library.fill_entry(
             self.store,
@@ -274,6 +279,8 @@ class Library:
         return report
 
     async def _adopt(self, roots: list[str], dry_run: bool) -> dict[str, Any]:
+        from pooldaemon.library.scan import shown, walk
+
         found, problems = await asyncio.to_thread(walk, roots)
         known = await store_library.known_paths(self.store, [f.path for f in found])
         fresh = [f for f in found if f.path not in known]
@@ -321,6 +328,8 @@ class Library:
 
     async def _read(self, found: list[Found]) -> list[FileRead]:
         """Each file as read now, or as read last time when size, mtime and inode agree."""
+        from pooldaemon.library.scan import FileRead, read_files
+
         cached = await store_library.cached_files(self.store, [f.path for f in found])
         reads: list[FileRead] = []
         todo: list[tuple[str, int, int, int]] = []
@@ -413,6 +422,8 @@ class Library:
         return result.to_api()
 
     async def _check(self, entry: dict[str, Any], full: bool, result: AuditResult) -> None:
+        from pooldaemon.library.files import look, same_stat
+
         unchanged = same_stat(entry)
         seen = await asyncio.to_thread(
             look, entry["path"], full or not unchanged or entry["audio_hash"] is None
@@ -500,6 +511,8 @@ class Library:
                 continue
             target = entry["path"]
             if job["path"] != target:
+                from pooldaemon.library.files import put_back
+
                 await asyncio.to_thread(put_back, job["path"], target)
             await store_library.finish_heal(self.store, entry["id"], int(job["id"]), target)
             log.info("library file healed", path=target, job=job["id"])
