@@ -45,6 +45,17 @@ password = "p-123456"
 _SCRUB = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
+def library_files(root: Path) -> list[Path]:
+    """Every file under a download folder but its work area, sorted. A job's work folder goes
+    just after the job is done, so a walk into it could meet a folder that is no longer there."""
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        if Path(folder) == root:
+            dirs[:] = [d for d in dirs if d != ".pooldaemon"]
+        found.extend(Path(folder, name) for name in names)
+    return sorted(found)
+
+
 async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> float:
     """Wait until `check()` holds; the seconds it took; fails after `deadline_s`."""
     start = time.monotonic()

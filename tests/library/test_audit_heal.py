@@ -16,7 +16,7 @@ from mutagen.id3 import GEOB, ID3, TIT2
 from pooldaemon.config import Config
 from pooldaemon.control.client import ControlClient
 from pooldaemon.sim.promoonly import PromoOnlySim
-from tests.conftest import started_daemon
+from tests.conftest import library_files, started_daemon
 
 UNFINISHED = {"queued", "resolving", "downloading", "verifying"}
 
@@ -147,8 +147,7 @@ async def test_audit_and_heal(running: Running) -> None:
     assert sorted(asked) == sorted([cut, flipped])
     assert all(r["reason"] for r in running.sim.redownloads)
     # Nothing else in the download folder: the healed copies replaced the damaged ones.
-    files = sorted(p for p in running.config.daemon.download_dir.rglob("*") if p.is_file())
-    assert [p for p in files if ".pooldaemon" not in p.parts] == sorted(
+    assert library_files(running.config.daemon.download_dir) == sorted(
         paths[i] for i in (retagged, cut, flipped)
     )
 

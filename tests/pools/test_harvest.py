@@ -26,7 +26,7 @@ from pooldaemon.pools.http import PoolHttp
 from pooldaemon.sim.harvest import HarvestSim
 from pooldaemon.store import jobs as store_jobs
 from pooldaemon.store.db import Store
-from tests.conftest import eventually
+from tests.conftest import eventually, library_files
 from tests.readers import after_id3
 
 Pair = tuple[HarvestSim, HarvestAdapter]
@@ -677,8 +677,7 @@ class Stack:
     def files(self) -> dict[str, bytes]:
         return {
             p.relative_to(self.library).as_posix(): p.read_bytes()
-            for p in sorted(self.library.rglob("*"))
-            if p.is_file() and ".pooldaemon" not in p.relative_to(self.library).parts
+            for p in library_files(self.library)
         }
 
 
