@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pooldaemon.downloader.unzip import RATIO_FLOOR_BYTES, ArchiveRejected, extract_parts
+from pooldaemon.downloader.unzip import RATIO_FLOOR_BYTES, extract_parts
+from pooldaemon.errors import ArchiveRejected
 
 KIB = 1024
 #: One entry of zeros just at the ratio floor: it compresses about 1,000:1 and is not judged.

@@ -27,8 +27,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from pooldaemon.downloader.paths import ensure_dirs, sanitize_component, unique_path
-from pooldaemon.errors import ArchiveDamaged as ArchiveDamaged  # in errors.py: see there
-from pooldaemon.errors import ArchiveRejected as ArchiveRejected
+from pooldaemon.errors import ArchiveDamaged, ArchiveRejected
 from pooldaemon.fsutil import fsync_dir, full_fsync, same_filesystem
 
 CHUNK_BYTES = 1 << 20
